@@ -1,0 +1,227 @@
+"""Categories, products, variants, stock and digital-unit imports."""
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+from aiohttp import web
+from pydantic import Field, StringConstraints, field_validator
+
+from livehub import keys
+from livehub.api.models import Cents, LongText, Page, PageQuery, Text
+from livehub.api.routing import Api, Model, Out, path_id, principal, read_upload
+from livehub.errors import ValidationFailed
+from livehub.shop import catalog, units
+
+api = Api("catalog")
+
+Sku = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._/-]+$")]
+Options = Annotated[dict[str, Annotated[str, StringConstraints(max_length=100)]], Field(max_length=20)]
+Attributes = Annotated[dict[str, Any], Field(max_length=50)]
+Stock = Annotated[int, Field(ge=0, le=10_000_000)]
+
+
+class CategoryOut(Out):
+    id: UUID
+    slug: str
+    name: str
+    children: list["CategoryOut"]
+
+
+class CategoryTreeOut(Out):
+    items: list[CategoryOut]
+
+
+class VariantIn(Model):
+    sku: Sku
+    options: Options = {}
+    price_cents: Cents
+    stock: Stock = 0
+    digital: bool = False
+
+
+class ProductIn(Model):
+    title: Text
+    description: LongText = ""
+    category_id: UUID | None = None
+    attributes: Attributes = {}
+    variants: Annotated[list[VariantIn], Field(min_length=1, max_length=100)]
+
+    @field_validator("variants")
+    @classmethod
+    def distinct_skus(cls, variants: list[VariantIn]) -> list[VariantIn]:
+        skus = [v.sku for v in variants]
+        if len(set(skus)) != len(skus):
+            raise ValueError("each variant needs its own sku")
+        return variants
+
+
+class ProductPatch(Model):
+    title: Text | None = None
+    description: LongText | None = None
+    category_id: UUID | None = None
+    attributes: Attributes | None = None
+    status: Literal["active", "archived"] | None = None
+
+
+class VariantsIn(Model):
+    variants: Annotated[list[VariantIn], Field(min_length=1, max_length=100)]
+
+
+class VariantPatch(Model):
+    sku: Sku | None = None
+    options: Options | None = None
+    price_cents: Cents | None = None
+
+
+class StockIn(Model):
+    delta: Annotated[int, Field(ge=-10_000_000, le=10_000_000)]
+    reason: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+    reference: Annotated[str, StringConstraints(max_length=200)] | None = None
+
+
+class StockOut(Out):
+    variant_id: UUID
+    available: int
+
+
+class SellerRef(Out):
+    id: UUID
+    shop_name: str
+
+
+class VariantOut(Out):
+    id: UUID
+    sku: str
+    options: dict[str, str]
+    price_cents: int
+    available: int
+    digital: bool
+
+
+class ProductOut(Out):
+    id: UUID
+    title: str
+    description: str
+    category_id: UUID | None
+    attributes: dict[str, Any]
+    status: str
+    seller: SellerRef
+    variants: list[VariantOut]
+    created_at: datetime
+    updated_at: datetime
+
+
+class ProductQuery(PageQuery):
+    q: Annotated[str, StringConstraints(max_length=200)] | None = None
+    category: UUID | None = None
+    seller: UUID | None = None
+    min_price_cents: Cents | None = None
+    max_price_cents: Cents | None = None
+    in_stock: bool | None = None
+
+
+class RejectedLine(Out):
+    line: int
+    error: str
+
+
+class ImportOut(Out):
+    imported: int
+    rejected: list[RejectedLine]
+
+
+@api.get("/api/categories", response=CategoryTreeOut)
+async def list_categories(request: web.Request) -> CategoryTreeOut:
+    """The category tree"""
+    return CategoryTreeOut(items=await catalog.category_tree(request.app[keys.POOL]))
+
+
+@api.get("/api/products", query=ProductQuery, response=Page[ProductOut])
+async def list_products(request: web.Request, query: ProductQuery) -> Page[ProductOut]:
+    """Search and filter active products, newest first"""
+    f = catalog.ProductFilter(
+        q=query.q, category=query.category, seller=query.seller, min_price_cents=query.min_price_cents,
+        max_price_cents=query.max_price_cents, in_stock=query.in_stock,
+    )
+    page = await catalog.list_products(request.app[keys.POOL], f, limit=query.limit, cursor=query.cursor)
+    return Page[ProductOut].model_validate(page)
+
+
+@api.get("/api/products/{id}", response=ProductOut)
+async def get_product(request: web.Request) -> ProductOut:
+    """A product with its variants and available stock"""
+    async with request.app[keys.POOL].acquire() as conn:
+        return ProductOut.model_validate(await catalog.get_product(conn, path_id(request)))
+
+
+@api.post("/api/products", auth="seller", body=ProductIn, response=ProductOut, status=201)
+async def create_product(request: web.Request, body: ProductIn) -> ProductOut:
+    """List a new product with its variants"""
+    product = await catalog.create_product(request.app[keys.POOL], principal(request).user_id, body.model_dump())
+    return ProductOut.model_validate(product)
+
+
+@api.patch("/api/products/{id}", auth="seller", body=ProductPatch, response=ProductOut)
+async def update_product(request: web.Request, body: ProductPatch) -> ProductOut:
+    """Change your product's fields"""
+    changes = body.model_dump(exclude_unset=True)
+    for name in ("title", "description", "attributes", "status"):
+        if name in changes and changes[name] is None:
+            raise ValidationFailed(f"{name} cannot be null", {"field": name})
+    product = await catalog.update_product(
+        request.app[keys.POOL], principal(request).user_id, path_id(request), changes
+    )
+    return ProductOut.model_validate(product)
+
+
+@api.delete("/api/products/{id}", auth="seller", response=ProductOut)
+async def archive_product(request: web.Request) -> ProductOut:
+    """Archive your product: it leaves listings, its orders keep their links"""
+    product = await catalog.update_product(
+        request.app[keys.POOL], principal(request).user_id, path_id(request), {"status": "archived"}
+    )
+    return ProductOut.model_validate(product)
+
+
+@api.post("/api/products/{id}/variants", auth="seller", body=VariantsIn, response=ProductOut, status=201)
+async def add_variants(request: web.Request, body: VariantsIn) -> ProductOut:
+    """Add variants to your product"""
+    product = await catalog.add_variants(
+        request.app[keys.POOL], principal(request).user_id, path_id(request), body.model_dump()["variants"]
+    )
+    return ProductOut.model_validate(product)
+
+
+@api.patch("/api/variants/{id}", auth="seller", body=VariantPatch, response=ProductOut)
+async def update_variant(request: web.Request, body: VariantPatch) -> ProductOut:
+    """Change your variant's SKU, options or price"""
+    changes = body.model_dump(exclude_unset=True)
+    if any(v is None for v in changes.values()):
+        raise ValidationFailed("fields cannot be null")
+    product = await catalog.update_variant(
+        request.app[keys.POOL], principal(request).user_id, path_id(request), changes
+    )
+    return ProductOut.model_validate(product)
+
+
+@api.post("/api/variants/{id}/stock", auth="seller", body=StockIn, response=StockOut)
+async def adjust_stock(request: web.Request, body: StockIn) -> StockOut:
+    """Restock or write off units of your variant; every change is audited"""
+    result = await catalog.adjust_stock(
+        request.app[keys.POOL], principal(request).user_id, path_id(request), body.delta, body.reason,
+        body.reference,
+    )
+    return StockOut.model_validate(result)
+
+
+@api.post("/api/variants/{id}/units", auth="seller", response=ImportOut, content_type="text/csv")
+async def import_units(request: web.Request) -> ImportOut:
+    """Import digital codes (CSV, one code per row) into your digital variant"""
+    variant_id = path_id(request)
+    raw = await read_upload(request)
+    settings = request.app[keys.SETTINGS]
+    report = await units.import_csv(
+        request.app[keys.POOL], principal(request).user_id, variant_id, raw, max_codes=settings.max_units_per_import
+    )
+    return ImportOut.model_validate(report)

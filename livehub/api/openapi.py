@@ -1,0 +1,83 @@
+"""The OpenAPI 3.1 document, derived from the routes and their pydantic models (never hand-written)."""
+
+import re
+from typing import Any
+
+from pydantic.json_schema import models_json_schema
+
+from livehub.api.models import ErrorOut
+from livehub.api.routing import Api, Route
+
+REF = "#/components/schemas/{model}"
+_PATH_PARAM = re.compile(r"\{(\w+)\}")
+
+ERROR_STATUSES = {
+    "user": ("401", "403", "404", "409", "422", "429"),
+    "none": ("404", "409", "422", "429"),
+}
+
+
+def build_openapi(apis: list[Api], *, title: str, version: str, description: str) -> dict[str, Any]:
+    routes = [r for api in apis for r in api.routes]
+    wanted = [(ErrorOut, "serialization")]
+    for r in routes:
+        if r.body is not None:
+            wanted.append((r.body, "validation"))
+        if r.response is not None:
+            wanted.append((r.response, "serialization"))
+    refs, schemas = models_json_schema(list(dict.fromkeys(wanted)), ref_template=REF)
+    components: dict[str, Any] = dict(schemas.get("$defs", {}))
+
+    paths: dict[str, dict] = {}
+    for r in routes:
+        paths.setdefault(r.path, {})[r.method.lower()] = _operation(r, refs, components)
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": title, "version": version, "description": description},
+        "paths": paths,
+        "components": {
+            "schemas": components,
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer"},
+                "cookie": {"type": "apiKey", "in": "cookie", "name": "livehub_session"},
+            },
+        },
+    }
+
+
+def _operation(r: Route, refs: dict, components: dict) -> dict[str, Any]:
+    op: dict[str, Any] = {"operationId": r.handler.__name__, "summary": r.summary, "tags": [r.tag]}
+    params = [
+        {"name": name, "in": "path", "required": True, "schema": {"type": "string", "format": "uuid"}}
+        for name in _PATH_PARAM.findall(r.path)
+    ]
+    if r.query is not None:
+        schema = r.query.model_json_schema(ref_template=REF)
+        components.update(schema.get("$defs", {}))
+        required = set(schema.get("required", []))
+        params += [
+            {"name": name, "in": "query", "required": name in required, "schema": prop}
+            for name, prop in schema["properties"].items()
+        ]
+    if params:
+        op["parameters"] = params
+    if r.body is not None:
+        op["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": refs[(r.body, "validation")]}},
+        }
+    elif r.content_type != "application/json":
+        op["requestBody"] = {"required": True, "content": {r.content_type: {"schema": {"type": "string"}}}}
+
+    ok: dict[str, Any] = {"description": "success"}
+    if r.response is not None:
+        ok["content"] = {"application/json": {"schema": refs[(r.response, "serialization")]}}
+    op["responses"] = {str(r.status): ok}
+    error = {"description": "error", "content": {"application/json": {"schema": refs[(ErrorOut, "serialization")]}}}
+    for status in ERROR_STATUSES["none" if r.auth in ("none", "optional") else "user"]:
+        op["responses"][status] = error
+    if r.body is not None or r.content_type != "application/json":
+        op["responses"]["413"] = error
+    if r.auth not in ("none", "optional"):
+        op["security"] = [{"bearer": []}, {"cookie": []}]
+    return op

@@ -1,0 +1,64 @@
+"""The application factory: one aiohttp app per LiveHub node."""
+
+import logging
+from pathlib import Path
+
+from aiohttp import web
+from swagger_ui import api_doc
+
+from livehub import __version__, keys
+from livehub.api import admin, auth, catalog, health, sellers
+from livehub.api.openapi import build_openapi
+from livehub.auth import LoginLimiter, PasswordHasher
+from livehub.errors import error_middleware
+from livehub.jsonx import json_response
+from livehub.settings import Settings
+from storage.db import create_pool, migrate
+
+log = logging.getLogger(__name__)
+
+STATIC = Path(__file__).resolve().parent.parent / "static"
+APIS = [health.api, auth.api, sellers.api, catalog.api, admin.api]
+DESCRIPTION = "LiveHub REST API. Errors: `{error: {code, message, details}}`; money in integer `_cents`."
+
+
+async def database(app: web.Application):
+    settings = app[keys.SETTINGS]
+    if not settings.database_url:
+        raise RuntimeError("no database: set DATABASE_URL, or start through run.py for the embedded one")
+    pool = await create_pool(settings.database_url, min_size=settings.db_pool_min, max_size=settings.db_pool_max)
+    async with pool.acquire() as conn:
+        await migrate(conn)
+    app[keys.POOL] = pool
+    yield
+    await pool.close()
+
+
+async def accounts(app: web.Application):
+    settings = app[keys.SETTINGS]
+    app[keys.HASHER] = PasswordHasher(settings)
+    app[keys.LOGIN_LIMITER] = LoginLimiter(settings)
+    yield
+
+
+async def openapi_json(request: web.Request) -> web.Response:
+    return json_response(request.app[keys.OPENAPI])
+
+
+async def index(request: web.Request) -> web.FileResponse:
+    return web.FileResponse(STATIC / "index.html")
+
+
+def create_app(settings: Settings | None = None) -> web.Application:
+    settings = settings or Settings()
+    app = web.Application(middlewares=[error_middleware], client_max_size=settings.max_upload_bytes)
+    app[keys.SETTINGS] = settings
+    app[keys.OPENAPI] = build_openapi(APIS, title="LiveHub", version=__version__, description=DESCRIPTION)
+    app.cleanup_ctx.extend([database, accounts])
+    for api in APIS:
+        app.router.add_routes(api.table())
+    app.router.add_get("/api/openapi.json", openapi_json)
+    api_doc(app, config_rel_url="/api/openapi.json", url_prefix="/api/docs", title="LiveHub API")
+    app.router.add_get("/", index)
+    app.router.add_static("/static", STATIC)
+    return app

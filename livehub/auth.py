@@ -1,0 +1,207 @@
+"""Accounts and sessions: password hashing, session tokens, failed-login limits.
+
+Passwords are hashed with argon2id (memory-hard) in a worker thread so a login never stalls the event
+loop. Session tokens are 256 random bits handed to the client once; only their SHA-256 is stored, which
+is enough for a token of that entropy and lets every request look its session up by primary key.
+"""
+
+import asyncio
+import hashlib
+import secrets
+from dataclasses import dataclass, field
+from uuid import UUID
+
+import argon2
+import asyncpg
+
+from livehub.errors import Conflict, RateLimited, Unauthorized
+from livehub.settings import Settings
+
+
+class PasswordHasher:
+    def __init__(self, settings: Settings):
+        self._hasher = argon2.PasswordHasher(
+            time_cost=settings.password_time_cost,
+            memory_cost=settings.password_memory_kib,
+            parallelism=settings.password_parallelism,
+        )
+        # A hash to verify against when the account does not exist, so a login for an unknown email
+        # costs as much as one for a known email and timing does not reveal which accounts exist.
+        self._decoy = self._hasher.hash(secrets.token_hex(16))
+
+    async def hash(self, password: str) -> str:
+        return await asyncio.to_thread(self._hasher.hash, password)
+
+    async def verify(self, password_hash: str | None, password: str) -> bool:
+        def check() -> bool:
+            try:
+                return self._hasher.verify(password_hash or self._decoy, password) and password_hash is not None
+            except argon2.exceptions.VerificationError:
+                return False
+            except argon2.exceptions.InvalidHashError:
+                return False
+
+        return await asyncio.to_thread(check)
+
+
+def new_token() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def hash_token(token: str) -> bytes:
+    return hashlib.sha256(token.encode()).digest()
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is making a request: the account, its roles, and its seller profile if any."""
+
+    user_id: UUID
+    roles: tuple[str, ...]
+    seller_id: UUID | None = None
+    seller_status: str | None = None
+    via_cookie: bool = field(default=False, compare=False)
+
+    @property
+    def is_admin(self) -> bool:
+        return "admin" in self.roles
+
+    @property
+    def is_seller(self) -> bool:
+        return "seller" in self.roles
+
+
+# Roles as CONTRACT.md defines them: stored roles plus 'seller' for an approved seller profile.
+USER_JSON = """
+    json_build_object(
+        'id', u.id, 'email', u.email, 'phone', u.phone, 'display_name', u.display_name,
+        'roles', u.roles || CASE WHEN s.status = 'approved' THEN '{seller}'::text[] ELSE '{}' END,
+        'seller_id', s.id, 'created_at', u.created_at)
+"""
+
+
+async def user_json(conn, user_id: UUID) -> dict:
+    return await conn.fetchval(
+        f"SELECT {USER_JSON} FROM users u LEFT JOIN sellers s ON s.user_id = u.id WHERE u.id = $1", user_id
+    )
+
+
+async def principal_for_token(pool: asyncpg.Pool, token: str) -> Principal | None:
+    row = await pool.fetchrow(
+        """SELECT u.id, u.roles, s.id AS seller_id, s.status AS seller_status
+             FROM sessions t JOIN users u ON u.id = t.user_id LEFT JOIN sellers s ON s.user_id = u.id
+            WHERE t.token_hash = $1 AND t.expires_at > now()""",
+        hash_token(token),
+    )
+    if row is None:
+        return None
+    roles = tuple(row["roles"]) + (("seller",) if row["seller_status"] == "approved" else ())
+    return Principal(row["id"], roles, row["seller_id"], row["seller_status"])
+
+
+async def create_session(conn, user_id: UUID, ttl_s: int) -> str:
+    token = new_token()
+    await conn.execute(
+        "INSERT INTO sessions (token_hash, user_id, expires_at) VALUES ($1, $2, now() + make_interval(secs => $3))",
+        hash_token(token),
+        user_id,
+        ttl_s,
+    )
+    return token
+
+
+async def end_session(pool: asyncpg.Pool, token: str) -> None:
+    await pool.execute("DELETE FROM sessions WHERE token_hash = $1", hash_token(token))
+
+
+async def register(
+    pool: asyncpg.Pool, hasher: PasswordHasher, settings: Settings, *, email: str, password: str,
+    display_name: str, phone: str | None = None,
+) -> tuple[dict, str]:
+    """Create an account and its first session. Returns (user, token)."""
+    password_hash = await hasher.hash(password)
+    async with pool.acquire() as conn, conn.transaction():
+        try:
+            user_id = await conn.fetchval(
+                """INSERT INTO users (email, phone, display_name, password_hash)
+                   VALUES ($1, $2, $3, $4) RETURNING id""",
+                email.lower(), phone, display_name, password_hash,
+            )
+        except asyncpg.UniqueViolationError as exc:
+            field_name = "phone" if exc.constraint_name == "users_phone_key" else "email"
+            raise Conflict(f"an account with this {field_name} already exists", {"field": field_name}) from None
+        token = await create_session(conn, user_id, settings.session_ttl_s)
+        return await user_json(conn, user_id), token
+
+
+class LoginLimiter:
+    """Counts failed logins per account and per client address over a sliding window, in Postgres so
+    that every node of a deployment shares the count."""
+
+    def __init__(self, settings: Settings):
+        self.window_s = settings.login_window_s
+        self.per_account = settings.login_max_failures_per_account
+        self.per_address = settings.login_max_failures_per_address
+
+    async def check(self, pool: asyncpg.Pool, account: str, address: str) -> None:
+        row = await pool.fetchrow(
+            """SELECT count(*) FILTER (WHERE account = $1) AS by_account,
+                      count(*) FILTER (WHERE address = $2) AS by_address,
+                      min(failed_at) AS oldest
+                 FROM login_failures
+                WHERE (account = $1 OR address = $2) AND failed_at > now() - make_interval(secs => $3)""",
+            account, address, self.window_s,
+        )
+        if row["by_account"] >= self.per_account or row["by_address"] >= self.per_address:
+            raise RateLimited(
+                "too many failed sign-in attempts; try again later",
+                {"retry_after_s": self.window_s},
+                headers={"Retry-After": str(self.window_s)},
+            )
+
+    async def failed(self, pool: asyncpg.Pool, account: str, address: str) -> None:
+        async with pool.acquire() as conn, conn.transaction():
+            # Forget what has left the window so the table stays the size of recent failures.
+            await conn.execute(
+                "DELETE FROM login_failures WHERE account = $1 AND failed_at < now() - make_interval(secs => $2)",
+                account, self.window_s,
+            )
+            await conn.execute("INSERT INTO login_failures (account, address) VALUES ($1, $2)", account, address)
+
+    async def succeeded(self, pool: asyncpg.Pool, account: str) -> None:
+        await pool.execute("DELETE FROM login_failures WHERE account = $1", account)
+
+
+async def login(
+    pool: asyncpg.Pool, hasher: PasswordHasher, limiter: LoginLimiter, settings: Settings, *,
+    login_id: str, password: str, address: str,
+) -> tuple[dict, str]:
+    """Sign in by email or phone. Returns (user, token); raises Unauthorized or RateLimited."""
+    account = login_id.strip().lower()
+    await limiter.check(pool, account, address)
+    row = await pool.fetchrow(
+        "SELECT id, password_hash FROM users WHERE email = $1 OR phone = $2", account, login_id.strip()
+    )
+    if not await hasher.verify(row["password_hash"] if row else None, password):
+        await limiter.failed(pool, account, address)
+        raise Unauthorized("wrong email or password")
+    await limiter.succeeded(pool, account)
+    async with pool.acquire() as conn:
+        token = await create_session(conn, row["id"], settings.session_ttl_s)
+        return await user_json(conn, row["id"]), token
+
+
+async def ensure_admin(pool: asyncpg.Pool, hasher: PasswordHasher, email: str, password: str) -> bool:
+    """Create an admin account, or grant admin to an existing one (its password is then reset).
+    Returns True when the account was created."""
+    password_hash = await hasher.hash(password)
+    created = await pool.fetchval(
+        """INSERT INTO users (email, display_name, password_hash, roles)
+           VALUES ($1, split_part($1, '@', 1), $2, '{viewer,admin}')
+           ON CONFLICT (email) DO UPDATE
+              SET roles = (SELECT array_agg(DISTINCT r ORDER BY r) FROM unnest(users.roles || '{admin}') r),
+                  password_hash = EXCLUDED.password_hash
+           RETURNING xmax = 0""",
+        email.lower(), password_hash,
+    )
+    return created

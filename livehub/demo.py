@@ -1,0 +1,128 @@
+"""Demo data for `python run.py --demo`: accounts, a shop, categories and products. Idempotent: running
+it again changes nothing that is already there (stock and passwords included)."""
+
+import asyncpg
+
+from livehub.auth import PasswordHasher
+
+PASSWORD = "demo-password"
+ADMIN = "admin@demo.livehub"
+SELLER = "seller@demo.livehub"
+VIEWERS = [f"viewer{i}@demo.livehub" for i in range(1, 21)]
+
+CATEGORIES = [
+    # slug, name, parent slug
+    ("fashion", "Fashion", None),
+    ("sneakers", "Sneakers", "fashion"),
+    ("jackets", "Jackets", "fashion"),
+    ("beauty", "Beauty", None),
+    ("electronics", "Electronics", None),
+    ("audio", "Audio", "electronics"),
+    ("gift-cards", "Gift cards", None),
+]
+
+PRODUCTS = [
+    {
+        "title": "Aurora Runner sneakers",
+        "description": "Lightweight knit runners with a recycled sole. The drop everyone asks about.",
+        "category": "sneakers",
+        "attributes": {"brand": "Aurora", "material": "recycled knit"},
+        "variants": [
+            {"sku": "DEMO-AUR-RUN-40", "options": {"size": "40"}, "price_cents": 8900, "stock": 120},
+            {"sku": "DEMO-AUR-RUN-42", "options": {"size": "42"}, "price_cents": 8900, "stock": 150},
+            {"sku": "DEMO-AUR-RUN-44", "options": {"size": "44"}, "price_cents": 8900, "stock": 80},
+        ],
+    },
+    {
+        "title": "Harbor rain jacket",
+        "description": "Packable waterproof shell with taped seams.",
+        "category": "jackets",
+        "attributes": {"brand": "Harbor", "waterproof": True},
+        "variants": [
+            {"sku": "DEMO-HRB-JKT-S-NAVY", "options": {"size": "S", "colour": "navy"}, "price_cents": 12900, "stock": 40},
+            {"sku": "DEMO-HRB-JKT-M-NAVY", "options": {"size": "M", "colour": "navy"}, "price_cents": 12900, "stock": 60},
+            {"sku": "DEMO-HRB-JKT-M-OCHRE", "options": {"size": "M", "colour": "ochre"}, "price_cents": 12900, "stock": 35},
+        ],
+    },
+    {
+        "title": "Glow serum 30 ml",
+        "description": "Vitamin C serum, fragrance free.",
+        "category": "beauty",
+        "attributes": {"volume_ml": 30},
+        "variants": [{"sku": "DEMO-GLOW-30", "options": {}, "price_cents": 2400, "stock": 500}],
+    },
+    {
+        "title": "Pulse wireless earbuds",
+        "description": "Noise-cancelling earbuds with a 30-hour case.",
+        "category": "audio",
+        "attributes": {"brand": "Pulse", "battery_hours": 30},
+        "variants": [
+            {"sku": "DEMO-PULSE-BLK", "options": {"colour": "black"}, "price_cents": 5900, "stock": 300},
+            {"sku": "DEMO-PULSE-WHT", "options": {"colour": "white"}, "price_cents": 5900, "stock": 250},
+        ],
+    },
+    {
+        "title": "LiveHub gift card 25.00",
+        "description": "A digital code delivered on the order.",
+        "category": "gift-cards",
+        "attributes": {"delivery": "digital"},
+        "variants": [{"sku": "DEMO-GIFT-25", "options": {}, "price_cents": 2500, "stock": 0, "digital": True}],
+        "codes": [f"DEMO-GIFT-{n:04d}" for n in range(1, 51)],
+    },
+]
+
+
+async def _user(conn, hasher: PasswordHasher, email: str, name: str, roles: list[str]):
+    user_id = await conn.fetchval("SELECT id FROM users WHERE email = $1", email)
+    if user_id is None:
+        user_id = await conn.fetchval(
+            "INSERT INTO users (email, display_name, password_hash, roles) VALUES ($1, $2, $3, $4) RETURNING id",
+            email, name, await hasher.hash(PASSWORD), roles,
+        )
+    return user_id
+
+
+async def seed(pool: asyncpg.Pool, hasher: PasswordHasher) -> None:
+    async with pool.acquire() as conn, conn.transaction():
+        admin_id = await _user(conn, hasher, ADMIN, "Demo Admin", ["viewer", "admin"])
+        seller_user = await _user(conn, hasher, SELLER, "Demo Seller", ["viewer"])
+        for n, email in enumerate(VIEWERS, start=1):
+            await _user(conn, hasher, email, f"Viewer {n}", ["viewer"])
+
+        await conn.execute(
+            """INSERT INTO sellers (user_id, shop_name, description, status, approved_at, approved_by)
+               VALUES ($1, 'Demo Boutique', 'Sneakers, jackets, beauty and gadgets, live every evening.',
+                       'approved', now(), $2)
+               ON CONFLICT (user_id) DO NOTHING""",
+            seller_user, admin_id,
+        )
+        category_ids = {}
+        for slug, name, parent in CATEGORIES:
+            category_ids[slug] = await conn.fetchval(
+                """INSERT INTO categories (slug, name, parent_id) VALUES ($1, $2, $3)
+                   ON CONFLICT (slug) DO UPDATE SET slug = EXCLUDED.slug RETURNING id""",
+                slug, name, category_ids.get(parent),
+            )
+        for product in PRODUCTS:
+            first_sku = product["variants"][0]["sku"]
+            if await conn.fetchval("SELECT 1 FROM variants WHERE sku = $1", first_sku):
+                continue
+            product_id = await conn.fetchval(
+                "SELECT create_product($1, $2, $3, $4, $5, $6)",
+                seller_user, product["title"], product["description"], category_ids[product["category"]],
+                product["attributes"], product["variants"],
+            )
+            if product.get("codes"):
+                variant_id = await conn.fetchval("SELECT id FROM variants WHERE product_id = $1", product_id)
+                await conn.execute("SELECT * FROM import_units($1, $2, $3)", variant_id, product["codes"], seller_user)
+
+
+def sign_in_help(base_url: str) -> str:
+    return "\n".join([
+        f"LiveHub demo is running at {base_url}",
+        f"  API docs:  {base_url}/api/docs",
+        f"  admin:     {ADMIN}",
+        f"  seller:    {SELLER}",
+        f"  viewers:   viewer1@demo.livehub … viewer20@demo.livehub",
+        f"  password (every demo account): {PASSWORD}",
+    ])

@@ -1,0 +1,13 @@
+"""Typed application state keys, declared in one place."""
+
+import asyncpg
+from aiohttp import web
+
+from livehub.auth import LoginLimiter, PasswordHasher
+from livehub.settings import Settings
+
+SETTINGS = web.AppKey("settings", Settings)
+POOL = web.AppKey("pool", asyncpg.Pool)
+HASHER = web.AppKey("hasher", PasswordHasher)
+LOGIN_LIMITER = web.AppKey("login_limiter", LoginLimiter)
+OPENAPI = web.AppKey("openapi", dict)

@@ -1,0 +1,59 @@
+"""The one place that reads the environment.
+
+Every knob is a field here with its default; the README's configuration table lists them. Variables
+are `LIVEHUB_<FIELD>` (for example `LIVEHUB_PORT`), except the two connection URLs, which also answer
+to the conventional `DATABASE_URL` and `REDIS_URL`.
+"""
+
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LIVEHUB_", extra="ignore", populate_by_name=True)
+
+    database_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("DATABASE_URL", "LIVEHUB_DATABASE_URL")
+    )
+    redis_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("REDIS_URL", "LIVEHUB_REDIS_URL")
+    )
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    data_dir: Path = Path("var")
+    currency: str = "USD"
+
+    db_pool_min: int = 2
+    db_pool_max: int = 20
+
+    # Sessions and cookies
+    session_ttl_s: int = 30 * 24 * 3600
+    cookie_secure: bool = False
+    # Origins (scheme://host[:port]) allowed to make cookie-authenticated writes besides the server's own.
+    allowed_origins: list[str] = []
+
+    # Failed logins per window, counted per account and per client address. Successful logins and
+    # registrations are not limited.
+    login_window_s: int = 900
+    # Behind N reverse proxies, the client address is the Nth entry from the right of X-Forwarded-For.
+    trusted_proxy_count: int = 0
+    login_max_failures_per_account: int = 5
+    login_max_failures_per_address: int = 50
+
+    # argon2id cost; the defaults are argon2-cffi's (RFC 9106 low-memory profile).
+    password_time_cost: int = 3
+    password_memory_kib: int = 65536
+    password_parallelism: int = 4
+
+    max_json_bytes: int = 64 * 1024
+    max_upload_bytes: int = 8 * 1024 * 1024
+    page_size: int = 20
+    max_page_size: int = 100
+    max_units_per_import: int = 50_000
+
+    log_level: str = "INFO"
+    # Read by `run.py create-admin` instead of prompting.
+    admin_password: str | None = None

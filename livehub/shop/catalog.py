@@ -1,0 +1,202 @@
+"""Catalog: categories, products, variants, stock and digital units.
+
+Reads build their JSON in Postgres (one round trip per page); writes call the storage functions in
+storage/functions/catalog.sql, which own every rule about stock and ownership.
+"""
+
+import base64
+import binascii
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+
+from livehub.errors import NotFound, ValidationFailed
+from livehub.jsonx import dumps, loads
+
+PRODUCT_JSON = """
+    json_build_object(
+        'id', p.id, 'title', p.title, 'description', p.description, 'category_id', p.category_id,
+        'attributes', p.attributes, 'status', p.status, 'created_at', p.created_at,
+        'updated_at', p.updated_at,
+        'seller', json_build_object('id', s.id, 'shop_name', s.shop_name),
+        'variants', (
+            SELECT coalesce(json_agg(json_build_object(
+                       'id', v.id, 'sku', v.sku, 'options', v.options, 'price_cents', v.price_cents,
+                       'available', v.stock, 'digital', v.digital) ORDER BY v.created_at, v.sku), '[]')
+              FROM variants v WHERE v.product_id = p.id))
+"""
+
+_WORD = re.compile(r"\w+")
+
+
+@dataclass
+class ProductFilter:
+    q: str | None = None
+    category: UUID | None = None
+    seller: UUID | None = None
+    min_price_cents: int | None = None
+    max_price_cents: int | None = None
+    in_stock: bool | None = None
+
+
+def encode_cursor(created_at: str, product_id: str) -> str:
+    return base64.urlsafe_b64encode(dumps([created_at, product_id])).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, UUID]:
+    try:
+        created_at, product_id = loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        return datetime.fromisoformat(created_at), UUID(product_id)
+    except (ValueError, TypeError, binascii.Error):
+        raise ValidationFailed("invalid cursor", {"cursor": cursor}) from None
+
+
+def prefix_query(text: str) -> str | None:
+    """Words of a search box as a tsquery where each word may be a prefix: 'red sne' finds 'red sneakers'."""
+    words = _WORD.findall(text.lower())[:10]
+    return " & ".join(f"{w}:*" for w in words) or None
+
+
+async def list_products(pool: asyncpg.Pool, f: ProductFilter, *, limit: int, cursor: str | None) -> dict:
+    """A page of active products, newest first, with `next_cursor` for the page after."""
+    where = ["p.status = 'active'", "s.status = 'approved'"]
+    args: list[Any] = []
+
+    def arg(value: Any) -> str:
+        args.append(value)
+        return f"${len(args)}"
+
+    if f.q and (tsq := prefix_query(f.q)):
+        where.append(f"p.search @@ to_tsquery('simple', {arg(tsq)})")
+    if f.category:
+        # A category includes everything filed under its subcategories.
+        where.append(
+            f"""p.category_id IN (WITH RECURSIVE sub AS (
+                    SELECT id FROM categories WHERE id = {arg(f.category)}
+                    UNION ALL SELECT c.id FROM categories c JOIN sub ON c.parent_id = sub.id)
+                SELECT id FROM sub)"""
+        )
+    if f.seller:
+        where.append(f"p.seller_id = {arg(f.seller)}")
+    variant_conditions = []
+    if f.min_price_cents is not None:
+        variant_conditions.append(f"v.price_cents >= {arg(f.min_price_cents)}")
+    if f.max_price_cents is not None:
+        variant_conditions.append(f"v.price_cents <= {arg(f.max_price_cents)}")
+    if f.in_stock:
+        variant_conditions.append("v.stock > 0")
+    if variant_conditions:
+        where.append(
+            "EXISTS (SELECT 1 FROM variants v WHERE v.product_id = p.id AND "
+            + " AND ".join(variant_conditions) + ")"
+        )
+    if cursor:
+        created_at, product_id = decode_cursor(cursor)
+        where.append(f"(p.created_at, p.id) < ({arg(created_at)}, {arg(product_id)})")
+
+    rows = await pool.fetch(
+        f"""SELECT {PRODUCT_JSON} AS product, p.created_at, p.id
+              FROM products p JOIN sellers s ON s.id = p.seller_id
+             WHERE {' AND '.join(where)}
+             ORDER BY p.created_at DESC, p.id DESC
+             LIMIT {arg(limit + 1)}""",
+        *args,
+    )
+    items = [r["product"] for r in rows[:limit]]
+    next_cursor = None
+    if len(rows) > limit:
+        last = rows[limit - 1]
+        next_cursor = encode_cursor(last["created_at"].isoformat(), str(last["id"]))
+    return {"items": items, "next_cursor": next_cursor}
+
+
+async def get_product(conn, product_id: UUID) -> dict:
+    """A product with its variants. Archived products stay readable so old orders can link to them."""
+    product = await conn.fetchval(
+        f"SELECT {PRODUCT_JSON} FROM products p JOIN sellers s ON s.id = p.seller_id WHERE p.id = $1",
+        product_id,
+    )
+    if product is None:
+        raise NotFound("product not found")
+    return product
+
+
+async def create_product(pool: asyncpg.Pool, user_id: UUID, data: dict) -> dict:
+    async with pool.acquire() as conn, conn.transaction():
+        product_id = await conn.fetchval(
+            "SELECT create_product($1, $2, $3, $4, $5, $6)",
+            user_id, data["title"], data["description"], data["category_id"], data["attributes"],
+            data["variants"],
+        )
+        return await get_product(conn, product_id)
+
+
+async def update_product(pool: asyncpg.Pool, user_id: UUID, product_id: UUID, changes: dict) -> dict:
+    """Changes the given fields of the caller's product."""
+    columns = {k: v for k, v in changes.items() if k in ("title", "description", "category_id", "attributes", "status")}
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute("SELECT owned_product($1, approved_seller($2))", product_id, user_id)
+        if columns:
+            sets = ", ".join(f"{name} = ${i}" for i, name in enumerate(columns, start=2))
+            await conn.execute(
+                f"UPDATE products SET {sets}, updated_at = now() WHERE id = $1", product_id, *columns.values()
+            )
+        return await get_product(conn, product_id)
+
+
+async def add_variants(pool: asyncpg.Pool, user_id: UUID, product_id: UUID, variants: list[dict]) -> dict:
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute("SELECT owned_product($1, approved_seller($2))", product_id, user_id)
+        await conn.execute("SELECT add_variants($1, $2, $3)", product_id, variants, user_id)
+        return await get_product(conn, product_id)
+
+
+async def update_variant(pool: asyncpg.Pool, user_id: UUID, variant_id: UUID, changes: dict) -> dict:
+    """Changes price, options or SKU of the caller's variant. Stock moves only through adjust_stock."""
+    columns = {k: v for k, v in changes.items() if k in ("sku", "options", "price_cents")}
+    async with pool.acquire() as conn, conn.transaction():
+        product_id = await conn.fetchval("SELECT product_id FROM variants WHERE id = $1", variant_id)
+        if product_id is None:
+            raise NotFound("variant not found")
+        await conn.execute("SELECT owned_product($1, approved_seller($2))", product_id, user_id)
+        if columns:
+            sets = ", ".join(f"{name} = ${i}" for i, name in enumerate(columns, start=2))
+            await conn.execute(f"UPDATE variants SET {sets} WHERE id = $1", variant_id, *columns.values())
+        return await get_product(conn, product_id)
+
+
+async def adjust_stock(
+    pool: asyncpg.Pool, user_id: UUID, variant_id: UUID, delta: int, reason: str, reference: str | None
+) -> dict:
+    stock = await pool.fetchval(
+        "SELECT adjust_stock($1, $2, $3, $4, $5)", variant_id, delta, reason, user_id, reference
+    )
+    return {"variant_id": variant_id, "available": stock}
+
+
+async def import_units(pool: asyncpg.Pool, user_id: UUID, variant_id: UUID, codes: list[str]) -> set[str]:
+    """Imports codes; returns those that were new (the rest were imported before)."""
+    rows = await pool.fetch("SELECT code, imported FROM import_units($1, $2, $3)", variant_id, codes, user_id)
+    return {r["code"] for r in rows if r["imported"]}
+
+
+async def category_tree(pool: asyncpg.Pool) -> list[dict]:
+    rows = await pool.fetch("SELECT id, parent_id, slug, name FROM categories ORDER BY position, name")
+    nodes = {r["id"]: {"id": r["id"], "slug": r["slug"], "name": r["name"], "children": []} for r in rows}
+    roots = []
+    for r in rows:
+        (nodes[r["parent_id"]]["children"] if r["parent_id"] else roots).append(nodes[r["id"]])
+    return roots
+
+
+async def create_category(pool: asyncpg.Pool, slug: str, name: str, parent_id: UUID | None, position: int) -> dict:
+    row = await pool.fetchrow(
+        """INSERT INTO categories (slug, name, parent_id, position) VALUES ($1, $2, $3, $4)
+           RETURNING id, slug, name""",
+        slug, name, parent_id, position,
+    )
+    return {**dict(row), "children": []}

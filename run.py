@@ -1,0 +1,110 @@
+"""Start a LiveHub node.
+
+    python run.py [--host 127.0.0.1] [--port 8080] [--demo]
+    python run.py create-admin EMAIL            (password from LIVEHUB_ADMIN_PASSWORD or a prompt)
+
+With no DATABASE_URL an embedded PostgreSQL runs from ./var/pgdata (LIVEHUB_DATA_DIR) for as long as the
+node does.
+"""
+
+import argparse
+import asyncio
+import contextlib
+import getpass
+import logging
+import sys
+
+import asyncpg
+from aiohttp import web
+
+from livehub import demo
+from livehub.app import create_app
+from livehub.auth import PasswordHasher, ensure_admin
+from livehub.settings import Settings
+from storage.db import create_pool, migrate
+
+log = logging.getLogger("livehub")
+EMBEDDED_DATABASE = "livehub"
+
+
+@contextlib.contextmanager
+def database(settings: Settings):
+    """Yields settings with a database_url: the configured one, or an embedded server's."""
+    if settings.database_url:
+        yield settings
+        return
+    from storage.embedded import EmbeddedPostgres
+
+    data_dir = settings.data_dir.resolve()
+    with EmbeddedPostgres(data_dir / "pgdata") as pg:
+        log.info("embedded PostgreSQL on %s (data in %s)", pg.dsn, data_dir / "pgdata")
+        asyncio.run(_create_database(pg.dsn, EMBEDDED_DATABASE))
+        yield settings.model_copy(update={"database_url": pg.dsn.rsplit("/", 1)[0] + "/" + EMBEDDED_DATABASE})
+
+
+async def _create_database(dsn: str, name: str) -> None:
+    conn = await asyncpg.connect(dsn)
+    try:
+        if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
+            await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+
+
+async def _prepare(settings: Settings, *, seed_demo: bool, admin: tuple[str, str] | None = None) -> None:
+    """Migrate, and seed the demo or create an admin, before the server takes traffic."""
+    pool = await create_pool(settings.database_url, min_size=1, max_size=2)
+    try:
+        async with pool.acquire() as conn:
+            await migrate(conn)
+        hasher = PasswordHasher(settings)
+        if seed_demo:
+            await demo.seed(pool, hasher)
+        if admin:
+            created = await ensure_admin(pool, hasher, *admin)
+            print(f"{'created' if created else 'promoted'} admin {admin[0]}")
+    finally:
+        await pool.close()
+
+
+def serve(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="run.py", description="Start a LiveHub node.")
+    parser.add_argument("--host", help="address to listen on (default 127.0.0.1, LIVEHUB_HOST)")
+    parser.add_argument("--port", type=int, help="port (default 8080, LIVEHUB_PORT)")
+    parser.add_argument("--demo", action="store_true", help="seed the demo shop and accounts")
+    args = parser.parse_args(argv)
+    settings = Settings()
+    updates = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
+    settings = settings.model_copy(update=updates)
+    with database(settings) as settings:
+        asyncio.run(_prepare(settings, seed_demo=args.demo))
+        base_url = f"http://{settings.host}:{settings.port}"
+        print(demo.sign_in_help(base_url) if args.demo else f"LiveHub is running at {base_url}", flush=True)
+        web.run_app(create_app(settings), host=settings.host, port=settings.port, print=None)
+    return 0
+
+
+def create_admin(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="run.py create-admin", description="Create or promote an admin.")
+    parser.add_argument("email")
+    args = parser.parse_args(argv)
+    settings = Settings()
+    password = settings.admin_password or getpass.getpass("Password for the admin: ")
+    if len(password) < 8:
+        print("the password needs at least 8 characters", file=sys.stderr)
+        return 2
+    with database(settings) as settings:
+        asyncio.run(_prepare(settings, seed_demo=False, admin=(args.email.strip().lower(), password)))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    logging.basicConfig(level=Settings().log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if argv and argv[0] == "create-admin":
+        return create_admin(argv[1:])
+    return serve(argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

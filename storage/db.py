@@ -1,0 +1,79 @@
+"""The asyncpg pool and the schema: forward-only migrations plus re-applied functions.
+
+Migrations (`migrations/NNNN_name.sql`) hold tables and run once each, recorded in `schema_migrations`.
+Functions (`functions/*.sql`) hold the rules about money and stock as `CREATE OR REPLACE` statements and
+are re-applied on every start, so changing a rule is editing one file. Both run under one advisory lock:
+several processes starting at once apply everything exactly once.
+"""
+
+import logging
+import re
+from pathlib import Path
+
+import asyncpg
+import orjson
+
+log = logging.getLogger(__name__)
+
+HERE = Path(__file__).parent
+MIGRATIONS = HERE / "migrations"
+FUNCTIONS = HERE / "functions"
+_MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
+# Any constant works; it only has to be the same in every LiveHub process.
+_MIGRATE_LOCK = 0x11BE_0B
+
+
+async def init_connection(conn: asyncpg.Connection) -> None:
+    """orjson for json and jsonb both ways, so Postgres-built JSON arrives as Python objects."""
+    for name in ("json", "jsonb"):
+        await conn.set_type_codec(
+            name, schema="pg_catalog", encoder=lambda v: orjson.dumps(v).decode(), decoder=orjson.loads
+        )
+
+
+async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 20) -> asyncpg.Pool:
+    return await asyncpg.create_pool(
+        dsn,
+        min_size=min_size,
+        max_size=max_size,
+        init=init_connection,
+    )
+
+
+def migration_files() -> list[tuple[int, Path]]:
+    found = []
+    for path in sorted(MIGRATIONS.glob("*.sql")):
+        m = _MIGRATION_NAME.match(path.name)
+        if not m:
+            raise RuntimeError(f"migration file name must look like 0001_name.sql: {path.name}")
+        found.append((int(m.group(1)), path))
+    versions = [v for v, _ in found]
+    if len(set(versions)) != len(versions):
+        raise RuntimeError("two migrations share a number")
+    return found
+
+
+async def migrate(conn: asyncpg.Connection) -> list[int]:
+    """Apply pending migrations, then every function file. Returns the versions applied now."""
+    applied_now = []
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATE_LOCK)
+        await conn.execute(
+            """CREATE TABLE IF NOT EXISTS schema_migrations (
+                   version integer PRIMARY KEY,
+                   name text NOT NULL,
+                   applied_at timestamptz NOT NULL DEFAULT now())"""
+        )
+        done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
+        for version, path in migration_files():
+            if version in done:
+                continue
+            log.info("applying migration %s", path.name)
+            await conn.execute(path.read_text())
+            await conn.execute(
+                "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", version, path.name
+            )
+            applied_now.append(version)
+        for path in sorted(FUNCTIONS.glob("*.sql")):
+            await conn.execute(path.read_text())
+    return applied_now
