@@ -39,9 +39,9 @@ PRODUCTS = [
         "category": "jackets",
         "attributes": {"brand": "Harbor", "waterproof": True},
         "variants": [
-            {"sku": "DEMO-HRB-JKT-S-NAVY", "options": {"size": "S", "colour": "navy"}, "price_cents": 12900, "stock": 40},
-            {"sku": "DEMO-HRB-JKT-M-NAVY", "options": {"size": "M", "colour": "navy"}, "price_cents": 12900, "stock": 60},
-            {"sku": "DEMO-HRB-JKT-M-OCHRE", "options": {"size": "M", "colour": "ochre"}, "price_cents": 12900, "stock": 35},
+            {"sku": "DEMO-HRB-S-NAVY", "options": {"size": "S", "colour": "navy"}, "price_cents": 12900, "stock": 40},
+            {"sku": "DEMO-HRB-M-NAVY", "options": {"size": "M", "colour": "navy"}, "price_cents": 12900, "stock": 60},
+            {"sku": "DEMO-HRB-M-OCHRE", "options": {"size": "M", "colour": "ochre"}, "price_cents": 12900, "stock": 35},
         ],
     },
     {
@@ -123,6 +123,6 @@ def sign_in_help(base_url: str) -> str:
         f"  API docs:  {base_url}/api/docs",
         f"  admin:     {ADMIN}",
         f"  seller:    {SELLER}",
-        f"  viewers:   viewer1@demo.livehub … viewer20@demo.livehub",
+        "  viewers:   viewer1@demo.livehub … viewer20@demo.livehub",
         f"  password (every demo account): {PASSWORD}",
     ])

@@ -24,7 +24,6 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8080
     data_dir: Path = Path("var")
-    currency: str = "USD"
 
     db_pool_min: int = 2
     db_pool_max: int = 20
@@ -50,8 +49,6 @@ class Settings(BaseSettings):
 
     max_json_bytes: int = 64 * 1024
     max_upload_bytes: int = 8 * 1024 * 1024
-    page_size: int = 20
-    max_page_size: int = 100
     max_units_per_import: int = 50_000
 
     log_level: str = "INFO"

@@ -202,7 +202,7 @@ class EmbeddedPostgres:
                 for part in parts:
                     if part.exists():
                         shutil.copytree(part, staging / part.relative_to(site), symlinks=True)
-                for root, dirs, files in os.walk(staging):
+                for root, _dirs, files in os.walk(staging):
                     os.chmod(root, 0o755)
                     for name in files:
                         p = os.path.join(root, name)
@@ -237,7 +237,7 @@ class EmbeddedPostgres:
                     f"user {self.run_as!r} cannot traverse {blocked or '?'} (a parent of {self.data_dir}); "
                     f"make it o+x or use a data dir elsewhere")
             if self.data_dir.stat().st_uid != uid:
-                for root, dirs, files in os.walk(self.data_dir):
+                for root, _dirs, files in os.walk(self.data_dir):
                     for p in [root, *(os.path.join(root, n) for n in files)]:
                         os.chown(p, uid, gid, follow_symlinks=False)
         # postgres rejects a data dir readable by others.

@@ -90,7 +90,7 @@ async def test_start_local_tcp_only_c_locale_and_stop(pgdir):
         socket.create_connection(("127.0.0.1", port), timeout=2).close()
     pg.stop()  # idempotent
     with pytest.raises(EmbeddedPostgresError):
-        pg.dsn
+        _ = pg.dsn
 
 
 @needs_root

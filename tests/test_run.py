@@ -1,0 +1,139 @@
+"""The README's first command, end to end: `python run.py --demo` with no DATABASE_URL starts an embedded
+PostgreSQL, seeds the demo, serves it, and leaves no server behind when stopped. Then `create-admin`."""
+
+import asyncio
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from conftest import ROOT
+
+STARTUP_S = 90
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def alive(pid: int) -> bool:
+    try:
+        return "\nState:\tZ" not in Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+
+
+@pytest.fixture
+def data_dir():
+    base = Path(tempfile.mkdtemp(prefix="livehub-run-"))
+    base.chmod(0o755)  # as root the embedded server runs as `nobody`, which must reach its data
+    yield base
+    shutil.rmtree(base, ignore_errors=True)
+
+
+def node_env(data_dir: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "LIVEHUB_DATABASE_URL", "REDIS_URL")}
+    env.update(LIVEHUB_DATA_DIR=str(data_dir), LIVEHUB_PASSWORD_MEMORY_KIB="8192", LIVEHUB_LOG_LEVEL="WARNING")
+    env.update(extra)
+    return env
+
+
+class Node:
+    def __init__(self, data_dir: Path, *args: str):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc = subprocess.Popen(
+            [sys.executable, "run.py", "--port", str(self.port), *args], cwd=ROOT, env=node_env(data_dir),
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )
+        self.banner = self._wait_for_banner()
+
+    def _wait_for_banner(self) -> str:
+        lines = []
+        deadline = time.monotonic() + STARTUP_S
+        while time.monotonic() < deadline:
+            line = self.proc.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+            if "running at" in line and "--demo" not in self.proc.args or "password" in line:
+                return "".join(lines)
+        self.stop()
+        pytest.fail("run.py did not start:\n" + "".join(lines))
+
+    def stop(self) -> int:
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            code = self.proc.wait(30)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+            self.proc.stdout.close()
+        return code
+
+
+async def wait_ready(session: aiohttp.ClientSession, url: str) -> None:
+    for _ in range(100):
+        try:
+            async with session.get(url + "/readyz") as res:
+                if res.status == 200:
+                    return
+        except aiohttp.ClientConnectionError:
+            pass
+        await asyncio.sleep(0.1)
+    pytest.fail("node never became ready")
+
+
+async def login(session, url, email, password) -> dict:
+    async with session.post(url + "/api/auth/login", json={"email": email, "password": password}) as res:
+        assert res.status == 200, await res.text()
+        return await res.json()
+
+
+async def test_demo_node_with_embedded_postgres(data_dir):
+    node = Node(data_dir, "--demo")
+    try:
+        assert "viewer1@demo.livehub" in node.banner and "demo-password" in node.banner
+        async with aiohttp.ClientSession() as session:
+            await wait_ready(session, node.url)
+            await login(session, node.url, "viewer7@demo.livehub", "demo-password")
+            async with session.get(node.url + "/api/products?limit=100") as res:
+                products = (await res.json())["items"]
+            assert len(products) >= 5
+            async with session.get(node.url + "/") as res:
+                assert res.status == 200 and "LiveHub" in await res.text()
+        pid = int((data_dir / "pgdata" / "postmaster.pid").read_text().split()[0])
+        assert alive(pid)
+    finally:
+        code = node.stop()
+    assert code == 0
+    assert not alive(pid), "the embedded PostgreSQL must stop with the node"
+
+    # create-admin against the same embedded data, then a restart (seeding again is a no-op).
+    result = subprocess.run(
+        [sys.executable, "run.py", "create-admin", "Boss@Example.test"], cwd=ROOT, timeout=STARTUP_S,
+        env=node_env(data_dir, LIVEHUB_ADMIN_PASSWORD="a long admin password"), capture_output=True, text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "created admin boss@example.test" in result.stdout
+
+    node = Node(data_dir, "--demo")
+    try:
+        async with aiohttp.ClientSession() as session:
+            await wait_ready(session, node.url)
+            boss = await login(session, node.url, "boss@example.test", "a long admin password")
+            assert "admin" in boss["user"]["roles"]
+            async with session.get(node.url + "/api/products?limit=100") as res:
+                assert len((await res.json())["items"]) == len(products)
+    finally:
+        assert node.stop() == 0
