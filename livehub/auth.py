@@ -115,8 +115,14 @@ async def end_session(pool: asyncpg.Pool, token: str) -> None:
 
 
 async def register(
-    pool: asyncpg.Pool, hasher: PasswordHasher, settings: Settings, *, email: str, password: str,
-    display_name: str, phone: str | None = None,
+    pool: asyncpg.Pool,
+    hasher: PasswordHasher,
+    settings: Settings,
+    *,
+    email: str,
+    password: str,
+    display_name: str,
+    phone: str | None = None,
 ) -> tuple[dict, str]:
     """Create an account and its first session. Returns (user, token)."""
     password_hash = await hasher.hash(password)
@@ -125,7 +131,10 @@ async def register(
             user_id = await conn.fetchval(
                 """INSERT INTO users (email, phone, display_name, password_hash)
                    VALUES ($1, $2, $3, $4) RETURNING id""",
-                email.lower(), phone, display_name, password_hash,
+                email.lower(),
+                phone,
+                display_name,
+                password_hash,
             )
         except asyncpg.UniqueViolationError as exc:
             field_name = "phone" if exc.constraint_name == "users_phone_key" else "email"
@@ -136,54 +145,84 @@ async def register(
 
 class LoginLimiter:
     """Counts failed logins per account and per client address over a sliding window, in Postgres so
-    that every node of a deployment shares the count."""
+    that every node of a deployment shares the count.
+
+    An attempt is recorded before its password is checked. While in progress its row has no address
+    yet and counts against its account only, counted after the row is committed: the k-th concurrent
+    attempt on an account sees at least k rows, so however many arrive together no more than the limit
+    get to try a password. A failed attempt then gets its address; a successful one clears the
+    account's rows. Many people signing in at once behind one NAT are therefore not limited."""
 
     def __init__(self, settings: Settings):
         self.window_s = settings.login_window_s
         self.per_account = settings.login_max_failures_per_account
         self.per_address = settings.login_max_failures_per_address
 
-    async def check(self, pool: asyncpg.Pool, account: str, address: str) -> None:
-        row = await pool.fetchrow(
-            """SELECT count(*) FILTER (WHERE account = $1) AS by_account,
-                      count(*) FILTER (WHERE address = $2) AS by_address,
-                      min(failed_at) AS oldest
-                 FROM login_failures
-                WHERE (account = $1 OR address = $2) AND failed_at > now() - make_interval(secs => $3)""",
-            account, address, self.window_s,
+    def _limited(self) -> RateLimited:
+        return RateLimited(
+            "too many failed sign-in attempts; try again later",
+            {"retry_after_s": self.window_s},
+            headers={"Retry-After": str(self.window_s)},
         )
-        if row["by_account"] >= self.per_account or row["by_address"] >= self.per_address:
-            raise RateLimited(
-                "too many failed sign-in attempts; try again later",
-                {"retry_after_s": self.window_s},
-                headers={"Retry-After": str(self.window_s)},
-            )
 
-    async def failed(self, pool: asyncpg.Pool, account: str, address: str) -> None:
-        async with pool.acquire() as conn, conn.transaction():
-            # Forget what has left the window so the table stays the size of recent failures.
-            await conn.execute(
-                "DELETE FROM login_failures WHERE account = $1 AND failed_at < now() - make_interval(secs => $2)",
-                account, self.window_s,
+    async def attempt(self, pool: asyncpg.Pool, account: str, address: str) -> int:
+        """Record an attempt and return its id, or raise RateLimited (recording nothing)."""
+        async with pool.acquire() as conn:
+            by_address = await conn.fetchval(
+                """SELECT count(*) FROM login_failures
+                    WHERE address = $1 AND failed_at > now() - make_interval(secs => $2)""",
+                address,
+                self.window_s,
             )
-            await conn.execute("INSERT INTO login_failures (account, address) VALUES ($1, $2)", account, address)
+            if by_address >= self.per_address:
+                raise self._limited()
+            async with conn.transaction():
+                # Forget what has left the window so the table stays the size of recent failures.
+                await conn.execute(
+                    "DELETE FROM login_failures WHERE account = $1 AND failed_at < now() - make_interval(secs => $2)",
+                    account,
+                    self.window_s,
+                )
+                attempt_id = await conn.fetchval(
+                    "INSERT INTO login_failures (account, address) VALUES ($1, '') RETURNING id", account
+                )
+            # A separate statement after the commit, so it sees every attempt recorded before this one.
+            by_account = await conn.fetchval(
+                """SELECT count(*) FROM login_failures
+                    WHERE account = $1 AND failed_at > now() - make_interval(secs => $2)""",
+                account,
+                self.window_s,
+            )
+            if by_account > self.per_account:
+                await conn.execute("DELETE FROM login_failures WHERE id = $1", attempt_id)
+                raise self._limited()
+        return attempt_id
+
+    async def failed(self, pool: asyncpg.Pool, attempt_id: int, address: str) -> None:
+        await pool.execute("UPDATE login_failures SET address = $2 WHERE id = $1", attempt_id, address)
 
     async def succeeded(self, pool: asyncpg.Pool, account: str) -> None:
         await pool.execute("DELETE FROM login_failures WHERE account = $1", account)
 
 
 async def login(
-    pool: asyncpg.Pool, hasher: PasswordHasher, limiter: LoginLimiter, settings: Settings, *,
-    login_id: str, password: str, address: str,
+    pool: asyncpg.Pool,
+    hasher: PasswordHasher,
+    limiter: LoginLimiter,
+    settings: Settings,
+    *,
+    login_id: str,
+    password: str,
+    address: str,
 ) -> tuple[dict, str]:
     """Sign in by email or phone. Returns (user, token); raises Unauthorized or RateLimited."""
     account = login_id.strip().lower()
-    await limiter.check(pool, account, address)
+    attempt_id = await limiter.attempt(pool, account, address)
     row = await pool.fetchrow(
         "SELECT id, password_hash FROM users WHERE email = $1 OR phone = $2", account, login_id.strip()
     )
     if not await hasher.verify(row["password_hash"] if row else None, password):
-        await limiter.failed(pool, account, address)
+        await limiter.failed(pool, attempt_id, address)
         raise Unauthorized("wrong email or password")
     await limiter.succeeded(pool, account)
     async with pool.acquire() as conn:
@@ -202,6 +241,7 @@ async def ensure_admin(pool: asyncpg.Pool, hasher: PasswordHasher, email: str, p
               SET roles = (SELECT array_agg(DISTINCT r ORDER BY r) FROM unnest(users.roles || '{admin}') r),
                   password_hash = EXCLUDED.password_hash
            RETURNING xmax = 0""",
-        email.lower(), password_hash,
+        email.lower(),
+        password_hash,
     )
     return created

@@ -77,7 +77,10 @@ async def _user(conn, hasher: PasswordHasher, email: str, name: str, roles: list
     if user_id is None:
         user_id = await conn.fetchval(
             "INSERT INTO users (email, display_name, password_hash, roles) VALUES ($1, $2, $3, $4) RETURNING id",
-            email, name, await hasher.hash(PASSWORD), roles,
+            email,
+            name,
+            await hasher.hash(PASSWORD),
+            roles,
         )
     return user_id
 
@@ -94,14 +97,17 @@ async def seed(pool: asyncpg.Pool, hasher: PasswordHasher) -> None:
                VALUES ($1, 'Demo Boutique', 'Sneakers, jackets, beauty and gadgets, live every evening.',
                        'approved', now(), $2)
                ON CONFLICT (user_id) DO NOTHING""",
-            seller_user, admin_id,
+            seller_user,
+            admin_id,
         )
         category_ids = {}
         for slug, name, parent in CATEGORIES:
             category_ids[slug] = await conn.fetchval(
                 """INSERT INTO categories (slug, name, parent_id) VALUES ($1, $2, $3)
                    ON CONFLICT (slug) DO UPDATE SET slug = EXCLUDED.slug RETURNING id""",
-                slug, name, category_ids.get(parent),
+                slug,
+                name,
+                category_ids.get(parent),
             )
         for product in PRODUCTS:
             first_sku = product["variants"][0]["sku"]
@@ -109,8 +115,12 @@ async def seed(pool: asyncpg.Pool, hasher: PasswordHasher) -> None:
                 continue
             product_id = await conn.fetchval(
                 "SELECT create_product($1, $2, $3, $4, $5, $6)",
-                seller_user, product["title"], product["description"], category_ids[product["category"]],
-                product["attributes"], product["variants"],
+                seller_user,
+                product["title"],
+                product["description"],
+                category_ids[product["category"]],
+                product["attributes"],
+                product["variants"],
             )
             if product.get("codes"):
                 variant_id = await conn.fetchval("SELECT id FROM variants WHERE product_id = $1", product_id)
@@ -118,11 +128,13 @@ async def seed(pool: asyncpg.Pool, hasher: PasswordHasher) -> None:
 
 
 def sign_in_help(base_url: str) -> str:
-    return "\n".join([
-        f"LiveHub demo is running at {base_url}",
-        f"  API docs:  {base_url}/api/docs",
-        f"  admin:     {ADMIN}",
-        f"  seller:    {SELLER}",
-        "  viewers:   viewer1@demo.livehub … viewer20@demo.livehub",
-        f"  password (every demo account): {PASSWORD}",
-    ])
+    return "\n".join(
+        [
+            f"LiveHub demo is running at {base_url}",
+            f"  API docs:  {base_url}/api/docs",
+            f"  admin:     {ADMIN}",
+            f"  seller:    {SELLER}",
+            "  viewers:   viewer1@demo.livehub … viewer20@demo.livehub",
+            f"  password (every demo account): {PASSWORD}",
+        ]
+    )

@@ -97,8 +97,14 @@ def from_postgres(exc: asyncpg.PostgresError) -> ApiError | None:
         return ValidationFailed("refers to something that does not exist", {"constraint": exc.constraint_name})
     if isinstance(exc, asyncpg.CheckViolationError):
         return ValidationFailed("violates a rule", {"constraint": exc.constraint_name})
-    if isinstance(exc, (asyncpg.InvalidTextRepresentationError, asyncpg.NumericValueOutOfRangeError)):
+    # Class 22 "data exception": a value Postgres cannot take (a NUL in text, a number out of range, ...).
+    if isinstance(exc, asyncpg.DataError):
         return ValidationFailed("invalid value")
+    # The server is shutting down, restarting, out of connections, or ended this session.
+    if isinstance(
+        exc, (asyncpg.PostgresConnectionError, asyncpg.OperatorInterventionError, asyncpg.InsufficientResourcesError)
+    ):
+        return Unavailable("the database is not reachable, try again")
     return None
 
 
@@ -157,7 +163,9 @@ async def error_middleware(request: web.Request, handler):
     except web.HTTPException as exc:
         if exc.status < 400 or exc.status not in _HTTP_ERRORS:
             raise
-        return error_response(_HTTP_ERRORS[exc.status](exc.reason))
+        # A 405 must say which methods the resource allows.
+        headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
+        return error_response(_HTTP_ERRORS[exc.status](exc.reason, headers=headers))
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
         return _internal()

@@ -17,9 +17,7 @@ class Settings(BaseSettings):
     database_url: str | None = Field(
         default=None, validation_alias=AliasChoices("DATABASE_URL", "LIVEHUB_DATABASE_URL")
     )
-    redis_url: str | None = Field(
-        default=None, validation_alias=AliasChoices("REDIS_URL", "LIVEHUB_REDIS_URL")
-    )
+    redis_url: str | None = Field(default=None, validation_alias=AliasChoices("REDIS_URL", "LIVEHUB_REDIS_URL"))
 
     host: str = "127.0.0.1"
     port: int = 8080

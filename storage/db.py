@@ -70,9 +70,7 @@ async def migrate(conn: asyncpg.Connection) -> list[int]:
                 continue
             log.info("applying migration %s", path.name)
             await conn.execute(path.read_text())
-            await conn.execute(
-                "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", version, path.name
-            )
+            await conn.execute("INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", version, path.name)
             applied_now.append(version)
         for path in sorted(FUNCTIONS.glob("*.sql")):
             await conn.execute(path.read_text())

@@ -154,8 +154,16 @@ class EmbeddedPostgres:
         # child can keep communicate() waiting forever.
         with tempfile.TemporaryFile("w+b") as out:
             try:
-                proc = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                      env=env, cwd="/", timeout=timeout, **kw)
+                proc = subprocess.run(
+                    argv,
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    env=env,
+                    cwd="/",
+                    timeout=timeout,
+                    **kw,
+                )
                 code = proc.returncode
             except subprocess.TimeoutExpired:
                 code = -1
@@ -167,8 +175,17 @@ class EmbeddedPostgres:
     def _runs_in_place(self, install: Path) -> bool:
         # Ask the OS as the target user rather than reasoning about mode bits.
         # initdb too: it needs libpq from a directory outside pginstall.
-        code, _ = self._run(["/bin/sh", "-c", 'for t in postgres initdb pg_ctl; do "$1/bin/$t" --version || exit 1; '
-                             'done && test -r "$1/share/postgres.bki" && test -x "$1/lib"', "sh", str(install)], 30)
+        code, _ = self._run(
+            [
+                "/bin/sh",
+                "-c",
+                'for t in postgres initdb pg_ctl; do "$1/bin/$t" --version || exit 1; '
+                'done && test -r "$1/share/postgres.bki" && test -x "$1/lib"',
+                "sh",
+                str(install),
+            ],
+            30,
+        )
         return code == 0
 
     # -- preparation ---------------------------------------------------
@@ -187,8 +204,9 @@ class EmbeddedPostgres:
         self._prepare_data_dir()
 
     def _copy_install(self, src: Path) -> Path:
-        version = subprocess.run([str(src / "bin" / "postgres"), "--version"], capture_output=True,
-                                 text=True, check=True).stdout.split()[-1]
+        version = subprocess.run(
+            [str(src / "bin" / "postgres"), "--version"], capture_output=True, text=True, check=True
+        ).stdout.split()[-1]
         st = (src / "bin" / "postgres").stat()
         key = hashlib.sha256(f"{src}\0{st.st_size}\0{st.st_mtime_ns}".encode()).hexdigest()[:10]
         dest = Path(tempfile.gettempdir()) / f"livehub-pg-{version}-{key}"
@@ -230,12 +248,14 @@ class EmbeddedPostgres:
             uid, gid = self._ids
             # Ask the OS as that user (cd needs +x on every component); prints the first blocker.
             parents = [str(p) for p in reversed(self.data_dir.parents)]
-            code, blocked = self._run(["/bin/sh", "-c", 'for d; do cd "$d" 2>/dev/null || { echo "$d"; exit 1; }; done',
-                                       "sh", *parents], 30)
+            code, blocked = self._run(
+                ["/bin/sh", "-c", 'for d; do cd "$d" 2>/dev/null || { echo "$d"; exit 1; }; done', "sh", *parents], 30
+            )
             if code != 0:
                 raise EmbeddedPostgresError(
                     f"user {self.run_as!r} cannot traverse {blocked or '?'} (a parent of {self.data_dir}); "
-                    f"make it o+x or use a data dir elsewhere")
+                    f"make it o+x or use a data dir elsewhere"
+                )
             if self.data_dir.stat().st_uid != uid:
                 for root, _dirs, files in os.walk(self.data_dir):
                     for p in [root, *(os.path.join(root, n) for n in files)]:
@@ -268,8 +288,21 @@ class EmbeddedPostgres:
             if os.path.exists(f"/proc/{pid}"):
                 (self.data_dir / "postmaster.pid").unlink(missing_ok=True)
             return
-        code, _ = self._run([str(self._bin / "pg_ctl"), "-D", str(self.data_dir), "-m", "fast", "-w",
-                             "-t", str(int(self.stop_timeout)), "-s", "stop"], self.stop_timeout + 5)
+        code, _ = self._run(
+            [
+                str(self._bin / "pg_ctl"),
+                "-D",
+                str(self.data_dir),
+                "-m",
+                "fast",
+                "-w",
+                "-t",
+                str(int(self.stop_timeout)),
+                "-s",
+                "stop",
+            ],
+            self.stop_timeout + 5,
+        )
         if code != 0 or not _wait_gone(pid, 5):
             _kill(pid)
 
@@ -286,16 +319,43 @@ class EmbeddedPostgres:
         assert self._bin is not None
         self._reap_orphan()
         if not (self.data_dir / "PG_VERSION").exists():
-            code, out = self._run([str(self._bin / "initdb"), "-D", str(self.data_dir), "--no-locale",
-                                   "-E", "UTF8", "--auth=trust", "-U", self.user, "--no-instructions"], 120)
+            code, out = self._run(
+                [
+                    str(self._bin / "initdb"),
+                    "-D",
+                    str(self.data_dir),
+                    "--no-locale",
+                    "-E",
+                    "UTF8",
+                    "--auth=trust",
+                    "-U",
+                    self.user,
+                    "--no-instructions",
+                ],
+                120,
+            )
             if code != 0:
                 raise EmbeddedPostgresError(f"initdb failed in {self.data_dir} (exit {code}):\n{out}")
         for _ in range(3):  # another process may grab the free port before postgres binds it
             port = _free_port()
             log_start = self.log_file.stat().st_size if self.log_file.exists() else 0
-            code, out = self._run([str(self._bin / "pg_ctl"), "-D", str(self.data_dir), "-l", str(self.log_file),
-                                   "-w", "-t", str(int(self.start_timeout)), "-s",
-                                   "-o", f"-h 127.0.0.1 -p {port} -k ''", "start"], self.start_timeout + 10)
+            code, out = self._run(
+                [
+                    str(self._bin / "pg_ctl"),
+                    "-D",
+                    str(self.data_dir),
+                    "-l",
+                    str(self.log_file),
+                    "-w",
+                    "-t",
+                    str(int(self.start_timeout)),
+                    "-s",
+                    "-o",
+                    f"-h 127.0.0.1 -p {port} -k ''",
+                    "start",
+                ],
+                self.start_timeout + 10,
+            )
             if code == 0 and self._adopt(port):
                 return self.dsn
             self._kill_from_pidfile()  # a server that timed out may still be coming up
@@ -303,7 +363,8 @@ class EmbeddedPostgres:
             if "could not bind" not in log:
                 raise EmbeddedPostgresError(
                     f"postgres failed to start in {self.data_dir} (pg_ctl exit {code}): {out}\n"
-                    f"--- {self.log_file} ---\n{log}")
+                    f"--- {self.log_file} ---\n{log}"
+                )
         raise EmbeddedPostgresError(f"postgres could not bind a free port; see {self.log_file}")
 
     def _adopt(self, port: int) -> bool:
@@ -334,7 +395,20 @@ class EmbeddedPostgres:
         if pid is None or not _alive(pid):
             return
         assert self._bin is not None
-        code, _ = self._run([str(self._bin / "pg_ctl"), "-D", str(self.data_dir), "-m", "fast", "-w",
-                             "-t", str(int(self.stop_timeout)), "-s", "stop"], self.stop_timeout + 5)
+        code, _ = self._run(
+            [
+                str(self._bin / "pg_ctl"),
+                "-D",
+                str(self.data_dir),
+                "-m",
+                "fast",
+                "-w",
+                "-t",
+                str(int(self.stop_timeout)),
+                "-s",
+                "stop",
+            ],
+            self.stop_timeout + 5,
+        )
         if code != 0 or not _wait_gone(pid, 5):
             _kill(pid)

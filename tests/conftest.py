@@ -80,8 +80,13 @@ def database_url(server_dsn):
 def settings(database_url) -> Settings:
     # argon2id with a small cost keeps the suite fast; the algorithm and code path are the real ones.
     return Settings(
-        database_url=database_url, redis_url=None, password_time_cost=1, password_memory_kib=8192,
-        password_parallelism=1, db_pool_min=1, db_pool_max=10,
+        database_url=database_url,
+        redis_url=None,
+        password_time_cost=1,
+        password_memory_kib=8192,
+        password_parallelism=1,
+        db_pool_min=1,
+        db_pool_max=10,
     )
 
 
@@ -171,4 +176,3 @@ class Factory:
 @pytest.fixture
 def make(client, db) -> Factory:
     return Factory(client, db)
-

@@ -42,4 +42,3 @@ async def test_docs_page_renders_the_spec(client):
     assert "/api/openapi.json" in html
     asset = await client.get("/api/docs/static/swagger-ui-bundle.js")
     assert asset.status == 200
-

@@ -53,8 +53,12 @@ class Node:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc = subprocess.Popen(
-            [sys.executable, "run.py", "--port", str(self.port), *args], cwd=ROOT, env=node_env(data_dir),
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            [sys.executable, "run.py", "--port", str(self.port), *args],
+            cwd=ROOT,
+            env=node_env(data_dir),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
         )
         self.banner = self._wait_for_banner()
 
@@ -121,8 +125,12 @@ async def test_demo_node_with_embedded_postgres(data_dir):
 
     # create-admin against the same embedded data, then a restart (seeding again is a no-op).
     result = subprocess.run(
-        [sys.executable, "run.py", "create-admin", "Boss@Example.test"], cwd=ROOT, timeout=STARTUP_S,
-        env=node_env(data_dir, LIVEHUB_ADMIN_PASSWORD="a long admin password"), capture_output=True, text=True,
+        [sys.executable, "run.py", "create-admin", "Boss@Example.test"],
+        cwd=ROOT,
+        timeout=STARTUP_S,
+        env=node_env(data_dir, LIVEHUB_ADMIN_PASSWORD="a long admin password"),
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "created admin boss@example.test" in result.stdout

@@ -7,8 +7,8 @@ from pydantic import StringConstraints
 
 from livehub import auth, keys
 from livehub.api.models import Email, Phone, Text, UserOut
-from livehub.jsonx import json_response
 from livehub.api.routing import SESSION_COOKIE, Api, Model, Out, principal, request_token
+from livehub.jsonx import json_response
 
 api = Api("auth")
 
@@ -50,8 +50,13 @@ def _signed_in(request: web.Request, user: dict, token: str, status: int) -> web
     body = SessionOut.model_validate({"user": user, "token": token})
     response = json_response(body, status=status)
     response.set_cookie(
-        SESSION_COOKIE, token, max_age=settings.session_ttl_s, httponly=True, samesite="Lax",
-        secure=settings.cookie_secure, path="/",
+        SESSION_COOKIE,
+        token,
+        max_age=settings.session_ttl_s,
+        httponly=True,
+        samesite="Lax",
+        secure=settings.cookie_secure,
+        path="/",
     )
     return response
 
@@ -61,8 +66,13 @@ async def register(request: web.Request, body: RegisterIn) -> web.Response:
     """Create an account and sign it in"""
     app = request.app
     user, token = await auth.register(
-        app[keys.POOL], app[keys.HASHER], app[keys.SETTINGS],
-        email=body.email, password=body.password, display_name=body.display_name, phone=body.phone,
+        app[keys.POOL],
+        app[keys.HASHER],
+        app[keys.SETTINGS],
+        email=body.email,
+        password=body.password,
+        display_name=body.display_name,
+        phone=body.phone,
     )
     return _signed_in(request, user, token, 201)
 
@@ -72,8 +82,13 @@ async def login(request: web.Request, body: LoginIn) -> web.Response:
     """Sign in with email (or phone) and password; sets the session cookie too"""
     app = request.app
     user, token = await auth.login(
-        app[keys.POOL], app[keys.HASHER], app[keys.LOGIN_LIMITER], app[keys.SETTINGS],
-        login_id=body.email, password=body.password, address=client_address(request),
+        app[keys.POOL],
+        app[keys.HASHER],
+        app[keys.LOGIN_LIMITER],
+        app[keys.SETTINGS],
+        login_id=body.email,
+        password=body.password,
+        address=client_address(request),
     )
     return _signed_in(request, user, token, 200)
 

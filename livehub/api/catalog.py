@@ -15,7 +15,9 @@ from livehub.shop import catalog, units
 
 api = Api("catalog")
 
-Sku = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._/-]+$")]
+Sku = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._/-]+$")
+]
 Options = Annotated[dict[str, Annotated[str, StringConstraints(max_length=100)]], Field(max_length=20)]
 Attributes = Annotated[dict[str, Any], Field(max_length=50)]
 Stock = Annotated[int, Field(ge=0, le=10_000_000)]
@@ -66,6 +68,11 @@ class ProductPatch(Model):
 
 class VariantsIn(Model):
     variants: Annotated[list[VariantIn], Field(min_length=1, max_length=100)]
+
+    @field_validator("variants")
+    @classmethod
+    def distinct_skus(cls, variants: list[VariantIn]) -> list[VariantIn]:
+        return ProductIn.distinct_skus(variants)
 
 
 class VariantPatch(Model):
@@ -141,8 +148,12 @@ async def list_categories(request: web.Request) -> CategoryTreeOut:
 async def list_products(request: web.Request, query: ProductQuery) -> Page[ProductOut]:
     """Search and filter active products, newest first"""
     f = catalog.ProductFilter(
-        q=query.q, category=query.category, seller=query.seller, min_price_cents=query.min_price_cents,
-        max_price_cents=query.max_price_cents, in_stock=query.in_stock,
+        q=query.q,
+        category=query.category,
+        seller=query.seller,
+        min_price_cents=query.min_price_cents,
+        max_price_cents=query.max_price_cents,
+        in_stock=query.in_stock,
     )
     page = await catalog.list_products(request.app[keys.POOL], f, limit=query.limit, cursor=query.cursor)
     return Page[ProductOut].model_validate(page)
@@ -209,7 +220,11 @@ async def update_variant(request: web.Request, body: VariantPatch) -> ProductOut
 async def adjust_stock(request: web.Request, body: StockIn) -> StockOut:
     """Restock or write off units of your variant; every change is audited"""
     result = await catalog.adjust_stock(
-        request.app[keys.POOL], principal(request).user_id, path_id(request), body.delta, body.reason,
+        request.app[keys.POOL],
+        principal(request).user_id,
+        path_id(request),
+        body.delta,
+        body.reason,
         body.reference,
     )
     return StockOut.model_validate(result)

@@ -9,8 +9,9 @@ The same declarations generate the OpenAPI document, so the spec cannot drift fr
 """
 
 import functools
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Literal
+from typing import Any, Literal
 from uuid import UUID
 
 import pydantic
@@ -62,14 +63,33 @@ class Api:
         self.routes: list[Route] = []
 
     def route(
-        self, method: str, path: str, *, auth: Auth = "none", body=None, query=None, response=None,
-        status: int = 200, content_type: str = "application/json",
+        self,
+        method: str,
+        path: str,
+        *,
+        auth: Auth = "none",
+        body=None,
+        query=None,
+        response=None,
+        status: int = 200,
+        content_type: str = "application/json",
     ):
         def decorate(handler):
             summary = (handler.__doc__ or handler.__name__.replace("_", " ")).strip().splitlines()[0]
             self.routes.append(
-                Route(method, path, _wrap(handler, auth, body, query, status, content_type), summary,
-                      self.tag, auth, body, query, response, status, content_type)
+                Route(
+                    method,
+                    path,
+                    _wrap(handler, auth, body, query, status, content_type),
+                    summary,
+                    self.tag,
+                    auth,
+                    body,
+                    query,
+                    response,
+                    status,
+                    content_type,
+                )
             )
             return handler
 
@@ -111,13 +131,24 @@ def _wrap(handler, auth: Auth, body_model, query_model, status: int, content_typ
     return wrapper
 
 
+async def _read_body(request: web.Request, limit: int) -> bytes:
+    """The whole body, or PayloadTooLarge as soon as it passes `limit` bytes (with or without a
+    Content-Length: a chunked body is counted as it arrives)."""
+    if request.content_length is not None and request.content_length > limit:
+        raise PayloadTooLarge(f"body larger than {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    # StreamReader.read(n) returns what has arrived so far, not n bytes: read until the end.
+    while chunk := await request.content.read(limit + 1 - size):
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"body larger than {limit} bytes")
+    return b"".join(chunks)
+
+
 async def read_json(request: web.Request) -> Any:
-    settings = request.app[keys.SETTINGS]
-    if request.content_length is not None and request.content_length > settings.max_json_bytes:
-        raise PayloadTooLarge(f"body larger than {settings.max_json_bytes} bytes")
-    raw = await request.content.read(settings.max_json_bytes + 1)
-    if len(raw) > settings.max_json_bytes:
-        raise PayloadTooLarge(f"body larger than {settings.max_json_bytes} bytes")
+    raw = await _read_body(request, request.app[keys.SETTINGS].max_json_bytes)
     if not raw.strip():
         raise ValidationFailed("a JSON body is required")
     try:
@@ -128,13 +159,7 @@ async def read_json(request: web.Request) -> Any:
 
 async def read_upload(request: web.Request) -> bytes:
     """A raw body up to the upload limit (CSV imports)."""
-    limit = request.app[keys.SETTINGS].max_upload_bytes
-    if request.content_length is not None and request.content_length > limit:
-        raise PayloadTooLarge(f"body larger than {limit} bytes")
-    raw = await request.content.read(limit + 1)
-    if len(raw) > limit:
-        raise PayloadTooLarge(f"body larger than {limit} bytes")
-    return raw
+    return await _read_body(request, request.app[keys.SETTINGS].max_upload_bytes)
 
 
 def request_token(request: web.Request) -> tuple[str | None, bool]:
@@ -154,8 +179,9 @@ async def resolve_principal(request: web.Request) -> Principal | None:
     if token:
         principal = await principal_for_token(request.app[keys.POOL], token)
         if principal is not None and via_cookie:
-            principal = Principal(principal.user_id, principal.roles, principal.seller_id,
-                                  principal.seller_status, via_cookie=True)
+            principal = Principal(
+                principal.user_id, principal.roles, principal.seller_id, principal.seller_status, via_cookie=True
+            )
     request[PRINCIPAL] = principal
     return principal
 

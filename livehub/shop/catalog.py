@@ -8,7 +8,7 @@ import base64
 import binascii
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
@@ -50,8 +50,14 @@ def encode_cursor(created_at: str, product_id: str) -> str:
 def decode_cursor(cursor: str) -> tuple[datetime, UUID]:
     try:
         created_at, product_id = loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        return datetime.fromisoformat(created_at), UUID(product_id)
-    except (ValueError, TypeError, binascii.Error):
+        if not isinstance(created_at, str) or not isinstance(product_id, str):
+            raise TypeError("cursor fields must be strings")
+        at = datetime.fromisoformat(created_at)
+        if at.tzinfo is None:
+            raise ValueError("cursor time needs an offset")
+        # In range for Postgres once in UTC (fromisoformat accepts year 1 at +14:00).
+        return at.astimezone(UTC), UUID(product_id)
+    except (ValueError, TypeError, OverflowError, binascii.Error):
         raise ValidationFailed("invalid cursor", {"cursor": cursor}) from None
 
 
@@ -91,8 +97,7 @@ async def list_products(pool: asyncpg.Pool, f: ProductFilter, *, limit: int, cur
         variant_conditions.append("v.stock > 0")
     if variant_conditions:
         where.append(
-            "EXISTS (SELECT 1 FROM variants v WHERE v.product_id = p.id AND "
-            + " AND ".join(variant_conditions) + ")"
+            "EXISTS (SELECT 1 FROM variants v WHERE v.product_id = p.id AND " + " AND ".join(variant_conditions) + ")"
         )
     if cursor:
         created_at, product_id = decode_cursor(cursor)
@@ -101,7 +106,7 @@ async def list_products(pool: asyncpg.Pool, f: ProductFilter, *, limit: int, cur
     rows = await pool.fetch(
         f"""SELECT {PRODUCT_JSON} AS product, p.created_at, p.id
               FROM products p JOIN sellers s ON s.id = p.seller_id
-             WHERE {' AND '.join(where)}
+             WHERE {" AND ".join(where)}
              ORDER BY p.created_at DESC, p.id DESC
              LIMIT {arg(limit + 1)}""",
         *args,
@@ -125,11 +130,21 @@ async def get_product(conn, product_id: UUID) -> dict:
     return product
 
 
+async def _check_owner(conn, product_id: UUID, user_id: UUID) -> None:
+    """Locks the caller's product; raises unless it exists and belongs to the caller's approved shop."""
+    # Selected FROM so only its id comes back: asyncpg cannot decode the `products` row itself (tsvector).
+    await conn.execute("SELECT id FROM owned_product($1, approved_seller($2))", product_id, user_id)
+
+
 async def create_product(pool: asyncpg.Pool, user_id: UUID, data: dict) -> dict:
     async with pool.acquire() as conn, conn.transaction():
         product_id = await conn.fetchval(
             "SELECT create_product($1, $2, $3, $4, $5, $6)",
-            user_id, data["title"], data["description"], data["category_id"], data["attributes"],
+            user_id,
+            data["title"],
+            data["description"],
+            data["category_id"],
+            data["attributes"],
             data["variants"],
         )
         return await get_product(conn, product_id)
@@ -139,7 +154,7 @@ async def update_product(pool: asyncpg.Pool, user_id: UUID, product_id: UUID, ch
     """Changes the given fields of the caller's product."""
     columns = {k: v for k, v in changes.items() if k in ("title", "description", "category_id", "attributes", "status")}
     async with pool.acquire() as conn, conn.transaction():
-        await conn.execute("SELECT owned_product($1, approved_seller($2))", product_id, user_id)
+        await _check_owner(conn, product_id, user_id)
         if columns:
             sets = ", ".join(f"{name} = ${i}" for i, name in enumerate(columns, start=2))
             await conn.execute(
@@ -150,7 +165,7 @@ async def update_product(pool: asyncpg.Pool, user_id: UUID, product_id: UUID, ch
 
 async def add_variants(pool: asyncpg.Pool, user_id: UUID, product_id: UUID, variants: list[dict]) -> dict:
     async with pool.acquire() as conn, conn.transaction():
-        await conn.execute("SELECT owned_product($1, approved_seller($2))", product_id, user_id)
+        await _check_owner(conn, product_id, user_id)
         await conn.execute("SELECT add_variants($1, $2, $3)", product_id, variants, user_id)
         return await get_product(conn, product_id)
 
@@ -159,10 +174,12 @@ async def update_variant(pool: asyncpg.Pool, user_id: UUID, variant_id: UUID, ch
     """Changes price, options or SKU of the caller's variant. Stock moves only through adjust_stock."""
     columns = {k: v for k, v in changes.items() if k in ("sku", "options", "price_cents")}
     async with pool.acquire() as conn, conn.transaction():
-        product_id = await conn.fetchval("SELECT product_id FROM variants WHERE id = $1", variant_id)
+        # Variant before product, the order adjust_stock and import_units lock in: the other way round
+        # a price edit and a stock adjustment of the same variant deadlock.
+        product_id = await conn.fetchval("SELECT product_id FROM variants WHERE id = $1 FOR UPDATE", variant_id)
         if product_id is None:
             raise NotFound("variant not found")
-        await conn.execute("SELECT owned_product($1, approved_seller($2))", product_id, user_id)
+        await _check_owner(conn, product_id, user_id)
         if columns:
             sets = ", ".join(f"{name} = ${i}" for i, name in enumerate(columns, start=2))
             await conn.execute(f"UPDATE variants SET {sets} WHERE id = $1", variant_id, *columns.values())
@@ -197,6 +214,9 @@ async def create_category(pool: asyncpg.Pool, slug: str, name: str, parent_id: U
     row = await pool.fetchrow(
         """INSERT INTO categories (slug, name, parent_id, position) VALUES ($1, $2, $3, $4)
            RETURNING id, slug, name""",
-        slug, name, parent_id, position,
+        slug,
+        name,
+        parent_id,
+        position,
     )
     return {**dict(row), "children": []}

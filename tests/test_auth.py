@@ -1,0 +1,437 @@
+"""Accounts and sessions through the REST API: register, sign in and out, cookies, failed-login limits."""
+
+import asyncio
+import hashlib
+
+import pytest
+
+from livehub.app import create_app
+from tests.helpers import error_of
+
+PASSWORD = "correct horse battery"
+
+
+def body(n: int | str = 1, **extra) -> dict:
+    return {"email": f"user{n}@example.test", "password": PASSWORD, "display_name": f"User {n}", **extra}
+
+
+async def register(client, n: int | str = 1, **extra) -> dict:
+    res = await client.post("/api/auth/register", json=body(n, **extra))
+    assert res.status == 201, await res.text()
+    return await res.json()
+
+
+async def login(client, email: str, password: str = PASSWORD, **kw):
+    return await client.post("/api/auth/login", json={"email": email, "password": password}, **kw)
+
+
+async def me(client, token: str):
+    return await client.get("/api/me", headers={"Authorization": f"Bearer {token}"})
+
+
+def own_origin(client) -> str:
+    return str(client.make_url("/")).rstrip("/")
+
+
+def cookie_only(client, token: str) -> None:
+    """Make the client a browser holding just this session cookie."""
+    jar = client.session.cookie_jar
+    jar.clear()
+    jar.update_cookies({"livehub_session": token})
+
+
+async def limited_client(aiohttp_client, settings, **update):
+    return await aiohttp_client(create_app(settings.model_copy(update=update)))
+
+
+# -- register ---------------------------------------------------------------------------------------
+
+
+async def test_register_returns_user_and_token_and_sets_session_cookie(client):
+    res = await client.post(
+        "/api/auth/register",
+        json={"email": "  Alice@Example.TEST ", "password": PASSWORD, "display_name": "Alice"},
+    )
+    assert res.status == 201, await res.text()
+    data = await res.json()
+    assert set(data) == {"user", "token"}
+    user = data["user"]
+    assert user["id"] and user["email"] == "alice@example.test"
+    assert user["display_name"] == "Alice"
+    assert user["roles"] == ["viewer"]
+    assert user["seller_id"] is None
+    assert "password" not in user and "password_hash" not in user
+    assert isinstance(data["token"], str) and len(data["token"]) >= 40
+
+    morsel = res.cookies["livehub_session"]
+    assert morsel.value == data["token"]
+    assert morsel["httponly"] is True
+    assert morsel["samesite"] == "Lax"
+    assert morsel["path"] == "/"
+    assert int(morsel["max-age"]) > 0
+
+    res = await me(client, data["token"])
+    assert res.status == 200
+    assert (await res.json())["user"]["id"] == user["id"]
+
+
+async def test_duplicate_email_is_a_conflict_regardless_of_case(client, db):
+    await register(client, "dup")
+    res = await client.post("/api/auth/register", json=body("dup") | {"email": "USERdup@Example.Test"})
+    err = await error_of(res, 409, "conflict")
+    assert err["details"] == {"field": "email"}
+    assert await db.fetchval("SELECT count(*) FROM users") == 1
+
+
+async def test_duplicate_phone_is_a_conflict(client, db):
+    await register(client, 1, phone="+15551234567")
+    res = await client.post("/api/auth/register", json=body(2, phone="+15551234567"))
+    err = await error_of(res, 409, "conflict")
+    assert err["details"] == {"field": "phone"}
+    # Accounts without a phone never collide with each other.
+    await register(client, 3)
+    await register(client, 4)
+    assert await db.fetchval("SELECT count(*) FROM users") == 3
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        pytest.param(body() | {"password": "short7!"}, id="password-too-short"),
+        pytest.param(body() | {"password": ""}, id="password-empty"),
+        pytest.param(body() | {"password": "x" * 257}, id="password-too-long"),
+        pytest.param(body() | {"email": "not-an-email"}, id="email-without-at"),
+        pytest.param(body() | {"email": "a@b"}, id="email-without-domain-dot"),
+        pytest.param(body() | {"email": "a b@example.test"}, id="email-with-space"),
+        pytest.param(body() | {"display_name": "   "}, id="blank-display-name"),
+        pytest.param(body() | {"phone": "call me"}, id="bad-phone"),
+        pytest.param(body() | {"is_admin": True}, id="unknown-field"),
+        pytest.param(body() | {"roles": ["admin"]}, id="unknown-field-roles"),
+        pytest.param(body() | {"email": 42}, id="email-not-a-string"),
+        pytest.param(body() | {"password": 12345678}, id="password-not-a-string"),
+        pytest.param(body() | {"display_name": ["x"]}, id="display-name-a-list"),
+        pytest.param({"email": "user1@example.test", "password": PASSWORD}, id="missing-display-name"),
+    ],
+)
+async def test_register_rejects_invalid_input(client, db, payload):
+    res = await client.post("/api/auth/register", json=payload)
+    await error_of(res, 422, "validation_error")
+    assert await db.fetchval("SELECT count(*) FROM users") == 0
+
+
+# -- login / logout ---------------------------------------------------------------------------------
+
+
+async def test_login_by_email_and_by_phone(client):
+    data = await register(client, 1, phone="+15550001111")
+    user_id = data["user"]["id"]
+
+    res = await login(client, "USER1@example.test")
+    assert res.status == 200, await res.text()
+    by_email = await res.json()
+    assert by_email["user"]["id"] == user_id
+    assert by_email["token"] != data["token"]
+    assert res.cookies["livehub_session"].value == by_email["token"]
+
+    res = await login(client, "+15550001111")
+    assert res.status == 200, await res.text()
+    by_phone = await res.json()
+    assert by_phone["user"]["id"] == user_id
+
+    for token in (data["token"], by_email["token"], by_phone["token"]):
+        res = await me(client, token)
+        assert res.status == 200
+        assert (await res.json())["user"]["id"] == user_id
+
+
+async def test_wrong_password_and_unknown_account_look_the_same(client):
+    await register(client, 1)
+    wrong = await error_of(await login(client, "user1@example.test", "not the password"), 401, "unauthorized")
+    unknown = await error_of(await login(client, "nobody@example.test"), 401, "unauthorized")
+    assert wrong["message"] == unknown["message"]
+    assert wrong["details"] == unknown["details"]
+
+
+async def test_logout_ends_the_session(client):
+    data = await register(client, 1)
+    other = await (await login(client, "user1@example.test")).json()
+    token = data["token"]
+    assert (await me(client, token)).status == 200
+
+    res = await client.post("/api/auth/logout", headers={"Authorization": f"Bearer {token}"})
+    assert res.status == 204
+    await error_of(await me(client, token), 401, "unauthorized")
+    await error_of(
+        await client.post("/api/auth/logout", headers={"Authorization": f"Bearer {token}"}), 401, "unauthorized"
+    )
+    # Only that session ends; the account's other sessions stay valid.
+    assert (await me(client, other["token"])).status == 200
+
+
+async def test_me_requires_a_valid_session(client):
+    client.session.cookie_jar.clear()
+    await error_of(await client.get("/api/me"), 401, "unauthorized")
+    await error_of(await me(client, "not-a-token"), 401, "unauthorized")
+    await error_of(await client.get("/api/me", headers={"Authorization": "Bearer "}), 401, "unauthorized")
+
+
+async def test_sessions_and_passwords_are_stored_hashed(client, db):
+    data = await register(client, 1)
+    logged_in = await (await login(client, "user1@example.test")).json()
+    rows = await db.fetch("SELECT s::text AS everything, token_hash FROM sessions s")
+    assert len(rows) == 2
+    hashes = {bytes(r["token_hash"]) for r in rows}
+    for token in (data["token"], logged_in["token"]):
+        assert hashlib.sha256(token.encode()).digest() in hashes
+        for r in rows:
+            assert token not in r["everything"]
+            assert token.encode().hex() not in r["everything"]
+    assert all(len(h) == 32 for h in hashes)
+
+    password_hash = await db.fetchval("SELECT password_hash FROM users")
+    assert password_hash.startswith("$argon2id$")
+    assert PASSWORD not in password_hash
+
+
+async def test_expired_session_is_refused(client, db):
+    data = await register(client, 1)
+    assert (await me(client, data["token"])).status == 200
+    await db.execute(
+        "UPDATE sessions SET expires_at = now() - interval '1 second' WHERE token_hash = $1",
+        hashlib.sha256(data["token"].encode()).digest(),
+    )
+    await error_of(await me(client, data["token"]), 401, "unauthorized")
+    cookie_only(client, data["token"])
+    await error_of(await client.get("/api/me"), 401, "unauthorized")
+
+
+# -- cookie sessions and the Origin check -----------------------------------------------------------
+
+
+async def test_cookie_alone_authenticates_reads(client):
+    data = await register(client, 1)
+    await register(client, 2)  # the jar now holds user 2's cookie; replace it with user 1's only
+    cookie_only(client, data["token"])
+    res = await client.get("/api/me")
+    assert res.status == 200
+    assert (await res.json())["user"]["id"] == data["user"]["id"]
+
+
+async def test_cookie_writes_need_our_own_origin(client, db):
+    data = await register(client, 1)
+    cookie_only(client, data["token"])
+    apply = {"shop_name": "Cookie Shop"}
+
+    err = await error_of(await client.post("/api/sellers/apply", json=apply), 403, "forbidden")
+    assert "origin" in err["message"].lower()
+    for origin in ("https://evil.example", "null", own_origin(client) + ".evil.example", own_origin(client) + "/"):
+        res = await client.post("/api/sellers/apply", json=apply, headers={"Origin": origin})
+        await error_of(res, 403, "forbidden")
+    assert await db.fetchval("SELECT count(*) FROM sellers") == 0
+
+    res = await client.post("/api/sellers/apply", json=apply, headers={"Origin": own_origin(client)})
+    assert res.status == 201, await res.text()
+    assert (await res.json())["seller"]["status"] == "pending"
+
+    # Logging out by cookie is a write too.
+    await error_of(await client.post("/api/auth/logout"), 403, "forbidden")
+    assert (await client.get("/api/me")).status == 200
+    res = await client.post("/api/auth/logout", headers={"Origin": own_origin(client)})
+    assert res.status == 204
+    await error_of(await me(client, data["token"]), 401, "unauthorized")
+
+
+async def test_configured_origins_may_write_with_the_cookie(aiohttp_client, settings, db):
+    client = await limited_client(aiohttp_client, settings, allowed_origins=["https://shop.example"])
+    data = await register(client, 1)
+    cookie_only(client, data["token"])
+    apply = {"shop_name": "Partner Shop"}
+    await error_of(
+        await client.post("/api/sellers/apply", json=apply, headers={"Origin": "https://other.example"}),
+        403,
+        "forbidden",
+    )
+    res = await client.post("/api/sellers/apply", json=apply, headers={"Origin": "https://shop.example"})
+    assert res.status == 201, await res.text()
+
+
+async def test_bearer_writes_need_no_origin(client):
+    data = await register(client, 1)
+    client.session.cookie_jar.clear()
+    res = await client.post(
+        "/api/sellers/apply", json={"shop_name": "API Shop"}, headers={"Authorization": f"Bearer {data['token']}"}
+    )
+    assert res.status == 201, await res.text()
+
+
+async def test_bearer_wins_over_a_cookie(client):
+    first = await register(client, 1)
+    second = await register(client, 2)
+    cookie_only(client, second["token"])
+    res = await me(client, first["token"])
+    assert (await res.json())["user"]["id"] == first["user"]["id"]
+    # A bearer write is not subject to the Origin check even when a cookie rides along.
+    res = await client.post(
+        "/api/sellers/apply", json={"shop_name": "Mixed"}, headers={"Authorization": f"Bearer {first['token']}"}
+    )
+    assert res.status == 201, await res.text()
+    assert (await res.json())["seller"]["user_id"] == first["user"]["id"]
+
+
+# -- failed-login limits ----------------------------------------------------------------------------
+
+
+async def assert_limited(res):
+    err = await error_of(res, 429, "rate_limited")
+    assert int(res.headers["Retry-After"]) > 0
+    return err
+
+
+async def test_failed_logins_are_limited_per_account_then_per_address(aiohttp_client, settings, db):
+    client = await limited_client(
+        aiohttp_client, settings, login_max_failures_per_account=3, login_max_failures_per_address=5
+    )
+    for n in (1, 2, 3):
+        await register(client, n)
+
+    for _ in range(3):
+        await error_of(await login(client, "user1@example.test", "wrong password"), 401, "unauthorized")
+    # The limit is reached: even the right password is refused now.
+    await assert_limited(await login(client, "user1@example.test"))
+    await assert_limited(await login(client, "User1@Example.test"))
+
+    # Another account from the same address is unaffected until the address reaches its own limit.
+    res = await login(client, "user2@example.test")
+    assert res.status == 200, await res.text()
+    for _ in range(2):
+        await error_of(await login(client, "user2@example.test", "wrong password"), 401, "unauthorized")
+    # Five failures from this address: every account is refused from here.
+    await assert_limited(await login(client, "user3@example.test"))
+    await assert_limited(await login(client, "user2@example.test"))
+    await assert_limited(await login(client, "nobody@example.test", "whatever"))
+
+    # Registering is not a login and is never limited.
+    await register(client, 4)
+
+
+async def test_unknown_accounts_count_against_the_address(aiohttp_client, settings, db):
+    client = await limited_client(
+        aiohttp_client, settings, login_max_failures_per_account=100, login_max_failures_per_address=3
+    )
+    await register(client, 1)
+    for n in range(3):
+        await error_of(await login(client, f"ghost{n}@example.test", "guess"), 401, "unauthorized")
+    await assert_limited(await login(client, "user1@example.test"))
+
+
+async def test_successful_logins_and_registrations_are_not_limited(aiohttp_client, settings, db):
+    client = await limited_client(
+        aiohttp_client, settings, login_max_failures_per_account=2, login_max_failures_per_address=2
+    )
+    for n in range(20):
+        await register(client, n)
+    for _ in range(20):
+        res = await login(client, "user0@example.test")
+        assert res.status == 200, await res.text()
+    assert await db.fetchval("SELECT count(*) FROM sessions") == 40
+
+
+async def test_a_success_resets_the_account_failures(aiohttp_client, settings, db):
+    client = await limited_client(
+        aiohttp_client, settings, login_max_failures_per_account=3, login_max_failures_per_address=50
+    )
+    await register(client, 1)
+    for _ in range(2):
+        await error_of(await login(client, "user1@example.test", "wrong"), 401, "unauthorized")
+    assert (await login(client, "user1@example.test")).status == 200
+    for _ in range(2):
+        await error_of(await login(client, "user1@example.test", "wrong"), 401, "unauthorized")
+    assert (await login(client, "user1@example.test")).status == 200
+
+
+async def test_failures_outside_the_window_are_forgotten(aiohttp_client, settings, db):
+    client = await limited_client(
+        aiohttp_client, settings, login_max_failures_per_account=2, login_max_failures_per_address=50
+    )
+    await register(client, 1)
+    for _ in range(2):
+        await error_of(await login(client, "user1@example.test", "wrong"), 401, "unauthorized")
+    await assert_limited(await login(client, "user1@example.test"))
+    await db.execute(
+        "UPDATE login_failures SET failed_at = now() - make_interval(secs => $1 + 1)", settings.login_window_s
+    )
+    assert (await login(client, "user1@example.test")).status == 200
+
+
+async def test_concurrent_guesses_cannot_exceed_the_account_limit(aiohttp_client, settings, db):
+    """Parallel attempts must not all pass the check before any failure is recorded."""
+    client = await limited_client(
+        aiohttp_client, settings, login_max_failures_per_account=3, login_max_failures_per_address=1000
+    )
+    await register(client, 1)
+    responses = await asyncio.gather(*(login(client, "user1@example.test", f"guess {i}") for i in range(20)))
+    statuses = sorted(r.status for r in responses)
+    assert statuses.count(401) <= 3, statuses
+    assert set(statuses) <= {401, 429}, statuses
+    # However the burst went, the account gets exactly three wrong guesses in all.
+    guesses = statuses.count(401)
+    for i in range(5):
+        res = await login(client, "user1@example.test", f"later guess {i}")
+        if res.status == 429:
+            break
+        await error_of(res, 401, "unauthorized")
+        guesses += 1
+    assert guesses == 3
+    await assert_limited(await login(client, "user1@example.test"))
+
+
+async def test_many_people_signing_in_at_once_from_one_address_are_not_limited(aiohttp_client, settings, db):
+    """Carrier-grade NAT: successful logins in flight together are not failures of that address."""
+    client = await limited_client(
+        aiohttp_client, settings, login_max_failures_per_account=5, login_max_failures_per_address=5
+    )
+    for n in range(30):
+        await register(client, n)
+    responses = await asyncio.gather(*(login(client, f"user{n}@example.test") for n in range(30)))
+    assert [r.status for r in responses] == [200] * 30
+    assert await db.fetchval("SELECT count(*) FROM login_failures") == 0
+
+
+async def test_forwarded_addresses_are_counted_separately_behind_a_trusted_proxy(aiohttp_client, settings, db):
+    client = await limited_client(
+        aiohttp_client,
+        settings,
+        trusted_proxy_count=1,
+        login_max_failures_per_account=100,
+        login_max_failures_per_address=2,
+    )
+    await register(client, 1)
+
+    def via(address: str) -> dict:
+        # The client may prepend anything; the address our proxy appended is the last one.
+        return {"headers": {"X-Forwarded-For": f"6.6.6.6, {address}"}}
+
+    for n in range(2):
+        await error_of(await login(client, f"ghost{n}@example.test", "x", **via("203.0.113.1")), 401, "unauthorized")
+    await assert_limited(await login(client, "user1@example.test", **via("203.0.113.1")))
+    # Another client address behind the same proxy is not held responsible.
+    res = await login(client, "user1@example.test", **via("203.0.113.2"))
+    assert res.status == 200, await res.text()
+    for n in range(2):
+        await error_of(await login(client, f"ghost{n}@example.test", "x", **via("203.0.113.2")), 401, "unauthorized")
+    await assert_limited(await login(client, "user1@example.test", **via("203.0.113.2")))
+    assert (await login(client, "user1@example.test", **via("203.0.113.3"))).status == 200
+    addresses = {r["address"] for r in await db.fetch("SELECT DISTINCT address FROM login_failures")}
+    assert addresses == {"203.0.113.1", "203.0.113.2"}
+
+
+async def test_forwarded_for_is_ignored_without_a_trusted_proxy(aiohttp_client, settings, db):
+    client = await limited_client(
+        aiohttp_client, settings, login_max_failures_per_account=100, login_max_failures_per_address=2
+    )
+    await register(client, 1)
+    for n in range(2):
+        res = await login(client, f"ghost{n}@example.test", "x", headers={"X-Forwarded-For": f"198.51.100.{n}"})
+        await error_of(res, 401, "unauthorized")
+    # A spoofed header does not get a client out from under its address's limit.
+    await assert_limited(await login(client, "user1@example.test", headers={"X-Forwarded-For": "198.51.100.77"}))
