@@ -170,7 +170,7 @@ class Factory:
         }
         res = await self.client.post("/api/products", json=body, headers=seller.headers)
         assert res.status == 201, await res.text()
-        return await res.json()
+        return (await res.json())["product"]
 
 
 @pytest.fixture

@@ -14,13 +14,13 @@ VARIANT_KEYS = {"id", "sku", "options", "price_cents", "available", "digital"}
 async def create(client, seller, body: dict) -> dict:
     res = await client.post("/api/products", json=body, headers=seller.headers)
     assert res.status == 201, await res.text()
-    return await res.json()
+    return (await res.json())["product"]
 
 
 async def detail(client, product_id: str) -> dict:
     res = await client.get(f"/api/products/{product_id}")
     assert res.status == 200, await res.text()
-    return await res.json()
+    return (await res.json())["product"]
 
 
 async def listing(client, **params) -> list[str]:
@@ -62,7 +62,7 @@ async def test_seller_creates_product_with_variants(make, client, db):
     }
     res = await client.post("/api/products", json=body, headers=seller.headers)
     assert res.status == 201, await res.text()
-    product = await res.json()
+    product = (await res.json())["product"]
 
     uuid.UUID(product["id"])
     assert product["title"] == "Trail Runner"
@@ -226,7 +226,7 @@ async def test_another_seller_cannot_touch_a_product(make, client, db):
     # The owner can do what the others could not.
     res = await client.patch(f"/api/products/{pid}", json={"title": "Mine"}, headers=owner.headers)
     assert res.status == 200, await res.text()
-    assert (await res.json())["title"] == "Mine"
+    assert (await res.json())["product"]["title"] == "Mine"
 
 
 # --- SKUs -------------------------------------------------------------------------------------------
@@ -384,7 +384,7 @@ async def test_archived_products_leave_listings_but_stay_readable(make, client, 
 
     res = await client.delete(f"/api/products/{gone['id']}", headers=seller.headers)
     assert res.status == 200, await res.text()
-    assert (await res.json())["status"] == "archived"
+    assert (await res.json())["product"]["status"] == "archived"
 
     assert await listing(client) == [keep["id"]]
     assert await listing(client, q="widget") == []
@@ -550,7 +550,7 @@ async def test_patch_product_fields(make, client, db):
     }
     res = await client.patch(f"/api/products/{pid}", json=changes, headers=seller.headers)
     assert res.status == 200, await res.text()
-    updated = await res.json()
+    updated = (await res.json())["product"]
     for key, value in changes.items():
         assert updated[key] == value, key
     assert updated["variants"] == product["variants"]
@@ -564,7 +564,7 @@ async def test_patch_product_fields(make, client, db):
 
     # Only what is sent changes; category can be cleared.
     res = await client.patch(f"/api/products/{pid}", json={"category_id": None}, headers=seller.headers)
-    body = await res.json()
+    body = (await res.json())["product"]
     assert body["category_id"] is None and body["title"] == "Rocking Horse"
 
     for bad in (
@@ -595,7 +595,7 @@ async def test_patch_variant(make, client, db):
     small = next(v for v in product["variants"] if v["sku"] == "MUG-S")
     res = await client.patch(f"/api/variants/{small['id']}", json={"price_cents": 999}, headers=seller.headers)
     assert res.status == 200, await res.text()
-    variants = {v["sku"]: v for v in (await res.json())["variants"]}
+    variants = {v["sku"]: v for v in (await res.json())["product"]["variants"]}
     assert variants["MUG-S"]["price_cents"] == 999
     assert variants["MUG-S"]["available"] == 4  # price edits leave stock alone
     assert variants["MUG-L"]["price_cents"] == 1500
@@ -607,7 +607,7 @@ async def test_patch_variant(make, client, db):
         headers=seller.headers,
     )
     assert res.status == 200, await res.text()
-    renamed = next(v for v in (await res.json())["variants"] if v["id"] == small["id"])
+    renamed = next(v for v in (await res.json())["product"]["variants"] if v["id"] == small["id"])
     assert renamed == {**small, "sku": "MUG-SMALL", "options": {"size": "S", "colour": "white"}, "price_cents": 999}
 
     # Stock is not a field of a variant edit; it moves only through the audited stock endpoint.
@@ -640,7 +640,7 @@ async def test_add_variants(make, client, db):
         },
     )
     assert res.status == 201, await res.text()
-    body = await res.json()
+    body = (await res.json())["product"]
     by_sku = {v["sku"]: v for v in body["variants"]}
     assert set(by_sku) == {"TEE-M", "TEE-L", "TEE-CODE"}
     assert (by_sku["TEE-L"]["available"], by_sku["TEE-L"]["options"], by_sku["TEE-L"]["price_cents"]) == (

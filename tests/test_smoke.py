@@ -6,4 +6,4 @@ async def test_register_and_me(make, client):
     seller = await make.seller()
     p = await make.product(seller)
     res = await client.get(f"/api/products/{p['id']}")
-    assert (await res.json())["variants"][0]["available"] == 10
+    assert (await res.json())["product"]["variants"][0]["available"] == 10

@@ -28,7 +28,7 @@ async def available(client, db, variant_id: str) -> int:
     product_id = await db.fetchval("SELECT product_id FROM variants WHERE id = $1", uuid.UUID(variant_id))
     res = await client.get(f"/api/products/{product_id}")
     assert res.status == 200, await res.text()
-    return next(v["available"] for v in (await res.json())["variants"] if v["id"] == variant_id)
+    return next(v["available"] for v in (await res.json())["product"]["variants"] if v["id"] == variant_id)
 
 
 async def movements(db, variant_id: str) -> list[asyncpg.Record]:

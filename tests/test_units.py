@@ -52,7 +52,7 @@ async def codes(db, variant_id: str) -> list[str]:
 async def available(client, db, variant_id: str) -> int:
     product_id = await db.fetchval("SELECT product_id FROM variants WHERE id = $1", uuid.UUID(variant_id))
     body = await (await client.get(f"/api/products/{product_id}")).json()
-    return next(v["available"] for v in body["variants"] if v["id"] == variant_id)
+    return next(v["available"] for v in body["product"]["variants"] if v["id"] == variant_id)
 
 
 async def test_import_codes(make, client, db):

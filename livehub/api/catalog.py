@@ -119,6 +119,10 @@ class ProductOut(Out):
     updated_at: datetime
 
 
+class ProductEnvelope(Out):
+    product: ProductOut
+
+
 class ProductQuery(PageQuery):
     q: Annotated[str, StringConstraints(max_length=200)] | None = None
     category: UUID | None = None
@@ -159,22 +163,22 @@ async def list_products(request: web.Request, query: ProductQuery) -> Page[Produ
     return Page[ProductOut].model_validate(page)
 
 
-@api.get("/api/products/{id}", response=ProductOut)
-async def get_product(request: web.Request) -> ProductOut:
+@api.get("/api/products/{id}", response=ProductEnvelope)
+async def get_product(request: web.Request) -> ProductEnvelope:
     """A product with its variants and available stock"""
     async with request.app[keys.POOL].acquire() as conn:
-        return ProductOut.model_validate(await catalog.get_product(conn, path_id(request)))
+        return ProductEnvelope(product=await catalog.get_product(conn, path_id(request)))
 
 
-@api.post("/api/products", auth="seller", body=ProductIn, response=ProductOut, status=201)
-async def create_product(request: web.Request, body: ProductIn) -> ProductOut:
+@api.post("/api/products", auth="seller", body=ProductIn, response=ProductEnvelope, status=201)
+async def create_product(request: web.Request, body: ProductIn) -> ProductEnvelope:
     """List a new product with its variants"""
     product = await catalog.create_product(request.app[keys.POOL], principal(request).user_id, body.model_dump())
-    return ProductOut.model_validate(product)
+    return ProductEnvelope(product=product)
 
 
-@api.patch("/api/products/{id}", auth="seller", body=ProductPatch, response=ProductOut)
-async def update_product(request: web.Request, body: ProductPatch) -> ProductOut:
+@api.patch("/api/products/{id}", auth="seller", body=ProductPatch, response=ProductEnvelope)
+async def update_product(request: web.Request, body: ProductPatch) -> ProductEnvelope:
     """Change your product's fields"""
     changes = body.model_dump(exclude_unset=True)
     for name in ("title", "description", "attributes", "status"):
@@ -183,29 +187,29 @@ async def update_product(request: web.Request, body: ProductPatch) -> ProductOut
     product = await catalog.update_product(
         request.app[keys.POOL], principal(request).user_id, path_id(request), changes
     )
-    return ProductOut.model_validate(product)
+    return ProductEnvelope(product=product)
 
 
-@api.delete("/api/products/{id}", auth="seller", response=ProductOut)
-async def archive_product(request: web.Request) -> ProductOut:
+@api.delete("/api/products/{id}", auth="seller", response=ProductEnvelope)
+async def archive_product(request: web.Request) -> ProductEnvelope:
     """Archive your product: it leaves listings, its orders keep their links"""
     product = await catalog.update_product(
         request.app[keys.POOL], principal(request).user_id, path_id(request), {"status": "archived"}
     )
-    return ProductOut.model_validate(product)
+    return ProductEnvelope(product=product)
 
 
-@api.post("/api/products/{id}/variants", auth="seller", body=VariantsIn, response=ProductOut, status=201)
-async def add_variants(request: web.Request, body: VariantsIn) -> ProductOut:
+@api.post("/api/products/{id}/variants", auth="seller", body=VariantsIn, response=ProductEnvelope, status=201)
+async def add_variants(request: web.Request, body: VariantsIn) -> ProductEnvelope:
     """Add variants to your product"""
     product = await catalog.add_variants(
         request.app[keys.POOL], principal(request).user_id, path_id(request), body.model_dump()["variants"]
     )
-    return ProductOut.model_validate(product)
+    return ProductEnvelope(product=product)
 
 
-@api.patch("/api/variants/{id}", auth="seller", body=VariantPatch, response=ProductOut)
-async def update_variant(request: web.Request, body: VariantPatch) -> ProductOut:
+@api.patch("/api/variants/{id}", auth="seller", body=VariantPatch, response=ProductEnvelope)
+async def update_variant(request: web.Request, body: VariantPatch) -> ProductEnvelope:
     """Change your variant's SKU, options or price"""
     changes = body.model_dump(exclude_unset=True)
     if any(v is None for v in changes.values()):
@@ -213,7 +217,7 @@ async def update_variant(request: web.Request, body: VariantPatch) -> ProductOut
     product = await catalog.update_variant(
         request.app[keys.POOL], principal(request).user_id, path_id(request), changes
     )
-    return ProductOut.model_validate(product)
+    return ProductEnvelope(product=product)
 
 
 @api.post("/api/variants/{id}/stock", auth="seller", body=StockIn, response=StockOut)
