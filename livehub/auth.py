@@ -7,6 +7,7 @@ is enough for a token of that entropy and lets every request look its session up
 
 import asyncio
 import hashlib
+import re
 import secrets
 from dataclasses import dataclass, field
 from uuid import UUID
@@ -42,6 +43,14 @@ class PasswordHasher:
                 return False
 
         return await asyncio.to_thread(check)
+
+
+_PHONE_PUNCTUATION = re.compile(r"[\s().-]")
+
+
+def normalise_phone(value: str) -> str:
+    """ "+1 (555) 123-4567" and "+15551234567" are one number."""
+    return _PHONE_PUNCTUATION.sub("", value)
 
 
 def new_token() -> str:
@@ -101,6 +110,8 @@ async def principal_for_token(pool: asyncpg.Pool, token: str) -> Principal | Non
 
 async def create_session(conn, user_id: UUID, ttl_s: int) -> str:
     token = new_token()
+    # Each sign-in sweeps the account's expired sessions, so the table holds live ones only.
+    await conn.execute("DELETE FROM sessions WHERE user_id = $1 AND expires_at <= now()", user_id)
     await conn.execute(
         "INSERT INTO sessions (token_hash, user_id, expires_at) VALUES ($1, $2, now() + make_interval(secs => $3))",
         hash_token(token),
@@ -216,10 +227,13 @@ async def login(
     address: str,
 ) -> tuple[dict, str]:
     """Sign in by email or phone. Returns (user, token); raises Unauthorized or RateLimited."""
+    # One account, one failure count, however the email is cased or the phone number punctuated.
     account = login_id.strip().lower()
+    if "@" not in account:
+        account = normalise_phone(account)
     attempt_id = await limiter.attempt(pool, account, address)
     row = await pool.fetchrow(
-        "SELECT id, password_hash FROM users WHERE email = $1 OR phone = $2", account, login_id.strip()
+        "SELECT id, password_hash FROM users WHERE email = $1 OR phone = $2", account, normalise_phone(login_id)
     )
     if not await hasher.verify(row["password_hash"] if row else None, password):
         await limiter.failed(pool, attempt_id, address)

@@ -157,7 +157,12 @@ async def error_middleware(request: web.Request, handler):
             log.exception("database error on %s %s", request.method, request.path)
             return _internal()
         return error_response(err)
-    except (asyncpg.InterfaceError, OSError, TimeoutError) as exc:
+    except (asyncpg.InterfaceError, ConnectionError, TimeoutError) as exc:
+        # The database went away mid-request or cannot be reached. Other interface errors (a client
+        # feature asyncpg lacks, overlapping operations) are our bugs and stay 500s.
+        if isinstance(exc, asyncpg.InterfaceError) and not _connection_lost(exc):
+            log.exception("database client error on %s %s", request.method, request.path)
+            return _internal()
         log.warning("database unavailable on %s %s: %r", request.method, request.path, exc)
         return error_response(Unavailable("the database is not reachable, try again"))
     except web.HTTPException as exc:
@@ -169,6 +174,11 @@ async def error_middleware(request: web.Request, handler):
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
         return _internal()
+
+
+def _connection_lost(exc: asyncpg.InterfaceError) -> bool:
+    # asyncpg reports a closed connection or pool as a plain InterfaceError, told apart only by its text.
+    return isinstance(exc, asyncpg.ConnectionDoesNotExistError) or "closed" in str(exc)
 
 
 def _internal() -> web.Response:

@@ -48,6 +48,8 @@ class Settings(BaseSettings):
     max_json_bytes: int = 64 * 1024
     max_upload_bytes: int = 8 * 1024 * 1024
     max_units_per_import: int = 50_000
+    # How long an Idempotency-Key is remembered.
+    idempotency_ttl_s: int = 24 * 3600
 
     log_level: str = "INFO"
     # Read by `run.py create-admin` instead of prompting.

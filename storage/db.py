@@ -18,6 +18,8 @@ log = logging.getLogger(__name__)
 HERE = Path(__file__).parent
 MIGRATIONS = HERE / "migrations"
 FUNCTIONS = HERE / "functions"
+# What a domain function runs its queries on: the pool, or a connection already in a transaction.
+DB = asyncpg.Pool | asyncpg.Connection
 _MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 # Any constant works; it only has to be the same in every LiveHub process.
 _MIGRATE_LOCK = 0x11BE_0B

@@ -141,6 +141,9 @@ class Factory:
         body = {"email": email or f"user{n}@example.test", "password": password, "display_name": f"User {n}", **extra}
         res = await self.client.post("/api/auth/register", json=body)
         assert res.status == 201, await res.text()
+        # Registering sets the session cookie; tests authenticate explicitly (Account.headers), so a
+        # request made without them is anonymous, as it would be from another client.
+        self.client.session.cookie_jar.clear()
         data = await res.json()
         return Account(data["user"], data["token"], password)
 

@@ -435,3 +435,57 @@ async def test_forwarded_for_is_ignored_without_a_trusted_proxy(aiohttp_client, 
         await error_of(res, 401, "unauthorized")
     # A spoofed header does not get a client out from under its address's limit.
     await assert_limited(await login(client, "user1@example.test", headers={"X-Forwarded-For": "198.51.100.77"}))
+
+
+async def test_https_origin_behind_a_trusted_tls_proxy(aiohttp_client, settings, db):
+    client = await limited_client(aiohttp_client, settings, trusted_proxy_count=1)
+    data = await register(client, 1)
+    cookie_only(client, data["token"])
+    https_origin = own_origin(client).replace("http://", "https://")
+    res = await client.post("/api/sellers/apply", json={"shop_name": "Behind TLS"}, headers={"Origin": https_origin})
+    await error_of(res, 403, "forbidden")  # without the proxy's word the hop is plain http
+    res = await client.post(
+        "/api/sellers/apply",
+        json={"shop_name": "Behind TLS"},
+        headers={"Origin": https_origin, "X-Forwarded-Proto": "https"},
+    )
+    assert res.status == 201, await res.text()
+
+
+async def test_forwarded_proto_is_ignored_without_a_trusted_proxy(client, db):
+    data = await register(client, 1)
+    cookie_only(client, data["token"])
+    https_origin = own_origin(client).replace("http://", "https://")
+    res = await client.post(
+        "/api/sellers/apply",
+        json={"shop_name": "Spoofed"},
+        headers={"Origin": https_origin, "X-Forwarded-Proto": "https"},
+    )
+    await error_of(res, 403, "forbidden")
+
+
+# -- input hygiene ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["Eve\u202eevil", "tab\tname", "bell\x07", "two\nlines"])
+async def test_names_with_control_or_bidi_characters_are_refused(client, db, name):
+    res = await client.post("/api/auth/register", json=body(1, display_name=name))
+    err = await error_of(res, 422, "validation_error")
+    assert err["details"]["errors"][0]["loc"] == ["display_name"]
+    assert await db.fetchval("SELECT count(*) FROM users") == 0
+
+
+async def test_phone_punctuation_is_ignored(client, db):
+    await register(client, 1, phone="+1 (555) 123-4567")
+    assert await db.fetchval("SELECT phone FROM users") == "+15551234567"
+    res = await client.post("/api/auth/register", json=body(2, phone="+1 555.123.4567"))
+    await error_of(res, 409, "conflict")
+    assert (await login(client, "+1-555-123-4567")).status == 200
+
+
+async def test_signing_in_sweeps_expired_sessions(client, db):
+    first = await register(client, 1)
+    await db.execute("UPDATE sessions SET expires_at = now() - interval '1 second'")
+    assert (await login(client, "user1@example.test")).status == 200
+    hashes = {r["token_hash"] for r in await db.fetch("SELECT token_hash FROM sessions")}
+    assert hashlib.sha256(first["token"].encode()).digest() not in hashes and len(hashes) == 1

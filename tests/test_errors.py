@@ -288,7 +288,7 @@ async def test_nul_characters_are_refused_not_crashed_on(client, make, db):
 
 
 async def test_unicode_and_emoji_round_trip(client, make):
-    name = "Zoë 🛍️ 東京 \u202e"
+    name = "Zoë 🛍️ 東京"
     res = await client.post(
         "/api/auth/register", json={"email": "emoji@example.test", "password": "пароль-🔑-secret", "display_name": name}
     )

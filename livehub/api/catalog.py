@@ -9,7 +9,7 @@ from pydantic import Field, StringConstraints, field_validator
 
 from livehub import keys
 from livehub.api.models import Cents, LongText, Page, PageQuery, Text
-from livehub.api.routing import Api, Model, Out, path_id, principal, read_upload
+from livehub.api.routing import Api, Model, Out, db, path_id, principal
 from livehub.errors import ValidationFailed
 from livehub.shop import catalog, units
 
@@ -220,11 +220,11 @@ async def update_variant(request: web.Request, body: VariantPatch) -> ProductEnv
     return ProductEnvelope(product=product)
 
 
-@api.post("/api/variants/{id}/stock", auth="seller", body=StockIn, response=StockOut)
+@api.post("/api/variants/{id}/stock", auth="seller", body=StockIn, response=StockOut, idempotent=True)
 async def adjust_stock(request: web.Request, body: StockIn) -> StockOut:
     """Restock or write off units of your variant; every change is audited"""
     result = await catalog.adjust_stock(
-        request.app[keys.POOL],
+        db(request),
         principal(request).user_id,
         path_id(request),
         body.delta,
@@ -234,13 +234,14 @@ async def adjust_stock(request: web.Request, body: StockIn) -> StockOut:
     return StockOut.model_validate(result)
 
 
-@api.post("/api/variants/{id}/units", auth="seller", response=ImportOut, content_type="text/csv")
-async def import_units(request: web.Request) -> ImportOut:
+@api.post("/api/variants/{id}/units", auth="seller", response=ImportOut, content_type="text/csv", idempotent=True)
+async def import_units(request: web.Request, data: bytes) -> ImportOut:
     """Import digital codes (CSV, one code per row) into your digital variant"""
-    variant_id = path_id(request)
-    raw = await read_upload(request)
-    settings = request.app[keys.SETTINGS]
     report = await units.import_csv(
-        request.app[keys.POOL], principal(request).user_id, variant_id, raw, max_codes=settings.max_units_per_import
+        db(request),
+        principal(request).user_id,
+        path_id(request),
+        data,
+        max_codes=request.app[keys.SETTINGS].max_units_per_import,
     )
     return ImportOut.model_validate(report)

@@ -1,21 +1,43 @@
 """Shapes shared by several resources."""
 
+import re
 from datetime import datetime
 from typing import Annotated, Any, Generic, TypeVar
 from uuid import UUID
 
-from pydantic import Field, StringConstraints
+from pydantic import AfterValidator, BeforeValidator, Field, StringConstraints
 
 from livehub.api.routing import Model, Out
+from livehub.auth import normalise_phone
 
 T = TypeVar("T")
 
 Email = Annotated[
     str, StringConstraints(strip_whitespace=True, to_lower=True, max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 ]
-Phone = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^\+?[0-9]{6,15}$")]
-Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-LongText = Annotated[str, StringConstraints(max_length=10_000)]
+# Control characters, and the bidirectional overrides that can make a name read backwards in chat.
+_UNPRINTABLE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\u202a-\u202e\u2066-\u2069]")
+
+
+def _printable(value: str) -> str:
+    if _UNPRINTABLE.search(value):
+        raise ValueError("contains control characters")
+    return value
+
+
+def _one_line(value: str) -> str:
+    if "\n" in value or "\r" in value or "\t" in value:
+        raise ValueError("must be a single line")
+    return _printable(value)
+
+
+Phone = Annotated[
+    str,
+    BeforeValidator(lambda v: normalise_phone(v) if isinstance(v, str) else v),
+    StringConstraints(pattern=r"^\+?[0-9]{6,15}$"),
+]
+Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), AfterValidator(_one_line)]
+LongText = Annotated[str, StringConstraints(max_length=10_000), AfterValidator(_printable)]
 Cents = Annotated[int, Field(ge=0, le=10**12)]
 
 

@@ -59,6 +59,16 @@ def _operation(r: Route, refs: dict, components: dict) -> dict[str, Any]:
             {"name": name, "in": "query", "required": name in required, "schema": prop}
             for name, prop in schema["properties"].items()
         ]
+    if r.idempotent:
+        params.append(
+            {
+                "name": "Idempotency-Key",
+                "in": "header",
+                "required": False,
+                "description": "retrying with the same key and body returns the first response",
+                "schema": {"type": "string", "maxLength": 255},
+            }
+        )
     if params:
         op["parameters"] = params
     if r.body is not None:

@@ -3,8 +3,9 @@
     @api.post("/api/products", body=ProductIn, response=ProductOut, status=201, auth="seller")
     async def create_product(request, body: ProductIn) -> ProductOut: ...
 
-The wrapper reads the JSON body (size-limited), validates it and the query string with pydantic (unknown
-fields are refused), resolves the caller, checks the role and returns the handler's result as JSON.
+The wrapper reads the body (size-limited), validates JSON bodies and the query string with pydantic
+(unknown fields are refused), resolves the caller, checks the role, runs idempotent routes at most once
+per Idempotency-Key, and returns the handler's result as JSON.
 The same declarations generate the OpenAPI document, so the spec cannot drift from the code.
 """
 
@@ -14,10 +15,12 @@ from dataclasses import dataclass
 from typing import Any, Literal
 from uuid import UUID
 
+import asyncpg
 import pydantic
 from aiohttp import web
 
 from livehub import keys
+from livehub.api import idempotency
 from livehub.auth import Principal, principal_for_token
 from livehub.errors import Forbidden, NotFound, PayloadTooLarge, Unauthorized, ValidationFailed
 from livehub.jsonx import json_response, loads
@@ -47,12 +50,14 @@ class Route:
     handler: Callable[..., Awaitable[Any]]
     summary: str
     tag: str
-    auth: Auth
-    body: type[pydantic.BaseModel] | None
-    query: type[pydantic.BaseModel] | None
-    response: Any
-    status: int
-    content_type: str
+    auth: Auth = "none"
+    body: type[pydantic.BaseModel] | None = None
+    query: type[pydantic.BaseModel] | None = None
+    response: Any = None
+    status: int = 200
+    content_type: str = "application/json"
+    # Accepts an Idempotency-Key header: a retry returns the first response (see idempotency.py).
+    idempotent: bool = False
 
 
 class Api:
@@ -62,71 +67,60 @@ class Api:
         self.tag = tag
         self.routes: list[Route] = []
 
-    def route(
-        self,
-        method: str,
-        path: str,
-        *,
-        auth: Auth = "none",
-        body=None,
-        query=None,
-        response=None,
-        status: int = 200,
-        content_type: str = "application/json",
-    ):
+    def route(self, method: str, path: str, **spec: Any):
         def decorate(handler):
             summary = (handler.__doc__ or handler.__name__.replace("_", " ")).strip().splitlines()[0]
-            self.routes.append(
-                Route(
-                    method,
-                    path,
-                    _wrap(handler, auth, body, query, status, content_type),
-                    summary,
-                    self.tag,
-                    auth,
-                    body,
-                    query,
-                    response,
-                    status,
-                    content_type,
-                )
-            )
+            self.routes.append(Route(method, path, handler, summary, self.tag, **spec))
             return handler
 
         return decorate
 
-    def get(self, path: str, **kw):
-        return self.route("GET", path, **kw)
+    def get(self, path: str, **spec: Any):
+        return self.route("GET", path, **spec)
 
-    def post(self, path: str, **kw):
-        return self.route("POST", path, **kw)
+    def post(self, path: str, **spec: Any):
+        return self.route("POST", path, **spec)
 
-    def patch(self, path: str, **kw):
-        return self.route("PATCH", path, **kw)
+    def patch(self, path: str, **spec: Any):
+        return self.route("PATCH", path, **spec)
 
-    def delete(self, path: str, **kw):
-        return self.route("DELETE", path, **kw)
+    def delete(self, path: str, **spec: Any):
+        return self.route("DELETE", path, **spec)
 
     def table(self) -> list[web.RouteDef]:
-        return [web.route(r.method, r.path, r.handler) for r in self.routes]
+        return [web.route(r.method, r.path, _wrap(r)) for r in self.routes]
 
 
-def _wrap(handler, auth: Auth, body_model, query_model, status: int, content_type: str):
-    @functools.wraps(handler)
+def _wrap(route: Route):
+    settings_limit = "max_json_bytes" if route.content_type == "application/json" else "max_upload_bytes"
+
+    @functools.wraps(route.handler)
     async def wrapper(request: web.Request) -> web.StreamResponse:
-        principal = await resolve_principal(request)
-        _authorise(request, principal, auth)
+        principal = await resolve_principal(request) if route.auth != "none" else None
+        _authorise(request, principal, route.auth)
         kwargs: dict[str, Any] = {}
-        if body_model is not None:
-            kwargs["body"] = body_model.model_validate(await read_json(request))
-        if query_model is not None:
-            kwargs["query"] = query_model.model_validate(dict(request.query))
-        result = await handler(request, **kwargs)
-        if isinstance(result, web.StreamResponse):
-            return result
-        if result is None:
-            return web.Response(status=204)
-        return json_response(result, status=status)
+        raw = b""
+        if route.body is not None or route.content_type != "application/json":
+            raw = await _read_body(request, getattr(request.app[keys.SETTINGS], settings_limit))
+        if route.body is not None:
+            kwargs["body"] = route.body.model_validate(parse_json(raw))
+        elif route.content_type != "application/json":
+            kwargs["data"] = raw
+        if route.query is not None:
+            kwargs["query"] = route.query.model_validate(dict(request.query))
+
+        async def call() -> web.StreamResponse:
+            result = await route.handler(request, **kwargs)
+            if isinstance(result, web.StreamResponse):
+                return result
+            if result is None:
+                return web.Response(status=204)
+            return json_response(result, status=route.status)
+
+        key = request.headers.get("Idempotency-Key") if route.idempotent else None
+        if key is not None and principal is not None:
+            return await idempotency.run_once(request, principal.user_id, key, raw, call)
+        return await call()
 
     return wrapper
 
@@ -147,19 +141,13 @@ async def _read_body(request: web.Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-async def read_json(request: web.Request) -> Any:
-    raw = await _read_body(request, request.app[keys.SETTINGS].max_json_bytes)
+def parse_json(raw: bytes) -> Any:
     if not raw.strip():
         raise ValidationFailed("a JSON body is required")
     try:
         return loads(raw)
     except ValueError as exc:
         raise ValidationFailed("body is not valid JSON", {"reason": str(exc)}) from None
-
-
-async def read_upload(request: web.Request) -> bytes:
-    """A raw body up to the upload limit (CSV imports)."""
-    return await _read_body(request, request.app[keys.SETTINGS].max_upload_bytes)
 
 
 def request_token(request: web.Request) -> tuple[str | None, bool]:
@@ -204,9 +192,20 @@ def check_origin(request: web.Request) -> None:
     origin = request.headers.get("Origin")
     if origin is None:
         raise Forbidden("cookie-authenticated writes need an Origin header")
-    own = f"{request.scheme}://{request.host}"
-    if origin != own and origin not in request.app[keys.SETTINGS].allowed_origins:
+    settings = request.app[keys.SETTINGS]
+    scheme = request.scheme
+    if settings.trusted_proxy_count and (proto := request.headers.get("X-Forwarded-Proto")):
+        # Behind a TLS-terminating proxy the browser's origin is https while this hop is http.
+        scheme = proto.split(",")[-1].strip()
+    own = f"{scheme}://{request.host}"
+    if origin != own and origin not in settings.allowed_origins:
         raise Forbidden("cross-origin request refused", {"origin": origin})
+
+
+def db(request: web.Request) -> asyncpg.Pool | asyncpg.Connection:
+    """Where a handler's queries go: the pool, or inside an idempotent request the connection whose
+    transaction also records the response, so the effect and its replay commit together."""
+    return request.get(idempotency.CONNECTION) or request.app[keys.POOL]
 
 
 def principal(request: web.Request) -> Principal:

@@ -16,6 +16,7 @@ import asyncpg
 
 from livehub.errors import NotFound, ValidationFailed
 from livehub.jsonx import dumps, loads
+from storage.db import DB
 
 PRODUCT_JSON = """
     json_build_object(
@@ -186,18 +187,14 @@ async def update_variant(pool: asyncpg.Pool, user_id: UUID, variant_id: UUID, ch
         return await get_product(conn, product_id)
 
 
-async def adjust_stock(
-    pool: asyncpg.Pool, user_id: UUID, variant_id: UUID, delta: int, reason: str, reference: str | None
-) -> dict:
-    stock = await pool.fetchval(
-        "SELECT adjust_stock($1, $2, $3, $4, $5)", variant_id, delta, reason, user_id, reference
-    )
+async def adjust_stock(db: DB, user_id: UUID, variant_id: UUID, delta: int, reason: str, reference: str | None) -> dict:
+    stock = await db.fetchval("SELECT adjust_stock($1, $2, $3, $4, $5)", variant_id, delta, reason, user_id, reference)
     return {"variant_id": variant_id, "available": stock}
 
 
-async def import_units(pool: asyncpg.Pool, user_id: UUID, variant_id: UUID, codes: list[str]) -> set[str]:
+async def import_units(db: DB, user_id: UUID, variant_id: UUID, codes: list[str]) -> set[str]:
     """Imports codes; returns those that were new (the rest were imported before)."""
-    rows = await pool.fetch("SELECT code, imported FROM import_units($1, $2, $3)", variant_id, codes, user_id)
+    rows = await db.fetch("SELECT code, imported FROM import_units($1, $2, $3)", variant_id, codes, user_id)
     return {r["code"] for r in rows if r["imported"]}
 
 

@@ -10,10 +10,9 @@ import csv
 import io
 from uuid import UUID
 
-import asyncpg
-
 from livehub.errors import PayloadTooLarge, ValidationFailed
 from livehub.shop import catalog
+from storage.db import DB
 
 MAX_CODE_LENGTH = 256
 
@@ -75,9 +74,9 @@ def _row_error(cells: list[str], first_line_of: dict[str, int]) -> str | None:
     return None
 
 
-async def import_csv(pool: asyncpg.Pool, user_id: UUID, variant_id: UUID, raw: bytes, *, max_codes: int) -> dict:
+async def import_csv(db: DB, user_id: UUID, variant_id: UUID, raw: bytes, *, max_codes: int) -> dict:
     accepted, rejected = parse_codes(raw, max_codes=max_codes)
-    new_codes = await catalog.import_units(pool, user_id, variant_id, [code for _, code in accepted])
+    new_codes = await catalog.import_units(db, user_id, variant_id, [code for _, code in accepted])
     for line, code in accepted:
         if code not in new_codes:
             rejected.append({"line": line, "error": "already imported for this variant"})

@@ -114,3 +114,14 @@ CREATE TABLE stock_movements (
     created_at   timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX stock_movements_variant_idx ON stock_movements (variant_id, id);
+
+-- Writes that move money or stock accept an Idempotency-Key; the first response is kept for replays.
+CREATE TABLE idempotency_keys (
+    user_id       uuid NOT NULL REFERENCES users ON DELETE CASCADE,
+    key           text NOT NULL,
+    request_hash  bytea NOT NULL,
+    status        integer,
+    response      jsonb,
+    created_at    timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (user_id, key)
+);
