@@ -1,24 +1,28 @@
 """The application factory: one aiohttp app per LiveHub node."""
 
+import asyncio
+import contextlib
 import logging
 from pathlib import Path
 
+import asyncpg
 from aiohttp import web
 from swagger_ui import api_doc
 
 from livehub import __version__, keys
-from livehub.api import admin, auth, catalog, health, sellers
+from livehub.api import admin, auth, catalog, health, orders, payouts, sellers, wallet
 from livehub.api.openapi import build_openapi
 from livehub.auth import LoginLimiter, PasswordHasher
 from livehub.errors import error_middleware
 from livehub.jsonx import json_response
 from livehub.settings import Settings
+from livehub.shop.payments import provider_named
 from storage.db import create_pool, migrate
 
 log = logging.getLogger(__name__)
 
 STATIC = Path(__file__).resolve().parent.parent / "static"
-APIS = [health.api, auth.api, sellers.api, catalog.api, admin.api]
+APIS = [health.api, auth.api, sellers.api, catalog.api, wallet.api, orders.api, payouts.api, admin.api]
 DESCRIPTION = "LiveHub REST API. Errors: `{error: {code, message, details}}`; money in integer `_cents`."
 
 
@@ -41,6 +45,29 @@ async def accounts(app: web.Application):
     yield
 
 
+async def money(app: web.Application):
+    """The payment provider, and a task that releases earnings whose hold has passed."""
+    settings = app[keys.SETTINGS]
+    app[keys.PAYMENTS] = provider_named(settings.payment_provider)
+    task = asyncio.create_task(release_earnings_forever(app[keys.POOL], settings.earnings_release_interval_s))
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+async def release_earnings_forever(pool, interval_s: float) -> None:
+    while True:
+        try:
+            released = await pool.fetchval("SELECT release_earnings()")
+            if released:
+                log.info("released %d earnings past their hold", released)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            # The database being away for a while must not end the loop; the next round retries.
+            log.warning("releasing earnings failed: %r", exc)
+        await asyncio.sleep(interval_s)
+
+
 async def openapi_json(request: web.Request) -> web.Response:
     return json_response(request.app[keys.OPENAPI])
 
@@ -54,7 +81,7 @@ def create_app(settings: Settings | None = None) -> web.Application:
     app = web.Application(middlewares=[error_middleware], client_max_size=settings.max_upload_bytes)
     app[keys.SETTINGS] = settings
     app[keys.OPENAPI] = build_openapi(APIS, title="LiveHub", version=__version__, description=DESCRIPTION)
-    app.cleanup_ctx.extend([database, accounts])
+    app.cleanup_ctx.extend([database, accounts, money])
     for api in APIS:
         app.router.add_routes(api.table())
     app.router.add_get("/api/openapi.json", openapi_json)

@@ -98,8 +98,10 @@ def from_postgres(exc: asyncpg.PostgresError) -> ApiError | None:
     if isinstance(exc, asyncpg.CheckViolationError):
         return ValidationFailed("violates a rule", {"constraint": exc.constraint_name})
     # Class 22 "data exception": a value Postgres cannot take (a NUL in text, a number out of range, ...).
-    if isinstance(exc, asyncpg.DataError):
-        return ValidationFailed("invalid value")
+    # Raised by the server only: asyncpg raises the same class itself when it cannot encode an argument,
+    # which is our bug (and has no severity).
+    if isinstance(exc, asyncpg.DataError) and getattr(exc, "severity", None):
+        return ValidationFailed("invalid value", {"reason": str(exc)})
     # The server is shutting down, restarting, out of connections, or ended this session.
     if isinstance(
         exc, (asyncpg.PostgresConnectionError, asyncpg.OperatorInterventionError, asyncpg.InsufficientResourcesError)

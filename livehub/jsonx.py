@@ -1,5 +1,6 @@
 """JSON in and out with orjson: one encoder for HTTP bodies, websocket frames and jsonb columns."""
 
+import uuid
 from typing import Any
 
 import orjson
@@ -12,6 +13,8 @@ loads = orjson.loads
 def _default(value: Any) -> Any:
     if isinstance(value, BaseModel):
         return value.model_dump(mode="json")
+    if isinstance(value, uuid.UUID):  # asyncpg's UUID subclass; orjson encodes only uuid.UUID itself
+        return str(value)
     raise TypeError(f"cannot encode {type(value).__name__}")
 
 

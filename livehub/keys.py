@@ -5,9 +5,11 @@ from aiohttp import web
 
 from livehub.auth import LoginLimiter, PasswordHasher
 from livehub.settings import Settings
+from livehub.shop.payments import PaymentProvider
 
 SETTINGS = web.AppKey("settings", Settings)
 POOL = web.AppKey("pool", asyncpg.Pool)
 HASHER = web.AppKey("hasher", PasswordHasher)
 LOGIN_LIMITER = web.AppKey("login_limiter", LoginLimiter)
 OPENAPI = web.AppKey("openapi", dict)
+PAYMENTS = web.AppKey("payments", PaymentProvider)

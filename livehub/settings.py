@@ -6,6 +6,7 @@ to the conventional `DATABASE_URL` and `REDIS_URL`.
 """
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -50,6 +51,17 @@ class Settings(BaseSettings):
     max_units_per_import: int = 50_000
     # How long an Idempotency-Key is remembered.
     idempotency_ttl_s: int = 24 * 3600
+
+    # Money. One currency per deployment; amounts are integer minor units (cents).
+    currency: str = "USD"
+    # The platform's fee on every sale, in basis points (1000 = 10%).
+    platform_fee_bps: int = Field(default=1000, ge=0, le=10_000)
+    # Earnings become available for payout on delivery, or this long after the sale at the latest.
+    earnings_hold_s: int = 14 * 24 * 3600
+    earnings_release_interval_s: float = 60.0
+    # "instant-dev" credits top-ups and sends payouts at once without moving real money: development only.
+    payment_provider: Literal["instant-dev"] = "instant-dev"
+    max_top_up_cents: int = 1_000_000
 
     log_level: str = "INFO"
     # Read by `run.py create-admin` instead of prompting.

@@ -8,6 +8,9 @@ several processes starting at once apply everything exactly once.
 
 import logging
 import re
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import asyncpg
@@ -25,12 +28,33 @@ _MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 _MIGRATE_LOCK = 0x11BE_0B
 
 
+@asynccontextmanager
+async def transaction(db: DB) -> AsyncIterator[asyncpg.Connection]:
+    """A transaction on `db`: a pool lends a connection for it; a connection that is already in a
+    transaction (an idempotent request's) nests a savepoint inside it."""
+    if isinstance(db, asyncpg.Pool):
+        async with db.acquire() as conn, conn.transaction():
+            yield conn
+    else:
+        async with db.transaction():
+            yield db
+
+
+def _encode_default(value):
+    # asyncpg returns its own UUID subclass, which orjson does not take for a uuid.UUID.
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    raise TypeError(f"cannot encode {type(value).__name__} as JSON")
+
+
+def encode_json(value) -> str:
+    return orjson.dumps(value, default=_encode_default).decode()
+
+
 async def init_connection(conn: asyncpg.Connection) -> None:
     """orjson for json and jsonb both ways, so Postgres-built JSON arrives as Python objects."""
     for name in ("json", "jsonb"):
-        await conn.set_type_codec(
-            name, schema="pg_catalog", encoder=lambda v: orjson.dumps(v).decode(), decoder=orjson.loads
-        )
+        await conn.set_type_codec(name, schema="pg_catalog", encoder=encode_json, decoder=orjson.loads)
 
 
 async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 20) -> asyncpg.Pool:

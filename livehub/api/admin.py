@@ -9,10 +9,12 @@ from pydantic import Field, StringConstraints
 from livehub import keys
 from livehub.api.catalog import CategoryOut
 from livehub.api.models import Page, PageQuery, Text
-from livehub.api.routing import Api, Model, path_id, principal
+from livehub.api.payouts import PayoutEnvelope, PayoutOut, PayoutQuery, payout_cursor
+from livehub.api.routing import Api, Model, Out, db, path_id, principal
 from livehub.api.sellers import SellerEnvelope, SellerOut
+from livehub.api.wallet import WalletOut
 from livehub.errors import ValidationFailed
-from livehub.shop import catalog, sellers
+from livehub.shop import catalog, payouts, sellers, wallet
 
 api = Api("admin")
 
@@ -62,3 +64,79 @@ async def create_category(request: web.Request, body: CategoryIn) -> CategoryOut
         request.app[keys.POOL], body.slug, body.name, body.parent_id, body.position
     )
     return CategoryOut.model_validate(category)
+
+
+class WalletAdjustIn(Model):
+    amount_cents: Annotated[int, Field(ge=-(10**12), le=10**12)]
+    reason: Text
+
+
+class RejectIn(Model):
+    reason: Text
+
+
+class BooksOut(Out):
+    balanced: bool
+    mismatched_accounts: int
+    unbalanced_transactions: int
+    money_in_cents: int
+    money_out_cents: int
+    held_cents: int
+    wallets_cents: int
+    earnings_cents: int
+    payouts_requested_cents: int
+    platform_cents: int
+
+
+@api.post("/api/admin/wallets/{user_id}/adjust", auth="admin", body=WalletAdjustIn, response=WalletOut, idempotent=True)
+async def adjust_wallet(request: web.Request, body: WalletAdjustIn) -> WalletOut:
+    """Credit (positive) or debit (negative) a user's wallet, with a reason"""
+    result = await wallet.adjust(
+        db(request),
+        path_id(request, "user_id"),
+        body.amount_cents,
+        body.reason,
+        principal(request).user_id,
+        request.app[keys.SETTINGS].currency,
+    )
+    return WalletOut.model_validate(result)
+
+
+@api.get("/api/admin/payouts", auth="admin", query=PayoutQuery, response=Page[PayoutOut])
+async def list_all_payouts(request: web.Request, query: PayoutQuery) -> Page[PayoutOut]:
+    """Payout requests, optionally by status"""
+    page = await payouts.list_payouts(
+        db(request), user_id=None, status=query.status, limit=query.limit, before=payout_cursor(query.cursor)
+    )
+    return Page[PayoutOut].model_validate(page)
+
+
+@api.post("/api/admin/payouts/{id}/approve", auth="admin", response=PayoutEnvelope)
+async def approve_payout(request: web.Request) -> PayoutEnvelope:
+    """Approve a payout: the payment provider sends the money"""
+    return await _decide(request, approve=True, reason=None)
+
+
+@api.post("/api/admin/payouts/{id}/reject", auth="admin", body=RejectIn, response=PayoutEnvelope)
+async def reject_payout(request: web.Request, body: RejectIn) -> PayoutEnvelope:
+    """Reject a payout: the amount returns to the seller's available earnings"""
+    return await _decide(request, approve=False, reason=body.reason)
+
+
+async def _decide(request: web.Request, *, approve: bool, reason: str | None) -> PayoutEnvelope:
+    payout = await payouts.decide(
+        db(request),
+        request.app[keys.PAYMENTS],
+        path_id(request),
+        principal(request).user_id,
+        approve=approve,
+        reason=reason,
+        currency=request.app[keys.SETTINGS].currency,
+    )
+    return PayoutEnvelope(payout=payout)
+
+
+@api.get("/api/admin/books", auth="admin", response=BooksOut)
+async def check_books(request: web.Request) -> BooksOut:
+    """Reconcile the ledger: balances equal their entries, and money in equals money out plus balances"""
+    return BooksOut.model_validate(await wallet.books(db(request)))

@@ -1,0 +1,90 @@
+"""Earnings and payouts for sellers and stream hosts."""
+
+from datetime import datetime
+from typing import Annotated, Literal
+from uuid import UUID
+
+from aiohttp import web
+from pydantic import Field
+
+from livehub.api.models import Page, PageQuery
+from livehub.api.routing import Api, Model, Out, db, principal
+from livehub.errors import ValidationFailed
+from livehub.shop import payouts
+
+api = Api("payouts")
+
+PayoutStatus = Literal["requested", "paid", "rejected"]
+
+
+class EarningOut(Out):
+    order_id: UUID
+    order_number: str
+    role: Literal["seller", "host"]
+    amount_cents: int
+    reversed_cents: int
+    status: Literal["pending", "available"]
+    available_after: datetime
+    released_at: datetime | None
+
+
+class EarningsOut(Out):
+    pending_cents: int
+    available_cents: int
+    payouts_requested_cents: int
+    recent: list[EarningOut]
+
+
+class PayoutIn(Model):
+    amount_cents: Annotated[int, Field(gt=0)]
+
+
+class PayoutOut(Out):
+    id: UUID
+    user_id: UUID
+    amount_cents: int
+    status: PayoutStatus
+    provider_reference: str | None
+    reason: str | None
+    requested_at: datetime
+    decided_at: datetime | None
+
+
+class PayoutEnvelope(Out):
+    payout: PayoutOut
+
+
+class PayoutQuery(PageQuery):
+    status: PayoutStatus | None = None
+
+
+def payout_cursor(cursor: str | None) -> UUID | None:
+    try:
+        return UUID(cursor) if cursor else None
+    except ValueError:
+        raise ValidationFailed("invalid cursor") from None
+
+
+@api.get("/api/seller/earnings", auth="user", response=EarningsOut)
+async def get_earnings(request: web.Request) -> EarningsOut:
+    """Your earnings as a seller or stream host: pending, available for payout, requested"""
+    return EarningsOut.model_validate(await payouts.summary(db(request), principal(request).user_id))
+
+
+@api.post("/api/seller/payouts", auth="user", body=PayoutIn, response=PayoutEnvelope, status=201, idempotent=True)
+async def request_payout(request: web.Request, body: PayoutIn) -> PayoutEnvelope:
+    """Ask for a payout of available earnings; an admin approves it"""
+    return PayoutEnvelope(payout=await payouts.request(db(request), principal(request).user_id, body.amount_cents))
+
+
+@api.get("/api/seller/payouts", auth="user", query=PayoutQuery, response=Page[PayoutOut])
+async def list_payouts(request: web.Request, query: PayoutQuery) -> Page[PayoutOut]:
+    """Your payouts and their status, newest first"""
+    page = await payouts.list_payouts(
+        db(request),
+        user_id=principal(request).user_id,
+        status=query.status,
+        limit=query.limit,
+        before=payout_cursor(query.cursor),
+    )
+    return Page[PayoutOut].model_validate(page)

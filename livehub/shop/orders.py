@@ -1,0 +1,121 @@
+"""Orders: placing them (directly or from the cart), reading them, and moving them through their states.
+
+Every rule is in storage/functions (money.sql, orders.sql); this module picks the function, passes the
+caller, and shapes the answer. Digital codes are shown to the order's buyer only.
+"""
+
+from dataclasses import dataclass
+from datetime import datetime
+from uuid import UUID
+
+from livehub.auth import Principal
+from livehub.errors import NotFound, ValidationFailed
+from livehub.jsonx import dumps, loads
+from storage.db import DB, transaction
+
+
+@dataclass(frozen=True)
+class Pricing:
+    """What the storage functions need from settings."""
+
+    fee_bps: int
+    hold_s: int
+
+
+async def order_json(db: DB, order_id: UUID, viewer: Principal | None) -> dict:
+    buyer_id = await db.fetchval("SELECT buyer_id FROM orders WHERE id = $1", order_id)
+    if buyer_id is None:
+        raise NotFound("order not found")
+    return await db.fetchval("SELECT order_json($1, $2)", order_id, viewer is not None and viewer.user_id == buyer_id)
+
+
+async def place(
+    db: DB, pricing: Pricing, buyer: Principal, items: list[dict], stream_id: UUID | None, address: dict | None
+) -> list[dict]:
+    """Places the order (one per seller) and returns them."""
+    async with transaction(db) as conn:
+        order_ids = await conn.fetchval(
+            "SELECT place_order($1, $2, $3, $4, $5, $6)",
+            buyer.user_id,
+            items,
+            stream_id,
+            address,
+            pricing.fee_bps,
+            pricing.hold_s,
+        )
+        return [await order_json(conn, order_id, buyer) for order_id in order_ids]
+
+
+def encode_cursor(created_at: datetime, order_id: UUID) -> str:
+    return dumps([created_at.isoformat(), str(order_id)]).hex()
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, UUID]:
+    try:
+        created_at, order_id = loads(bytes.fromhex(cursor))
+        return datetime.fromisoformat(created_at), UUID(order_id)
+    except (ValueError, TypeError):
+        raise ValidationFailed("invalid cursor") from None
+
+
+async def list_orders(
+    db: DB,
+    *,
+    buyer_id: UUID | None = None,
+    seller_id: UUID | None = None,
+    status: str | None,
+    limit: int,
+    cursor: str | None,
+    viewer: Principal,
+) -> dict:
+    """A page of orders of one buyer or one seller, newest first."""
+    after = decode_cursor(cursor) if cursor else (None, None)
+    rows = await db.fetch(
+        """SELECT id, created_at FROM orders
+            WHERE ($1::uuid IS NULL OR buyer_id = $1) AND ($2::uuid IS NULL OR seller_id = $2)
+              AND ($3::text IS NULL OR status = $3)
+              AND ($4::timestamptz IS NULL OR (created_at, id) < ($4, $5::uuid))
+            ORDER BY created_at DESC, id DESC LIMIT $6""",
+        buyer_id,
+        seller_id,
+        status,
+        after[0],
+        after[1],
+        limit + 1,
+    )
+    items = [await order_json(db, r["id"], viewer) for r in rows[:limit]]
+    last = rows[limit - 1] if len(rows) > limit else None
+    return {"items": items, "next_cursor": encode_cursor(last["created_at"], last["id"]) if last else None}
+
+
+async def get_order(db: DB, order_id: UUID, viewer: Principal) -> dict:
+    """An order its buyer, its seller or an admin may read; anyone else is told it does not exist."""
+    row = await db.fetchrow(
+        """SELECT o.buyer_id, s.user_id AS seller_user
+             FROM orders o JOIN sellers s ON s.id = o.seller_id WHERE o.id = $1""",
+        order_id,
+    )
+    if row is None or not (viewer.is_admin or viewer.user_id in (row["buyer_id"], row["seller_user"])):
+        raise NotFound("order not found")
+    return await order_json(db, order_id, viewer)
+
+
+async def transition(db: DB, action: str, order_id: UUID, actor: Principal, **kw) -> dict:
+    """ship, deliver, cancel or refund: the storage function checks the state and who may."""
+    async with transaction(db) as conn:
+        if action == "refund":
+            await conn.execute(
+                "SELECT refund_order($1, $2, $3, $4, $5)",
+                order_id,
+                actor.user_id,
+                actor.is_admin,
+                kw.get("amount_cents"),
+                kw["reason"],
+            )
+        elif action == "cancel":
+            await conn.execute(
+                "SELECT cancel_order($1, $2, $3, $4)", order_id, actor.user_id, actor.is_admin, kw.get("reason")
+            )
+        else:
+            await conn.execute(f"SELECT {action}_order($1, $2, $3)", order_id, actor.user_id, actor.is_admin)
+        return await order_json(conn, order_id, actor)
