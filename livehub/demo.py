@@ -1,5 +1,6 @@
-"""Demo data for `python run.py --demo`: accounts, a shop, categories and products. Idempotent: running
-it again changes nothing that is already there (stock and passwords included)."""
+"""Demo data for `python run.py --demo`: accounts, a shop, categories, products and funded viewer
+wallets. Idempotent: running it again changes nothing that is already there (stock, balances and
+passwords included)."""
 
 import asyncpg
 
@@ -9,6 +10,7 @@ PASSWORD = "demo-password"
 ADMIN = "admin@demo.livehub"
 SELLER = "seller@demo.livehub"
 VIEWERS = [f"viewer{i}@demo.livehub" for i in range(1, 21)]
+VIEWER_WALLET_CENTS = 100_000  # 1,000.00 each
 
 CATEGORIES = [
     # slug, name, parent slug
@@ -90,7 +92,14 @@ async def seed(pool: asyncpg.Pool, hasher: PasswordHasher) -> None:
         admin_id = await _user(conn, hasher, ADMIN, "Demo Admin", ["viewer", "admin"])
         seller_user = await _user(conn, hasher, SELLER, "Demo Seller", ["viewer"])
         for n, email in enumerate(VIEWERS, start=1):
-            await _user(conn, hasher, email, f"Viewer {n}", ["viewer"])
+            viewer_id = await _user(conn, hasher, email, f"Viewer {n}", ["viewer"])
+            funded = await conn.fetchval(
+                """SELECT 1 FROM ledger_entries e JOIN accounts a ON a.id = e.account_id
+                    WHERE a.user_id = $1 AND a.kind = 'wallet' AND e.memo = 'demo wallet'""",
+                viewer_id,
+            )
+            if not funded:
+                await conn.execute("SELECT top_up($1, $2, 'demo wallet')", viewer_id, VIEWER_WALLET_CENTS)
 
         await conn.execute(
             """INSERT INTO sellers (user_id, shop_name, description, status, approved_at, approved_by)
@@ -134,7 +143,7 @@ def sign_in_help(base_url: str) -> str:
             f"  API docs:  {base_url}/api/docs",
             f"  admin:     {ADMIN}",
             f"  seller:    {SELLER}",
-            "  viewers:   viewer1@demo.livehub … viewer20@demo.livehub",
+            f"  viewers:   viewer1@demo.livehub … viewer20@demo.livehub, {VIEWER_WALLET_CENTS // 100:,}.00 in each wallet",
             f"  password (every demo account): {PASSWORD}",
         ]
     )
