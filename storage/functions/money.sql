@@ -2,7 +2,8 @@
 -- state machine, refunds, earnings and payouts. Each public function runs as one transaction.
 --
 -- Lock order, everywhere, so concurrent transactions never deadlock: an order row, then variants (by
--- id), then accounts (by id). System accounts (platform, external) keep no balance and take no lock.
+-- id), then earnings rows, then accounts (by id). System accounts (platform, external) keep no balance
+-- and take no lock.
 
 -- The account of a user (or of the system when p_user is NULL), created on first use.
 CREATE OR REPLACE FUNCTION account_of(p_user uuid, p_kind text) RETURNS uuid
@@ -265,6 +266,9 @@ BEGIN
           LEFT JOIN sellers s ON s.id = p.seller_id
          ORDER BY p.seller_id, i.variant_id
     LOOP
+        IF r.quantity < 1 THEN
+            RAISE EXCEPTION 'quantities must be at least 1' USING ERRCODE = 'LH422';
+        END IF;
         IF r.found IS NULL THEN
             RAISE EXCEPTION 'variant not found'
                 USING ERRCODE = 'LH404', DETAIL = jsonb_build_object('variant_id', r.variant_id)::text;

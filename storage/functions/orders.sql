@@ -1,7 +1,7 @@
 -- The order state machine, refunds, earnings release, payouts and the books check.
 --   paid -> shipped -> delivered;  paid -> cancelled;  any paid state -> refunded / partially_refunded
 -- (a partially refunded order can still be shipped and delivered). Every transition is an order_events
--- row with its actor. Same lock order as money.sql: order, variants, accounts.
+-- row with its actor. Lock order, as in money.sql: an order, its variants, its earnings rows, accounts.
 
 -- The order locked for a transition by p_actor, or not_found when the actor may not even see it.
 CREATE OR REPLACE FUNCTION order_for(p_order uuid, p_actor uuid, p_is_admin boolean) RETURNS orders
@@ -41,12 +41,15 @@ DECLARE
     taken bigint := 0;
     wallet uuid := account_of(o.buyer_id, 'wallet');
 BEGIN
+    -- The earnings rows first: release_earnings may be moving them from pending to available, and
+    -- which account to take from depends on where they are once we hold them.
+    PERFORM 1 FROM earnings WHERE order_id = o.id ORDER BY id FOR UPDATE;
     PERFORM lock_accounts(wallet || ARRAY(
         SELECT account_of(er.user_id, CASE er.status WHEN 'pending' THEN 'earnings_pending'
                                                      ELSE 'earnings_available' END)
           FROM earnings er WHERE er.order_id = o.id));
     PERFORM post(txn, wallet, p_amount, 'refund', o.id, NULL, p_actor, p_reason);
-    FOR e IN SELECT * FROM earnings WHERE order_id = o.id ORDER BY role FOR UPDATE LOOP
+    FOR e IN SELECT * FROM earnings WHERE order_id = o.id ORDER BY role LOOP
         share := CASE WHEN final THEN e.amount_cents - e.reversed_cents
                       ELSE p_amount * e.amount_cents / nullif(o.total_cents, 0) END;
         share := coalesce(share, 0);
@@ -83,6 +86,8 @@ BEGIN
             INSERT INTO stock_movements (variant_id, delta, stock_after, reason, actor_id, reference)
             VALUES (item.variant_id, item.quantity, new_stock, 'order cancelled', p_actor, o.number);
         END IF;
+        -- Units of a flash sale still running go back into it.
+        UPDATE flash_sales SET sold = sold - item.quantity WHERE id = item.flash_sale_id AND ended_at IS NULL;
     END LOOP;
     IF o.total_cents > o.refunded_cents THEN
         PERFORM reverse_payment(o, o.total_cents - o.refunded_cents, p_actor, coalesce(p_reason, 'cancelled'));
