@@ -143,7 +143,8 @@ def sign_in_help(base_url: str) -> str:
             f"  API docs:  {base_url}/api/docs",
             f"  admin:     {ADMIN}",
             f"  seller:    {SELLER}",
-            f"  viewers:   viewer1@demo.livehub … viewer20@demo.livehub, {VIEWER_WALLET_CENTS // 100:,}.00 in each wallet",
+            "  viewers:   viewer1@demo.livehub … viewer20@demo.livehub",
+            f"             {VIEWER_WALLET_CENTS // 100:,}.00 in each viewer's wallet",
             f"  password (every demo account): {PASSWORD}",
         ]
     )

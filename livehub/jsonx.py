@@ -12,7 +12,7 @@ loads = orjson.loads
 
 def _default(value: Any) -> Any:
     if isinstance(value, BaseModel):
-        return value.model_dump(mode="json")
+        return value.model_dump(mode="json", by_alias=True)
     if isinstance(value, uuid.UUID):  # asyncpg's UUID subclass; orjson encodes only uuid.UUID itself
         return str(value)
     raise TypeError(f"cannot encode {type(value).__name__}")

@@ -168,8 +168,15 @@ BEGIN
     -- Integer division rounds the platform's fee and the host's commission down, never against the seller.
     fee := total * p_fee_bps / 10000;
     IF p_stream IS NOT NULL THEN
-        SELECT s.host_id, s.host_commission_bps INTO host, commission_bps FROM streams s WHERE s.id = p_stream;
-        IF host = seller_user THEN
+        -- A host earns only on what the stream features, and only while it is live.
+        SELECT s.host_id, s.host_commission_bps INTO host, commission_bps
+          FROM streams s
+         WHERE s.id = p_stream AND s.status = 'live'
+           AND NOT EXISTS (SELECT 1 FROM jsonb_array_elements(p_lines) l
+                            JOIN variants v ON v.id = (l->>'variant_id')::uuid
+                           WHERE NOT EXISTS (SELECT 1 FROM stream_products sp
+                                              WHERE sp.stream_id = s.id AND sp.product_id = v.product_id));
+        IF host IS NULL OR host = seller_user THEN
             host := NULL;
         ELSE
             commission := least(total * commission_bps / 10000, total - fee);
@@ -253,6 +260,16 @@ BEGIN
     END IF;
     IF p_stream IS NOT NULL AND NOT EXISTS (SELECT 1 FROM streams WHERE id = p_stream) THEN
         RAISE EXCEPTION 'stream not found' USING ERRCODE = 'LH404';
+    END IF;
+    IF p_stream IS NOT NULL AND NOT EXISTS (SELECT 1 FROM streams WHERE id = p_stream AND status = 'live') THEN
+        RAISE EXCEPTION 'the stream is not live' USING ERRCODE = 'LH409';
+    END IF;
+    -- Buying "in a stream" is for what it features: anything else would hand its host a commission.
+    IF p_stream IS NOT NULL AND EXISTS (
+        SELECT 1 FROM jsonb_array_elements(p_items) e JOIN variants v ON v.id = (e->>'variant_id')::uuid
+         WHERE NOT EXISTS (SELECT 1 FROM stream_products sp WHERE sp.stream_id = p_stream AND sp.product_id = v.product_id)
+    ) THEN
+        RAISE EXCEPTION 'that product is not featured in this stream' USING ERRCODE = 'LH422';
     END IF;
     PERFORM 1 FROM variants WHERE id = ANY (wanted) ORDER BY id FOR UPDATE;
 

@@ -77,6 +77,12 @@ BEGIN
         RAISE EXCEPTION 'only an order that has not shipped can be cancelled'
             USING ERRCODE = 'LH409', DETAIL = jsonb_build_object('status', o.status)::text;
     END IF;
+    -- Digital codes are delivered the moment the order is paid: a buyer who has seen them cannot take
+    -- the money back by cancelling. The seller or an admin still can.
+    IF o.buyer_id = p_actor AND NOT p_is_admin AND EXISTS (SELECT 1 FROM digital_units WHERE order_id = o.id) THEN
+        RAISE EXCEPTION 'digital goods are delivered on purchase; ask the seller for a refund'
+            USING ERRCODE = 'LH409';
+    END IF;
     PERFORM 1 FROM variants WHERE id IN (SELECT variant_id FROM order_items WHERE order_id = o.id)
       ORDER BY id FOR UPDATE;
     FOR item IN SELECT oi.*, v.digital FROM order_items oi JOIN variants v ON v.id = oi.variant_id
