@@ -71,7 +71,7 @@ async def list_orders(
     """A page of orders of one buyer or one seller, newest first."""
     after = decode_cursor(cursor) if cursor else (None, None)
     rows = await db.fetch(
-        """SELECT id, created_at FROM orders
+        """SELECT id, created_at, order_json(id, buyer_id = $7) AS order FROM orders
             WHERE ($1::uuid IS NULL OR buyer_id = $1) AND ($2::uuid IS NULL OR seller_id = $2)
               AND ($3::text IS NULL OR status = $3)
               AND ($4::timestamptz IS NULL OR (created_at, id) < ($4, $5::uuid))
@@ -82,8 +82,9 @@ async def list_orders(
         after[0],
         after[1],
         limit + 1,
+        viewer.user_id,
     )
-    items = [await order_json(db, r["id"], viewer) for r in rows[:limit]]
+    items = [r["order"] for r in rows[:limit]]
     last = rows[limit - 1] if len(rows) > limit else None
     return {"items": items, "next_cursor": encode_cursor(last["created_at"], last["id"]) if last else None}
 
@@ -116,6 +117,8 @@ async def transition(db: DB, action: str, order_id: UUID, actor: Principal, **kw
             await conn.execute(
                 "SELECT cancel_order($1, $2, $3, $4)", order_id, actor.user_id, actor.is_admin, kw.get("reason")
             )
-        else:
+        elif action in ("ship", "deliver"):
             await conn.execute(f"SELECT {action}_order($1, $2, $3)", order_id, actor.user_id, actor.is_admin)
+        else:
+            raise ValueError(f"no such transition: {action}")
         return await order_json(conn, order_id, actor)
