@@ -288,23 +288,7 @@ class EmbeddedPostgres:
             if os.path.exists(f"/proc/{pid}"):
                 (self.data_dir / "postmaster.pid").unlink(missing_ok=True)
             return
-        code, _ = self._run(
-            [
-                str(self._bin / "pg_ctl"),
-                "-D",
-                str(self.data_dir),
-                "-m",
-                "fast",
-                "-w",
-                "-t",
-                str(int(self.stop_timeout)),
-                "-s",
-                "stop",
-            ],
-            self.stop_timeout + 5,
-        )
-        if code != 0 or not _wait_gone(pid, 5):
-            _kill(pid)
+        self._fast_stop(pid)
 
     # -- lifecycle -----------------------------------------------------
 
@@ -389,12 +373,8 @@ class EmbeddedPostgres:
         if pid is not None and ours:
             _kill(pid)
 
-    def stop(self) -> None:
-        """Fast shutdown (rolls back open transactions) and wait for exit. Idempotent."""
-        pid, self._pid, self._port = self._pid, None, None
-        if pid is None or not _alive(pid):
-            return
-        assert self._bin is not None
+    def _fast_stop(self, pid: int) -> None:
+        """pg_ctl's fast shutdown (rolls back open transactions), then a kill if it did not work."""
         code, _ = self._run(
             [
                 str(self._bin / "pg_ctl"),
@@ -412,3 +392,11 @@ class EmbeddedPostgres:
         )
         if code != 0 or not _wait_gone(pid, 5):
             _kill(pid)
+
+    def stop(self) -> None:
+        """Fast shutdown (rolls back open transactions) and wait for exit. Idempotent."""
+        pid, self._pid, self._port = self._pid, None, None
+        if pid is None or not _alive(pid):
+            return
+        assert self._bin is not None
+        self._fast_stop(pid)

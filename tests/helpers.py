@@ -11,3 +11,16 @@ async def error_of(res, status: int | None = None, code: str | None = None) -> d
     if code is not None:
         assert body["error"]["code"] == code, body
     return body["error"]
+
+
+async def top_up(client, account, cents: int) -> None:
+    """Credit an account's wallet through the API (the dev payment provider credits at once)."""
+    res = await client.post("/api/wallet/top-up", json={"amount_cents": cents}, headers=account.headers)
+    assert res.status == 200, await res.text()
+    await res.read()
+
+
+async def balance(client, account) -> int:
+    res = await client.get("/api/wallet", headers=account.headers)
+    assert res.status == 200, await res.text()
+    return (await res.json())["balance_cents"]

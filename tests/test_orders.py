@@ -7,7 +7,7 @@ import secrets
 import uuid
 from datetime import datetime
 
-from tests.helpers import error_of
+from tests.helpers import balance, error_of, top_up
 
 
 def U(value) -> uuid.UUID:
@@ -16,18 +16,6 @@ def U(value) -> uuid.UUID:
 
 def sku() -> str:
     return f"SKU-{uuid.uuid4().hex[:10]}"
-
-
-async def topped_up(client, account, cents: int) -> None:
-    res = await client.post("/api/wallet/top-up", json={"amount_cents": cents}, headers=account.headers)
-    assert res.status == 200, await res.text()
-    await res.read()
-
-
-async def balance(client, account) -> int:
-    res = await client.get("/api/wallet", headers=account.headers)
-    assert res.status == 200, await res.text()
-    return (await res.json())["balance_cents"]
 
 
 async def stock(db, variant_id) -> int:
@@ -174,7 +162,7 @@ async def test_insufficient_funds_writes_nothing(client, make, db):
     seller = await make.seller()
     buyer = await make.user()
     _, vid = await one_variant(make, seller, price=2500, stock=5)
-    await topped_up(client, buyer, 2000)
+    await top_up(client, buyer, 2000)
     entries_before = await db.fetchval("SELECT count(*) FROM ledger_entries")
     moves_before = await db.fetchval("SELECT count(*) FROM stock_movements")
 
@@ -195,7 +183,7 @@ async def test_out_of_stock_says_what_is_available(client, make, db):
     seller = await make.seller()
     buyer = await make.user()
     _, vid = await one_variant(make, seller, price=100, stock=2)
-    await topped_up(client, buyer, 10_000)
+    await top_up(client, buyer, 10_000)
     err = await error_of(await buy(client, buyer, [{"variant_id": vid, "quantity": 3}]), 409, "out_of_stock")
     assert err["details"]["available"] == 2
     assert await stock(db, vid) == 2 and await order_count(db) == 0
@@ -209,7 +197,7 @@ async def test_order_shape_and_snapshots(client, make, db):
     seller = await make.seller()
     buyer = await make.user()
     product, vid = await one_variant(make, seller, price=1250, stock=10, options={"size": "M"})
-    await topped_up(client, buyer, 20_000)
+    await top_up(client, buyer, 20_000)
 
     res = await buy(client, buyer, [{"variant_id": vid, "quantity": 2}], address={"line1": "1 Main St"})
     assert res.status == 201, await res.text()
@@ -268,7 +256,7 @@ async def test_client_supplied_price_is_refused(client, make, db):
     seller = await make.seller()
     buyer = await make.user()
     _, vid = await one_variant(make, seller, price=1000)
-    await topped_up(client, buyer, 10_000)
+    await top_up(client, buyer, 10_000)
 
     res = await buy(client, buyer, [{"variant_id": vid, "quantity": 1, "unit_price_cents": 1}])
     err = await error_of(res, 422, "validation_error")
@@ -283,7 +271,7 @@ async def test_client_supplied_price_is_refused(client, make, db):
 async def test_price_comes_from_the_database(client, make, db):
     seller = await make.seller()
     buyer = await make.user()
-    await topped_up(client, buyer, 100_000)
+    await top_up(client, buyer, 100_000)
     product, vid = await one_variant(make, seller, price=1000, stock=20)
     flash_product, flash_vid = await one_variant(make, seller, price=1000, stock=20)
 
@@ -328,7 +316,7 @@ async def test_stream_id_of_another_sellers_stream_diverts_no_earnings(client, m
     other = await make.seller()
     host = await make.user()
     buyer = await make.user()
-    await topped_up(client, buyer, 10_000)
+    await top_up(client, buyer, 10_000)
     _, vid = await one_variant(make, victim, price=1000)
     foreign = await live_stream(db, other, host.id, commission_bps=10_000)
 
@@ -355,7 +343,7 @@ async def test_multi_seller_order_splits_per_seller(client, make, db):
     admin = await make.admin()
     a, b = await make.seller(), await make.seller()
     buyer = await make.user()
-    await topped_up(client, buyer, 10_000)
+    await top_up(client, buyer, 10_000)
     _, va = await one_variant(make, a, price=1000)
     _, vb = await one_variant(make, b, price=2500)
 
@@ -386,7 +374,7 @@ async def test_repeated_variant_lines_combine(client, make, db):
     seller = await make.seller()
     buyer = await make.user()
     _, vid = await one_variant(make, seller, price=100, stock=3)
-    await topped_up(client, buyer, 10_000)
+    await top_up(client, buyer, 10_000)
     res = await buy(client, buyer, [{"variant_id": vid, "quantity": 2}, {"variant_id": vid, "quantity": 2}])
     await error_of(res, 409, "out_of_stock")  # 4 in all, 3 in stock
     order = (await (await buy(client, buyer, [{"variant_id": vid}, {"variant_id": vid, "quantity": 2}])).json())[
@@ -400,7 +388,7 @@ async def test_pagination_through_orders_of_one_checkout(client, make, db):
     """Orders split from one checkout share created_at: the cursor must still step through each once."""
     sellers = [await make.seller() for _ in range(3)]
     buyer = await make.user()
-    await topped_up(client, buyer, 10_000)
+    await top_up(client, buyer, 10_000)
     items = [{"variant_id": (await one_variant(make, s, price=100))[1]} for s in sellers]
     res = await buy(client, buyer, items)
     assert res.status == 201, await res.text()
@@ -429,7 +417,7 @@ async def test_pagination_through_orders_of_one_checkout(client, make, db):
 async def test_digital_codes_shown_to_the_buyer_only(client, make, db):
     seller = await make.seller()
     buyer = await make.user()
-    await topped_up(client, buyer, 10_000)
+    await top_up(client, buyer, 10_000)
     _, vid = await one_variant(make, seller, price=500, stock=0, digital=True)
     await import_codes(client, seller, vid, ["CODE-A", "CODE-B", "CODE-C"])
 
@@ -485,8 +473,8 @@ async def test_visibility_and_pagination(client, make, db):
     seller = await make.seller()
     other_seller = await make.seller()
     buyer, stranger = await make.user(), await make.user()
-    await topped_up(client, buyer, 100_000)
-    await topped_up(client, stranger, 100_000)
+    await top_up(client, buyer, 100_000)
+    await top_up(client, stranger, 100_000)
     _, vid = await one_variant(make, seller, price=100, stock=100)
 
     mine = [await bought(client, buyer, vid) for _ in range(5)]
@@ -539,7 +527,7 @@ async def test_visibility_and_pagination(client, make, db):
 async def test_idempotent_order(client, make, db):
     seller = await make.seller()
     buyer = await make.user()
-    await topped_up(client, buyer, 10_000)
+    await top_up(client, buyer, 10_000)
     _, vid = await one_variant(make, seller, price=1000, stock=10)
     key = {"Idempotency-Key": f"order-{uuid.uuid4()}"}
     items = [{"variant_id": vid, "quantity": 1}]
@@ -569,7 +557,7 @@ async def test_idempotent_order(client, make, db):
 
     # A key is the buyer's own: another account using the same key places its own order.
     other = await make.user()
-    await topped_up(client, other, 5000)
+    await top_up(client, other, 5000)
     res = await buy(client, other, items, headers=key)
     assert res.status == 201 and "Idempotent-Replayed" not in res.headers
     assert (await res.json())["order"]["buyer_id"] == other.id
@@ -601,7 +589,7 @@ async def test_idempotent_top_up(client, make, db):
 async def test_idempotent_refund(client, make, db):
     seller = await make.seller()
     buyer = await make.user()
-    await topped_up(client, buyer, 5000)
+    await top_up(client, buyer, 5000)
     _, vid = await one_variant(make, seller, price=1000)
     order = await bought(client, buyer, vid)
     key = {"Idempotency-Key": "refund-1", **seller.headers}
@@ -625,7 +613,7 @@ async def test_idempotent_refund(client, make, db):
 async def test_idempotent_checkout(client, make, db):
     seller = await make.seller()
     buyer = await make.user()
-    await topped_up(client, buyer, 5000)
+    await top_up(client, buyer, 5000)
     _, vid = await one_variant(make, seller, price=1000)
     res = await client.post("/api/cart/items", json={"variant_id": vid, "quantity": 2}, headers=buyer.headers)
     assert res.status == 200, await res.text()
@@ -709,14 +697,14 @@ async def test_cart_checkout(client, make, db):
         await res.read()
 
     # Not enough money: nothing bought, the cart kept.
-    await topped_up(client, buyer, 3000)
+    await top_up(client, buyer, 3000)
     res = await client.post("/api/cart/checkout", json={}, headers=buyer.headers)
     await error_of(res, 409, "insufficient_funds")
     assert len((await cart(client, buyer))["items"]) == 2
     assert await order_count(db) == 0 and await balance(client, buyer) == 3000
 
     # Not enough stock: the same.
-    await topped_up(client, buyer, 10_000)
+    await top_up(client, buyer, 10_000)
     res = await client.post(f"/api/variants/{va}/stock", json={"delta": -1, "reason": "lost"}, headers=a.headers)
     assert res.status == 200
     await res.read()
@@ -750,7 +738,7 @@ async def test_orders_need_a_user_and_valid_items(client, make, db):
     seller = await make.seller()
     buyer = await make.user()
     _, vid = await one_variant(make, seller, price=1000)
-    await topped_up(client, buyer, 5000)
+    await top_up(client, buyer, 5000)
     res = await client.post("/api/orders", json={"items": [{"variant_id": vid}]})
     await error_of(res, 401, "unauthorized")
     await error_of(await buy(client, buyer, []), 422, "validation_error")
@@ -758,6 +746,6 @@ async def test_orders_need_a_user_and_valid_items(client, make, db):
     await error_of(await buy(client, buyer, [{"variant_id": str(uuid.uuid4())}]), 404, "not_found")
     await error_of(await buy(client, buyer, [{"variant_id": vid}], stream_id=uuid.uuid4()), 404, "not_found")
     # Sellers cannot buy their own products (it would pay them from their own wallet).
-    await topped_up(client, seller, 5000)
+    await top_up(client, seller, 5000)
     await error_of(await buy(client, seller, [{"variant_id": vid}]), 403, "forbidden")
     assert await order_count(db) == 0

@@ -6,25 +6,13 @@ import time
 import uuid
 
 from livehub.app import create_app
-from tests.helpers import error_of
+from tests.helpers import balance, error_of, top_up
 
 PRICE = 1000  # the platform keeps 10% (platform_fee_bps defaults to 1000)
 
 
 def U(value) -> uuid.UUID:
     return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
-
-
-async def topped_up(client, account, cents: int) -> None:
-    res = await client.post("/api/wallet/top-up", json={"amount_cents": cents}, headers=account.headers)
-    assert res.status == 200, await res.text()
-    await res.read()
-
-
-async def balance(client, account) -> int:
-    res = await client.get("/api/wallet", headers=account.headers)
-    assert res.status == 200, await res.text()
-    return (await res.json())["balance_cents"]
 
 
 async def earnings(client, account) -> dict:
@@ -82,7 +70,7 @@ class World:
         )
         self.product_id = product["id"]
         self.vid = product["variants"][0]["id"]
-        await topped_up(self.client, self.buyer, funds)
+        await top_up(self.client, self.buyer, funds)
         self.funds = funds
         return self
 
@@ -426,7 +414,7 @@ async def test_earnings_released_after_the_hold(aiohttp_client, settings, make, 
     product = await make.product(
         seller, variants=[{"sku": f"SKU-{uuid.uuid4().hex[:8]}", "price_cents": PRICE, "stock": 5}]
     )
-    await topped_up(quick, buyer, 5000)
+    await top_up(quick, buyer, 5000)
     res = await quick.post(
         "/api/orders", json={"items": [{"variant_id": product["variants"][0]["id"]}]}, headers=buyer.headers
     )
@@ -453,7 +441,7 @@ async def test_default_hold_keeps_undelivered_earnings_pending(aiohttp_client, s
     product = await make.product(
         seller, variants=[{"sku": f"SKU-{uuid.uuid4().hex[:8]}", "price_cents": PRICE, "stock": 5}]
     )
-    await topped_up(quick, buyer, 5000)
+    await top_up(quick, buyer, 5000)
     res = await quick.post(
         "/api/orders", json={"items": [{"variant_id": product["variants"][0]["id"]}]}, headers=buyer.headers
     )
@@ -470,7 +458,7 @@ async def test_default_hold_keeps_undelivered_earnings_pending(aiohttp_client, s
 async def test_admin_wallet_adjust(client, make, db):
     admin = await make.admin()
     user = await make.user()
-    await topped_up(client, user, 1000)
+    await top_up(client, user, 1000)
 
     res = await client.post(
         f"/api/admin/wallets/{user.id}/adjust", json={"amount_cents": 250, "reason": "goodwill"}, headers=admin.headers
