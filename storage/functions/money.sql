@@ -11,13 +11,19 @@ LANGUAGE plpgsql AS $$
 DECLARE
     found_id uuid;
 BEGIN
-    SELECT id INTO found_id FROM accounts WHERE kind = p_kind AND user_id IS NOT DISTINCT FROM p_user;
+    -- Two lookups rather than IS NOT DISTINCT FROM, which no index serves: this runs several times per
+    -- purchase while the variant is locked.
+    IF p_user IS NULL THEN
+        SELECT id INTO found_id FROM accounts WHERE kind = p_kind AND user_id IS NULL;
+    ELSE
+        SELECT id INTO found_id FROM accounts WHERE user_id = p_user AND kind = p_kind;
+    END IF;
     IF found_id IS NULL THEN
         INSERT INTO accounts (kind, user_id, balance_cents)
         VALUES (p_kind, p_user, CASE WHEN p_user IS NULL THEN NULL ELSE 0 END)
         ON CONFLICT DO NOTHING RETURNING id INTO found_id;
         IF found_id IS NULL THEN  -- created by a concurrent transaction a moment ago
-            SELECT id INTO found_id FROM accounts WHERE kind = p_kind AND user_id IS NOT DISTINCT FROM p_user;
+            RETURN account_of(p_user, p_kind);
         END IF;
     END IF;
     RETURN found_id;
@@ -171,7 +177,7 @@ BEGIN
         -- A host earns only on what the stream features, and only while it is live.
         SELECT s.host_id, s.host_commission_bps INTO host, commission_bps
           FROM streams s
-         WHERE s.id = p_stream AND s.status = 'live'
+         WHERE s.id = p_stream AND s.status = 'live' AND s.seller_id = p_seller
            AND NOT EXISTS (SELECT 1 FROM jsonb_array_elements(p_lines) l
                             JOIN variants v ON v.id = (l->>'variant_id')::uuid
                            WHERE NOT EXISTS (SELECT 1 FROM stream_products sp
@@ -341,7 +347,8 @@ END $$;
 
 -- In-stream buying: many buyers, one variant, one transaction. p_requests, in arrival order:
 -- [{request_id, buyer_id, quantity}]. Stock goes to requests in that order; a buyer who cannot pay or is
--- over the limit consumes nothing. Returns {results: [{request_id, buyer_id, status, order_id?,
+-- over the limit consumes nothing; a product not for sale (archived, suspended seller, or not featured
+-- in the live stream) answers 'error' to everyone. Buyer ids must be existing users. Returns {results: [{request_id, buyer_id, status, order_id?,
 -- order_number?}], available, flash_sale: {id, remaining, ended} | null}. Concurrent batches for the
 -- same variant (other processes) queue on the variant's row lock.
 CREATE OR REPLACE FUNCTION buy_batch(
@@ -360,7 +367,7 @@ DECLARE
     remaining integer;
     results jsonb := '[]';
     seen jsonb := '{}';       -- buyer||request id -> true, within this batch
-    bought jsonb := '{}';     -- buyer -> units bought in this batch (for limits)
+    for_sale boolean;
     existing orders;
     o orders;
     wallet uuid;
@@ -379,9 +386,10 @@ BEGIN
     IF price.flash_sale_id IS NOT NULL THEN
         remaining := least(remaining, price.flash_remaining);
     END IF;
-    IF p.status <> 'active' OR s.status <> 'approved' THEN
-        remaining := 0;
-    END IF;
+    -- In a stream, only what it features and only while it is live (as place_order).
+    for_sale := p.status = 'active' AND s.status = 'approved' AND (p_stream IS NULL OR EXISTS (
+        SELECT 1 FROM streams st JOIN stream_products sp ON sp.stream_id = st.id
+         WHERE st.id = p_stream AND st.status = 'live' AND sp.product_id = p.id));
 
     SELECT host_id INTO host FROM streams WHERE id = p_stream AND host_id <> s.user_id;
     PERFORM lock_accounts(
@@ -401,11 +409,11 @@ BEGIN
         IF rid IS NOT NULL AND (existing.id IS NOT NULL OR seen ? (buyer::text || ':' || rid)) THEN
             result := result || jsonb_build_object('status', 'duplicate', 'order_id', existing.id,
                                                    'order_number', existing.number);
-        ELSIF qty < 1 OR buyer = s.user_id THEN
+        ELSIF qty < 1 OR buyer = s.user_id OR NOT for_sale THEN
             result := result || jsonb_build_object('status', 'error');
         ELSIF price.per_buyer_limit IS NOT NULL AND
-              units_bought(buyer, p_variant, p_stream, price.flash_sale_id)
-              + coalesce((bought->>(buyer::text))::integer, 0) + qty > price.per_buyer_limit THEN
+              -- Orders this batch already wrote are visible here, so this counts them too.
+              units_bought(buyer, p_variant, p_stream, price.flash_sale_id) + qty > price.per_buyer_limit THEN
             result := result || jsonb_build_object('status', 'limit_reached');
         ELSIF remaining < qty THEN
             result := result || jsonb_build_object('status', 'sold_out');
@@ -421,8 +429,6 @@ BEGIN
                                       'unit_price_cents', price.price_cents, 'flash_sale_id', price.flash_sale_id)),
                                   p_fee_bps, p_hold_s, rid, NULL);
                 remaining := remaining - qty;
-                bought := jsonb_set(bought, ARRAY[buyer::text],
-                                    to_jsonb(coalesce((bought->>(buyer::text))::integer, 0) + qty));
                 result := result || jsonb_build_object('status', 'ok', 'order_id', o.id, 'order_number', o.number);
             END IF;
         END IF;

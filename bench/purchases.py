@@ -1,0 +1,338 @@
+"""Purchases per second on ONE hot variant: batched in-stream buying vs one REST order per transaction.
+
+    python bench/purchases.py                 # full matrix
+    python bench/purchases.py --quick         # a smaller one, for a smoke run
+    DATABASE_URL=postgresql://postgres@127.0.0.1:5432/postgres python bench/purchases.py
+
+Modes, each with C concurrent asyncpg connections (its own pool) hammering the same variant:
+
+- ``buy_batch``: ``SELECT buy_batch(variant, stream, [N requests], ...)`` -- what the live rooms call, N
+  buyers per call and per transaction;
+- ``place_order``: ``SELECT place_order(buyer, [{variant, 1}], stream, ...)`` -- one order per call and per
+  transaction, as the REST API does it.
+
+Every configuration is bounded in purchases (``--purchases``, raised to N x C so that each connection
+makes at least one call) and in time (``--seconds``); a call already running when time is up finishes.
+One untimed warm-up call per connection comes first (plpgsql compiles its plans per connection), and
+the database is vacuumed before each configuration so that none inherits the previous one's dead rows.
+
+The script creates a database of its own -- on DATABASE_URL's server if set, else on an embedded
+PostgreSQL it starts in a temporary directory -- migrates it with ``storage.db.migrate``, and drops it
+at the end. Stock and wallets are sized so that nothing runs out: every call should succeed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import secrets
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from storage.db import create_pool, init_connection, migrate  # noqa: E402
+
+FEE_BPS = 500
+HOLD_S = 7 * 24 * 3600
+PRICE = 1000
+STOCK = 100_000_000
+WALLET = 1_000_000_000  # cents per buyer: a million purchases each
+
+
+def log(*args) -> None:
+    print(*args, file=sys.stderr, flush=True)
+
+
+def with_database(dsn: str, name: str) -> str:
+    return urlunsplit(urlsplit(dsn)._replace(path="/" + name))
+
+
+@dataclass
+class World:
+    variant: str
+    stream: str
+    buyers: list[str]
+
+
+@dataclass
+class Result:
+    mode: str
+    batch: int
+    conns: int
+    purchases: int = 0
+    calls: int = 0
+    failed: int = 0  # requests that did not end in a purchase (should stay 0)
+    seconds: float = 0.0
+    latencies: list[float] = field(default_factory=list)
+
+    def row(self) -> str:
+        lat = sorted(self.latencies)
+        p50 = statistics.median(lat) * 1000 if lat else float("nan")
+        p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))] * 1000 if lat else float("nan")
+        rate = self.purchases / self.seconds if self.seconds else 0.0
+        return (
+            f"| {self.mode} | {self.batch} | {self.conns} | {self.purchases} | {self.calls} | {self.seconds:.2f} "
+            f"| {rate:,.0f} | {p50:.1f} | {p99:.1f} |" + (f" {self.failed} failed |" if self.failed else "")
+        )
+
+
+HEADER = (
+    "| mode | batch size | connections | purchases | calls | seconds | purchases/s | p50 call ms | p99 call ms |\n"
+    "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+)
+
+
+async def seed(conn: asyncpg.Connection, buyers: int) -> World:
+    tag = secrets.token_hex(4)
+    seller_user = await conn.fetchval(
+        "INSERT INTO users (email, display_name, password_hash) VALUES ($1, 'Bench seller', 'x') RETURNING id",
+        f"seller-{tag}@bench.test",
+    )
+    seller = await conn.fetchval(
+        "INSERT INTO sellers (user_id, shop_name, status) VALUES ($1, 'Bench shop', 'approved') RETURNING id",
+        seller_user,
+    )
+    product = await conn.fetchval(
+        "SELECT create_product($1, 'Hot item', '', NULL, '{}'::jsonb, $2)",
+        seller_user,
+        [{"sku": f"HOT-{tag}", "price_cents": PRICE, "stock": STOCK}],
+    )
+    variant = await conn.fetchval("SELECT id FROM variants WHERE product_id = $1", product)
+    # A live stream hosted by someone else (commission 10 %), the product on it at its list price.
+    host = await conn.fetchval(
+        "INSERT INTO users (email, display_name, password_hash) VALUES ($1, 'Bench host', 'x') RETURNING id",
+        f"host-{tag}@bench.test",
+    )
+    stream = await conn.fetchval(
+        """INSERT INTO streams (seller_id, host_id, title, status, host_commission_bps, started_at)
+           VALUES ($1, $2, 'Bench live', 'live', 1000, now()) RETURNING id""",
+        seller,
+        host,
+    )
+    await conn.execute("INSERT INTO stream_products (stream_id, product_id) VALUES ($1, $2)", stream, product)
+    ids = await conn.fetch(
+        """INSERT INTO users (email, display_name, password_hash)
+           SELECT 'buyer-' || $1 || '-' || i || '@bench.test', 'Buyer ' || i, 'x' FROM generate_series(1, $2) i
+           RETURNING id""",
+        tag,
+        buyers,
+    )
+    buyer_ids = [r["id"] for r in ids]
+    await conn.execute("SELECT top_up(u, $2, 'bench') FROM unnest($1::uuid[]) u", buyer_ids, WALLET)
+    await conn.execute("ANALYZE")
+    return World(str(variant), str(stream), [str(b) for b in buyer_ids])
+
+
+class Run:
+    """One configuration: C workers, each on its own connection, claiming calls until a bound is hit."""
+
+    def __init__(self, world: World, mode: str, batch: int, conns: int, target: int, seconds: float, key: str):
+        self.world, self.mode, self.batch, self.conns = world, mode, batch, conns
+        self.target, self.seconds, self.key = target, seconds, key
+        self.issued = 0  # purchases handed out to calls so far
+        self.seq = 0
+        self.result = Result(mode, batch, conns)
+
+    def _requests(self, n: int) -> list[dict]:
+        out = []
+        for _ in range(n):
+            self.seq += 1
+            buyer = self.world.buyers[self.seq % len(self.world.buyers)]
+            out.append({"request_id": f"{self.key}-{self.seq}", "buyer_id": buyer, "quantity": 1})
+        return out
+
+    async def _call(self, conn: asyncpg.Connection, reqs: list[dict]) -> int:
+        """Makes one call; returns how many purchases it made."""
+        w = self.world
+        if self.mode == "buy_batch":
+            out = await conn.fetchval(
+                "SELECT buy_batch($1, $2, $3, $4, $5)", w.variant, w.stream, reqs, FEE_BPS, HOLD_S
+            )
+            return sum(1 for r in out["results"] if r["status"] == "ok")
+        (req,) = reqs
+        ids = await conn.fetchval(
+            "SELECT place_order($1, $2, $3, NULL, $4, $5)",
+            req["buyer_id"],
+            [{"variant_id": w.variant, "quantity": 1}],
+            w.stream,
+            FEE_BPS,
+            HOLD_S,
+        )
+        return len(ids)
+
+    async def _worker(self, conn: asyncpg.Connection, deadline: float) -> None:
+        r = self.result
+        while self.issued < self.target and time.perf_counter() < deadline:
+            n = min(self.batch, self.target - self.issued)
+            self.issued += n
+            reqs = self._requests(n)
+            t0 = time.perf_counter()
+            made = await self._call(conn, reqs)
+            r.latencies.append(time.perf_counter() - t0)
+            r.calls += 1
+            r.purchases += made
+            r.failed += n - made
+
+    async def go(self, dsn: str) -> Result:
+        pool = await create_pool(dsn, min_size=self.conns, max_size=self.conns)
+        try:
+            conns = [await pool.acquire() for _ in range(self.conns)]
+            try:
+                # Warm-up, untimed and uncounted: one small call per connection.
+                for conn in conns:
+                    await self._call(conn, self._requests(1))
+                t0 = time.perf_counter()
+                await asyncio.gather(*(self._worker(c, t0 + self.seconds) for c in conns))
+                self.result.seconds = time.perf_counter() - t0
+            finally:
+                for conn in conns:
+                    await pool.release(conn)
+        finally:
+            await pool.close()
+        return self.result
+
+
+async def server_facts(dsn: str) -> str:
+    conn = await asyncpg.connect(dsn)
+    try:
+        version = await conn.fetchval("SHOW server_version")
+        settings = {
+            name: await conn.fetchval(f"SHOW {name}")
+            for name in ("synchronous_commit", "fsync", "shared_buffers", "max_connections")
+        }
+    finally:
+        await conn.close()
+    return f"PostgreSQL {version}; " + ", ".join(f"{k}={v}" for k, v in settings.items())
+
+
+async def bench(server_dsn: str, args: argparse.Namespace) -> str:
+    name = f"livehub_bench_{os.getpid()}_{secrets.token_hex(4)}"
+    admin = await asyncpg.connect(server_dsn)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    dsn = with_database(server_dsn, name)
+    try:
+        conn = await asyncpg.connect(dsn)
+        try:
+            await migrate(conn)
+            await init_connection(conn)
+            world = await seed(conn, args.buyers)
+        finally:
+            await conn.close()
+        facts = await server_facts(dsn)
+        log(facts)
+
+        configs = []
+        if "buy_batch" in args.modes:
+            configs += [("buy_batch", n, c) for n in args.batch_sizes for c in args.connections]
+        if "place_order" in args.modes:
+            configs += [("place_order", 1, c) for c in args.connections]
+        rows = []
+        for i, (mode, n, c) in enumerate(configs):
+            # Each configuration starts from a vacuumed database: the hot rows' dead versions left by the
+            # previous one would otherwise slow it down (the later, the more).
+            conn = await asyncpg.connect(dsn)
+            try:
+                await conn.execute("VACUUM ANALYZE")
+            finally:
+                await conn.close()
+            target = max(args.purchases, n * c)
+            run = Run(world, mode, n, c, target, args.seconds, key=f"c{i}")
+            result = await run.go(dsn)
+            rows.append(result.row())
+            log(result.row())
+
+        conn = await asyncpg.connect(dsn)
+        try:
+            await init_connection(conn)
+            books = await conn.fetchval("SELECT check_books()")
+            stock_ok = await conn.fetchval(
+                """SELECT v.stock = (SELECT sum(delta) FROM stock_movements m WHERE m.variant_id = v.id)
+                     FROM variants v WHERE v.id = $1""",
+                world.variant,
+            )
+            orders = await conn.fetchval("SELECT count(*) FROM orders")
+        finally:
+            await conn.close()
+        check = (
+            f"after the run: {orders} orders, books balanced={books['balanced']}, stock matches movements={stock_ok}"
+        )
+        log(check)
+        return "\n".join([facts, "", HEADER, *rows, "", check])
+    finally:
+        admin = await asyncpg.connect(server_dsn)
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--purchases", type=int, default=2000, help="purchases per configuration (default 2000)")
+    ap.add_argument("--seconds", type=float, default=20.0, help="time limit per configuration (default 20)")
+    ap.add_argument("--buyers", type=int, default=2000, help="buyers with funded wallets (default 2000)")
+    ap.add_argument("--quick", action="store_true", help="batch sizes 1 and 50, 1 and 8 connections, 500 purchases")
+    ap.add_argument("--batch-sizes", type=ints, help="comma-separated batch sizes (default 1,10,50,200)")
+    ap.add_argument("--connections", type=ints, help="comma-separated connection counts (default 1,8,32)")
+    ap.add_argument("--modes", default="buy_batch,place_order", help="comma-separated (default buy_batch,place_order)")
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.batch_sizes = args.batch_sizes or [1, 50]
+        args.connections = args.connections or [1, 8]
+        args.purchases, args.seconds = min(args.purchases, 500), min(args.seconds, 5.0)
+    else:
+        args.batch_sizes = args.batch_sizes or [1, 10, 50, 200]
+        args.connections = args.connections or [1, 8, 32]
+    args.modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    if not set(args.modes) <= {"buy_batch", "place_order"} or not args.modes:
+        ap.error("--modes takes buy_batch and/or place_order")
+    if args.purchases < 1 or args.seconds <= 0 or args.buyers < 1:
+        ap.error("--purchases, --seconds and --buyers must be positive")
+    if min(args.batch_sizes) < 1 or min(args.connections) < 1:
+        ap.error("batch sizes and connection counts must be positive")
+    return args
+
+
+def ints(text: str) -> list[int]:
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a comma-separated list of integers: {text!r}") from None
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    if os.environ.get("DATABASE_URL"):
+        print(asyncio.run(bench(os.environ["DATABASE_URL"], args)))
+        return
+    from storage.embedded import EmbeddedPostgres
+
+    base = Path(tempfile.mkdtemp(prefix="livehub-bench-"))
+    base.chmod(0o755)  # as root the server runs as `nobody`, which must reach the data directory
+    try:
+        with EmbeddedPostgres(base / "pgdata") as pg:
+            log(f"embedded PostgreSQL at {pg.dsn}")
+            print(asyncio.run(bench(pg.dsn, args)))
+    finally:
+        with contextlib.suppress(OSError):
+            shutil.rmtree(base)
+
+
+if __name__ == "__main__":
+    main()
