@@ -39,6 +39,8 @@ Phone = Annotated[
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), AfterValidator(_one_line)]
 LongText = Annotated[str, StringConstraints(max_length=10_000), AfterValidator(_printable)]
 Cents = Annotated[int, Field(ge=0, le=10**12)]
+# An amount of money moved (top-up, refund, payout): positive, and inside what Postgres' bigint holds.
+Amount = Annotated[int, Field(gt=0, le=10**12)]
 
 
 class Page(Out, Generic[T]):

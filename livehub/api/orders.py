@@ -8,7 +8,7 @@ from aiohttp import web
 from pydantic import Field, StringConstraints
 
 from livehub import keys
-from livehub.api.models import Page, PageQuery
+from livehub.api.models import Amount, Page, PageQuery
 from livehub.api.routing import Api, Model, Out, db, path_id, principal
 from livehub.shop import cart, orders
 
@@ -44,7 +44,7 @@ class CancelIn(Model):
 
 
 class RefundIn(Model):
-    amount_cents: Annotated[int, Field(gt=0)] | None = None
+    amount_cents: Amount | None = None
     reason: Reason
 
 

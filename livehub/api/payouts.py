@@ -1,13 +1,12 @@
 """Earnings and payouts for sellers and stream hosts."""
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Literal
 from uuid import UUID
 
 from aiohttp import web
-from pydantic import Field
 
-from livehub.api.models import Page, PageQuery
+from livehub.api.models import Amount, Page, PageQuery
 from livehub.api.routing import Api, Model, Out, db, principal
 from livehub.errors import ValidationFailed
 from livehub.shop import payouts
@@ -36,7 +35,7 @@ class EarningsOut(Out):
 
 
 class PayoutIn(Model):
-    amount_cents: Annotated[int, Field(gt=0)]
+    amount_cents: Amount
 
 
 class PayoutOut(Out):

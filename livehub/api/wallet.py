@@ -1,14 +1,12 @@
 """The signed-in user's wallet."""
 
 from datetime import datetime
-from typing import Annotated
 from uuid import UUID
 
 from aiohttp import web
-from pydantic import Field
 
 from livehub import keys
-from livehub.api.models import Page, PageQuery
+from livehub.api.models import Amount, Page, PageQuery
 from livehub.api.routing import Api, Model, Out, db, principal
 from livehub.errors import ValidationFailed
 from livehub.shop import wallet
@@ -22,7 +20,7 @@ class WalletOut(Out):
 
 
 class TopUpIn(Model):
-    amount_cents: Annotated[int, Field(gt=0)]
+    amount_cents: Amount
 
 
 class TopUpOut(WalletOut):

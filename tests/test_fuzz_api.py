@@ -1,0 +1,462 @@
+"""Property-based fuzzing of the whole REST API from its own OpenAPI document: bad input never yields a
+500, and every error is CONTRACT.md's `{"error": {"code", "message", "details"}}`.
+
+Schemathesis loads GET /api/openapi.json from the real app, served on a 127.0.0.1 port by an event loop
+in a thread of its own (schemathesis sends its requests synchronously over HTTP), and every documented
+operation gets, as a test of its own:
+
+- schemathesis's coverage cases: boundary values, missing, null and mistyped fields, unknown
+  properties, wrong media types, unexpected methods, valid and invalid alike, deterministic; each
+  also sent with ids that exist, and with every integer in its body one past PostgreSQL's bigint;
+- then a bounded Hypothesis run (a fixed seed per operation) of generated valid and invalid requests.
+
+(Schemathesis's own pytest integration, `schemathesis.pytest.from_fixture`, does not run on pytest 9:
+it sets `node._nodeid`. So each operation is a parametrized test over its public strategies instead.)
+
+Requests carry the bearer token of a user who is an admin and an approved seller, so the role-gated
+paths run past their role checks. A module-scoped world gives path ids that exist (a product and its
+variants, sellers, orders as seller and as buyer, a payout, users); generated requests use one of them
+some of the time and random ids the rest, and each coverage case with a path id is sent with a real one
+too. Those sends get a fresh Idempotency-Key, or a key generated before would replay or refuse them
+before the handler runs. The world is shared by the operations and fuzzing changes it (that is the
+point); operations that would destroy it get their own victims (a spare product to delete, another
+seller to suspend, a fresh session to log out).
+
+Each response must pass schemathesis's `not_a_server_error` and `error_follows_contract` below. A
+failure names the operation, the request as a curl command, and for a 5xx the server's logged traceback.
+"""
+
+import asyncio
+import logging
+import threading
+import zlib
+from collections.abc import Coroutine
+from typing import Any
+
+import hypothesis
+import pytest
+import requests
+import schemathesis
+from aiohttp import web
+from hypothesis import strategies as st
+from requests.structures import CaseInsensitiveDict
+from schemathesis import GenerationMode
+from schemathesis.checks import not_a_server_error
+from schemathesis.core.failures import FailureGroup
+
+from livehub import keys
+from livehub.app import APIS, create_app
+from livehub.auth import create_session
+from livehub.settings import Settings
+
+SEED = 20240611  # with each operation's name, the seed of its Hypothesis run
+# Generated requests per operation, on top of its coverage cases (about 10 to 120 each).
+MAX_EXAMPLES = 40
+MODES = [GenerationMode.POSITIVE, GenerationMode.NEGATIVE]
+OPERATIONS = [(route.method, route.path) for api in APIS for route in api.routes]
+
+# The error codes CONTRACT.md names, with the status each comes with (405 is the router's own).
+CODE_STATUS = {
+    "validation_error": 422,
+    "unauthorized": 401,
+    "forbidden": 403,
+    "not_found": 404,
+    "method_not_allowed": 405,
+    "conflict": 409,
+    "out_of_stock": 409,
+    "insufficient_funds": 409,
+    "idempotency_mismatch": 422,
+    "rate_limited": 429,
+    "payload_too_large": 413,
+    "unavailable": 503,
+}
+
+
+def error_follows_contract(ctx, response, case) -> None:
+    """A schemathesis check: every 4xx/5xx body is `{"error": {"code", "message", "details"}}` as JSON,
+    and a code CONTRACT.md names comes with its status."""
+    if response.status_code < 400:
+        return
+    assert response.headers.get("content-type", [""])[0].startswith("application/json"), (
+        f"error response is not JSON: content-type {response.headers.get('content-type')}, body {response.text[:300]!r}"
+    )
+    try:
+        body = response.json()
+    except ValueError:
+        raise AssertionError(f"error body is not valid JSON: {response.text[:300]!r}") from None
+    error = body.get("error") if isinstance(body, dict) else None
+    assert (
+        isinstance(body, dict)
+        and set(body) == {"error"}
+        and isinstance(error, dict)
+        and set(error) == {"code", "message", "details"}
+        and isinstance(error["code"], str)
+        and error["code"]
+        and isinstance(error["message"], str)
+        and isinstance(error["details"], dict)
+    ), f"error body is not CONTRACT.md's shape: {response.text[:300]!r}"
+    expected = CODE_STATUS.get(error["code"])
+    assert expected in (None, response.status_code), (
+        f"error code {error['code']!r} came with status {response.status_code}; CONTRACT.md gives it {expected}"
+    )
+
+
+CHECKS = [not_a_server_error, error_follows_contract]
+# Body fields that name something, and which of the seeded ids they may be given.
+BODY_IDS = {
+    "variant_id": "buyable_variants",
+    "category_id": "categories",
+    "parent_id": "categories",
+    "product_id": "products",
+}
+
+
+# The app's loggers, and aiohttp's (which logs what fails before the app sees a request).
+LOGGERS = ("livehub", "aiohttp")
+
+
+class ServerLog(logging.Handler):
+    """Keeps the app's error records (with tracebacks), so a 500 can be explained."""
+
+    def __init__(self):
+        super().__init__(logging.WARNING)
+        self.records: list[logging.LogRecord] = []
+        self.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+    def since(self, mark: int) -> str:
+        return "\n".join(self.format(r) for r in self.records[mark:])
+
+
+class LiveServer:
+    """The real app on 127.0.0.1, served by an event loop in a thread of its own."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="fuzz-server", daemon=True)
+        self.runner: web.AppRunner | None = None
+        self.url = ""
+
+    def run(self, coro: Coroutine) -> Any:
+        """Run a coroutine on the server's loop (for SQL through the app's own pool)."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=30)
+
+    def start(self) -> None:
+        self.thread.start()
+        self.run(self._start())
+
+    async def _start(self) -> None:
+        self.runner = web.AppRunner(create_app(self.settings))
+        await self.runner.setup()
+        await web.TCPSite(self.runner, "127.0.0.1", 0).start()
+        host, port = self.runner.addresses[0][:2]
+        self.url = f"http://{host}:{port}"
+
+    @property
+    def pool(self):
+        return self.runner.app[keys.POOL]
+
+    def stop(self) -> None:
+        try:
+            if self.runner is not None:
+                self.run(self.runner.cleanup())
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join(timeout=30)
+            self.loop.close()
+
+
+class World:
+    """The server, the fuzzing user (admin and approved seller), and ids that exist."""
+
+    def __init__(self, server: LiveServer, log: ServerLog):
+        self.server = server
+        self.log = log
+        self.http = requests.Session()
+        self.user_id = ""
+        self.token = ""
+        self.ids: dict[str, list[str]] = {}
+        self.keys = 0
+
+    def call(self, method: str, path: str, token: str | None = None, **kwargs) -> dict:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        res = self.http.request(method, self.server.url + path, headers=headers, timeout=30, **kwargs)
+        self.http.cookies.clear()  # requests authenticate by their bearer token only
+        assert res.status_code < 300, (method, path, res.status_code, res.text)
+        return res.json() if res.content else {}
+
+    def sql(self, query: str, *args) -> Any:
+        return self.server.run(self.server.pool.execute(query, *args))
+
+    def new_session(self) -> str:
+        """Another session of the fuzzing user: logout ends the one it is called with."""
+
+        async def make() -> str:
+            async with self.server.pool.acquire() as conn:
+                return await create_session(conn, self.user_id, 3600)
+
+        return self.server.run(make())
+
+    def register(self, name: str) -> tuple[str, str]:
+        body = {"email": f"{name}@fuzz.test", "password": "fuzz-password", "display_name": name.title()}
+        session = self.call("POST", "/api/auth/register", json=body)
+        return session["user"]["id"], session["token"]
+
+    def product(self, token: str, sku: str, category_id: str | None = None) -> dict:
+        body = {
+            "title": f"Fuzz {sku}",
+            "description": "seeded for the fuzz test",
+            "category_id": category_id,
+            "attributes": {"brand": "fuzz"},
+            "variants": [
+                {"sku": f"{sku}-S", "options": {"size": "S"}, "price_cents": 500, "stock": 1000},
+                {"sku": f"{sku}-L", "options": {"size": "L"}, "price_cents": 700, "stock": 1000},
+            ],
+        }
+        return self.call("POST", "/api/products", token, json=body)["product"]
+
+    def order(self, token: str, variant_id: str) -> str:
+        body = {"items": [{"variant_id": variant_id, "quantity": 1}]}
+        return self.call("POST", "/api/orders", token, json=body)["order"]["id"]
+
+    def seed(self) -> None:
+        self.user_id, self.token = me, token = self.register("fuzzer")
+        self.sql("UPDATE users SET roles = '{viewer,admin}' WHERE id = $1", me)
+        seller_id = self.call("POST", "/api/sellers/apply", token, json={"shop_name": "Fuzz shop"})["seller"]["id"]
+        self.call("POST", f"/api/admin/sellers/{seller_id}/approve", token)
+        category = self.call("POST", "/api/admin/categories", token, json={"slug": "fuzz", "name": "Fuzz"})
+        product = self.product(token, "FUZZ", category["id"])
+        spare = self.product(token, "SPARE")
+        variants = [v["id"] for v in product["variants"]]
+        self.call("POST", "/api/wallet/top-up", token, json={"amount_cents": 100_000})
+
+        # A buyer: one order paid, one delivered (its earnings make a payout the admin can decide).
+        buyer, buyer_token = self.register("buyer")
+        self.call("POST", "/api/wallet/top-up", buyer_token, json={"amount_cents": 100_000})
+        paid = self.order(buyer_token, variants[0])
+        delivered = self.order(buyer_token, variants[1])
+        self.call("POST", f"/api/orders/{delivered}/ship", token)
+        self.call("POST", f"/api/orders/{delivered}/deliver", buyer_token)
+        payout = self.call("POST", "/api/seller/payouts", token, json={"amount_cents": 100})["payout"]["id"]
+
+        # Another seller, whom the fuzzing user buys from (and whom the admin fuzzing may suspend).
+        other, other_token = self.register("other")
+        other_seller = self.call("POST", "/api/sellers/apply", other_token, json={"shop_name": "Other"})
+        other_seller_id = other_seller["seller"]["id"]
+        self.call("POST", f"/api/admin/sellers/{other_seller_id}/approve", token)
+        other_variants = [v["id"] for v in self.product(other_token, "OTHER")["variants"]]
+        bought = self.order(token, other_variants[0])
+
+        self.ids = {
+            "products": [product["id"]],
+            "categories": [category["id"]],
+            "spare_products": [spare["id"]],
+            "variants": variants,
+            "buyable_variants": [*other_variants, *variants],
+            "sellers": [seller_id, other_seller_id],
+            "other_sellers": [other_seller_id],
+            "orders": [paid, delivered, bought],
+            "payouts": [payout],
+            "users": [me, buyer, other],
+        }
+
+    def path_ids(self, method: str, path: str) -> list[str]:
+        """Ids that exist for the path's parameter (no path has more than one)."""
+        if (method, path) == ("DELETE", "/api/products/{id}"):
+            return self.ids["spare_products"]
+        if (method, path) == ("POST", "/api/admin/sellers/{id}/suspend"):
+            return self.ids["other_sellers"]
+        for prefix, kind in [
+            ("/api/admin/wallets/", "users"),
+            ("/api/admin/sellers/", "sellers"),
+            ("/api/admin/payouts/", "payouts"),
+            ("/api/sellers/", "sellers"),
+            ("/api/products/", "products"),
+            ("/api/variants/", "variants"),
+            ("/api/cart/items/", "variants"),
+            ("/api/orders/", "orders"),
+        ]:
+            if path.startswith(prefix):
+                return self.ids[kind]
+        return []
+
+    def realise(self, case, pick: int | None):
+        """The case with existing ids (the `pick`th of each kind) for its path parameter and for the
+        ids its JSON body names, and a new Idempotency-Key if it has one (a generated key is often one
+        used before, which replays or refuses before the handler runs); None leaves it as generated."""
+        if pick is None:
+            return case
+        if case.headers and "Idempotency-Key" in case.headers:
+            self.keys += 1
+            headers = CaseInsensitiveDict(case.headers)
+            headers["Idempotency-Key"] = f"fuzz-{self.keys}"
+            case.headers = headers
+        names = [p.name for p in case.operation.path_parameters]
+        if names and names[0] in case.path_parameters:
+            known = self.path_ids(case.operation.method.upper(), case.operation.path)
+            case.path_parameters = {**case.path_parameters, names[0]: known[pick % len(known)]}
+        if isinstance(case.body, (dict, list)):
+            case.body = self._body_ids(case.body, pick)
+        return case
+
+    def _body_ids(self, value, pick: int):
+        if isinstance(value, list):
+            return [self._body_ids(item, pick) for item in value]
+        if not isinstance(value, dict):
+            return value
+        out = {}
+        for key, item in value.items():
+            kind = BODY_IDS.get(key)
+            if kind and isinstance(item, str):
+                out[key] = self.ids[kind][pick % len(self.ids[kind])]
+            else:
+                out[key] = self._body_ids(item, pick)
+        return out
+
+    def send(self, case) -> None:
+        """Send a case as the fuzzing user and run the checks; a 5xx failure carries the server's log."""
+        token = self.new_session() if case.operation.path == "/api/auth/logout" else self.token
+        mark = len(self.log.records)
+        try:
+            case.call_and_validate(
+                base_url=self.server.url,
+                session=self.http,
+                headers={"Authorization": f"Bearer {token}"},
+                checks=CHECKS,
+            )
+        except FailureGroup as exc:
+            if logged := self.log.since(mark):
+                exc.add_note(f"server log:\n{logged}")
+            raise
+        finally:
+            self.http.cookies.clear()
+
+
+def past_bigint(value):
+    """The value with every integer in it made one past PostgreSQL's bigint: valid JSON, and valid
+    for any schema without a maximum."""
+    if isinstance(value, list):
+        return [past_bigint(item) for item in value]
+    if isinstance(value, dict):
+        return {key: past_bigint(item) for key, item in value.items()}
+    if isinstance(value, int) and not isinstance(value, bool):
+        return 2**63 if value >= 0 else -(2**63) - 1
+    return value
+
+
+def distinct(*cases):
+    """The cases that differ in their path parameters or body."""
+    seen = []
+    for case in cases:
+        key = (case.path_parameters, case.body)
+        if key not in seen:
+            seen.append(key)
+            yield case
+
+
+def describe(exc: FailureGroup) -> str:
+    """A failure's report: the checks that failed, the response, the request as curl, the server log."""
+    return "\n".join([exc.message, *getattr(exc, "__notes__", [])])
+
+
+@pytest.fixture(scope="module")
+def world(database_url):
+    settings = Settings(
+        database_url=database_url,
+        redis_url=None,
+        password_time_cost=1,
+        password_memory_kib=8192,
+        password_parallelism=1,
+        db_pool_min=1,
+        db_pool_max=10,
+    )
+    log = ServerLog()
+    for name in LOGGERS:
+        logging.getLogger(name).addHandler(log)
+    server = LiveServer(settings)
+    try:
+        server.start()
+        server.run(_empty_tables(server.pool))
+        world = World(server, log)
+        world.seed()
+        yield world
+    finally:
+        server.stop()
+        for name in LOGGERS:
+            logging.getLogger(name).removeHandler(log)
+
+
+async def _empty_tables(pool) -> None:
+    tables = await pool.fetchval(
+        """SELECT string_agg(quote_ident(tablename), ', ') FROM pg_tables
+            WHERE schemaname = 'public' AND tablename <> 'schema_migrations'"""
+    )
+    await pool.execute(f"TRUNCATE {tables} RESTART IDENTITY CASCADE")
+
+
+@pytest.fixture(scope="module")
+def api_schema(world):
+    # An explicit config, so no schemathesis.toml from the working directory applies.
+    config = schemathesis.Config.from_dict({"generation": {"deterministic": True, "database": "none"}})
+    return schemathesis.openapi.from_url(world.server.url + "/api/openapi.json", config=config)
+
+
+def test_the_fuzzed_operations_are_the_documented_ones(api_schema):
+    documented = {(op.ok().method.upper(), op.ok().path) for op in api_schema.get_all_operations()}
+    assert documented == set(OPERATIONS)
+
+
+@pytest.mark.parametrize(("method", "path"), OPERATIONS, ids=[f"{m} {p}" for m, p in OPERATIONS])
+def test_bad_input_never_yields_a_server_error(api_schema, world, method, path):
+    operation = api_schema[path][method]
+    names = [p.name for p in operation.path_parameters]
+    assert len(names) <= 1 and (world.path_ids(method, path) or not names), f"no ids seeded for {method} {path}"
+
+    # Coverage cases; each with a path or body id is sent again with ids that exist, and each with
+    # integers in its body once more with them past bigint.
+    generation = api_schema.config.generation_for(operation=operation, phase="coverage")
+    failures: list[FailureGroup] = []
+    for n, case in enumerate(
+        api_schema.iter_coverage_cases(operation, generation_modes=MODES, generation_config=generation)
+    ):
+        real = world.realise(case.derive(), n)
+        huge = world.realise(case.derive(), n)
+        huge.body = past_bigint(huge.body)
+        for each in distinct(case, real, huge):
+            try:
+                world.send(each)
+            except FailureGroup as exc:
+                failures.append(exc)
+    if failures:
+        kinds: dict[tuple, list[FailureGroup]] = {}
+        for exc in failures:
+            kinds.setdefault(tuple(sorted((f.code, f.title) for f in exc.exceptions)), []).append(exc)
+        shown = "\n".join(f"{len(same)} case(s) like this one:\n{describe(same[0])}" for same in kinds.values())
+        pytest.fail(f"{len(failures)} coverage case(s) of {method} {path} failed:\n{shown}")
+
+    # Generated requests, valid and invalid, with existing ids some of the time.
+    strategy = st.builds(
+        world.realise,
+        st.one_of([operation.as_strategy(generation_mode=mode) for mode in MODES]),
+        st.none() | st.integers(0, 5),
+    )
+
+    # Reproducible: a fixed seed per operation (the same inner function would otherwise give every
+    # operation the same derandomised choices).
+    @hypothesis.seed(SEED ^ zlib.crc32(f"{method} {path}".encode()))
+    @hypothesis.settings(
+        max_examples=MAX_EXAMPLES,
+        derandomize=True,
+        deadline=None,
+        database=None,
+        phases=[hypothesis.Phase.explicit, hypothesis.Phase.generate, hypothesis.Phase.shrink],
+        suppress_health_check=list(hypothesis.HealthCheck),
+    )
+    @hypothesis.given(case=strategy)
+    def fuzz(case):
+        world.send(case)
+
+    fuzz()
