@@ -281,7 +281,9 @@ BEGIN
 
     FOR r IN
         SELECT i.variant_id, i.quantity, v.id AS found, v.stock, p.seller_id, p.status AS product_status,
-               s.status AS seller_status, s.user_id AS seller_user
+               s.status AS seller_status, s.user_id AS seller_user,
+               -- A stream product's per-buyer limit covers all its variants in this order together.
+               sum(i.quantity) OVER (PARTITION BY v.product_id) AS product_quantity
           FROM (SELECT (e->>'variant_id')::uuid AS variant_id, sum((e->>'quantity')::integer) AS quantity
                   FROM jsonb_array_elements(p_items) e GROUP BY 1) i
           LEFT JOIN variants v ON v.id = i.variant_id
@@ -312,7 +314,10 @@ BEGIN
                                       ELSE least(r.stock, price.flash_remaining) END)::text;
         END IF;
         IF price.per_buyer_limit IS NOT NULL AND p_stream IS NOT NULL AND
-           units_bought(p_buyer, r.variant_id, p_stream, price.flash_sale_id) + r.quantity > price.per_buyer_limit THEN
+           units_bought(p_buyer, r.variant_id, p_stream, price.flash_sale_id)
+           -- (parenthesised: a bare CASE's THEN would end plpgsql's IF condition)
+           + (CASE WHEN price.flash_sale_id IS NULL THEN r.product_quantity ELSE r.quantity END)
+           > price.per_buyer_limit THEN
             RAISE EXCEPTION 'over the per-buyer limit'
                 USING ERRCODE = 'LH409', DETAIL = jsonb_build_object(
                     'variant_id', r.variant_id, 'reason', 'limit_reached', 'limit', price.per_buyer_limit)::text;

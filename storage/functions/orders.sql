@@ -50,8 +50,11 @@ BEGIN
           FROM earnings er WHERE er.order_id = o.id));
     PERFORM post(txn, wallet, p_amount, 'refund', o.id, NULL, p_actor, p_reason);
     FOR e IN SELECT * FROM earnings WHERE order_id = o.id ORDER BY role LOOP
+        -- Rounded on the running total, not per refund, so partial refunds never drift: after each one
+        -- an earner keeps exactly its share of what is left, rounded in its favour.
         share := CASE WHEN final THEN e.amount_cents - e.reversed_cents
-                      ELSE p_amount * e.amount_cents / nullif(o.total_cents, 0) END;
+                      ELSE (o.refunded_cents + p_amount) * e.amount_cents / nullif(o.total_cents, 0)
+                           - e.reversed_cents END;
         share := coalesce(share, 0);
         PERFORM post(txn, account_of(e.user_id, CASE e.status WHEN 'pending' THEN 'earnings_pending'
                                                                ELSE 'earnings_available' END),
