@@ -76,8 +76,8 @@ def database_url(server_dsn):
         asyncio.run(_admin(server_dsn, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
-@pytest.fixture
-def settings(database_url) -> Settings:
+def settings_for(database_url: str) -> Settings:
+    """Settings for an app on the test database."""
     # argon2id with a small cost keeps the suite fast; the algorithm and code path are the real ones.
     return Settings(
         database_url=database_url,
@@ -90,15 +90,25 @@ def settings(database_url) -> Settings:
     )
 
 
+async def empty_tables(db) -> None:
+    """Every table emptied (but the migrations record): a known state for a test."""
+    tables = await db.fetchval(
+        """SELECT string_agg(quote_ident(tablename), ', ') FROM pg_tables
+            WHERE schemaname = 'public' AND tablename <> 'schema_migrations'"""
+    )
+    await db.execute(f"TRUNCATE {tables} RESTART IDENTITY CASCADE")
+
+
+@pytest.fixture
+def settings(database_url) -> Settings:
+    return settings_for(database_url)
+
+
 @pytest.fixture
 async def db(database_url):
     """A connection to the test database, with every table emptied first."""
     conn = await asyncpg.connect(database_url)
-    tables = await conn.fetchval(
-        """SELECT string_agg(quote_ident(tablename), ', ') FROM pg_tables
-            WHERE schemaname = 'public' AND tablename <> 'schema_migrations'"""
-    )
-    await conn.execute(f"TRUNCATE {tables} RESTART IDENTITY CASCADE")
+    await empty_tables(conn)
     yield conn
     await conn.close()
 

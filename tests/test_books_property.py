@@ -53,6 +53,7 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
+from conftest import empty_tables
 from storage.db import init_connection
 
 SETTINGS = settings(
@@ -943,11 +944,7 @@ async def _connect(dsn: str) -> asyncpg.Connection:
     conn = await asyncpg.connect(dsn)
     await init_connection(conn)
     # Empty once (TRUNCATE costs a third of a second); each example then rolls its own transaction back.
-    tables = await conn.fetchval(
-        """SELECT string_agg(quote_ident(tablename), ', ') FROM pg_tables
-            WHERE schemaname = 'public' AND tablename <> 'schema_migrations'"""
-    )
-    await conn.execute(f"TRUNCATE {tables} RESTART IDENTITY CASCADE")
+    await empty_tables(conn)
     return conn
 
 

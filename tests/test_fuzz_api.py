@@ -44,6 +44,7 @@ from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.core.failures import FailureGroup
 
+from conftest import empty_tables, settings_for
 from livehub import keys
 from livehub.app import APIS, create_app
 from livehub.auth import create_session
@@ -364,22 +365,14 @@ def describe(exc: FailureGroup) -> str:
 
 @pytest.fixture(scope="module")
 def world(database_url):
-    settings = Settings(
-        database_url=database_url,
-        redis_url=None,
-        password_time_cost=1,
-        password_memory_kib=8192,
-        password_parallelism=1,
-        db_pool_min=1,
-        db_pool_max=10,
-    )
+    settings = settings_for(database_url)
     log = ServerLog()
     for name in LOGGERS:
         logging.getLogger(name).addHandler(log)
     server = LiveServer(settings)
     try:
         server.start()
-        server.run(_empty_tables(server.pool))
+        server.run(empty_tables(server.pool))
         world = World(server, log)
         world.seed()
         yield world
@@ -387,14 +380,6 @@ def world(database_url):
         server.stop()
         for name in LOGGERS:
             logging.getLogger(name).removeHandler(log)
-
-
-async def _empty_tables(pool) -> None:
-    tables = await pool.fetchval(
-        """SELECT string_agg(quote_ident(tablename), ', ') FROM pg_tables
-            WHERE schemaname = 'public' AND tablename <> 'schema_migrations'"""
-    )
-    await pool.execute(f"TRUNCATE {tables} RESTART IDENTITY CASCADE")
 
 
 @pytest.fixture(scope="module")
