@@ -23,10 +23,13 @@ class Pricing:
 
 
 async def order_json(db: DB, order_id: UUID, viewer: Principal | None) -> dict:
-    buyer_id = await db.fetchval("SELECT buyer_id FROM orders WHERE id = $1", order_id)
-    if buyer_id is None:
+    """The order's API shape; its digital codes only when `viewer` is its buyer."""
+    order = await db.fetchval(
+        "SELECT order_json(id, buyer_id = $2) FROM orders WHERE id = $1", order_id, viewer and viewer.user_id
+    )
+    if order is None:
         raise NotFound("order not found")
-    return await db.fetchval("SELECT order_json($1, $2)", order_id, viewer is not None and viewer.user_id == buyer_id)
+    return order
 
 
 async def place(
@@ -91,14 +94,16 @@ async def list_orders(
 
 async def get_order(db: DB, order_id: UUID, viewer: Principal) -> dict:
     """An order its buyer, its seller or an admin may read; anyone else is told it does not exist."""
-    row = await db.fetchrow(
-        """SELECT o.buyer_id, s.user_id AS seller_user
-             FROM orders o JOIN sellers s ON s.id = o.seller_id WHERE o.id = $1""",
+    order = await db.fetchval(
+        """SELECT order_json(o.id, o.buyer_id = $2) FROM orders o JOIN sellers s ON s.id = o.seller_id
+            WHERE o.id = $1 AND ($3 OR $2 IN (o.buyer_id, s.user_id))""",
         order_id,
+        viewer.user_id,
+        viewer.is_admin,
     )
-    if row is None or not (viewer.is_admin or viewer.user_id in (row["buyer_id"], row["seller_user"])):
+    if order is None:
         raise NotFound("order not found")
-    return await order_json(db, order_id, viewer)
+    return order
 
 
 async def transition(db: DB, action: str, order_id: UUID, actor: Principal, **kw) -> dict:
