@@ -600,3 +600,23 @@ async def test_ledger_entries_cannot_be_updated_or_deleted(conn):
     assert [dict(r) for r in await conn.fetch("SELECT * FROM ledger_entries ORDER BY id")] == before
     assert await wallet(conn, buyer) == WALLET
     await assert_books_balanced(conn)
+
+
+async def test_request_ids_are_per_variant(conn, shop):
+    """A retry is a buy of the same variant; the same id on another variant is another purchase, so a
+    client reusing ids across products can never make a batch (of everyone's buys) fail on a collision."""
+    seller_user, _, stream = shop
+    _, first = await new_variant(conn, seller_user, price=1000, stock=5)
+    _, second = await new_variant(conn, seller_user, price=1000, stock=5)
+    (buyer,) = await new_users(conn, 1)
+    await fund(conn, [buyer])
+    same = [{"request_id": "tap", "buyer_id": str(buyer), "quantity": 1}]
+
+    assert (await buy(conn, first, stream, same))["results"][0]["status"] == "ok"
+    assert (await buy(conn, second, stream, same))["results"][0]["status"] == "ok"
+    assert (await buy(conn, first, stream, same))["results"][0]["status"] == "duplicate"
+    # A request without an id after one with an id in the same batch is a purchase of its own.
+    out = await buy(conn, second, stream, [*same, {"request_id": None, "buyer_id": str(buyer), "quantity": 1}])
+    assert [r["status"] for r in out["results"]] == ["duplicate", "ok"]
+    assert await wallet(conn, buyer) == WALLET - 3000
+    await assert_books_balanced(conn)

@@ -160,7 +160,7 @@ class Model:
     codes: set = field(default_factory=set)
     orders: list[Order] = field(default_factory=list)
     by_id: dict = field(default_factory=dict)
-    request_ids: dict = field(default_factory=dict)  # (buyer, request id) -> order id
+    request_ids: dict = field(default_factory=dict)  # (buyer, variant key, request id) -> order id
     payouts: list[Payout] = field(default_factory=list)
     flash: Flash | None = None
 
@@ -386,7 +386,7 @@ class ShopMachine(RuleBasedStateMachine):
         m.orders.append(o)
         m.by_id[oid] = o
         if request_id is not None:
-            m.request_ids[(buyer, request_id)] = oid
+            m.request_ids[(buyer, *request_id)] = oid  # (buyer, variant key, request id)
 
     def reverse(self, o: Order, amount: int) -> None:
         """reverse_payment: the buyer gets `amount`; earners give back their shares, the platform the rest."""
@@ -583,7 +583,8 @@ class ShopMachine(RuleBasedStateMachine):
         seen, bought, spent, expected = set(), defaultdict(int), defaultdict(int), []
         for r in reqs:
             buyer, rid, qty = r["buyer_id"], r["request_id"], r["quantity"]
-            if rid is not None and ((buyer, rid) in self.m.request_ids or (buyer, rid) in seen):
+            # Request ids are remembered per variant: a retry is a buy of the same variant.
+            if rid is not None and ((buyer, key, rid) in self.m.request_ids or (buyer, rid) in seen):
                 status = "duplicate"
             elif qty < 1 or buyer == self.seller_user[v.seller] or not for_sale:
                 status = "error"
@@ -613,9 +614,10 @@ class ShopMachine(RuleBasedStateMachine):
         for r, res in zip(reqs, out["results"], strict=True):
             if res["status"] == "ok":
                 line = Line(key, r["quantity"], price, flash.id if flash is not None else None)
-                self.create_order(res["order_id"], r["buyer_id"], v.seller, stream, [line], hold, r["request_id"])
-            elif res["status"] == "duplicate" and (r["buyer_id"], r["request_id"]) in self.m.request_ids:
-                assert res["order_id"] == self.m.request_ids[(r["buyer_id"], r["request_id"])]
+                request = None if r["request_id"] is None else (key, r["request_id"])
+                self.create_order(res["order_id"], r["buyer_id"], v.seller, stream, [line], hold, request)
+            elif res["status"] == "duplicate" and (r["buyer_id"], key, r["request_id"]) in self.m.request_ids:
+                assert res["order_id"] == self.m.request_ids[(r["buyer_id"], key, r["request_id"])]
         if flash is not None and (flash.sold >= flash.quantity or self.m.stock[key] == 0):
             flash.ended = True
         assert out["available"] == self.m.stock[key], (out["available"], self.m.stock[key])

@@ -369,6 +369,7 @@ DECLARE
     buyer uuid;
     qty integer;
     rid text;
+    rid_key text;
     remaining integer;
     results jsonb := '[]';
     seen jsonb := '{}';       -- buyer||request id -> true, within this batch
@@ -408,8 +409,13 @@ BEGIN
         rid := req->>'request_id';
         result := jsonb_build_object('request_id', rid, 'buyer_id', buyer);
         existing := NULL;
+        rid_key := NULL;
         IF rid IS NOT NULL THEN
-            SELECT * INTO existing FROM orders WHERE buyer_id = buyer AND request_id = rid;
+            -- Stored per variant: a retried buy is for the same variant, so it queues on the same row
+            -- lock and finds the first; the same id reused for another variant at the same moment
+            -- cannot collide with it and fail a whole batch.
+            rid_key := p_variant::text || ':' || rid;
+            SELECT * INTO existing FROM orders WHERE buyer_id = buyer AND request_id = rid_key;
         END IF;
         IF rid IS NOT NULL AND (existing.id IS NOT NULL OR seen ? (buyer::text || ':' || rid)) THEN
             result := result || jsonb_build_object('status', 'duplicate', 'order_id', existing.id,
@@ -432,7 +438,7 @@ BEGIN
                                   jsonb_build_array(jsonb_build_object(
                                       'variant_id', p_variant, 'quantity', qty,
                                       'unit_price_cents', price.price_cents, 'flash_sale_id', price.flash_sale_id)),
-                                  p_fee_bps, p_hold_s, rid, NULL);
+                                  p_fee_bps, p_hold_s, rid_key, NULL);
                 remaining := remaining - qty;
                 result := result || jsonb_build_object('status', 'ok', 'order_id', o.id, 'order_number', o.number);
             END IF;
