@@ -405,21 +405,26 @@ async def test_stream_host_earns_commission(client, make, db):
     await books(client, w.admin)
 
 
-async def test_earnings_released_after_the_hold(aiohttp_client, settings, make, db):
-    quick = await aiohttp_client(
-        create_app(settings.model_copy(update={"earnings_hold_s": 0, "earnings_release_interval_s": 0.05}))
-    )
+async def one_sale(client, make):
+    """(seller, buyer, order) of one item bought at PRICE through `client`'s app."""
     seller = await make.seller()
     buyer = await make.user()
     product = await make.product(
         seller, variants=[{"sku": f"SKU-{uuid.uuid4().hex[:8]}", "price_cents": PRICE, "stock": 5}]
     )
-    await top_up(quick, buyer, 5000)
-    res = await quick.post(
+    await top_up(client, buyer, 5000)
+    res = await client.post(
         "/api/orders", json={"items": [{"variant_id": product["variants"][0]["id"]}]}, headers=buyer.headers
     )
     assert res.status == 201, await res.text()
-    order = (await res.json())["order"]
+    return seller, buyer, (await res.json())["order"]
+
+
+async def test_earnings_released_after_the_hold(aiohttp_client, settings, make, db):
+    quick = await aiohttp_client(
+        create_app(settings.model_copy(update={"earnings_hold_s": 0, "earnings_release_interval_s": 0.05}))
+    )
+    seller, buyer, order = await one_sale(quick, make)
 
     deadline = time.monotonic() + 5
     while True:
@@ -436,17 +441,7 @@ async def test_earnings_released_after_the_hold(aiohttp_client, settings, make, 
 async def test_default_hold_keeps_undelivered_earnings_pending(aiohttp_client, settings, make, db):
     # The release task runs often, but the default 14-day hold has not passed.
     quick = await aiohttp_client(create_app(settings.model_copy(update={"earnings_release_interval_s": 0.05})))
-    seller = await make.seller()
-    buyer = await make.user()
-    product = await make.product(
-        seller, variants=[{"sku": f"SKU-{uuid.uuid4().hex[:8]}", "price_cents": PRICE, "stock": 5}]
-    )
-    await top_up(quick, buyer, 5000)
-    res = await quick.post(
-        "/api/orders", json={"items": [{"variant_id": product["variants"][0]["id"]}]}, headers=buyer.headers
-    )
-    assert res.status == 201, await res.text()
-    await res.read()
+    seller, buyer, _ = await one_sale(quick, make)
     await asyncio.sleep(0.3)
     summary = await earnings(quick, seller)
     assert (summary["pending_cents"], summary["available_cents"]) == (900, 0)

@@ -174,19 +174,18 @@ async def place_order(request: web.Request, body: OrderIn) -> PlacedOut:
 @api.get("/api/orders", auth="user", query=OrderQuery, response=Page[OrderOut])
 async def list_orders(request: web.Request, query: OrderQuery) -> Page[OrderOut]:
     """Your orders, newest first"""
-    me = principal(request)
-    page = await orders.list_orders(
-        db(request), buyer_id=me.user_id, status=query.status, limit=query.limit, cursor=query.cursor, viewer=me
-    )
-    return Page[OrderOut].model_validate(page)
+    return await _orders_page(request, query, buyer_id=principal(request).user_id)
 
 
 @api.get("/api/seller/orders", auth="seller", query=OrderQuery, response=Page[OrderOut])
 async def list_seller_orders(request: web.Request, query: OrderQuery) -> Page[OrderOut]:
     """Orders for your shop's products, newest first"""
-    me = principal(request)
+    return await _orders_page(request, query, seller_id=principal(request).seller_id)
+
+
+async def _orders_page(request: web.Request, query: OrderQuery, **whose: UUID) -> Page[OrderOut]:
     page = await orders.list_orders(
-        db(request), seller_id=me.seller_id, status=query.status, limit=query.limit, cursor=query.cursor, viewer=me
+        db(request), **whose, status=query.status, limit=query.limit, cursor=query.cursor, viewer=principal(request)
     )
     return Page[OrderOut].model_validate(page)
 
