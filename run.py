@@ -1,10 +1,11 @@
 """Start a LiveHub node.
 
-    python run.py [--host 127.0.0.1] [--port 8080] [--demo]
+    python run.py [--host 127.0.0.1] [--port 8080] [--demo] [--workers N]
     python run.py create-admin EMAIL            (password from LIVEHUB_ADMIN_PASSWORD or a prompt)
 
 With no DATABASE_URL an embedded PostgreSQL runs from ./var/pgdata (LIVEHUB_DATA_DIR) for as long as the
-node does.
+node does. `--workers N` starts N server processes on one port (the kernel spreads connections over them
+with SO_REUSEPORT); they share rooms through Redis, so it needs REDIS_URL.
 """
 
 import argparse
@@ -12,6 +13,8 @@ import asyncio
 import contextlib
 import getpass
 import logging
+import multiprocessing
+import signal
 import sys
 
 import asyncpg
@@ -72,16 +75,51 @@ def serve(argv: list[str]) -> int:
     parser.add_argument("--host", help="address to listen on (default 127.0.0.1, LIVEHUB_HOST)")
     parser.add_argument("--port", type=int, help="port (default 8080, LIVEHUB_PORT)")
     parser.add_argument("--demo", action="store_true", help="seed the demo shop and accounts")
+    parser.add_argument("--workers", type=int, default=1, help="server processes on this port (needs REDIS_URL)")
     args = parser.parse_args(argv)
     settings = Settings()
     updates = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
     settings = settings.model_copy(update=updates)
+    if args.workers < 1 or (args.workers > 1 and not settings.redis_url):
+        print("--workers N (N > 1) needs REDIS_URL: the processes share their rooms through Redis", file=sys.stderr)
+        return 2
     with database(settings) as settings:
         asyncio.run(_prepare(settings, seed_demo=args.demo))
         base_url = f"http://{settings.host}:{settings.port}"
-        print(demo.sign_in_help(base_url) if args.demo else f"LiveHub is running at {base_url}", flush=True)
-        web.run_app(create_app(settings), host=settings.host, port=settings.port, print=None)
-    return 0
+        if args.workers == 1:
+            print(demo.sign_in_help(base_url) if args.demo else f"LiveHub is running at {base_url}", flush=True)
+            web.run_app(create_app(settings), host=settings.host, port=settings.port, print=None)
+            return 0
+        return _serve_workers(settings, args.workers, demo.sign_in_help(base_url) if args.demo else None)
+
+
+def _worker(settings: Settings) -> None:
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    web.run_app(create_app(settings), host=settings.host, port=settings.port, reuse_port=True, print=None)
+
+
+def _serve_workers(settings: Settings, count: int, demo_help: str | None) -> int:
+    """N processes on one port; stopping this one (SIGINT/SIGTERM) stops them all."""
+    spawn = multiprocessing.get_context("spawn")
+    workers = [spawn.Process(target=_worker, args=(settings,), name=f"livehub-{i}") for i in range(count)]
+    for w in workers:
+        w.start()
+    print(demo_help or f"LiveHub is running at http://{settings.host}:{settings.port} ({count} workers)", flush=True)
+
+    def stop(*_):
+        for w in workers:
+            if w.is_alive():
+                w.terminate()
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        for w in workers:
+            w.join()
+    except KeyboardInterrupt:
+        stop()
+        for w in workers:
+            w.join()
+    return max((w.exitcode or 0 for w in workers), default=0)
 
 
 def create_admin(argv: list[str]) -> int:

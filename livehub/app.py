@@ -10,11 +10,14 @@ from aiohttp import web
 from swagger_ui import api_doc
 
 from livehub import __version__, keys
-from livehub.api import admin, auth, catalog, health, orders, payouts, sellers, wallet
+from livehub.api import admin, auth, catalog, health, notifications, orders, payouts, sellers, streams, wallet
 from livehub.api.openapi import build_openapi
 from livehub.auth import LoginLimiter, PasswordHasher
+from livehub.broker.local import LocalBroker
 from livehub.errors import error_middleware
 from livehub.jsonx import json_response
+from livehub.live import ws
+from livehub.live.hub import Hub
 from livehub.settings import Settings
 from livehub.shop.payments import provider_named
 from storage.db import create_pool, migrate
@@ -22,7 +25,18 @@ from storage.db import create_pool, migrate
 log = logging.getLogger(__name__)
 
 STATIC = Path(__file__).resolve().parent.parent / "static"
-APIS = [health.api, auth.api, sellers.api, catalog.api, wallet.api, orders.api, payouts.api, admin.api]
+APIS = [
+    health.api,
+    auth.api,
+    sellers.api,
+    catalog.api,
+    wallet.api,
+    orders.api,
+    payouts.api,
+    streams.api,
+    notifications.api,
+    admin.api,
+]
 DESCRIPTION = "LiveHub REST API. Errors: `{error: {code, message, details}}`; money in integer `_cents`."
 
 
@@ -68,6 +82,34 @@ async def release_earnings_forever(pool, interval_s: float) -> None:
         await asyncio.sleep(interval_s)
 
 
+async def live(app: web.Application):
+    """The broker (Redis when REDIS_URL is set, else in-process) and this node's hub of rooms."""
+    settings = app[keys.SETTINGS]
+    if settings.redis_url:
+        from livehub.broker.redis import RedisBroker
+
+        broker = RedisBroker(
+            settings.redis_url,
+            prefix=settings.redis_prefix,
+            history_size=settings.room_history_size,
+            history_ttl_s=settings.room_history_ttl_s,
+        )
+    else:
+        broker = LocalBroker(history_size=settings.room_history_size)
+    await broker.start()
+    hub = app[keys.HUB] = Hub(broker, app[keys.POOL], settings)
+    await hub.start()
+    yield
+    await hub.close()
+    await broker.close()
+
+
+async def close_live_connections(app: web.Application) -> None:
+    # On shutdown, before handlers are waited for: open websockets would otherwise hold the server up.
+    if keys.HUB in app:
+        await app[keys.HUB].close_connections()
+
+
 async def openapi_json(request: web.Request) -> web.Response:
     return json_response(request.app[keys.OPENAPI])
 
@@ -81,9 +123,12 @@ def create_app(settings: Settings | None = None) -> web.Application:
     app = web.Application(middlewares=[error_middleware], client_max_size=settings.max_upload_bytes)
     app[keys.SETTINGS] = settings
     app[keys.OPENAPI] = build_openapi(APIS, title="LiveHub", version=__version__, description=DESCRIPTION)
-    app.cleanup_ctx.extend([database, accounts, money])
+    app.cleanup_ctx.extend([database, accounts, money, live])
     for api in APIS:
         app.router.add_routes(api.table())
+    app.on_shutdown.append(close_live_connections)
+    app.router.add_get("/ws/streams/{id}", ws.stream_socket)
+    app.router.add_get("/ws/me", ws.user_socket)
     app.router.add_get("/api/openapi.json", openapi_json)
     api_doc(app, config_rel_url="/api/openapi.json", url_prefix="/api/docs", title="LiveHub API")
     app.router.add_get("/", index)

@@ -1,16 +1,21 @@
-"""Demo data for `python run.py --demo`: accounts, a shop, categories, products and funded viewer
-wallets. Idempotent: running it again changes nothing that is already there (stock, balances and
-passwords included)."""
+"""Demo data for `python run.py --demo`: accounts, a shop, categories, products, funded viewer
+wallets and the shop's live stream. Idempotent: running it again changes nothing that is already there
+(stock, balances and passwords included); if the demo stream was ended since, a new one goes live."""
+
+from uuid import UUID
 
 import asyncpg
 
 from livehub.auth import PasswordHasher
+from livehub.live import streams
 
 PASSWORD = "demo-password"
 ADMIN = "admin@demo.livehub"
 SELLER = "seller@demo.livehub"
 VIEWERS = [f"viewer{i}@demo.livehub" for i in range(1, 21)]
 VIEWER_WALLET_CENTS = 100_000  # 1,000.00 each
+STREAM_TITLE = "Friday night drop"
+PINNED = "Aurora Runner sneakers"
 
 CATEGORIES = [
     # slug, name, parent slug
@@ -29,6 +34,7 @@ PRODUCTS = [
         "description": "Lightweight knit runners with a recycled sole. The drop everyone asks about.",
         "category": "sneakers",
         "attributes": {"brand": "Aurora", "material": "recycled knit"},
+        "live_price_cents": 7900,
         "variants": [
             {"sku": "DEMO-AUR-RUN-40", "options": {"size": "40"}, "price_cents": 8900, "stock": 120},
             {"sku": "DEMO-AUR-RUN-42", "options": {"size": "42"}, "price_cents": 8900, "stock": 150},
@@ -58,6 +64,7 @@ PRODUCTS = [
         "description": "Noise-cancelling earbuds with a 30-hour case.",
         "category": "audio",
         "attributes": {"brand": "Pulse", "battery_hours": 30},
+        "live_price_cents": 4900,
         "variants": [
             {"sku": "DEMO-PULSE-BLK", "options": {"colour": "black"}, "price_cents": 5900, "stock": 300},
             {"sku": "DEMO-PULSE-WHT", "options": {"colour": "white"}, "price_cents": 5900, "stock": 250},
@@ -134,6 +141,40 @@ async def seed(pool: asyncpg.Pool, hasher: PasswordHasher) -> None:
             if product.get("codes"):
                 variant_id = await conn.fetchval("SELECT id FROM variants WHERE product_id = $1", product_id)
                 await conn.execute("SELECT * FROM import_units($1, $2, $3)", variant_id, product["codes"], seller_user)
+        await _live_stream(conn, seller_user)
+
+
+async def _live_stream(conn, seller_user) -> None:
+    """The shop's one live stream featuring every demo product, the sneakers pinned; a new one when the
+    last was ended."""
+    seller_id = await conn.fetchval("SELECT id FROM sellers WHERE user_id = $1", seller_user)
+    if await conn.fetchval("SELECT 1 FROM streams WHERE seller_id = $1 AND status = 'live'", seller_id):
+        return
+    # The demo products are the ones with the demo SKUs (still on sale), whatever else the shop lists.
+    featured = {}
+    for product in PRODUCTS:
+        product_id = await conn.fetchval(
+            """SELECT v.product_id FROM variants v JOIN products p ON p.id = v.product_id
+                WHERE v.sku = $1 AND p.status = 'active'""",
+            product["variants"][0]["sku"],
+        )
+        if product_id is not None:
+            featured[product["title"]] = (product_id, product.get("live_price_cents"))
+    stream = await streams.create_stream(
+        conn,
+        seller_user,
+        title=STREAM_TITLE,
+        scheduled_at=None,
+        products=[
+            {"product_id": product_id, "live_price_cents": live_price, "per_buyer_limit": None}
+            for product_id, live_price in featured.values()
+        ],
+        moderators=[],
+    )
+    stream_id = UUID(stream["id"])
+    await streams.start_stream(conn, stream_id, seller_user)
+    if PINNED in featured:
+        await streams.pin_product(conn, stream_id, seller_user, featured[PINNED][0])
 
 
 def sign_in_help(base_url: str) -> str:

@@ -4,6 +4,7 @@ import asyncpg
 from aiohttp import web
 
 from livehub.auth import LoginLimiter, PasswordHasher
+from livehub.live.hub import Hub
 from livehub.settings import Settings
 from livehub.shop.payments import PaymentProvider
 
@@ -13,3 +14,4 @@ HASHER = web.AppKey("hasher", PasswordHasher)
 LOGIN_LIMITER = web.AppKey("login_limiter", LoginLimiter)
 OPENAPI = web.AppKey("openapi", dict)
 PAYMENTS = web.AppKey("payments", PaymentProvider)
+HUB = web.AppKey("hub", Hub)

@@ -63,6 +63,35 @@ class Settings(BaseSettings):
     payment_provider: Literal["instant-dev"] = "instant-dev"
     max_top_up_cents: int = 1_000_000
 
+    # Live rooms. One frame per tick carries everything that happened in a room since the last one.
+    tick_ms: int = Field(default=50, ge=10, le=1000)
+    # Frames queued for one viewer before it is closed with 4008 (too slow to keep up).
+    viewer_queue_frames: int = Field(default=256, ge=1)
+    # Largest websocket frame a client may send; larger closes with 1009.
+    max_ws_frame_bytes: int = 8 * 1024
+    # Durable events per room kept for `?since=` recovery, on every node and in Redis.
+    room_history_size: int = Field(default=1000, ge=10)
+    # How long Redis keeps a quiet room's offsets, history and counters.
+    room_history_ttl_s: int = 24 * 3600
+    # Recent chat messages in a room's welcome frame.
+    recent_chat: int = Field(default=50, ge=0)
+    chat_max_chars: int = Field(default=500, ge=1)
+    # Per user and room: chat messages per second and burst; reactions per second (burst twice that).
+    chat_rate_per_s: float = 2.0
+    chat_burst: int = 5
+    reactions_per_s: float = 10.0
+    # In-stream buying: requests for one variant are gathered this long, or up to this many, per storage call.
+    buy_window_ms: float = 5.0
+    buy_batch_max: int = Field(default=50, ge=1)
+    # Units one buyer may take in a flash sale unless the host names another limit.
+    flash_sale_per_buyer_limit: int | None = 1
+    # Chat is written to PostgreSQL in the background; past this many unwritten messages the oldest are dropped.
+    chat_buffer_max: int = 10_000
+    # How often viewer counts are aggregated across nodes and stream stats written.
+    presence_interval_s: float = 1.0
+    # Prefix of every Redis key and channel, so several deployments can share one Redis.
+    redis_prefix: str = "livehub"
+
     log_level: str = "INFO"
     # Read by `run.py create-admin` instead of prompting.
     admin_password: str | None = None

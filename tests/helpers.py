@@ -1,5 +1,7 @@
 """Assertions shared by the API tests."""
 
+import orjson
+
 
 async def error_of(res, status: int | None = None, code: str | None = None) -> dict:
     """The `error` object of an error response, asserting CONTRACT.md's shape (and status/code if given)."""
@@ -24,3 +26,10 @@ async def balance(client, account) -> int:
     res = await client.get("/api/wallet", headers=account.headers)
     assert res.status == 200, await res.text()
     return (await res.json())["balance_cents"]
+
+
+async def assert_books_balanced(db) -> None:
+    """check_books() finds every balance equal to its entries and every transaction summing to zero."""
+    books = orjson.loads(await db.fetchval("SELECT check_books()::text"))
+    assert books["balanced"] is True, books
+    assert books["mismatched_accounts"] == 0 and books["unbalanced_transactions"] == 0, books

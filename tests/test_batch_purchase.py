@@ -11,6 +11,7 @@ from collections import Counter
 import asyncpg
 import pytest
 
+from helpers import assert_books_balanced
 from storage.db import create_pool, init_connection
 
 FEE_BPS = 500
@@ -127,12 +128,6 @@ async def balance(db, user, kind: str) -> int:
 
 async def stock(db, variant) -> int:
     return await db.fetchval("SELECT stock FROM variants WHERE id = $1", variant)
-
-
-async def assert_books_balanced(db) -> None:
-    books = await db.fetchval("SELECT check_books()")
-    assert books["balanced"] is True, books
-    assert books["mismatched_accounts"] == 0 and books["unbalanced_transactions"] == 0, books
 
 
 @pytest.fixture

@@ -1,7 +1,10 @@
 """`--demo` seeds what CONTRACT.md promises, and seeding twice changes nothing."""
 
+from uuid import UUID
+
 from livehub import demo
 from livehub.auth import PasswordHasher
+from livehub.live import streams
 from storage.db import create_pool
 
 COUNTS = """SELECT (SELECT count(*) FROM users) AS users, (SELECT count(*) FROM sellers) AS sellers,
@@ -9,7 +12,9 @@ COUNTS = """SELECT (SELECT count(*) FROM users) AS users, (SELECT count(*) FROM 
                    (SELECT sum(stock) FROM variants) AS stock, (SELECT count(*) FROM digital_units) AS units,
                    (SELECT count(*) FROM stock_movements) AS movements,
                    (SELECT count(*) FROM categories) AS categories,
-                   (SELECT sum(balance_cents) FROM accounts WHERE kind = 'wallet') AS wallets"""
+                   (SELECT sum(balance_cents) FROM accounts WHERE kind = 'wallet') AS wallets,
+                   (SELECT count(*) FROM streams) AS streams, (SELECT count(*) FROM stream_products) AS featured,
+                   (SELECT count(*) FROM streams WHERE status = 'live') AS live"""
 
 
 async def test_seed_is_complete_and_idempotent(settings, db, client):
@@ -20,12 +25,35 @@ async def test_seed_is_complete_and_idempotent(settings, db, client):
         first = dict(await db.fetchrow(COUNTS))
         await demo.seed(pool, hasher)
         assert dict(await db.fetchrow(COUNTS)) == first
+        stream_id = await db.fetchval("SELECT id FROM streams")
+        assert await db.fetchval("SELECT count(*) FROM streams WHERE id = $1 AND started_at IS NOT NULL", stream_id)
+
+        # Once the show is over, the next seed puts a new one on.
+        await streams.end_stream(db, stream_id, await db.fetchval("SELECT host_id FROM streams"))
+        await demo.seed(pool, hasher)
+        again = dict(await db.fetchrow(COUNTS))
+        assert (again["streams"], again["live"]) == (2, 1)
+        assert again["featured"] == 2 * len(demo.PRODUCTS)
     finally:
         await pool.close()
 
     assert first["users"] == 22 and first["sellers"] == 1 and first["units"] == 50
     assert first["wallets"] == 20 * demo.VIEWER_WALLET_CENTS
     assert first["products"] == len(demo.PRODUCTS)
+    assert (first["streams"], first["live"], first["featured"]) == (1, 1, len(demo.PRODUCTS))
+
+    # The live stream as a viewer finds it: every demo product, some below their list price, sneakers pinned.
+    page = await (await client.get("/api/streams?status=live")).json()
+    (stream,) = page["items"]
+    assert stream["title"] == demo.STREAM_TITLE and stream["status"] == "live"
+    assert stream["seller"]["shop_name"] == "Demo Boutique"
+    assert UUID(stream["id"]) != stream_id
+    products = {p["title"]: p for p in stream["products"]}
+    assert set(products) == {p["title"] for p in demo.PRODUCTS}
+    assert stream["pinned_product_id"] == products[demo.PINNED]["id"]
+    list_prices = {p["title"]: p["variants"][0]["price_cents"] for p in demo.PRODUCTS}
+    cheaper = [t for t, p in products.items() if p["variants"][0]["price_cents"] < list_prices[t]]
+    assert demo.PINNED in cheaper and 1 <= len(cheaper) < len(products)
 
     for email, roles in [(demo.ADMIN, {"admin"}), (demo.SELLER, {"seller"}), ("viewer20@demo.livehub", {"viewer"})]:
         res = await client.post("/api/auth/login", json={"email": email, "password": demo.PASSWORD})

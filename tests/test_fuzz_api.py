@@ -109,6 +109,7 @@ BODY_IDS = {
     "category_id": "categories",
     "parent_id": "categories",
     "product_id": "products",
+    "user_id": "users",
 }
 
 
@@ -251,6 +252,13 @@ class World:
         other_variants = [v["id"] for v in self.product(other_token, "OTHER")["variants"]]
         bought = self.order(token, other_variants[0])
 
+        # A live stream of the fuzzing user's shop (the buyer moderates it) and a scheduled one.
+        streams = []
+        for _ in range(2):
+            body = {"title": "Fuzz live", "products": [{"product_id": product["id"]}], "moderators": [buyer]}
+            streams.append(self.call("POST", "/api/streams", token, json=body)["stream"]["id"])
+        self.call("POST", f"/api/streams/{streams[0]}/start", token)
+
         self.ids = {
             "products": [product["id"]],
             "categories": [category["id"]],
@@ -262,10 +270,13 @@ class World:
             "orders": [paid, delivered, bought],
             "payouts": [payout],
             "users": [me, buyer, other],
+            "streams": streams,
         }
 
-    def path_ids(self, method: str, path: str) -> list[str]:
-        """Ids that exist for the path's parameter (no path has more than one)."""
+    def path_ids(self, method: str, path: str, name: str = "id") -> list[str]:
+        """Ids that exist for the path's parameter `name`."""
+        if name == "user_id":
+            return self.ids["users"]
         if (method, path) == ("DELETE", "/api/products/{id}"):
             return self.ids["spare_products"]
         if (method, path) == ("POST", "/api/admin/sellers/{id}/suspend"):
@@ -279,6 +290,7 @@ class World:
             ("/api/variants/", "variants"),
             ("/api/cart/items/", "variants"),
             ("/api/orders/", "orders"),
+            ("/api/streams/", "streams"),
         ]:
             if path.startswith(prefix):
                 return self.ids[kind]
@@ -295,10 +307,10 @@ class World:
             headers = CaseInsensitiveDict(case.headers)
             headers["Idempotency-Key"] = f"fuzz-{self.keys}"
             case.headers = headers
-        names = [p.name for p in case.operation.path_parameters]
-        if names and names[0] in case.path_parameters:
-            known = self.path_ids(case.operation.method.upper(), case.operation.path)
-            case.path_parameters = {**case.path_parameters, names[0]: known[pick % len(known)]}
+        for name in [p.name for p in case.operation.path_parameters]:
+            if name in case.path_parameters:
+                known = self.path_ids(case.operation.method.upper(), case.operation.path, name)
+                case.path_parameters = {**case.path_parameters, name: known[pick % len(known)]}
         if isinstance(case.body, (dict, list)):
             case.body = self._body_ids(case.body, pick)
         return case
@@ -398,7 +410,7 @@ def test_the_fuzzed_operations_are_the_documented_ones(api_schema):
 def test_bad_input_never_yields_a_server_error(api_schema, world, method, path):
     operation = api_schema[path][method]
     names = [p.name for p in operation.path_parameters]
-    assert len(names) <= 1 and (world.path_ids(method, path) or not names), f"no ids seeded for {method} {path}"
+    assert all(world.path_ids(method, path, name) for name in names), f"no ids seeded for {method} {path}"
 
     # Coverage cases; each with a path or body id is sent again with ids that exist, and each with
     # integers in its body once more with them past bigint.

@@ -15,10 +15,15 @@ class HealthOut(Out):
     status: str
 
 
-@api.get("/healthz", response=HealthOut)
-async def healthz(request: web.Request) -> HealthOut:
+class LivenessOut(HealthOut):
+    # Which node answered: tells processes behind one port or load balancer apart.
+    node: str
+
+
+@api.get("/healthz", response=LivenessOut)
+async def healthz(request: web.Request) -> LivenessOut:
     """The process is up"""
-    return HealthOut(status="ok")
+    return LivenessOut(status="ok", node=request.app[keys.HUB].broker.node_id)
 
 
 @api.get("/readyz", response=HealthOut)

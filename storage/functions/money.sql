@@ -351,7 +351,8 @@ BEGIN
 END $$;
 
 -- In-stream buying: many buyers, one variant, one transaction. p_requests, in arrival order:
--- [{request_id, buyer_id, quantity}]. Stock goes to requests in that order; a buyer who cannot pay or is
+-- [{request_id, buyer_id, quantity, flash_sale_id?}] (with a flash sale named, only at its price). Stock
+-- goes to requests in that order; a buyer who cannot pay or is
 -- over the limit consumes nothing; a product not for sale (archived, suspended seller, or not featured
 -- in the live stream) answers 'error' to everyone. Buyer ids must be existing users. Returns {results: [{request_id, buyer_id, status, order_id?,
 -- order_number?}], available, flash_sale: {id, remaining, ended} | null}. Concurrent batches for the
@@ -422,6 +423,10 @@ BEGIN
                                                    'order_number', existing.number);
         ELSIF qty < 1 OR buyer = s.user_id OR NOT for_sale THEN
             result := result || jsonb_build_object('status', 'error');
+        ELSIF req ? 'flash_sale_id' AND
+              (req->>'flash_sale_id')::uuid IS DISTINCT FROM price.flash_sale_id THEN
+            -- The buyer pressed buy on a flash sale that has ended: never charge the regular price instead.
+            result := result || jsonb_build_object('status', 'sold_out');
         ELSIF price.per_buyer_limit IS NOT NULL AND
               -- Orders this batch already wrote are visible here, so this counts them too.
               units_bought(buyer, p_variant, p_stream, price.flash_sale_id) + qty > price.per_buyer_limit THEN
@@ -451,7 +456,7 @@ BEGIN
 
     IF price.flash_sale_id IS NOT NULL THEN
         -- A flash sale sold out (its quantity or the stock) ends here, in the same transaction.
-        UPDATE flash_sales f SET ended_at = now()
+        UPDATE flash_sales f SET ended_at = now(), ended_reason = 'sold_out'
          WHERE f.id = price.flash_sale_id AND f.ended_at IS NULL
            AND (f.sold >= f.quantity OR (SELECT stock FROM variants WHERE id = p_variant) = 0);
         SELECT CASE WHEN ended_at IS NULL THEN quantity - sold ELSE 0 END INTO flash_left

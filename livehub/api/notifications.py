@@ -1,0 +1,53 @@
+"""Your notifications (a shop you follow went live, ...): list and mark read."""
+
+from datetime import datetime
+from typing import Annotated, Any
+from uuid import UUID
+
+from aiohttp import web
+from pydantic import Field
+
+from livehub.api.models import Page, PageQuery
+from livehub.api.routing import Api, Model, Out, db, principal
+from livehub.errors import ValidationFailed
+from livehub.live import streams
+
+api = Api("notifications")
+
+
+class NotificationOut(Out):
+    id: UUID
+    kind: str = Field(description="what happened, e.g. stream_live")
+    payload: dict[str, Any]
+    created_at: datetime
+    read_at: datetime | None
+
+
+class MarkReadIn(Model):
+    ids: Annotated[list[UUID], Field(max_length=500)] | None = Field(None, description="omitted or null: all")
+
+
+class MarkedOut(Out):
+    marked: int
+
+
+def notification_cursor(cursor: str | None) -> UUID | None:
+    try:
+        return UUID(cursor) if cursor else None
+    except ValueError:
+        raise ValidationFailed("invalid cursor") from None
+
+
+@api.get("/api/notifications", auth="user", query=PageQuery, response=Page[NotificationOut])
+async def list_notifications(request: web.Request, query: PageQuery) -> Page[NotificationOut]:
+    """Your notifications, newest first"""
+    page = await streams.list_notifications(
+        db(request), principal(request).user_id, limit=query.limit, before=notification_cursor(query.cursor)
+    )
+    return Page[NotificationOut].model_validate(page)
+
+
+@api.post("/api/notifications/read", auth="user", body=MarkReadIn, response=MarkedOut)
+async def mark_read(request: web.Request, body: MarkReadIn) -> MarkedOut:
+    """Mark notifications read: the ones named, or all"""
+    return MarkedOut(marked=await streams.mark_read(db(request), principal(request).user_id, body.ids))

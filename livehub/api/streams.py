@@ -1,0 +1,242 @@
+"""Streams: schedule, go live, end, browse, moderators and the host's numbers.
+
+What happens inside a live room (chat, pins, flash sales, moderation) goes over the websocket; these
+routes are the stream's life around it.
+"""
+
+import logging
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+from aiohttp import web
+from pydantic import AfterValidator, AwareDatetime, Field
+
+from livehub import keys
+from livehub.api.catalog import SellerRef
+from livehub.api.models import Cents, Page, PageQuery, Text
+from livehub.api.routing import Api, Model, Out, db, path_id, principal
+from livehub.broker.base import BrokerUnavailable
+from livehub.errors import NotFound, ValidationFailed
+from livehub.live import streams
+
+log = logging.getLogger(__name__)
+
+api = Api("streams")
+
+StreamStatus = Literal["scheduled", "live", "ended"]
+
+
+def _to_utc(value: datetime) -> datetime:
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # year 1 at +14:00, year 9999 at -14:00
+        raise ValueError("out of range") from None
+
+
+UtcTime = Annotated[AwareDatetime, AfterValidator(_to_utc)]
+
+
+class StreamProductIn(Model):
+    product_id: UUID
+    live_price_cents: Cents | None = None
+    per_buyer_limit: Annotated[int, Field(ge=1, le=10_000)] | None = None
+
+
+class StreamIn(Model):
+    title: Text
+    scheduled_at: UtcTime | None = None
+    products: Annotated[list[StreamProductIn], Field(max_length=100)]
+    moderators: Annotated[list[UUID], Field(max_length=50)] = []
+
+
+class ModeratorIn(Model):
+    user_id: UUID
+
+
+class StreamVariantOut(Out):
+    id: UUID
+    sku: str
+    options: dict[str, Any]
+    price_cents: int = Field(description="the price in this stream when no flash sale runs")
+    available: int
+
+
+class StreamProductOut(Out):
+    id: UUID
+    title: str
+    position: int
+    live_price_cents: int | None
+    per_buyer_limit: int | None
+    variants: list[StreamVariantOut]
+
+
+class FlashSaleOut(Out):
+    id: UUID
+    variant_id: UUID
+    product_id: UUID
+    price_cents: int
+    quantity: int
+    remaining: int
+    per_buyer_limit: int | None
+    starts_at: datetime
+    ends_at: datetime
+    ended: bool
+    ended_reason: Literal["sold_out", "time", "host", "stream_ended"] | None
+
+
+class StreamOut(Out):
+    id: UUID
+    title: str
+    status: StreamStatus
+    seller: SellerRef
+    host_id: UUID
+    scheduled_at: datetime | None
+    started_at: datetime | None
+    ended_at: datetime | None
+    pinned_product_id: UUID | None
+    products: list[StreamProductOut]
+    viewers: int = Field(0, description="watching now, over all nodes")
+
+
+class StreamDetailOut(StreamOut):
+    flash_sale: FlashSaleOut | None = Field(description="the flash sale running now")
+
+
+class StreamEnvelope(Out):
+    stream: StreamOut
+
+
+class StreamDetailEnvelope(Out):
+    stream: StreamDetailOut
+
+
+class StreamQuery(PageQuery):
+    status: StreamStatus | None = None
+    seller: UUID | None = None
+
+
+class ProductStatsOut(Out):
+    product_id: UUID
+    title: str
+    clicks: int
+    orders: int
+    units: int
+    revenue_cents: int
+
+
+class StreamStatsOut(Out):
+    stream_id: UUID
+    status: StreamStatus
+    started_at: datetime | None
+    ended_at: datetime | None
+    peak_viewers: int
+    unique_viewers: int
+    chat_messages: int
+    reactions: dict[str, int]
+    orders: int = Field(description="orders placed in the stream, cancelled ones not counted")
+    revenue_cents: int = Field(description="what those orders kept: totals less refunds")
+    products: list[ProductStatsOut]
+
+
+def stream_cursor(cursor: str | None) -> UUID | None:
+    try:
+        return UUID(cursor) if cursor else None
+    except ValueError:
+        raise ValidationFailed("invalid cursor") from None
+
+
+async def with_viewers(request: web.Request, stream: dict) -> dict:
+    counts = await request.app[keys.HUB].viewer_counts([UUID(stream["id"])])
+    return {**stream, "viewers": counts.get(UUID(stream["id"]), 0)}
+
+
+@api.post("/api/streams", auth="seller", body=StreamIn, response=StreamEnvelope, status=201)
+async def create_stream(request: web.Request, body: StreamIn) -> StreamEnvelope:
+    """Schedule a stream of your shop featuring your products (in the order given)"""
+    stream = await streams.create_stream(
+        db(request),
+        principal(request).user_id,
+        title=body.title,
+        scheduled_at=body.scheduled_at,
+        products=[p.model_dump() for p in body.products],
+        moderators=body.moderators,
+    )
+    return StreamEnvelope.model_validate({"stream": stream})
+
+
+@api.post("/api/streams/{id}/start", auth="user", response=StreamEnvelope)
+async def start_stream(request: web.Request) -> StreamEnvelope:
+    """Go live (the host): the shop's followers are notified"""
+    stream_id = path_id(request)
+    stream, followers = await streams.start_stream(db(request), stream_id, principal(request).user_id)
+    hub = request.app[keys.HUB]
+    await hub.stream_changed(stream_id, stream)
+    if followers:
+        notice = {
+            "type": "notification",
+            "kind": "stream_live",
+            "stream_id": stream["id"],
+            "title": stream["title"],
+            "shop_name": stream["seller"]["shop_name"],
+        }
+        try:
+            await hub.notify(followers, notice)
+        except BrokerUnavailable:
+            # The notifications rows are written; followers see them when they next look.
+            log.warning("stream %s went live while the broker is away; followers were not pushed", stream_id)
+    return StreamEnvelope.model_validate({"stream": await with_viewers(request, stream)})
+
+
+@api.post("/api/streams/{id}/end", auth="user", response=StreamEnvelope)
+async def end_stream(request: web.Request) -> StreamEnvelope:
+    """End a live stream (the host or an admin)"""
+    stream_id = path_id(request)
+    stream = await streams.end_stream(db(request), stream_id, principal(request).user_id)
+    await request.app[keys.HUB].stream_changed(stream_id, stream)
+    return StreamEnvelope.model_validate({"stream": await with_viewers(request, stream)})
+
+
+@api.get("/api/streams", query=StreamQuery, response=Page[StreamOut])
+async def list_streams(request: web.Request, query: StreamQuery) -> Page[StreamOut]:
+    """Browse streams: live ones (newest first), then scheduled (soonest first), then ended (newest first)"""
+    page = await streams.list_streams(
+        db(request), status=query.status, seller_id=query.seller, limit=query.limit, before=stream_cursor(query.cursor)
+    )
+    counts = await request.app[keys.HUB].viewer_counts([UUID(s["id"]) for s in page["items"]])
+    items = [{**s, "viewers": counts.get(UUID(s["id"]), 0)} for s in page["items"]]
+    return Page[StreamOut].model_validate({"items": items, "next_cursor": page["next_cursor"]})
+
+
+@api.get("/api/streams/{id}", response=StreamDetailEnvelope)
+async def get_stream(request: web.Request) -> StreamDetailEnvelope:
+    """A stream with its featured products, viewer count and running flash sale"""
+    snapshot = await streams.room_snapshot(db(request), path_id(request))
+    if snapshot is None:
+        raise NotFound("stream not found")
+    stream = {**await with_viewers(request, snapshot["stream"]), "flash_sale": snapshot["flash_sale"]}
+    return StreamDetailEnvelope.model_validate({"stream": stream})
+
+
+@api.get("/api/streams/{id}/stats", auth="user", response=StreamStatsOut)
+async def stream_stats(request: web.Request) -> StreamStatsOut:
+    """A stream's audience and sales figures (the host or an admin)"""
+    me = principal(request)
+    stats = await streams.stream_stats(db(request), path_id(request), me.user_id, me.is_admin)
+    return StreamStatsOut.model_validate(stats)
+
+
+@api.post("/api/streams/{id}/moderators", auth="user", body=ModeratorIn, status=204)
+async def add_moderator(request: web.Request, body: ModeratorIn) -> None:
+    """Name a moderator of your stream (the host)"""
+    stream_id = path_id(request)
+    await streams.add_moderator(db(request), stream_id, principal(request).user_id, body.user_id)
+    await request.app[keys.HUB].moderator_changed(stream_id, body.user_id, added=True)
+
+
+@api.delete("/api/streams/{id}/moderators/{user_id}", auth="user", status=204)
+async def remove_moderator(request: web.Request) -> None:
+    """Remove a moderator of your stream (the host)"""
+    stream_id, user_id = path_id(request), path_id(request, "user_id")
+    await streams.remove_moderator(db(request), stream_id, principal(request).user_id, user_id)
+    await request.app[keys.HUB].moderator_changed(stream_id, user_id, added=False)

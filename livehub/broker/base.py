@@ -1,0 +1,103 @@
+"""The broker interface: how a room's events reach every node that has viewers in it.
+
+Guarantees, for both implementations (tests/test_broker.py runs one contract suite against each):
+
+- Durable events (`publish`) get a per-room offset that is gap-free (1, 2, 3, ...) and the room's epoch,
+  the same on every node. A subscriber's handler sees each durable event of the room exactly once, in
+  offset order. If continuity is lost (Redis lost its data, so the room has a new epoch; or a node was
+  cut off longer than the history window), the handler first receives a `{"type": "reset", "offset",
+  "epoch"}` marker: everything before it is unrecoverable, and the room must start again from there.
+- State events (`publish_state`, and the `reactions` totals from `add_reactions`) carry no offset and
+  only matter as the latest value. They are delivered at most once, in order with the durable events of
+  the same room; while Redis is away they reach this node's subscribers only.
+- History: the last `room_history_size` durable events of each room, for `?since=` recovery.
+- A node receives a room's events only while it is subscribed to it (it has viewers there).
+- Losing Redis never raises out of the broker's own tasks: `publish` raises `BrokerUnavailable`, the
+  rest degrade to this node, and the broker reconnects with backoff, resubscribes, and fills any gap
+  from the history (or sends `reset`).
+
+Handlers are plain functions called on the event loop; they must not block or await.
+"""
+
+import abc
+from collections.abc import Callable
+from dataclasses import dataclass
+
+RoomHandler = Callable[[dict], None]
+NoticeHandler = Callable[[list[str], dict], None]
+
+
+class BrokerUnavailable(Exception):
+    """The broker cannot take a durable event right now (Redis is away); the caller tells the client."""
+
+
+@dataclass(frozen=True)
+class Position:
+    """Where a room stands: the offset of its last durable event (0 before any) and its epoch."""
+
+    offset: int
+    epoch: str
+
+
+@dataclass(frozen=True)
+class Subscription:
+    """What a node needs to start serving a room: the kept history (oldest first) and the position
+    it ends at. The handler then receives exactly the events after `position`."""
+
+    history: list[dict]
+    position: Position
+    reactions: dict[str, int]
+
+
+class Broker(abc.ABC):
+    node_id: str
+
+    async def start(self) -> None:  # noqa: B027 (an optional hook)
+        """Connect (Redis) and start background tasks."""
+
+    async def close(self) -> None:  # noqa: B027 (an optional hook)
+        """Stop background tasks and disconnect."""
+
+    @abc.abstractmethod
+    async def publish(self, room: str, event: dict) -> dict:
+        """Append a durable event to the room and deliver it to every subscribed node.
+        Returns the event as delivered, with `offset` and `epoch` set. Raises BrokerUnavailable."""
+
+    @abc.abstractmethod
+    async def publish_state(self, room: str, event: dict) -> None:
+        """Deliver a state event (latest value wins, no offset) to every subscribed node. Never raises."""
+
+    @abc.abstractmethod
+    async def add_reactions(self, room: str, counts: dict[str, int]) -> None:
+        """Add to the room's reaction totals; subscribers receive `{"type": "reactions", "counts": totals}`.
+        Never raises."""
+
+    @abc.abstractmethod
+    async def subscribe(self, room: str, handler: RoomHandler) -> Subscription:
+        """Start receiving the room's events on this node. One handler per room and node."""
+
+    @abc.abstractmethod
+    async def unsubscribe(self, room: str) -> None:
+        """Stop receiving the room's events here and withdraw this node's viewer count."""
+
+    @abc.abstractmethod
+    async def history(self, room: str, since: int, epoch: str) -> list[dict] | None:
+        """The durable events after offset `since`, or None when they cannot all be given: another
+        epoch, or `since` older than the kept window."""
+
+    @abc.abstractmethod
+    async def set_viewers(self, room: str, local: int) -> int:
+        """Report this node's viewers in the room; returns the total over all live nodes.
+        Never raises (while Redis is away, it returns the last total it knew, at least `local`)."""
+
+    @abc.abstractmethod
+    async def viewers(self, room: str) -> int:
+        """The room's viewers over all live nodes, without reporting any. Never raises."""
+
+    @abc.abstractmethod
+    async def notify(self, user_ids: list[str], payload: dict) -> None:
+        """Deliver a notification to those users wherever they are connected. Never raises."""
+
+    @abc.abstractmethod
+    def on_notice(self, handler: NoticeHandler) -> None:
+        """Register the function that receives notifications on this node: (user_ids, payload)."""

@@ -1,0 +1,1 @@
+"""Live rooms: websocket transport, the per-node hub, rooms, in-stream checkout and moderation."""

@@ -1,0 +1,131 @@
+"""In-stream buying: one coalescer per variant turns a burst of `buy` frames into few storage calls.
+
+When a flash drop opens, thousands of buyers hit one variant row within a second. One transaction per buy
+would queue them all on that row's lock; instead the requests of a few milliseconds (or `buy_batch_max`
+of them) go to `buy_batch()` together, which allocates stock in arrival order, debits each wallet and
+writes each order in one transaction. While a batch is in the database the next one gathers, so a
+node keeps at most one call per variant in flight and the batch grows with the load.
+"""
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from uuid import UUID, uuid4
+
+import asyncpg
+
+from livehub.errors import from_postgres
+from livehub.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Request:
+    buyer_id: UUID
+    quantity: int
+    request_id: str
+    flash_sale_id: UUID | None
+    reply: asyncio.Future
+
+
+class Checkout:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        settings: Settings,
+        stream_id: UUID,
+        variant_id: UUID,
+        settled: Callable[[UUID, dict], None],
+    ):
+        self._pool = pool
+        self._stream_id = stream_id
+        self._variant_id = variant_id
+        self._window_s = settings.buy_window_ms / 1000
+        self._batch_max = settings.buy_batch_max
+        self._fee_bps = settings.platform_fee_bps
+        self._hold_s = settings.earnings_hold_s
+        self._settled = settled
+        self._waiting: list[_Request] = []
+        self._timer: asyncio.TimerHandle | None = None
+        self._task: asyncio.Task | None = None
+
+    async def buy(self, buyer_id: UUID, quantity: int, request_id: str | None, flash_sale_id: UUID | None) -> dict:
+        """The purchase result for this buyer: {status, order_id?, order_number?, message?}."""
+        loop = asyncio.get_running_loop()
+        request = _Request(buyer_id, quantity, request_id or f"auto-{uuid4()}", flash_sale_id, loop.create_future())
+        self._waiting.append(request)
+        if len(self._waiting) >= self._batch_max:
+            self._start()
+        elif self._timer is None and self._task is None:
+            self._timer = loop.call_later(self._window_s, self._start)
+        # A buyer who disconnects does not cancel the purchase: it is already in a batch.
+        return await asyncio.shield(request.reply)
+
+    @property
+    def idle(self) -> bool:
+        return not self._waiting and self._task is None
+
+    def _start(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._task is None:
+            self._task = asyncio.create_task(self._drain())
+
+    async def _drain(self) -> None:
+        try:
+            while self._waiting:
+                batch, self._waiting = self._waiting[: self._batch_max], self._waiting[self._batch_max :]
+                await self._settle(batch)
+        finally:
+            self._task = None
+
+    async def _settle(self, batch: list[_Request]) -> None:
+        payload = [
+            {"request_id": r.request_id, "buyer_id": str(r.buyer_id), "quantity": r.quantity}
+            | ({"flash_sale_id": str(r.flash_sale_id)} if r.flash_sale_id else {})
+            for r in batch
+        ]
+        try:
+            result = await self._pool.fetchval(
+                "SELECT buy_batch($1, $2, $3, $4, $5)",
+                self._variant_id,
+                self._stream_id,
+                payload,
+                self._fee_bps,
+                self._hold_s,
+            )
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+            err = from_postgres(exc) if isinstance(exc, asyncpg.PostgresError) else None
+            if err is None:
+                log.warning("a batch of %d buys failed: %r", len(batch), exc)
+            # The transaction did not commit: nobody was charged. A retry with the same request_id is safe
+            # either way (a purchase that did commit is answered again, never charged twice).
+            message = err.message if err is not None else "purchases are unavailable, try again"
+            for r in batch:
+                _reply(r, {"status": "error", "message": message})
+            return
+        orders_by_request: dict[tuple[str, str], dict] = {}
+        for r, outcome in zip(batch, result["results"], strict=True):
+            key = (str(r.buyer_id), r.request_id)
+            status = outcome["status"]
+            if status == "ok":
+                orders_by_request[key] = outcome
+            elif status == "duplicate":
+                # A retry of a purchase that went through: answer it again, never charge twice.
+                outcome = orders_by_request.get(key) or outcome
+                status = "ok" if outcome.get("order_id") else "error"
+            reply = {"status": status}
+            if status == "ok":
+                reply |= {"order_id": outcome["order_id"], "order_number": outcome["order_number"]}
+            elif status == "error":
+                reply["message"] = "this cannot be bought here now"
+            _reply(r, reply)
+        self._settled(self._variant_id, result)
+
+
+def _reply(request: _Request, reply: dict) -> None:
+    if not request.reply.done():
+        request.reply.set_result(reply)

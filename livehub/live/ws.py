@@ -1,0 +1,233 @@
+"""Websocket transport: adapt a socket into a Connection, turn frames into room calls and errors into
+`error` frames. No rules live here.
+
+`GET /ws/streams/{id}`: a stream's room (anonymous viewers may watch). `GET /ws/me`: a signed-in user's
+notifications, for pages that are not in a stream. docs/PROTOCOL.md describes every frame.
+"""
+
+import asyncio
+import hashlib
+import logging
+from uuid import UUID
+
+import asyncpg
+from aiohttp import WSMsgType, web
+
+from livehub import keys
+from livehub.api.auth import client_address
+from livehub.api.routing import check_origin, request_token
+from livehub.auth import Principal, principal_for_token
+from livehub.broker.base import BrokerUnavailable
+from livehub.errors import ApiError, Forbidden, RateLimited, from_postgres
+from livehub.jsonx import dumps_str
+from livehub.live import protocol
+from livehub.live.connection import CLOSE_BANNED, CLOSE_NOT_FOUND, CLOSE_UNAUTHORIZED, Connection
+from livehub.live.moderation import ChatRefused
+from livehub.live.room import Room
+
+log = logging.getLogger(__name__)
+
+# Pings keep NAT mappings open and find phones that vanished without closing.
+HEARTBEAT_S = 25.0
+# Buys of one connection waiting for their reply at once.
+MAX_BUYS_IN_FLIGHT = 4
+
+
+async def stream_socket(request: web.Request) -> web.WebSocketResponse:
+    settings = request.app[keys.SETTINGS]
+    hub = request.app[keys.HUB]
+    ws = web.WebSocketResponse(max_msg_size=settings.max_ws_frame_bytes, heartbeat=HEARTBEAT_S, compress=False)
+    await ws.prepare(request)
+    try:
+        stream_id = UUID(request.match_info["id"])
+    except ValueError:
+        await ws.close(code=CLOSE_NOT_FOUND, message=b"no such stream")
+        return ws
+    principal, refused = await _principal(request)
+    if refused is not None:
+        await ws.close(code=CLOSE_UNAUTHORIZED, message=refused.encode())
+        return ws
+    name = None
+    if principal is not None:
+        name, banned = await hub.admit(stream_id, principal.user_id)
+        if banned:
+            await ws.close(code=CLOSE_BANNED, message=b"banned from this seller's streams")
+            return ws
+    conn = Connection(
+        ws,
+        request.transport,
+        user_id=principal.user_id if principal else None,
+        name=name,
+        viewer_key=str(principal.user_id) if principal else _anonymous_key(request),
+        queue_frames=settings.viewer_queue_frames,
+        is_admin=bool(principal and principal.is_admin),
+    )
+    room = await hub.room(stream_id)
+    if room is None:
+        await ws.close(code=CLOSE_NOT_FOUND, message=b"no such stream")
+        return ws
+    since, epoch = _since(request)
+    room.join(conn, since=since, epoch=epoch)
+    hub.joined(room, conn)
+    conn.start()
+    try:
+        async for msg in ws:
+            if msg.type == WSMsgType.TEXT:
+                await _handle(room, conn, msg.data)
+            elif msg.type == WSMsgType.BINARY:
+                conn.send(dumps_str(protocol.error("validation_error", "frames are JSON text")))
+    finally:
+        hub.left(room, conn)
+        await conn.stop()
+    return ws
+
+
+async def user_socket(request: web.Request) -> web.WebSocketResponse:
+    """Notifications for a signed-in user (a followed seller went live), wherever the user is."""
+    settings = request.app[keys.SETTINGS]
+    hub = request.app[keys.HUB]
+    ws = web.WebSocketResponse(max_msg_size=settings.max_ws_frame_bytes, heartbeat=HEARTBEAT_S, compress=False)
+    await ws.prepare(request)
+    principal, refused = await _principal(request)
+    if principal is None:
+        await ws.close(code=CLOSE_UNAUTHORIZED, message=(refused or "sign in first").encode())
+        return ws
+    conn = Connection(
+        ws,
+        request.transport,
+        user_id=principal.user_id,
+        name=None,
+        viewer_key=str(principal.user_id),
+        queue_frames=settings.viewer_queue_frames,
+    )
+    hub.joined(None, conn)
+    conn.start()
+    conn.send(dumps_str({"type": "welcome", "you": {"user_id": principal.user_id}}))
+    try:
+        async for msg in ws:
+            if msg.type == WSMsgType.TEXT:
+                try:
+                    frame = protocol.parse(msg.data)
+                    reply = (
+                        {"type": "pong", "request_id": frame.request_id}
+                        if isinstance(frame, protocol.Ping)
+                        else protocol.error("validation_error", "this socket only takes ping", frame.request_id)
+                    )
+                except protocol.BadFrame as exc:
+                    reply = protocol.error("validation_error", exc.message, exc.request_id, exc.details)
+                conn.send(dumps_str(reply))
+    finally:
+        hub.left(None, conn)
+        await conn.stop()
+    return ws
+
+
+async def _principal(request: web.Request) -> tuple[Principal | None, str | None]:
+    """The signed-in user (by `?token=`, bearer header or cookie), or why the attempt is refused."""
+    token, via_cookie = request_token(request)
+    if query_token := request.query.get("token"):
+        token, via_cookie = query_token, False
+    if not token:
+        return None, None
+    if via_cookie:
+        # Browsers send cookies on cross-site websocket handshakes too: only our own pages may use them.
+        try:
+            check_origin(request)
+        except Forbidden as exc:
+            return None, exc.message
+    try:
+        principal = await principal_for_token(request.app[keys.POOL], token)
+    except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+        return None, "sign-in cannot be checked right now"
+    if principal is None:
+        return None, "the session has expired or is not valid"
+    return principal, None
+
+
+def _since(request: web.Request) -> tuple[int | None, str | None]:
+    try:
+        since = int(request.query["since"]) if "since" in request.query else None
+    except ValueError:
+        since = None
+    return since, request.query.get("epoch")
+
+
+def _anonymous_key(request: web.Request) -> str:
+    # Anonymous viewers count once per address for the unique-viewer figure; the address is not stored.
+    address = client_address(request)
+    return "anon:" + hashlib.sha256(address.encode()).hexdigest()[:24]
+
+
+async def _handle(room: Room, conn: Connection, raw: str) -> None:
+    request_id = None
+    try:
+        frame = protocol.parse(raw)
+        request_id = frame.request_id
+        event = None
+        match frame:
+            case protocol.Chat():
+                event = await room.chat(conn, frame.text)
+            case protocol.React():
+                room.react(conn, frame.kind)
+            case protocol.Buy():
+                if conn.in_flight >= MAX_BUYS_IN_FLIGHT:
+                    raise RateLimited("wait for your earlier purchases to finish")
+                # Buys are answered when their batch settles; the socket keeps reading meanwhile.
+                conn.in_flight += 1
+                task = asyncio.create_task(_buy(room, conn, frame))
+                _pending.add(task)
+                task.add_done_callback(_pending.discard)
+                return
+            case protocol.Pin():
+                event = await room.pin(conn, frame.product_id)
+            case protocol.Unpin():
+                event = await room.pin(conn, None)
+            case protocol.FlashSale():
+                event = await room.start_flash_sale(conn, frame)
+            case protocol.EndFlashSale():
+                event = await room.end_flash_sale(conn)
+            case protocol.Moderate():
+                event = await room.moderate(conn, frame)
+            case protocol.Click():
+                room.click(conn, frame.product_id)
+            case protocol.Ping():
+                conn.send(dumps_str({"type": "pong", "request_id": request_id}))
+                return
+        if request_id is not None:
+            ack = {"type": "ack", "request_id": request_id}
+            if event is not None:
+                ack["offset"] = event["offset"]
+            conn.send(dumps_str(ack))
+        return
+    except protocol.BadFrame as exc:
+        reply = protocol.error("validation_error", exc.message, exc.request_id, exc.details)
+    except ChatRefused as exc:
+        reply = protocol.error(exc.code, exc.message, request_id, exc.details)
+    except ApiError as exc:
+        reply = protocol.error(exc.code, exc.message, request_id, exc.details)
+    except BrokerUnavailable:
+        reply = protocol.error("unavailable", "the room cannot take that right now, try again", request_id)
+    except asyncpg.PostgresError as exc:
+        err = from_postgres(exc)
+        if err is None:
+            log.exception("database error handling a frame")
+            reply = protocol.error("internal", "that failed on our side", request_id)
+        else:
+            reply = protocol.error(err.code, err.message, request_id, err.details)
+    except (asyncpg.InterfaceError, OSError):
+        reply = protocol.error("unavailable", "the database is not reachable, try again", request_id)
+    conn.send(dumps_str(reply))
+
+
+async def _buy(room: Room, conn: Connection, frame: protocol.Buy) -> None:
+    try:
+        result = await room.buy(conn, frame)
+        reply = {"type": "purchase", "request_id": frame.request_id, **result}
+    except ApiError as exc:
+        reply = protocol.error(exc.code, exc.message, frame.request_id)
+    finally:
+        conn.in_flight -= 1
+    conn.send(dumps_str(reply))
+
+
+_pending: set[asyncio.Task] = set()
