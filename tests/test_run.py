@@ -16,6 +16,7 @@ import aiohttp
 import pytest
 
 from conftest import ROOT
+from redis_server import redis_url  # noqa: F401
 
 STARTUP_S = 90
 
@@ -49,13 +50,13 @@ def node_env(data_dir: Path, **extra: str) -> dict[str, str]:
 
 
 class Node:
-    def __init__(self, data_dir: Path, *args: str):
+    def __init__(self, data_dir: Path, *args: str, env: dict[str, str] | None = None):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc = subprocess.Popen(
             [sys.executable, "run.py", "--port", str(self.port), *args],
             cwd=ROOT,
-            env=node_env(data_dir),
+            env=node_env(data_dir, **(env or {})),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
@@ -116,6 +117,12 @@ async def test_demo_node_with_embedded_postgres(data_dir):
             assert len(products) >= 5
             async with session.get(node.url + "/") as res:
                 assert res.status == 200 and "LiveHub" in await res.text()
+            # A new user finds a live room at once, with a product pinned.
+            async with session.get(node.url + "/api/streams?status=live") as res:
+                (stream,) = (await res.json())["items"]
+            async with session.ws_connect(f"{node.url.replace('http', 'ws')}/ws/streams/{stream['id']}") as ws:
+                welcome = await ws.receive_json(timeout=10)
+            assert welcome["stream"]["status"] == "live" and welcome["state"]["pinned"] is not None
         pid = int((data_dir / "pgdata" / "postmaster.pid").read_text().split()[0])
         assert alive(pid)
     finally:
@@ -143,5 +150,31 @@ async def test_demo_node_with_embedded_postgres(data_dir):
             assert "admin" in boss["user"]["roles"]
             async with session.get(node.url + "/api/products?limit=100") as res:
                 assert len((await res.json())["items"]) == len(products)
+    finally:
+        assert node.stop() == 0
+
+
+async def test_workers_share_one_port_and_need_redis(data_dir, redis_url):  # noqa: F811
+    refused = subprocess.run(
+        [sys.executable, "run.py", "--workers", "2", "--port", str(free_port())],
+        cwd=ROOT,
+        timeout=STARTUP_S,
+        env=node_env(data_dir),
+        capture_output=True,
+        text=True,
+    )
+    assert refused.returncode == 2 and "needs REDIS_URL" in refused.stderr
+
+    node = Node(data_dir, "--workers", "2", env={"REDIS_URL": redis_url, "LIVEHUB_REDIS_PREFIX": f"run{os.getpid()}"})
+    try:
+        seen = set()
+        async with aiohttp.ClientSession() as session:
+            await wait_ready(session, node.url)
+            for _ in range(200):  # each request on a new connection, which the kernel gives to either process
+                async with session.get(node.url + "/healthz", headers={"Connection": "close"}) as res:
+                    seen.add((await res.json())["node"])
+                if len(seen) == 2:
+                    break
+        assert len(seen) == 2, "only one worker answered"
     finally:
         assert node.stop() == 0

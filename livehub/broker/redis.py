@@ -144,6 +144,7 @@ class RedisBroker(Broker):
         self._notice_handler: NoticeHandler | None = None
         self._pubsub: PubSub | None = None
         self._tasks: list[asyncio.Task] = []
+        self._closing = False
         self._warned_at = -1e9
 
     async def start(self) -> None:
@@ -172,14 +173,20 @@ class RedisBroker(Broker):
             asyncio.create_task(self._dispatch(), name=f"livehub-broker-dispatcher-{self.node_id}"),
         ]
         try:
-            await asyncio.wait_for(self._live.wait(), self._timeout)
+            async with asyncio.timeout(self._timeout):
+                await self._live.wait()
         except TimeoutError:
             log.warning("Redis is not answering yet; rooms stay local until it does")
 
     async def close(self) -> None:
         """Stop the tasks, withdraw this node's viewer counts and disconnect."""
-        for task in self._tasks:
-            task.cancel()
+        self._closing = True
+        while pending := [task for task in self._tasks if not task.done()]:
+            # redis-py sends with asyncio.wait_for, which on Python 3.11 can swallow a cancellation that lands
+            # as the send completes (CPython gh-86296): ask again until the tasks have really stopped.
+            for task in pending:
+                task.cancel()
+            await asyncio.wait(pending, timeout=0.1)
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
         try:  # now rather than presence_ttl_s later
@@ -249,7 +256,8 @@ class RedisBroker(Broker):
                     await pubsub.subscribe(self._channel(room))
                 except _DOWN:
                     pass  # the supervisor reconnects and subscribes every room in self._rooms
-            await asyncio.wait_for(state.confirmed, self._timeout)
+            async with asyncio.timeout(self._timeout):  # not wait_for: see close()
+                await state.confirmed
             epoch, offset, history, reactions = await self._snapshot(room, 1, "")
         except _DOWN as exc:
             if self._rooms.get(room) is state:
@@ -327,7 +335,7 @@ class RedisBroker(Broker):
         # redis-py's PubSub reconnects and resubscribes on its own only inside a read, without telling
         # us what was missed (redis/redis-py#2089); a fresh PubSub per connection makes the gap explicit.
         delay = _BACKOFF_MIN_S
-        while True:
+        while not self._closing:
             pubsub = self._redis.pubsub()
             try:
                 await pubsub.subscribe(self._notices)
@@ -348,7 +356,7 @@ class RedisBroker(Broker):
     async def _read(self, pubsub: PubSub) -> None:
         loop = asyncio.get_running_loop()
         seen = pinged = loop.time()
-        while True:
+        while not self._closing:
             message = await pubsub.get_message(timeout=_PING_S)
             now = loop.time()
             if message is None:
@@ -372,7 +380,7 @@ class RedisBroker(Broker):
     # The dispatcher: the only caller of handlers.
 
     async def _dispatch(self) -> None:
-        while True:
+        while not self._closing:
             kind, room, data = await self._inbox.get()
             try:
                 await self._process(kind, room, data)

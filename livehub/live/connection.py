@@ -20,6 +20,8 @@ CLOSE_BANNED = 4003
 CLOSE_NOT_FOUND = 4004
 CLOSE_TOO_SLOW = 4008
 CLOSE_GOING_AWAY = 1001
+# The room cannot be opened right now (Redis or the database is away): reconnect after a pause.
+CLOSE_TRY_AGAIN = 1013
 # How long a closing handshake may take before the socket is dropped (a slow viewer never answers).
 CLOSE_TIMEOUT_S = 2.0
 

@@ -65,6 +65,7 @@ class Room:
         self._new_viewer_keys: set[str] = set()
         self._clicks: collections.Counter[str] = collections.Counter()
         self._stat_reactions: collections.Counter[str] = collections.Counter()
+        self._recorded_peak = 0
         self._flash_timer: asyncio.TimerHandle | None = None
         self._tick_task: asyncio.Task | None = None
         self._tasks: set[asyncio.Task] = set()
@@ -346,6 +347,8 @@ class Room:
             self._state["viewers"] = {"type": "viewers", "count": total}
         if self.stream.get("status") != "live":
             return
+        if not (self._new_viewer_keys or self._clicks or self._stat_reactions or total > self._recorded_peak):
+            return  # nothing new: no write
         keys, self._new_viewer_keys = self._new_viewer_keys, set()
         clicks, self._clicks = self._clicks, collections.Counter()
         reactions, self._stat_reactions = self._stat_reactions, collections.Counter()
@@ -358,6 +361,7 @@ class Room:
                 clicks={UUID(k): n for k, n in clicks.items()},
                 reactions=dict(reactions),
             )
+            self._recorded_peak = max(self._recorded_peak, total)
         except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
             log.warning("room %s: writing stats failed, kept for the next round: %r", self.key, exc)
             self._new_viewer_keys |= keys

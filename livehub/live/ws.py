@@ -21,7 +21,13 @@ from livehub.broker.base import BrokerUnavailable
 from livehub.errors import ApiError, Forbidden, RateLimited, from_postgres
 from livehub.jsonx import dumps_str
 from livehub.live import protocol
-from livehub.live.connection import CLOSE_BANNED, CLOSE_NOT_FOUND, CLOSE_UNAUTHORIZED, Connection
+from livehub.live.connection import (
+    CLOSE_BANNED,
+    CLOSE_NOT_FOUND,
+    CLOSE_TRY_AGAIN,
+    CLOSE_UNAUTHORIZED,
+    Connection,
+)
 from livehub.live.moderation import ChatRefused
 from livehub.live.room import Room
 
@@ -47,12 +53,19 @@ async def stream_socket(request: web.Request) -> web.WebSocketResponse:
     if refused is not None:
         await ws.close(code=CLOSE_UNAUTHORIZED, message=refused.encode())
         return ws
-    name = None
-    if principal is not None:
-        name, banned = await hub.admit(stream_id, principal.user_id)
-        if banned:
-            await ws.close(code=CLOSE_BANNED, message=b"banned from this seller's streams")
-            return ws
+    try:
+        name, banned = await hub.admit(stream_id, principal.user_id) if principal else (None, False)
+        room = await hub.room(stream_id)
+    except (BrokerUnavailable, asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+        log.warning("cannot open room %s now: %r", stream_id, exc)
+        await ws.close(code=CLOSE_TRY_AGAIN, message=b"the room cannot be opened right now, reconnect")
+        return ws
+    if banned:
+        await ws.close(code=CLOSE_BANNED, message=b"banned from this seller's streams")
+        return ws
+    if room is None:
+        await ws.close(code=CLOSE_NOT_FOUND, message=b"no such stream")
+        return ws
     conn = Connection(
         ws,
         request.transport,
@@ -62,10 +75,6 @@ async def stream_socket(request: web.Request) -> web.WebSocketResponse:
         queue_frames=settings.viewer_queue_frames,
         is_admin=bool(principal and principal.is_admin),
     )
-    room = await hub.room(stream_id)
-    if room is None:
-        await ws.close(code=CLOSE_NOT_FOUND, message=b"no such stream")
-        return ws
     since, epoch = _since(request)
     room.join(conn, since=since, epoch=epoch)
     hub.joined(room, conn)
