@@ -116,3 +116,17 @@ async def test_a_buyer_who_vanishes_mid_purchase_still_gets_the_order_and_the_ro
     assert await orders_of(buyers[0]) == 1
     assert await balance(client, buyers[0]) == 10_000 - PRICE
     await assert_books_balanced(db)
+
+
+async def test_a_late_viewer_sees_the_pinned_product_with_current_stock(client, make):
+    show = await live_show(make, products=1, stock=5, price=PRICE)
+    host = await Viewer.connect(client, show.id, show.seller)
+    (buyer,) = await funded_buyers(client, make, 1)
+    viewer = await Viewer.connect(client, show.id, buyer)
+    assert (await host.request("pin", product_id=show.products[0]["id"]))["type"] == "ack"
+    assert (await viewer.request("buy", variant_id=show.variant(), quantity=2))["status"] == "ok"
+    await viewer.wait_for(lambda v: v.of_type("stock"))
+
+    late = await Viewer.connect(client, show.id)
+    assert late.welcome["state"]["pinned"]["variants"][0]["available"] == 3
+    assert late.welcome["stream"]["products"][0]["variants"][0]["available"] == 3

@@ -271,6 +271,7 @@ class RedisBroker(Broker):
     async def unsubscribe(self, room: str) -> None:
         self._rooms.pop(room, None)
         self._viewers.pop(room, None)
+        self._reactions.pop(room, None)
         try:
             if (pubsub := self._pubsub) is not None:
                 await pubsub.unsubscribe(self._channel(room))

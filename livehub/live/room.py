@@ -222,7 +222,12 @@ class Room:
                 (m for m in self.recent_chat if m["id"] != gone), maxlen=self.recent_chat.maxlen
             )
         elif kind == "pin":
-            self.pinned = event["product"]
+            # Keep the room's own copy of the product, which stock events keep current.
+            pinned = event["product"]
+            for variant in pinned["variants"]:
+                if (mine := self._variants.get(str(variant["id"]))) is not None:
+                    mine["available"] = variant["available"]
+            self.pinned = next((p for p in self.stream["products"] if str(p["id"]) == str(pinned["id"])), pinned)
         elif kind == "unpin":
             self.pinned = None
         elif kind == "flash_sale":
@@ -423,8 +428,17 @@ class Room:
             "available": stock if remaining is None else min(stock, remaining),
         }
         self._spawn(self._broker.publish_state(self.key, event))
-        if sale is not None and sale["ended"] and self.flash_sale is not None:
-            ended = {**self.flash_sale, "remaining": 0, "ended": True, "ended_reason": "sold_out"}
+        if sale is not None and sale["ended"]:
+            # This batch ended the sale (later batches no longer see it), so this node announces it.
+            known = self.flash_sale if self.flash_sale and str(self.flash_sale["id"]) == str(sale["id"]) else {}
+            ended = {
+                **known,
+                "id": sale["id"],
+                "variant_id": str(variant_id),
+                "remaining": 0,
+                "ended": True,
+                "ended_reason": "sold_out",
+            }
             self._spawn(self._publish({"type": "flash_sale", "flash_sale": ended}))
 
     async def pin(self, conn: Connection, product_id: UUID | None) -> dict:

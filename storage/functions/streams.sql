@@ -85,8 +85,8 @@ BEGIN
     RETURN 'viewer';
 END $$;
 
--- The stream, locked, for its host or a moderator; forbidden for anyone else.
-CREATE OR REPLACE FUNCTION moderated_stream(p_stream uuid, p_actor uuid) RETURNS streams
+-- The stream, locked against concurrent changes of its row (not against new orders referencing it).
+CREATE OR REPLACE FUNCTION locked_stream(p_stream uuid) RETURNS streams
 LANGUAGE plpgsql AS $$
 DECLARE
     s streams;
@@ -95,6 +95,16 @@ BEGIN
     IF NOT FOUND THEN
         RAISE EXCEPTION 'stream not found' USING ERRCODE = 'LH404';
     END IF;
+    RETURN s;
+END $$;
+
+-- The stream, locked, for its host or a moderator; forbidden for anyone else.
+CREATE OR REPLACE FUNCTION moderated_stream(p_stream uuid, p_actor uuid) RETURNS streams
+LANGUAGE plpgsql AS $$
+DECLARE
+    s streams;
+BEGIN
+    s := locked_stream(p_stream);
     IF stream_role(p_stream, p_actor) = 'viewer' THEN
         RAISE EXCEPTION 'only the host and moderators can do that' USING ERRCODE = 'LH403';
     END IF;
@@ -190,10 +200,7 @@ DECLARE
     other uuid;
     followers uuid[];
 BEGIN
-    SELECT * INTO s FROM streams WHERE id = p_stream FOR NO KEY UPDATE;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'stream not found' USING ERRCODE = 'LH404';
-    END IF;
+    s := locked_stream(p_stream);
     IF s.host_id <> p_actor THEN
         RAISE EXCEPTION 'only the host can start the stream' USING ERRCODE = 'LH403';
     END IF;
@@ -229,10 +236,7 @@ LANGUAGE plpgsql AS $$
 DECLARE
     s streams;
 BEGIN
-    SELECT * INTO s FROM streams WHERE id = p_stream FOR NO KEY UPDATE;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'stream not found' USING ERRCODE = 'LH404';
-    END IF;
+    s := locked_stream(p_stream);
     IF s.host_id <> p_actor AND NOT user_is_admin(p_actor) THEN
         RAISE EXCEPTION 'only the host or an admin can end the stream' USING ERRCODE = 'LH403';
     END IF;
@@ -449,10 +453,7 @@ LANGUAGE plpgsql AS $$
 DECLARE
     s streams;
 BEGIN
-    SELECT * INTO s FROM streams WHERE id = p_stream FOR NO KEY UPDATE;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'stream not found' USING ERRCODE = 'LH404';
-    END IF;
+    s := locked_stream(p_stream);
     IF s.host_id <> p_actor THEN
         RAISE EXCEPTION 'only the host names moderators' USING ERRCODE = 'LH403';
     END IF;
