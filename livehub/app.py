@@ -93,6 +93,8 @@ async def live(app: web.Application):
             prefix=settings.redis_prefix,
             history_size=settings.room_history_size,
             history_ttl_s=settings.room_history_ttl_s,
+            # A node's viewer count outlives a few missed reports, not a crashed node.
+            presence_ttl_s=5 * settings.presence_interval_s,
         )
     else:
         broker = LocalBroker(history_size=settings.room_history_size)
