@@ -14,6 +14,7 @@ import contextlib
 import getpass
 import logging
 import multiprocessing
+import resource
 import signal
 import sys
 
@@ -70,6 +71,17 @@ async def _prepare(settings: Settings, *, seed_demo: bool, admin: tuple[str, str
         await pool.close()
 
 
+def raise_open_files_limit() -> None:
+    """Every websocket is an open file; the usual soft limit of 1024 would cap a node at ~1000 viewers."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = 1_048_576 if hard == resource.RLIM_INFINITY else hard
+    if soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (ValueError, OSError) as exc:
+            log.warning("could not raise the open-file limit from %d: %s", soft, exc)
+
+
 def serve(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="run.py", description="Start a LiveHub node.")
     parser.add_argument("--host", help="address to listen on (default 127.0.0.1, LIVEHUB_HOST)")
@@ -83,6 +95,7 @@ def serve(argv: list[str]) -> int:
     if args.workers < 1 or (args.workers > 1 and not settings.redis_url):
         print("--workers N (N > 1) needs REDIS_URL: the processes share their rooms through Redis", file=sys.stderr)
         return 2
+    raise_open_files_limit()
     with database(settings) as settings:
         asyncio.run(_prepare(settings, seed_demo=args.demo))
         base_url = f"http://{settings.host}:{settings.port}"
