@@ -30,34 +30,21 @@ import os
 import secrets
 import shutil
 import statistics
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
+from common import ints, log, with_database
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from storage.db import create_pool, init_connection, migrate  # noqa: E402
+from storage.db import create_pool, init_connection, migrate
 
 FEE_BPS = 500
 HOLD_S = 7 * 24 * 3600
 PRICE = 1000
 STOCK = 100_000_000
 WALLET = 1_000_000_000  # cents per buyer: a million purchases each
-
-
-def log(*args) -> None:
-    print(*args, file=sys.stderr, flush=True)
-
-
-def with_database(dsn: str, name: str) -> str:
-    return urlunsplit(urlsplit(dsn)._replace(path="/" + name))
 
 
 @dataclass
@@ -307,13 +294,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     if min(args.batch_sizes) < 1 or min(args.connections) < 1:
         ap.error("batch sizes and connection counts must be positive")
     return args
-
-
-def ints(text: str) -> list[int]:
-    try:
-        return [int(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a comma-separated list of integers: {text!r}") from None
 
 
 def main(argv=None) -> None:
