@@ -23,9 +23,5 @@ def dumps(value: Any) -> bytes:
     return orjson.dumps(value, default=_default, option=orjson.OPT_UTC_Z)
 
 
-def dumps_str(value: Any) -> str:
-    return dumps(value).decode()
-
-
 def json_response(body: Any, *, status: int = 200, headers: dict | None = None) -> web.Response:
     return web.Response(body=dumps(body), status=status, headers=headers, content_type="application/json")

@@ -65,8 +65,8 @@ class Settings(BaseSettings):
 
     # Live rooms. One frame per tick carries everything that happened in a room since the last one.
     tick_ms: int = Field(default=50, ge=10, le=1000)
-    # Frames queued for one viewer before it is closed with 4008 (too slow to keep up).
-    viewer_queue_frames: int = Field(default=256, ge=1)
+    # Unsent bytes one viewer may fall behind before it is closed with 4008 (too slow to keep up).
+    viewer_buffer_kib: int = Field(default=256, ge=1)
     # Largest websocket frame a client may send; larger closes with 1009.
     max_ws_frame_bytes: int = 8 * 1024
     # Durable events per room kept for `?since=` recovery, on every node and in Redis.

@@ -16,7 +16,7 @@ from livehub.app import create_app
 @pytest.fixture
 async def client(aiohttp_client, database_url, db):
     settings = settings_for(database_url).model_copy(
-        update={"tick_ms": 20, "presence_interval_s": 0.2, "viewer_queue_frames": 8, "max_ws_frame_bytes": 4096}
+        update={"tick_ms": 20, "presence_interval_s": 0.2, "viewer_buffer_kib": 64, "max_ws_frame_bytes": 4096}
     )
     # Hundreds of websockets from one test: no client-side connection limit.
     return await aiohttp_client(create_app(settings), connector=aiohttp.TCPConnector(limit=0))

@@ -1,17 +1,23 @@
-"""One websocket viewer: a bounded queue of encoded frames and the writer task that drains it.
+"""One websocket viewer, fed without a task or a wake-up of its own.
 
-The room never awaits a socket. It puts the same already-encoded frame on every viewer's queue
-(`send`, synchronous); each connection's own writer sends it at the pace that viewer can take. A viewer
-whose queue is full is too slow to keep up: it is closed with 4008 rather than letting its backlog grow
-the server's memory or hold up anyone else.
+A room frame is encoded once, websocket header included: server-to-client frames are not masked, so the
+bytes are the same for every viewer. Fan-out is then one synchronous `transport.write` per viewer; the
+transport's buffer is the viewer's queue, drained by the event loop at the pace that viewer's network
+takes. A viewer whose buffer passes `viewer_buffer_kib` is too slow to keep up: it is closed with 4008
+rather than letting its backlog grow the server's memory or hold up anyone else.
+
+aiohttp keeps writing the control frames (pings, close) to the same transport; every write is a whole
+frame and the loop is single-threaded, so frames never interleave.
 """
 
 import asyncio
-import contextlib
 import logging
+import struct
 from uuid import UUID
 
 from aiohttp import web
+
+from livehub.jsonx import dumps
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +32,21 @@ CLOSE_TRY_AGAIN = 1013
 CLOSE_TIMEOUT_S = 2.0
 
 
+def text_frame(payload: bytes) -> bytes:
+    """A complete unmasked, unfragmented websocket text frame (RFC 6455 section 5.2) around UTF-8 bytes."""
+    n = len(payload)
+    if n < 126:
+        return bytes((0x81, n)) + payload
+    if n < 1 << 16:
+        return struct.pack("!BBH", 0x81, 126, n) + payload
+    return struct.pack("!BBQ", 0x81, 127, n) + payload
+
+
+def frame_of(message: dict) -> bytes:
+    """A JSON message as a ready-to-write websocket frame."""
+    return text_frame(dumps(message))
+
+
 class Connection:
     __slots__ = (
         "ws",
@@ -34,11 +55,10 @@ class Connection:
         "name",
         "role",
         "viewer_key",
-        "_queue",
-        "_writer",
         "closing",
         "in_flight",
         "is_admin",
+        "_limit",
     )
 
     def __init__(
@@ -49,7 +69,7 @@ class Connection:
         user_id: UUID | None,
         name: str | None,
         viewer_key: str,
-        queue_frames: int,
+        buffer_bytes: int,
         is_admin: bool = False,
     ):
         self.ws = ws
@@ -57,26 +77,27 @@ class Connection:
         self.user_id = user_id
         self.name = name
         self.role = "anonymous" if user_id is None else "viewer"
-        self.is_admin = is_admin
         self.viewer_key = viewer_key
-        self._queue: asyncio.Queue[str | None] = asyncio.Queue(queue_frames)
-        self._writer: asyncio.Task | None = None
+        self.is_admin = is_admin
         self.closing = False
         # Buys of this connection waiting for their reply.
         self.in_flight = 0
+        self._limit = buffer_bytes
 
-    def start(self) -> None:
-        self._writer = asyncio.create_task(self._write())
+    def send(self, message: dict) -> None:
+        """Send a message to this viewer alone (a reply, a welcome)."""
+        self.send_frame(frame_of(message))
 
-    def send(self, frame: str) -> None:
-        """Queue an encoded frame; never waits. A full queue closes the connection with 4008."""
-        if self.closing:
+    def send_frame(self, frame: bytes) -> None:
+        """Queue an encoded frame; never waits. A viewer this far behind is closed with 4008."""
+        transport = self.transport
+        if self.closing or transport is None or transport.is_closing() or self.ws.closed:
             return
-        try:
-            self._queue.put_nowait(frame)
-        except asyncio.QueueFull:
-            log.info("closing a viewer that is %d frames behind", self._queue.qsize())
+        if transport.get_write_buffer_size() > self._limit:
+            log.info("closing a viewer %d bytes behind", transport.get_write_buffer_size())
             self.close_soon(CLOSE_TOO_SLOW, "too slow to keep up")
+            return
+        transport.write(frame)
 
     def close_soon(self, code: int, message: str) -> None:
         """Close from synchronous code (a fan-out loop, a broker handler)."""
@@ -89,10 +110,6 @@ class Connection:
 
     async def close(self, code: int, message: str) -> None:
         self.closing = True
-        if self._writer is not None and self._writer is not asyncio.current_task():
-            self._writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._writer
         try:
             await asyncio.wait_for(self.ws.close(code=code, message=message.encode()), CLOSE_TIMEOUT_S)
         except (TimeoutError, ConnectionError, RuntimeError):
@@ -100,24 +117,6 @@ class Connection:
             # (or never reads) is cut off rather than held open.
             if self.transport is not None:
                 self.transport.abort()
-
-    async def stop(self) -> None:
-        """The socket is done: stop the writer (the handler is leaving)."""
-        self.closing = True
-        if self._writer is not None:
-            self._writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._writer
-
-    async def _write(self) -> None:
-        queue = self._queue
-        ws = self.ws
-        try:
-            while (frame := await queue.get()) is not None:
-                await ws.send_str(frame)
-        except (ConnectionError, RuntimeError):
-            # The peer went away while we wrote; the reading side sees the close and cleans up.
-            pass
 
 
 _background: set[asyncio.Task] = set()

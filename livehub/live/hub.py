@@ -13,10 +13,9 @@ from uuid import UUID
 import asyncpg
 
 from livehub.broker.base import Broker, BrokerUnavailable
-from livehub.jsonx import dumps_str
 from livehub.live import streams
 from livehub.live.chatlog import ChatLog
-from livehub.live.connection import CLOSE_GOING_AWAY, Connection
+from livehub.live.connection import CLOSE_GOING_AWAY, Connection, frame_of
 from livehub.live.room import Room
 from livehub.settings import Settings
 
@@ -141,8 +140,8 @@ class Hub:
         frame = None
         for uid in user_ids:
             for conn in self.users.get(UUID(uid), ()):
-                frame = frame or dumps_str(payload)
-                conn.send(frame)
+                frame = frame or frame_of(payload)
+                conn.send_frame(frame)
 
     async def _report_presence(self) -> None:
         while True:

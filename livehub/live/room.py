@@ -17,11 +17,10 @@ import asyncpg
 
 from livehub.broker.base import Broker, Subscription
 from livehub.errors import Conflict, Forbidden, NotFound, RateLimited, Unauthorized, ValidationFailed
-from livehub.jsonx import dumps_str
 from livehub.live import protocol, streams
 from livehub.live.chatlog import ChatLog
 from livehub.live.checkout import Checkout
-from livehub.live.connection import CLOSE_BANNED, Connection
+from livehub.live.connection import CLOSE_BANNED, Connection, frame_of
 from livehub.live.moderation import ChatRules, TokenBucket, UserLimits
 from livehub.settings import Settings
 
@@ -123,9 +122,9 @@ class Room:
         """Send the welcome (and what the viewer missed, when recoverable), then start feeding it."""
         missed = self._missed(since, epoch)
         conn.role = self.role_of(conn)
-        conn.send(dumps_str(self.welcome(conn, recovered=missed is not None)))
+        conn.send(self.welcome(conn, recovered=missed is not None))
         if missed:
-            conn.send(dumps_str({"type": "events", "events": missed}))
+            conn.send({"type": "events", "events": missed})
         self.connections.add(conn)
         if self._pending:
             # The welcome already reflects the events waiting for the next tick; this viewer skips them.
@@ -290,7 +289,7 @@ class Room:
         self._pending = []
         self._joined.clear()
         for conn in self.connections:
-            conn.send(dumps_str(self.welcome(conn, recovered=False)))
+            conn.send(self.welcome(conn, recovered=False))
 
     def _set_flash_sale(self, sale: dict | None) -> None:
         if self._flash_timer is not None:
@@ -333,15 +332,15 @@ class Room:
         events = self._pending + list(self._state.values())
         self._pending = []
         self._state = {}
-        frame = dumps_str({"type": "events", "events": events})
+        frame = frame_of({"type": "events", "events": events})
         joined, self._joined = self._joined, {}
         for conn in self.connections:
             if joined and conn in joined:
                 seen = joined[conn]
                 own = [e for e in events if e.get("offset", seen + 1) > seen]
-                conn.send(dumps_str({"type": "events", "events": own}))
+                conn.send({"type": "events", "events": own})
             else:
-                conn.send(frame)
+                conn.send_frame(frame)
 
     async def report_presence(self) -> None:
         """Aggregate viewers over the nodes; write this node's new stats. Called by the hub every

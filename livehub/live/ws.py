@@ -19,7 +19,6 @@ from livehub.api.routing import check_origin, request_token
 from livehub.auth import Principal, principal_for_token
 from livehub.broker.base import BrokerUnavailable
 from livehub.errors import ApiError, Forbidden, RateLimited, from_postgres
-from livehub.jsonx import dumps_str
 from livehub.live import protocol
 from livehub.live.connection import (
     CLOSE_BANNED,
@@ -72,22 +71,21 @@ async def stream_socket(request: web.Request) -> web.WebSocketResponse:
         user_id=principal.user_id if principal else None,
         name=name,
         viewer_key=str(principal.user_id) if principal else _anonymous_key(request),
-        queue_frames=settings.viewer_queue_frames,
+        buffer_bytes=settings.viewer_buffer_kib * 1024,
         is_admin=bool(principal and principal.is_admin),
     )
     since, epoch = _since(request)
     room.join(conn, since=since, epoch=epoch)
     hub.joined(room, conn)
-    conn.start()
     try:
         async for msg in ws:
             if msg.type == WSMsgType.TEXT:
                 await _handle(room, conn, msg.data)
             elif msg.type == WSMsgType.BINARY:
-                conn.send(dumps_str(protocol.error("validation_error", "frames are JSON text")))
+                conn.send(protocol.error("validation_error", "frames are JSON text"))
     finally:
         hub.left(room, conn)
-        await conn.stop()
+        conn.closing = True
     return ws
 
 
@@ -107,11 +105,10 @@ async def user_socket(request: web.Request) -> web.WebSocketResponse:
         user_id=principal.user_id,
         name=None,
         viewer_key=str(principal.user_id),
-        queue_frames=settings.viewer_queue_frames,
+        buffer_bytes=settings.viewer_buffer_kib * 1024,
     )
     hub.joined(None, conn)
-    conn.start()
-    conn.send(dumps_str({"type": "welcome", "you": {"user_id": principal.user_id}}))
+    conn.send({"type": "welcome", "you": {"user_id": principal.user_id}})
     try:
         async for msg in ws:
             if msg.type == WSMsgType.TEXT:
@@ -124,10 +121,10 @@ async def user_socket(request: web.Request) -> web.WebSocketResponse:
                     )
                 except protocol.BadFrame as exc:
                     reply = protocol.error("validation_error", exc.message, exc.request_id, exc.details)
-                conn.send(dumps_str(reply))
+                conn.send(reply)
     finally:
         hub.left(None, conn)
-        await conn.stop()
+        conn.closing = True
     return ws
 
 
@@ -200,13 +197,13 @@ async def _handle(room: Room, conn: Connection, raw: str) -> None:
             case protocol.Click():
                 room.click(conn, frame.product_id)
             case protocol.Ping():
-                conn.send(dumps_str({"type": "pong", "request_id": request_id}))
+                conn.send({"type": "pong", "request_id": request_id})
                 return
         if request_id is not None:
             ack = {"type": "ack", "request_id": request_id}
             if event is not None:
                 ack["offset"] = event["offset"]
-            conn.send(dumps_str(ack))
+            conn.send(ack)
         return
     except protocol.BadFrame as exc:
         reply = protocol.error("validation_error", exc.message, exc.request_id, exc.details)
@@ -225,7 +222,7 @@ async def _handle(room: Room, conn: Connection, raw: str) -> None:
             reply = protocol.error(err.code, err.message, request_id, err.details)
     except (asyncpg.InterfaceError, OSError):
         reply = protocol.error("unavailable", "the database is not reachable, try again", request_id)
-    conn.send(dumps_str(reply))
+    conn.send(reply)
 
 
 async def _buy(room: Room, conn: Connection, frame: protocol.Buy) -> None:
@@ -236,7 +233,7 @@ async def _buy(room: Room, conn: Connection, frame: protocol.Buy) -> None:
         reply = protocol.error(exc.code, exc.message, frame.request_id)
     finally:
         conn.in_flight -= 1
-    conn.send(dumps_str(reply))
+    conn.send(reply)
 
 
 _pending: set[asyncio.Task] = set()
