@@ -19,10 +19,9 @@ import signal
 import sys
 
 import asyncpg
-from aiohttp import web
 
 from livehub import demo
-from livehub.app import create_app
+from livehub.app import serve as serve_node
 from livehub.auth import PasswordHasher, ensure_admin
 from livehub.settings import Settings
 from storage.db import create_pool, migrate
@@ -101,14 +100,14 @@ def serve(argv: list[str]) -> int:
         base_url = f"http://{settings.host}:{settings.port}"
         if args.workers == 1:
             print(demo.sign_in_help(base_url) if args.demo else f"LiveHub is running at {base_url}", flush=True)
-            web.run_app(create_app(settings), host=settings.host, port=settings.port, print=None)
+            serve_node(settings)
             return 0
         return _serve_workers(settings, args.workers, demo.sign_in_help(base_url) if args.demo else None)
 
 
 def _worker(settings: Settings) -> None:
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    web.run_app(create_app(settings), host=settings.host, port=settings.port, reuse_port=True, print=None)
+    serve_node(settings, reuse_port=True)
 
 
 def _serve_workers(settings: Settings, count: int, demo_help: str | None) -> int:

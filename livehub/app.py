@@ -136,3 +136,16 @@ def create_app(settings: Settings | None = None) -> web.Application:
     app.router.add_get("/", index)
     app.router.add_static("/static", STATIC)
     return app
+
+
+def serve(settings: Settings, *, reuse_port: bool = False, **run_app_options) -> None:
+    """Run a node until SIGINT/SIGTERM. (uvloop was measured and made no difference to the fan-out: its
+    cost is one send() per viewer either way; docs/BENCHMARKS.md.)"""
+    web.run_app(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        reuse_port=reuse_port,
+        print=None,
+        **run_app_options,
+    )
