@@ -1,6 +1,9 @@
 """What the benchmark scripts share: the project on sys.path, logging to stderr, and argument parsing."""
 
 import argparse
+import asyncio
+import os
+import subprocess
 import sys
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -30,3 +33,318 @@ def floats(text: str) -> list[float]:
         return [float(x) for x in text.split(",") if x.strip()]
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a comma-separated list of numbers: {text!r}") from None
+
+
+# -- shared by the websocket benchmarks (bench/flashsale.py; bench/fanout.py keeps its own copies) ------
+
+
+def nearest_rank(sorted_values: list[float], q: float) -> float:
+    """The q-quantile of already sorted values by nearest rank (an observed value, never interpolated)."""
+    if not sorted_values:
+        return float("nan")
+    rank = max(1, -(-int(q * len(sorted_values) * 1000) // 1000))  # ceil(q * n) without float surprises
+    return sorted_values[min(rank, len(sorted_values)) - 1]
+
+
+def proc_ticks_named(comm: str) -> dict[int, int]:
+    """utime + stime (clock ticks) of every process whose /proc/<pid>/comm is `comm` (e.g. postgres)."""
+    out: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/comm") as f:
+                if f.read().strip() != comm:
+                    continue
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            out[int(entry)] = int(fields[11]) + int(fields[12])
+        except (OSError, IndexError, ValueError):
+            continue  # gone meanwhile
+    return out
+
+
+def ticks_between(before: dict[int, int], after: dict[int, int]) -> int:
+    """Clock ticks the processes of `after` used since `before` (all of them for processes born since)."""
+    return sum(t - before.get(pid, 0) for pid, t in after.items())
+
+
+def spawn_server(script: Path, port: int, env_updates: dict[str, str], logfile) -> subprocess.Popen:
+    """`python <script> --serve <port>` in a session of its own (Ctrl-C reaches only the caller, which
+    stops the server in order), with REDIS_URL removed (the in-process broker) and `env_updates` added."""
+    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "LIVEHUB_REDIS_URL")}
+    env.update(env_updates)
+    return subprocess.Popen(
+        [sys.executable, str(script), "--serve", str(port)],
+        env=env,
+        cwd=str(ROOT),
+        stdout=logfile,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
+async def ask_all(executor, pipes: list, msgs: list[tuple], timeout: float) -> list:
+    """Send one command down each multiprocessing pipe and gather the answers; each blocking pipe call
+    runs in `executor` (a pool of our own: asyncio.run does not join it on Ctrl-C)."""
+    loop = asyncio.get_running_loop()
+
+    def ask(conn, msg):
+        conn.send(msg)
+        if not conn.poll(timeout):
+            raise TimeoutError(f"load generator did not answer {msg[0]!r} within {timeout:.0f} s")
+        return conn.recv()
+
+    return await asyncio.gather(*(loop.run_in_executor(executor, ask, c, m) for c, m in zip(pipes, msgs, strict=True)))
+
+
+# -- processes, machine and server helpers for the websocket benchmarks ------------------------------
+# (the same as bench/fanout.py's own, which can import these instead)
+
+HOST = "127.0.0.1"
+
+
+def raise_nofile(want: int = 65536) -> int:
+    """Lift the open-files limit to `want`, the hard limit too when allowed (root); returns the soft limit."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < want:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, want))
+            return want
+        except (ValueError, OSError):
+            want = hard
+    if soft != resource.RLIM_INFINITY and soft < want:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+        return want
+    return soft
+
+
+def die_with_parent() -> None:
+    """Linux: get SIGKILL when the process that started this one goes away, however it went."""
+    import contextlib
+    import ctypes
+    import signal
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+def cpu_ticks(pid: int) -> int:
+    """utime + stime of a process in clock ticks (0 when it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0
+    return int(fields[11]) + int(fields[12])  # fields 14 and 15 of the whole line
+
+
+def machine_busy() -> tuple[int, int]:
+    """(busy, total) jiffies over all cores, from /proc/stat."""
+    with open("/proc/stat") as f:
+        values = [int(x) for x in f.readline().split()[1:]]
+    idle = values[3] + values[4]
+    return sum(values) - idle, sum(values)
+
+
+def loadavg() -> str:
+    with open("/proc/loadavg") as f:
+        return " ".join(f.read().split()[:3])
+
+
+def free_port(host: str = HOST) -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+async def ensure_database(dsn: str) -> None:
+    """Create DATABASE_URL's database if missing; refuses `test` (and no name)."""
+    import asyncpg
+
+    name = urlsplit(dsn).path.lstrip("/")
+    if not name or name == "test":
+        raise SystemExit(f"refusing database {name!r}: name another one in DATABASE_URL")
+    admin = await asyncpg.connect(with_database(dsn, "postgres"))
+    try:
+        if not await admin.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
+            await admin.execute(f'CREATE DATABASE "{name}"')
+            log(f"created database {name}")
+    finally:
+        await admin.close()
+
+
+async def wait_ready(base: str, server: subprocess.Popen, timeout: float = 60.0) -> None:
+    """Poll `base`/healthz until it answers 200; fails early if the server process exits."""
+    import contextlib
+    import time
+
+    import aiohttp
+
+    deadline = time.monotonic() + timeout
+    async with aiohttp.ClientSession() as http:
+        while time.monotonic() < deadline:
+            if server.poll() is not None:
+                raise RuntimeError(f"the server exited with {server.returncode} before it was ready")
+            with contextlib.suppress(aiohttp.ClientError, OSError):
+                async with http.get(f"{base}/healthz", timeout=aiohttp.ClientTimeout(total=2)) as res:
+                    if res.status == 200:
+                        return
+            await asyncio.sleep(0.2)
+    raise RuntimeError(f"the server did not answer /healthz within {timeout:.0f} s")
+
+
+def stop_process(proc: subprocess.Popen, grace: float = 15.0) -> None:
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
+
+
+def serve_livehub(port: int, host: str = HOST) -> None:
+    """A server process (the target of `spawn_server`'s `--serve`): `livehub.app.serve` as run.py uses it,
+    settings from the environment the parent prepared, on host:port, without the access log."""
+    die_with_parent()
+    raise_nofile()
+    import logging
+
+    from livehub.app import serve
+    from livehub.settings import Settings
+
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    serve(Settings().model_copy(update={"host": host, "port": port}), access_log=None)
+
+
+def masked_text_frame(payload: bytes) -> bytes:
+    """A client-to-server websocket text frame (clients must mask, RFC 6455 5.3). The mask key is zero, so
+    the masked payload is the payload itself; the server unmasks it all the same."""
+    n = len(payload)
+    if n < 126:
+        head = bytes((0x81, 0x80 | n))
+    elif n < 1 << 16:
+        head = bytes((0x81, 0x80 | 126)) + n.to_bytes(2, "big")
+    else:
+        head = bytes((0x81, 0x80 | 127)) + n.to_bytes(8, "big")
+    return head + b"\0\0\0\0" + payload
+
+
+def handshake_request(host: str, port: int, path: str) -> bytes:
+    import base64
+
+    key = base64.b64encode(os.urandom(16)).decode()
+    return (
+        f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    ).encode()
+
+
+class RawWebsocket(asyncio.Protocol):
+    """A minimal websocket client for load generators: sends the handshake, parses the server's unmasked
+    frames, answers pings, echoes a close. Subclasses get text frames in `on_text` (a bytearray slice, no
+    decoding) and `on_closed(code)` once; `ready` is resolved by the subclass (e.g. on its welcome frame)
+    and failed here if the socket is refused or closes first."""
+
+    __slots__ = ("request", "ready", "transport", "buf", "upgraded", "opened", "done")
+
+    def __init__(self, request: bytes, ready: asyncio.Future):
+        self.request = request
+        self.ready = ready
+        self.transport: asyncio.Transport | None = None
+        self.buf = bytearray()
+        self.upgraded = False
+        self.opened = False  # the subclass saw what it waited for (set it with `ready`)
+        self.done = False  # closed, lost or given up on
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+        transport.write(self.request)
+
+    def data_received(self, data: bytes) -> None:
+        buf = self.buf
+        buf += data
+        if not self.upgraded:
+            end = buf.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            if not buf.startswith(b"HTTP/1.1 101"):
+                self._fail(f"handshake refused: {bytes(buf[:40])!r}")
+                return
+            self.upgraded = True
+            del buf[: end + 4]
+        pos, n = 0, len(buf)
+        while n - pos >= 2:
+            b1 = buf[pos + 1]
+            length = b1 & 0x7F
+            head = 2
+            if length == 126:
+                if n - pos < 4:
+                    break
+                length = int.from_bytes(buf[pos + 2 : pos + 4], "big")
+                head = 4
+            elif length == 127:
+                if n - pos < 10:
+                    break
+                length = int.from_bytes(buf[pos + 2 : pos + 10], "big")
+                head = 10
+            if b1 & 0x80:  # a masked server frame: not websocket
+                self._fail("masked frame from the server")
+                return
+            end = pos + head + length
+            if end > n:
+                break
+            opcode, payload = buf[pos] & 0x0F, buf[pos + head : end]
+            pos = end
+            if opcode == 1:
+                self.on_text(payload)
+            elif opcode == 9:  # ping: a pong with the same payload (zero mask key)
+                self.transport.write(bytes((0x8A, 0x80 | len(payload))) + b"\0\0\0\0" + bytes(payload))
+            elif opcode == 8:
+                code = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else 1005
+                try:
+                    self.transport.write(b"\x88\x82\0\0\0\0" + code.to_bytes(2, "big"))
+                except Exception:  # noqa: BLE001 - the socket may already be gone
+                    pass
+                self._closed(code)
+                self.transport.close()
+                return
+        if pos:
+            del buf[:pos]
+
+    def on_text(self, payload: bytearray) -> None:
+        raise NotImplementedError
+
+    def on_closed(self, code: int) -> None:
+        pass
+
+    def _fail(self, why: str) -> None:
+        if not self.ready.done():
+            self.ready.set_exception(ConnectionError(why))
+        self.done = True
+        self.transport.abort()
+
+    def _closed(self, code: int) -> None:
+        if self.done:
+            return
+        self.done = True
+        if self.opened:
+            self.on_closed(code)
+        elif not self.ready.done():
+            self.ready.set_exception(ConnectionError(f"closed before it opened ({code})"))
+
+    def connection_lost(self, exc) -> None:
+        self._closed(1006)
+
+    def abort(self) -> None:
+        self.done = True
+        if not self.ready.done():
+            self.ready.cancel()
+        if self.transport is not None:
+            self.transport.abort()
