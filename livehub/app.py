@@ -116,8 +116,22 @@ async def openapi_json(request: web.Request) -> web.Response:
     return json_response(request.app[keys.OPENAPI])
 
 
-async def index(request: web.Request) -> web.FileResponse:
-    return web.FileResponse(STATIC / "index.html")
+# The browser pages: plain HTML files under static/, each with its own address.
+PAGES = {
+    "/": "index.html",
+    "/signin": "signin.html",
+    "/watch/{id}": "watch.html",
+    "/studio": "studio.html",
+    "/seller": "seller.html",
+    "/admin": "admin.html",
+}
+
+
+def page(name: str):
+    async def handler(request: web.Request) -> web.FileResponse:
+        return web.FileResponse(STATIC / name)
+
+    return handler
 
 
 def create_app(settings: Settings | None = None) -> web.Application:
@@ -133,7 +147,8 @@ def create_app(settings: Settings | None = None) -> web.Application:
     app.router.add_get("/ws/me", ws.user_socket)
     app.router.add_get("/api/openapi.json", openapi_json)
     api_doc(app, config_rel_url="/api/openapi.json", url_prefix="/api/docs", title="LiveHub API")
-    app.router.add_get("/", index)
+    for path, name in PAGES.items():
+        app.router.add_get(path, page(name))
     app.router.add_static("/static", STATIC)
     return app
 
