@@ -11,6 +11,7 @@ from swagger_ui import api_doc
 
 from livehub import __version__, keys
 from livehub.api import admin, auth, catalog, health, notifications, orders, payouts, sellers, streams, wallet
+from livehub.api.cache import ListingCache
 from livehub.api.openapi import build_openapi
 from livehub.auth import LoginLimiter, PasswordHasher
 from livehub.broker.local import LocalBroker
@@ -138,6 +139,7 @@ def create_app(settings: Settings | None = None) -> web.Application:
     settings = settings or Settings()
     app = web.Application(middlewares=[error_middleware], client_max_size=settings.max_upload_bytes)
     app[keys.SETTINGS] = settings
+    app[keys.LISTING_CACHE] = ListingCache(settings.catalog_cache_ms / 1000)
     app[keys.OPENAPI] = build_openapi(APIS, title="LiveHub", version=__version__, description=DESCRIPTION)
     app.cleanup_ctx.extend([database, accounts, money, live])
     for api in APIS:

@@ -3,6 +3,7 @@
 import asyncpg
 from aiohttp import web
 
+from livehub.api.cache import ListingCache
 from livehub.auth import LoginLimiter, PasswordHasher
 from livehub.live.hub import Hub
 from livehub.settings import Settings
@@ -15,3 +16,4 @@ LOGIN_LIMITER = web.AppKey("login_limiter", LoginLimiter)
 OPENAPI = web.AppKey("openapi", dict)
 PAYMENTS = web.AppKey("payments", PaymentProvider)
 HUB = web.AppKey("hub", Hub)
+LISTING_CACHE = web.AppKey("listing_cache", ListingCache)

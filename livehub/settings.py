@@ -63,6 +63,10 @@ class Settings(BaseSettings):
     payment_provider: Literal["instant-dev"] = "instant-dev"
     max_top_up_cents: int = 1_000_000
 
+    # How long a node serves a catalog listing page (GET /api/products) from memory; 0 turns it off.
+    # Listing stock can be this much behind; product pages, orders and live rooms are always current.
+    catalog_cache_ms: int = Field(default=1000, ge=0)
+
     # Live rooms. One frame per tick carries everything that happened in a room since the last one.
     tick_ms: int = Field(default=50, ge=10, le=1000)
     # Unsent bytes one viewer may fall behind before it is closed with 4008 (too slow to keep up).

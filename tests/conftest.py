@@ -87,6 +87,8 @@ def settings_for(database_url: str) -> Settings:
         password_parallelism=1,
         db_pool_min=1,
         db_pool_max=10,
+        # Listings straight from the database, so a test sees a change at once (the cache has its own tests).
+        catalog_cache_ms=0,
     )
 
 

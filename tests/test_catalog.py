@@ -1,11 +1,16 @@
 """Products and variants over REST: shape, ownership, SKUs, search and filters, paging, edits."""
 
+import asyncio
 import base64
 import uuid
 from datetime import datetime
 
 import pytest
 
+from livehub.api.cache import ListingCache
+from livehub.api.catalog import ProductOut
+from livehub.api.models import Page
+from livehub.app import create_app
 from tests.helpers import error_of
 
 VARIANT_KEYS = {"id", "sku", "options", "price_cents", "available", "digital"}
@@ -665,3 +670,63 @@ async def test_add_variants(make, client, db):
     )
     await error_of(res, 404, "not_found")
     assert await db.fetchval("SELECT count(*) FROM variants") == 3
+
+
+async def test_listing_json_is_the_models_own_form(make, client, db):
+    """Listings go out as PostgreSQL builds them (no pydantic round trip on the hot path), so that JSON
+    must be exactly what the response model would write: same fields, times as RFC 3339 UTC with `Z`."""
+    seller = await make.seller()
+    whole = await make.product(seller)
+    fraction = await make.product(seller)
+    await db.execute("UPDATE products SET created_at = '2026-01-02 03:04:05+00' WHERE id = $1", whole["id"])
+    await db.execute("UPDATE products SET updated_at = '2026-01-02 03:04:05.5+00' WHERE id = $1", fraction["id"])
+    body = await (await client.get("/api/products")).json()
+    assert Page[ProductOut].model_validate(body).model_dump(mode="json") == body
+    by_id = {p["id"]: p for p in body["items"]}
+    assert by_id[whole["id"]]["created_at"] == "2026-01-02T03:04:05Z"
+    assert by_id[fraction["id"]]["updated_at"] == "2026-01-02T03:04:05.500000Z"
+    product = await detail(client, fraction["id"])
+    assert ProductOut.model_validate(product).model_dump(mode="json") == product
+
+
+async def test_listing_cache_serves_a_page_until_this_node_writes(aiohttp_client, settings, make, db):
+    """With the cache on, a listing page is served from memory: a change made behind the node's back
+    (another node, SQL) shows only after the cache's lifetime, while the node's own catalog write shows
+    at once."""
+    cached = await aiohttp_client(create_app(settings.model_copy(update={"catalog_cache_ms": 60_000})))
+    seller = await make.seller()
+    product = await make.product(seller, title="Old title")
+
+    async def titles() -> list[str]:
+        res = await cached.get("/api/products")
+        assert res.status == 200
+        return [p["title"] for p in (await res.json())["items"]]
+
+    assert await titles() == ["Old title"]
+    await db.execute("UPDATE products SET title = 'Changed elsewhere' WHERE id = $1", product["id"])
+    assert await titles() == ["Old title"]
+    res = await cached.patch(f"/api/products/{product['id']}", json={"title": "New title"}, headers=seller.headers)
+    assert res.status == 200, await res.text()
+    assert await titles() == ["New title"]
+
+
+async def test_listing_cache_shares_one_load_and_does_not_keep_failures():
+    cache = ListingCache(ttl_s=60)
+    loads = 0
+
+    async def load() -> bytes:
+        nonlocal loads
+        loads += 1
+        await asyncio.sleep(0.01)
+        return b"page"
+
+    assert await asyncio.gather(*(cache.get("k", load) for _ in range(10))) == [b"page"] * 10
+    assert loads == 1
+
+    async def fail() -> bytes:
+        raise ConnectionError("database away")
+
+    with pytest.raises(ConnectionError):
+        await cache.get("other", fail)
+    assert await cache.get("other", load) == b"page"
+    assert loads == 2

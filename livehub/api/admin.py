@@ -7,7 +7,7 @@ from aiohttp import web
 from pydantic import Field, StringConstraints
 
 from livehub import keys
-from livehub.api.catalog import CategoryOut
+from livehub.api.catalog import CategoryOut, catalog_changed
 from livehub.api.models import Page, PageQuery, Text
 from livehub.api.payouts import PayoutEnvelope, PayoutOut, PayoutQuery, payout_cursor
 from livehub.api.routing import Api, Model, Out, db, path_id, principal
@@ -47,6 +47,7 @@ async def list_sellers(request: web.Request, query: SellerListQuery) -> Page[Sel
 async def approve_seller(request: web.Request) -> SellerEnvelope:
     """Approve (or reinstate) a seller profile"""
     seller = await sellers.set_status(request.app[keys.POOL], path_id(request), "approved", principal(request).user_id)
+    catalog_changed(request)  # the seller's products join or leave listings
     return SellerEnvelope(seller=seller)
 
 
@@ -54,6 +55,7 @@ async def approve_seller(request: web.Request) -> SellerEnvelope:
 async def suspend_seller(request: web.Request) -> SellerEnvelope:
     """Suspend a seller: their products leave listings and they cannot sell"""
     seller = await sellers.set_status(request.app[keys.POOL], path_id(request), "suspended", principal(request).user_id)
+    catalog_changed(request)  # the seller's products join or leave listings
     return SellerEnvelope(seller=seller)
 
 

@@ -18,11 +18,18 @@ from livehub.errors import NotFound, ValidationFailed
 from livehub.jsonx import dumps, loads
 from storage.db import DB
 
-PRODUCT_JSON = """
+
+def utc(column: str) -> str:
+    """SQL for a timestamptz as the API writes times (RFC 3339 in UTC, `Z`, microseconds only when not
+    zero): the JSON built here goes to clients as it is, without a round trip through Python objects."""
+    return f"""replace(to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'), '.000000Z', 'Z')"""
+
+
+PRODUCT_JSON = f"""
     json_build_object(
         'id', p.id, 'title', p.title, 'description', p.description, 'category_id', p.category_id,
-        'attributes', p.attributes, 'status', p.status, 'created_at', p.created_at,
-        'updated_at', p.updated_at,
+        'attributes', p.attributes, 'status', p.status,
+        'created_at', {utc("p.created_at")}, 'updated_at', {utc("p.updated_at")},
         'seller', json_build_object('id', s.id, 'shop_name', s.shop_name),
         'variants', (
             SELECT coalesce(json_agg(json_build_object(
