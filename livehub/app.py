@@ -10,7 +10,19 @@ from aiohttp import web
 from swagger_ui import api_doc
 
 from livehub import __version__, keys
-from livehub.api import admin, auth, catalog, health, notifications, orders, payouts, sellers, streams, wallet
+from livehub.api import (
+    admin,
+    auth,
+    catalog,
+    health,
+    media,
+    notifications,
+    orders,
+    payouts,
+    sellers,
+    streams,
+    wallet,
+)
 from livehub.api.cache import ListingCache
 from livehub.api.openapi import build_openapi
 from livehub.auth import LoginLimiter, PasswordHasher
@@ -35,6 +47,7 @@ APIS = [
     orders.api,
     payouts.api,
     streams.api,
+    media.api,
     notifications.api,
     admin.api,
 ]
@@ -107,6 +120,20 @@ async def live(app: web.Application):
     await broker.close()
 
 
+async def media_plane(app: web.Application):
+    """The aiortc media node (publishers and viewers relayed here); none with the livekit backend."""
+    settings = app[keys.SETTINGS]
+    if settings.media_backend != "aiortc":
+        yield
+        return
+    from livehub.media.sessions import MediaNode
+
+    node = app[keys.MEDIA] = MediaNode(settings, app[keys.POOL])
+    await node.start()
+    yield
+    await node.close()
+
+
 async def close_live_connections(app: web.Application) -> None:
     # On shutdown, before handlers are waited for: open websockets would otherwise hold the server up.
     if keys.HUB in app:
@@ -141,7 +168,7 @@ def create_app(settings: Settings | None = None) -> web.Application:
     app[keys.SETTINGS] = settings
     app[keys.LISTING_CACHE] = ListingCache(settings.catalog_cache_ms / 1000)
     app[keys.OPENAPI] = build_openapi(APIS, title="LiveHub", version=__version__, description=DESCRIPTION)
-    app.cleanup_ctx.extend([database, accounts, money, live])
+    app.cleanup_ctx.extend([database, accounts, money, live, media_plane])
     for api in APIS:
         app.router.add_routes(api.table())
     app.on_shutdown.append(close_live_connections)

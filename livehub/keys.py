@@ -6,6 +6,7 @@ from aiohttp import web
 from livehub.api.cache import ListingCache
 from livehub.auth import LoginLimiter, PasswordHasher
 from livehub.live.hub import Hub
+from livehub.media.sessions import MediaNode
 from livehub.settings import Settings
 from livehub.shop.payments import PaymentProvider
 
@@ -17,3 +18,4 @@ OPENAPI = web.AppKey("openapi", dict)
 PAYMENTS = web.AppKey("payments", PaymentProvider)
 HUB = web.AppKey("hub", Hub)
 LISTING_CACHE = web.AppKey("listing_cache", ListingCache)
+MEDIA = web.AppKey("media", MediaNode)

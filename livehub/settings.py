@@ -96,6 +96,25 @@ class Settings(BaseSettings):
     # Prefix of every Redis key and channel, so several deployments can share one Redis.
     redis_prefix: str = "livehub"
 
+    # Media (WebRTC). "aiortc" relays through this node; "livekit" hands out LiveKit tokens instead.
+    media_backend: Literal["aiortc", "livekit"] = "aiortc"
+    # "encoded" forwards the publisher's encoded frames (no decode or re-encode; falls back to "decoded"
+    # when the installed aiortc is not a supported version); "decoded" uses aiortc's MediaRelay.
+    media_relay: Literal["encoded", "decoded"] = "encoded"
+    # STUN/TURN servers handed to browsers and used by the node: [{"urls": [...], "username", "credential"}].
+    media_ice_servers: list[dict] = []
+    # Restrict the node's ICE host candidates to these addresses (e.g. ["127.0.0.1"]); empty: every interface.
+    media_host_addresses: list[str] = []
+    # Viewer sessions this node relays to; past it, watch answers 503 and names the scale-out backend.
+    media_max_viewers: int = Field(default=200, ge=0)
+    # A media session with no packets and no heartbeat for this long is closed (a tab that went away).
+    media_session_timeout_s: float = Field(default=10.0, gt=0)
+    # LiveKit (media_backend = "livekit"): the server's websocket URL, API key and secret; tokens last this long.
+    livekit_url: str = "ws://127.0.0.1:7880"
+    livekit_api_key: str | None = None
+    livekit_api_secret: str | None = None
+    livekit_token_ttl_s: int = Field(default=6 * 3600, ge=60)
+
     log_level: str = "INFO"
     # Read by `run.py create-admin` instead of prompting.
     admin_password: str | None = None

@@ -194,6 +194,8 @@ async def end_stream(request: web.Request) -> StreamEnvelope:
     stream_id = path_id(request)
     stream = await streams.end_stream(db(request), stream_id, principal(request).user_id)
     await request.app[keys.HUB].stream_changed(stream_id, stream)
+    if (media := request.app.get(keys.MEDIA)) is not None:
+        await media.stream_ended(stream_id)
     return StreamEnvelope.model_validate({"stream": await with_viewers(request, stream)})
 
 

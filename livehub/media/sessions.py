@@ -1,0 +1,285 @@
+"""This node's media sessions: one publisher per stream, the viewers it relays to, and their lifetimes.
+
+Signalling is one HTTP round trip each way: the client POSTs an SDP offer and gets an answer that
+already carries the node's ICE candidates (gathered before answering; no trickle). A session ends on
+DELETE, when its peer connection fails or closes, when nothing (no packet, no heartbeat) has come from
+it for `media_session_timeout_s` (a closed tab is noticed in seconds, not at ICE consent expiry), when
+its stream ends, or for viewers when the publisher leaves (they watch again once the host is back).
+"""
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+from dataclasses import dataclass, field
+from uuid import UUID
+
+import asyncpg
+from aiortc import (
+    RTCConfiguration,
+    RTCIceServer,
+    RTCPeerConnection,
+    RTCRtpCodecCapability,
+    RTCRtpSender,
+    RTCSessionDescription,
+)
+from aiortc.sdp import SessionDescription
+
+from livehub.errors import Conflict, NotFound, Unavailable, ValidationFailed
+from livehub.media import internals
+from livehub.media.relay import DecodedSource, EncodedSource
+from livehub.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# Video codecs in order of preference: VP8 by default, H.264 for Safari.
+VIDEO_CODECS = ("video/VP8", "video/H264")
+
+
+@dataclass(eq=False)
+class Session:
+    id: str
+    stream_id: UUID
+    role: str  # "publisher" | "viewer"
+    pc: RTCPeerConnection
+    last_packet: object = None  # () -> monotonic time of the last packet received
+    last_heartbeat: float = field(default_factory=time.monotonic)
+    tracks: list = field(default_factory=list)
+    closed: bool = False
+
+    def idle_for(self, now: float) -> float:
+        seen = max(self.last_heartbeat, self.last_packet() if self.last_packet else 0.0)
+        return now - seen
+
+
+@dataclass(eq=False)
+class Publication:
+    session: Session
+    sources: dict = field(default_factory=dict)  # kind -> EncodedSource | DecodedSource
+    codecs: dict = field(default_factory=dict)  # kind -> RTCRtpCodecCapability the publisher sends
+    viewers: set = field(default_factory=set)
+
+
+def relay_mode(settings: Settings) -> str:
+    """The relay this node uses: "encoded" when asked for and the installed aiortc supports it."""
+    if settings.media_relay == "encoded" and internals.AVAILABLE:
+        return "encoded"
+    return "decoded"
+
+
+def ice_servers(settings: Settings) -> list[RTCIceServer]:
+    return [
+        RTCIceServer(urls=s["urls"], username=s.get("username"), credential=s.get("credential"))
+        for s in settings.media_ice_servers
+    ]
+
+
+def _capabilities(kind: str, mime_types: tuple[str, ...]) -> list[RTCRtpCodecCapability]:
+    codecs = RTCRtpSender.getCapabilities(kind).codecs
+    ordered = [c for mime in mime_types for c in codecs if c.mimeType.lower() == mime.lower()]
+    return ordered + [c for c in codecs if c.mimeType.lower().endswith("/rtx")]
+
+
+class MediaNode:
+    """Publishers and viewers on this node (the aiortc backend)."""
+
+    def __init__(self, settings: Settings, pool: asyncpg.Pool | None = None):
+        self._settings = settings
+        self._pool = pool
+        self.relay = relay_mode(settings)
+        self.publications: dict[UUID, Publication] = {}
+        self.sessions: dict[str, Session] = {}
+        self._reaper: asyncio.Task | None = None
+        self._closing: set[asyncio.Task] = set()
+        if settings.media_relay == "encoded" and self.relay != "encoded":
+            log.warning("encoded media relay unavailable (%s): using aiortc's MediaRelay", internals.UNAVAILABLE_REASON)
+
+    @property
+    def viewer_count(self) -> int:
+        return sum(len(p.viewers) for p in self.publications.values())
+
+    async def start(self) -> None:
+        self._reaper = asyncio.create_task(self._reap_forever())
+
+    async def close(self) -> None:
+        if self._reaper is not None:
+            self._reaper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reaper
+        await asyncio.gather(*(self.end_session(s) for s in list(self.sessions.values())))
+        await asyncio.gather(*self._closing, return_exceptions=True)
+
+    # -- peers -------------------------------------------------------------------------------------
+
+    def _peer(self) -> RTCPeerConnection:
+        return RTCPeerConnection(RTCConfiguration(iceServers=ice_servers(self._settings)))
+
+    async def _answer(self, session: Session, sdp: str) -> RTCSessionDescription:
+        """Apply the offer, gather candidates and return the answer; ValidationFailed for a bad offer."""
+        pc = session.pc
+        try:
+            await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+            if self._settings.media_host_addresses:
+                internals.restrict_host_addresses(pc, self._settings.media_host_addresses)
+            session.last_packet = internals.track_activity(pc) if internals.AVAILABLE else None
+            await pc.setLocalDescription(await pc.createAnswer())
+        except Exception as exc:
+            await self.end_session(session)
+            log.info("refused an SDP offer for stream %s: %r", session.stream_id, exc)
+            raise ValidationFailed(
+                "the SDP offer could not be used", {"reason": str(exc) or type(exc).__name__}
+            ) from None
+        return pc.localDescription
+
+    def _new_session(self, stream_id: UUID, role: str) -> Session:
+        session = Session(secrets.token_urlsafe(16), stream_id, role, self._peer())
+        self.sessions[session.id] = session
+
+        @session.pc.on("connectionstatechange")
+        def on_state() -> None:
+            if session.pc.connectionState in ("failed", "closed"):
+                self._end_soon(session)
+
+        return session
+
+    def _end_soon(self, session: Session) -> None:
+        if session.closed:
+            return
+        task = asyncio.ensure_future(self.end_session(session))
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+    # -- publishing --------------------------------------------------------------------------------
+
+    async def publish(self, stream_id: UUID, sdp: str) -> tuple[RTCSessionDescription, str]:
+        """Take the host's offer; a new publication replaces the stream's previous one (a reloaded tab)."""
+        if (old := self.publications.get(stream_id)) is not None:
+            await self.end_session(old.session)
+        session = self._new_session(stream_id, "publisher")
+        publication = Publication(session)
+        encoded = self.relay == "encoded"
+
+        @session.pc.on("track")
+        def on_track(track) -> None:
+            if track.kind in publication.sources:
+                return
+            if encoded:
+                receiver = next(r for r in session.pc.getReceivers() if r.track is track)
+                publication.sources[track.kind] = EncodedSource(receiver, track.kind, lambda: self._end_soon(session))
+            else:
+                publication.sources[track.kind] = DecodedSource(track)
+                track.on("ended", lambda: self._end_soon(session))
+
+        answer = await self._answer(session, sdp)
+        if not publication.sources:
+            await self.end_session(session)
+            raise ValidationFailed("the offer sends no audio or video")
+        for media in SessionDescription.parse(answer.sdp).media:
+            if media.kind in publication.sources and media.rtp.codecs:
+                c = media.rtp.codecs[0]
+                publication.codecs[media.kind] = RTCRtpCodecCapability(
+                    mimeType=c.mimeType, clockRate=c.clockRate, channels=c.channels, parameters=dict(c.parameters)
+                )
+        for source in publication.sources.values():
+            if isinstance(source, DecodedSource):
+                await source.start()
+        self.publications[stream_id] = publication
+        codecs = [c.mimeType for c in publication.codecs.values()]
+        log.info("stream %s: publishing %s (%s relay)", stream_id, codecs, self.relay)
+        return answer, session.id
+
+    async def unpublish(self, stream_id: UUID) -> None:
+        if (publication := self.publications.get(stream_id)) is None:
+            raise NotFound("nothing is being published for this stream on this node")
+        await self.end_session(publication.session)
+
+    async def stream_ended(self, stream_id: UUID) -> None:
+        """The stream ended: its publisher and viewers go."""
+        if (publication := self.publications.get(stream_id)) is not None:
+            await self.end_session(publication.session)
+
+    # -- watching ----------------------------------------------------------------------------------
+
+    async def watch(self, stream_id: UUID, sdp: str) -> tuple[RTCSessionDescription, str]:
+        publication = self.publications.get(stream_id)
+        if publication is None:
+            raise Conflict("the host is not publishing yet; try again shortly")
+        if self.viewer_count >= self._settings.media_max_viewers:
+            raise Unavailable(
+                f"this node relays to at most {self._settings.media_max_viewers} viewers; "
+                "run with LIVEHUB_MEDIA_BACKEND=livekit to scale out",
+                {"max_viewers": self._settings.media_max_viewers, "scale_out_backend": "livekit"},
+            )
+        session = self._new_session(stream_id, "viewer")
+        publication.viewers.add(session)
+        for kind, source in publication.sources.items():
+            track = source.subscribe()
+            session.tracks.append(track)
+            transceiver = session.pc.addTransceiver(track, direction="sendonly")
+            if self.relay == "encoded" and kind in publication.codecs:
+                rtx = [c for c in RTCRtpSender.getCapabilities(kind).codecs if c.mimeType.lower().endswith("/rtx")]
+                transceiver.setCodecPreferences([publication.codecs[kind], *rtx])
+                internals.on_keyframe_request(transceiver.sender, source.request_keyframe)
+            elif kind == "video":
+                transceiver.setCodecPreferences(_capabilities(kind, VIDEO_CODECS))
+        answer = await self._answer(session, sdp)
+        return answer, session.id
+
+    async def leave(self, stream_id: UUID, session_id: str) -> None:
+        session = self.sessions.get(session_id)
+        if session is None or session.stream_id != stream_id or session.role != "viewer":
+            raise NotFound("no such media session")
+        await self.end_session(session)
+
+    def heartbeat(self, stream_id: UUID, session_id: str) -> None:
+        session = self.sessions.get(session_id)
+        if session is None or session.stream_id != stream_id:
+            raise NotFound("no such media session")
+        session.last_heartbeat = time.monotonic()
+
+    # -- ending ------------------------------------------------------------------------------------
+
+    async def end_session(self, session: Session) -> None:
+        if session.closed:
+            return
+        session.closed = True
+        self.sessions.pop(session.id, None)
+        publication = self.publications.get(session.stream_id)
+        if session.role == "publisher":
+            if publication is not None and publication.session is session:
+                del self.publications[session.stream_id]
+                for source in publication.sources.values():
+                    await source.close()
+                await asyncio.gather(*(self.end_session(v) for v in list(publication.viewers)))
+            await session.pc.close()
+        else:
+            if publication is not None:
+                publication.viewers.discard(session)
+            for track in session.tracks:
+                track.stop()
+            await session.pc.close()
+
+    async def _reap_forever(self) -> None:
+        timeout = self._settings.media_session_timeout_s
+        checked_streams = 0.0
+        while True:
+            await asyncio.sleep(min(1.0, timeout / 4))
+            now = time.monotonic()
+            for session in list(self.sessions.values()):
+                if session.idle_for(now) > timeout:
+                    log.info("stream %s: %s session gone quiet, closing it", session.stream_id, session.role)
+                    await self.end_session(session)
+            if self._pool is not None and self.publications and now - checked_streams > 5.0:
+                # The stream may have been ended through another node.
+                checked_streams = now
+                try:
+                    ended = await self._pool.fetch(
+                        "SELECT id FROM streams WHERE id = ANY($1::uuid[]) AND status <> 'live'",
+                        list(self.publications),
+                    )
+                except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                    log.warning("checking media streams failed: %r", exc)
+                    continue
+                for row in ended:
+                    await self.stream_ended(row["id"])

@@ -1,0 +1,138 @@
+"""The media plane with real aiortc peers over loopback (see tests/media_helpers.py for how ICE works
+there): a synthetic publisher, viewers receiving its frames in both relay modes, closing, and the rules
+(host-only publishing, bans, the viewer cap). Waits are generous; the one timing check is the issue's
+"a late joiner sees a frame within a second" in encoded mode."""
+
+import asyncio
+import time
+
+import pytest
+
+from helpers import error_of
+from livehub import keys
+from livehub.app import create_app
+from livehub.media import internals
+from media_helpers import LOOPBACK, Publisher, Viewer, assert_frame_is, live_stream
+
+
+def media_settings(settings, **extra):
+    return settings.model_copy(update={"media_host_addresses": LOOPBACK, **extra})
+
+
+@pytest.fixture(params=["encoded", "decoded"])
+async def relay(request):
+    if request.param == "encoded" and not internals.AVAILABLE:
+        pytest.fail(f"encoded relay unavailable: {internals.UNAVAILABLE_REASON}")
+    return request.param
+
+
+@pytest.fixture
+async def client(aiohttp_client, settings, db, relay):
+    return await aiohttp_client(create_app(media_settings(settings, media_relay=relay)))
+
+
+async def test_two_viewers_receive_the_publishers_frames_and_see_it_leave(client, make, relay):
+    node = client.app[keys.MEDIA]
+    assert node.relay == relay
+    stream, seller = await live_stream(client, make)
+    publisher = await Publisher(client, stream["id"], seller).start()
+    viewers = [await Viewer(client, stream["id"]).start() for _ in range(2)]
+    for viewer in viewers:
+        for _ in range(3):
+            assert_frame_is(await viewer.frame())
+    assert node.viewer_count == 2
+
+    await publisher.close()
+    for viewer in viewers:
+        await viewer.track_ends()
+    for _ in range(200):
+        if not node.sessions:
+            break
+        await asyncio.sleep(0.05)
+    assert node.sessions == {} and node.publications == {}
+    for viewer in viewers:
+        await viewer.close()
+
+
+async def test_a_late_viewer_sees_a_frame_within_a_second(client, make, relay):
+    if relay != "encoded":
+        pytest.skip("keyframe forwarding is the encoded relay's")
+    stream, seller = await live_stream(client, make)
+    publisher = await Publisher(client, stream["id"], seller).start()
+    first = await Viewer(client, stream["id"]).start()
+    assert_frame_is(await first.frame())
+    # Well past the first keyframe: the publisher's encoder would not make another for ~100 s on its own.
+    await asyncio.sleep(1.0)
+    late = await Viewer(client, stream["id"]).start()
+    await late.connected()
+    started = time.monotonic()
+    assert_frame_is(await late.frame())
+    assert time.monotonic() - started < 1.0
+    for peer in (first, late, publisher):
+        await peer.close()
+
+
+async def test_only_the_host_publishes_and_only_while_live(client, make, relay):
+    stream, seller = await live_stream(client, make)
+    other = await make.seller()
+    res = await client.post(f"/api/streams/{stream['id']}/publish", json={"sdp": "v=0", "type": "offer"})
+    await error_of(res, 401, "unauthorized")
+    res = await client.post(
+        f"/api/streams/{stream['id']}/publish", json={"sdp": "v=0", "type": "offer"}, headers=other.headers
+    )
+    await error_of(res, 403, "forbidden")
+    # A malformed offer from the host is refused as invalid, not a server error.
+    res = await client.post(
+        f"/api/streams/{stream['id']}/publish", json={"sdp": "v=0\r\nnonsense", "type": "offer"}, headers=seller.headers
+    )
+    await error_of(res, 422, "validation_error")
+    res = await client.post(f"/api/streams/{stream['id']}/end", headers=seller.headers)
+    assert res.status == 200
+    res = await client.post(
+        f"/api/streams/{stream['id']}/publish", json={"sdp": "v=0", "type": "offer"}, headers=seller.headers
+    )
+    await error_of(res, 409, "conflict")
+    assert client.app[keys.MEDIA].sessions == {}
+
+
+async def test_banned_viewer_cannot_watch_and_unknown_sessions_are_404(client, make, db, relay):
+    stream, seller = await live_stream(client, make)
+    banned = await make.user()
+    await db.execute(
+        "INSERT INTO seller_bans (seller_id, user_id) VALUES ($1, $2)", seller.seller["id"], banned.user["id"]
+    )
+    publisher = await Publisher(client, stream["id"], seller).start()
+    viewer = Viewer(client, stream["id"], banned.headers)
+    await error_of(await viewer.offer(), 403, "forbidden")
+    await viewer.close()
+    res = await client.delete(f"/api/streams/{stream['id']}/watch/no-such-session")
+    await error_of(res, 404, "not_found")
+    res = await client.post(f"/api/streams/{stream['id']}/media/no-such-session/heartbeat")
+    await error_of(res, 404, "not_found")
+    res = await client.post(f"/api/streams/{stream['id']}/watch", json={"sdp": "garbage", "type": "offer"})
+    await error_of(res, 422, "validation_error")
+    res = await client.post(f"/api/streams/{stream['id']}/watch", json={"sdp": "v=0", "type": "answer"})
+    await error_of(res, 422, "validation_error")
+    await publisher.close()
+
+
+async def test_watch_and_stop_and_stream_end_close_sessions(client, make, relay):
+    node = client.app[keys.MEDIA]
+    stream, seller = await live_stream(client, make)
+    publisher = await Publisher(client, stream["id"], seller).start()
+    viewer = await Viewer(client, stream["id"]).start()
+    assert_frame_is(await viewer.frame())
+    res = await client.post(f"/api/streams/{stream['id']}/media/{viewer.session_id}/heartbeat")
+    assert res.status == 204
+    res = await client.delete(f"/api/streams/{stream['id']}/watch/{viewer.session_id}")
+    assert res.status == 204
+    assert viewer.session_id not in node.sessions
+    await viewer.close()
+    second = await Viewer(client, stream["id"]).start()
+    assert_frame_is(await second.frame())
+    res = await client.post(f"/api/streams/{stream['id']}/end", headers=seller.headers)
+    assert res.status == 200
+    await second.track_ends()
+    assert node.sessions == {} and node.publications == {}
+    await second.close()
+    await publisher.close()
