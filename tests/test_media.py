@@ -4,9 +4,11 @@ there): a synthetic publisher, viewers receiving its frames in both relay modes,
 "a late joiner sees a frame within a second" in encoded mode."""
 
 import asyncio
+import threading
 import time
 
 import pytest
+from livekit import api as livekit
 
 from helpers import error_of
 from livehub import keys
@@ -31,8 +33,29 @@ async def client(aiohttp_client, settings, db, relay):
     return await aiohttp_client(create_app(media_settings(settings, media_relay=relay)))
 
 
+def media_tasks_and_threads() -> tuple[set, set]:
+    """Running tasks (but aiohttp's keep-alive connection handlers) and aiortc decoder threads."""
+    tasks = {t for t in asyncio.all_tasks() if not t.done() and "RequestHandler.start" not in repr(t.get_coro())} - {
+        asyncio.current_task()
+    }
+    threads = {t for t in threading.enumerate() if t.name.endswith("-decoder")}
+    return tasks, threads
+
+
+async def settled(tasks_before: set, threads_before: set) -> tuple[set, set]:
+    """Tasks and decoder threads started since, once they have had a few seconds to finish."""
+    for _ in range(100):
+        tasks, threads = media_tasks_and_threads()
+        tasks, threads = tasks - tasks_before, threads - threads_before
+        if not tasks and not threads:
+            break
+        await asyncio.sleep(0.05)
+    return tasks, threads
+
+
 async def test_two_viewers_receive_the_publishers_frames_and_see_it_leave(client, make, relay):
     node = client.app[keys.MEDIA]
+    tasks_before, threads_before = media_tasks_and_threads()
     assert node.relay == relay
     stream, seller = await live_stream(client, make)
     publisher = await Publisher(client, stream["id"], seller).start()
@@ -52,6 +75,8 @@ async def test_two_viewers_receive_the_publishers_frames_and_see_it_leave(client
     assert node.sessions == {} and node.publications == {}
     for viewer in viewers:
         await viewer.close()
+    # No peer connection, task or decoder thread is left behind, here or in the test's own peers.
+    assert await settled(tasks_before, threads_before) == (set(), set())
 
 
 async def test_a_late_viewer_sees_a_frame_within_a_second(client, make, relay):
@@ -136,3 +161,62 @@ async def test_watch_and_stop_and_stream_end_close_sessions(client, make, relay)
     assert node.sessions == {} and node.publications == {}
     await second.close()
     await publisher.close()
+
+
+async def test_viewer_cap_answers_503_naming_the_scale_out_backend(aiohttp_client, settings, db, make):
+    client = await aiohttp_client(create_app(media_settings(settings, media_max_viewers=1)))
+    from conftest import Factory
+
+    make = Factory(client, db)
+    stream, seller = await live_stream(client, make)
+    publisher = await Publisher(client, stream["id"], seller).start()
+    first = await Viewer(client, stream["id"]).start()
+    second = Viewer(client, stream["id"])
+    error = await error_of(await second.offer(), 503, "unavailable")
+    assert "livekit" in error["message"] and error["details"]["scale_out_backend"] == "livekit"
+    for peer in (first, second, publisher):
+        await peer.close()
+
+
+async def test_media_options_for_aiortc(client, make, relay):
+    stream, seller = await live_stream(client, make)
+    res = await client.get(f"/api/streams/{stream['id']}/media")
+    body = await res.json()
+    assert res.status == 200, body
+    assert body["backend"] == "aiortc" and body["relay"] == relay and body["ice_servers"] == []
+    assert body["can_publish"] is False
+    res = await client.get(f"/api/streams/{stream['id']}/media", headers=seller.headers)
+    assert (await res.json())["can_publish"] is True
+
+
+async def test_livekit_tokens_grant_publish_to_the_host_only(aiohttp_client, settings, db):
+    from conftest import Factory
+
+    settings = settings.model_copy(
+        update={"media_backend": "livekit", "livekit_api_key": "devkey", "livekit_api_secret": "s" * 32}
+    )
+    client = await aiohttp_client(create_app(settings))
+    make = Factory(client, db)
+    stream, seller = await live_stream(client, make)
+    viewer = await make.user()
+    verifier = livekit.TokenVerifier("devkey", "s" * 32)
+    grants = {}
+    for who, headers in (("host", seller.headers), ("viewer", viewer.headers), ("anonymous", {})):
+        res = await client.get(f"/api/streams/{stream['id']}/media", headers=headers)
+        body = await res.json()
+        assert res.status == 200, body
+        assert body["backend"] == "livekit" and body["url"] == settings.livekit_url
+        assert body["room"] == f"stream-{stream['id']}"
+        claims = verifier.verify(body["token"])
+        assert claims.video.room == body["room"] and claims.video.room_join is True
+        grants[who] = claims
+    assert grants["host"].identity == seller.id
+    assert grants["host"].video.can_publish is True and grants["host"].video.can_subscribe is True
+    for who in ("viewer", "anonymous"):
+        assert grants[who].video.can_publish is False, who
+        assert grants[who].video.can_publish_data is False, who
+        assert grants[who].video.can_subscribe is True, who
+    assert grants["viewer"].identity == viewer.id
+    # The SDP routes belong to the aiortc backend.
+    res = await client.post(f"/api/streams/{stream['id']}/watch", json={"sdp": "v=0", "type": "offer"})
+    await error_of(res, 409, "conflict")
