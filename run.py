@@ -90,6 +90,8 @@ def serve(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     settings = Settings()
     updates = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
+    if args.demo:
+        updates["demo_video"] = True
     settings = settings.model_copy(update=updates)
     if args.workers < 1 or (args.workers > 1 and not settings.redis_url):
         print("--workers N (N > 1) needs REDIS_URL: the processes share their rooms through Redis", file=sys.stderr)

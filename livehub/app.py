@@ -9,7 +9,7 @@ import asyncpg
 from aiohttp import web
 from swagger_ui import api_doc
 
-from livehub import __version__, keys
+from livehub import __version__, demo, keys
 from livehub.api import (
     admin,
     auth,
@@ -169,6 +169,8 @@ def create_app(settings: Settings | None = None) -> web.Application:
     app[keys.LISTING_CACHE] = ListingCache(settings.catalog_cache_ms / 1000)
     app[keys.OPENAPI] = build_openapi(APIS, title="LiveHub", version=__version__, description=DESCRIPTION)
     app.cleanup_ctx.extend([database, accounts, money, live, media_plane])
+    if settings.demo_video:
+        app.cleanup_ctx.append(demo.demo_video)
     for api in APIS:
         app.router.add_routes(api.table())
     app.on_shutdown.append(close_live_connections)

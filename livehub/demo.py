@@ -177,6 +177,43 @@ async def _live_stream(conn, seller_user) -> None:
         await streams.pin_product(conn, stream_id, seller_user, featured[PINNED][0])
 
 
+async def demo_video(app):
+    """Moving video in the demo stream without a camera: a generated test pattern with a clock, published
+    the way a browser publishes (an aiortc peer connection's offer, answered by the media node)."""
+    import asyncio
+    import contextlib
+    import logging
+
+    from livehub import keys
+    from livehub.media.synthetic import keep_publishing
+
+    node, pool = app.get(keys.MEDIA), app[keys.POOL]
+    if node is None:
+        yield
+        return
+
+    async def find_stream():
+        return await pool.fetchval(
+            """SELECT s.id FROM streams s JOIN sellers se ON se.id = s.seller_id JOIN users u ON u.id = se.user_id
+                WHERE u.email = $1 AND s.status = 'live' ORDER BY s.started_at DESC LIMIT 1""",
+            SELLER,
+        )
+
+    async def run():
+        while True:
+            try:
+                await keep_publishing(node, find_stream, host_addresses=node.host_addresses)
+            except Exception:
+                logging.getLogger(__name__).exception("demo video publisher failed; retrying")
+                await asyncio.sleep(5)
+
+    task = asyncio.create_task(run())
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
 def sign_in_help(base_url: str) -> str:
     return "\n".join(
         [

@@ -114,6 +114,8 @@ class Settings(BaseSettings):
     livekit_api_key: str | None = None
     livekit_api_secret: str | None = None
     livekit_token_ttl_s: int = Field(default=6 * 3600, ge=60)
+    # The demo stream shows a generated test pattern (set by `run.py --demo`).
+    demo_video: bool = False
 
     log_level: str = "INFO"
     # Read by `run.py create-admin` instead of prompting.

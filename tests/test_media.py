@@ -7,6 +7,7 @@ import asyncio
 import threading
 import time
 
+import numpy as np
 import pytest
 from livekit import api as livekit
 
@@ -220,3 +221,23 @@ async def test_livekit_tokens_grant_publish_to_the_host_only(aiohttp_client, set
     # The SDP routes belong to the aiortc backend.
     res = await client.post(f"/api/streams/{stream['id']}/watch", json={"sdp": "v=0", "type": "offer"})
     await error_of(res, 409, "conflict")
+
+
+async def test_the_demo_stream_shows_moving_video(aiohttp_client, settings, db):
+    from livehub import demo
+
+    client = await aiohttp_client(create_app(media_settings(settings, demo_video=True)))
+    await demo.seed(client.app[keys.POOL], client.app[keys.HASHER])
+    stream_id = await db.fetchval("SELECT id FROM streams WHERE status = 'live' AND title = $1", demo.STREAM_TITLE)
+    node = client.app[keys.MEDIA]
+    for _ in range(200):
+        if stream_id in node.publications:
+            break
+        await asyncio.sleep(0.05)
+    viewer = await Viewer(client, str(stream_id)).start()
+    first = await viewer.frame()
+    assert (first.width, first.height) == (640, 480)
+    for _ in range(15):
+        later = await viewer.frame()
+    assert not np.array_equal(first.to_ndarray(format="rgb24"), later.to_ndarray(format="rgb24"))
+    await viewer.close()

@@ -88,6 +88,7 @@ class MediaNode:
         self._settings = settings
         self._pool = pool
         self.relay = relay_mode(settings)
+        self.host_addresses = list(settings.media_host_addresses) or None
         self.publications: dict[UUID, Publication] = {}
         self.sessions: dict[str, Session] = {}
         self._reaper: asyncio.Task | None = None

@@ -129,3 +129,26 @@ async def publish(
         await pc.close()
         raise
     return pc
+
+
+async def keep_publishing(node, find_stream: Callable[[], Awaitable], *, host_addresses: list[str] | None = None):
+    """Publish a PatternTrack into the stream `find_stream()` names (None: no stream now), through the
+    node's own signalling function, for as long as this runs. A host who publishes takes over; the
+    pattern comes back when the stream has no publisher again."""
+    pc: RTCPeerConnection | None = None
+    try:
+        while True:
+            stream_id = await find_stream()
+            if stream_id is not None and stream_id not in node.publications:
+                if pc is not None:
+                    await pc.close()
+
+                async def post_offer(sdp: str, stream_id=stream_id) -> dict:
+                    answer, _ = await node.publish(stream_id, sdp)
+                    return {"sdp": answer.sdp, "type": answer.type}
+
+                pc = await publish(PatternTrack(), post_offer, host_addresses=host_addresses)
+            await asyncio.sleep(2.0)
+    finally:
+        if pc is not None:
+            await pc.close()
