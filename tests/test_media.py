@@ -241,3 +241,29 @@ async def test_the_demo_stream_shows_moving_video(aiohttp_client, settings, db):
         later = await viewer.frame()
     assert not np.array_equal(first.to_ndarray(format="rgb24"), later.to_ndarray(format="rgb24"))
     await viewer.close()
+
+
+async def test_a_silent_session_is_closed_after_the_timeout_a_live_one_is_not(aiohttp_client, settings, db):
+    """A tab that went away sends nothing; one that watches sends RTCP all the time."""
+    from conftest import Factory
+
+    client = await aiohttp_client(create_app(media_settings(settings, media_session_timeout_s=3.0)))
+    node = client.app[keys.MEDIA]
+    stream, seller = await live_stream(client, Factory(client, db))
+    publisher = await Publisher(client, stream["id"], seller).start()
+    watching = await Viewer(client, stream["id"]).start()
+    assert_frame_is(await watching.frame())
+    gone = Viewer(client, stream["id"])
+    res = await gone.offer()  # the answer never reaches a peer: nothing will come from this session
+    gone_id = (await res.json())["session_id"]
+    assert gone_id in node.sessions
+    for _ in range(200):
+        if gone_id not in node.sessions:
+            break
+        await asyncio.sleep(0.05)
+    assert gone_id not in node.sessions
+    await asyncio.sleep(4.0)
+    assert watching.session_id in node.sessions and publisher.session_id in node.sessions
+    assert_frame_is(await watching.frame())
+    for peer in (gone, watching, publisher):
+        await peer.close()
