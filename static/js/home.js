@@ -1,0 +1,65 @@
+// Home: who is live now, what is scheduled, and the catalog search.
+import { api, h, money, renderHeader, toast } from "./api.js";
+
+const when = new Intl.DateTimeFormat(undefined, { weekday: "short", hour: "2-digit", minute: "2-digit", month: "short", day: "numeric" });
+
+function streamCard(s) {
+  const live = s.status === "live";
+  const products = s.products.map((p) => p.title).slice(0, 3).join(" · ");
+  return h(
+    "li",
+    { class: "card stream-card" },
+    h(
+      "a",
+      { href: `/watch/${s.id}`, class: "cover", "aria-label": `${live ? "Watch" : "Open"} ${s.title}` },
+      h("span", { class: "cover-initial", "aria-hidden": "true" }, (s.seller.shop_name || "?").slice(0, 1).toUpperCase()),
+      live ? h("span", { class: "badge live" }, "LIVE") : null,
+      live ? h("span", { class: "badge viewers" }, `${s.viewers} watching`) : null,
+    ),
+    h("h3", {}, h("a", { href: `/watch/${s.id}` }, s.title)),
+    h("p", { class: "muted" }, s.seller.shop_name),
+    live ? null : h("p", {}, s.scheduled_at ? when.format(new Date(s.scheduled_at)) : "Date to be announced"),
+    products ? h("p", { class: "muted small" }, products) : null,
+  );
+}
+
+async function loadStreams() {
+  const [live, scheduled] = await Promise.all([
+    api("GET", "/api/streams?status=live&limit=24"),
+    api("GET", "/api/streams?status=scheduled&limit=12"),
+  ]);
+  document.getElementById("live").replaceChildren(...live.items.map(streamCard));
+  document.getElementById("live-empty").hidden = live.items.length > 0;
+  document.getElementById("scheduled").replaceChildren(...scheduled.items.map(streamCard));
+  document.getElementById("scheduled-empty").hidden = scheduled.items.length > 0;
+}
+
+function productCard(p) {
+  const prices = p.variants.map((v) => v.price_cents);
+  return h(
+    "li",
+    { class: "card" },
+    h("h3", {}, p.title),
+    h("p", { class: "muted" }, p.seller.shop_name),
+    h("p", { class: "price" }, prices.length ? `from ${money(Math.min(...prices))}` : ""),
+  );
+}
+
+async function loadProducts(q) {
+  const page = await api("GET", "/api/products?limit=48" + (q ? "&q=" + encodeURIComponent(q) : ""));
+  document.getElementById("products").replaceChildren(...page.items.map(productCard));
+  document.getElementById("products-empty").hidden = page.items.length > 0;
+}
+
+document.getElementById("search").addEventListener("submit", (e) => {
+  e.preventDefault();
+  loadProducts(document.getElementById("q").value.trim()).catch((err) => toast(err.message, "error"));
+});
+
+renderHeader();
+loadStreams().catch((err) => toast(err.message, "error"));
+loadProducts("").catch((err) => toast(err.message, "error"));
+// Viewer counts and who is live change: refresh now and then while the page is open.
+setInterval(() => {
+  if (!document.hidden) loadStreams().catch(() => null);
+}, 15000);

@@ -1,0 +1,466 @@
+// The viewer page: video, chat, reactions, the pinned product with live stock and flash price, buying.
+import { api, currentUser, h, money, renderHeader, toast } from "./api.js";
+import { ChatView } from "./chat.js";
+import * as media from "./media.js";
+import { REACTIONS, Room, clock, variantLabel } from "./room.js";
+
+const streamId = location.pathname.split("/").filter(Boolean).pop();
+const $ = (id) => document.getElementById(id);
+
+const state = {
+  me: null,
+  you: { user_id: null, role: "anonymous" },
+  stream: null,
+  pinned: null,
+  flash: null,
+  stock: new Map(), // variant id -> units a buyer can get now
+  variant: new Map(), // product id -> chosen variant id
+  reactions: {},
+  clicked: new Set(),
+  result: null, // the last purchase's message, kept across re-renders of the card
+  buying: false,
+};
+
+const chat = new ChatView($("chat-list"));
+let room = null;
+let video = null; // {pc, close} while watching
+let videoStarting = false;
+
+// ---- the stream and its status ------------------------------------------------------------
+
+function applyStream(stream) {
+  state.stream = { ...state.stream, ...stream };
+  const s = state.stream;
+  $("stream-title").textContent = s.title;
+  document.title = `${s.title} · LiveHub`;
+  $("shop-name").textContent = s.seller.shop_name;
+  $("live-badge").hidden = s.status !== "live";
+  $("live-badge").className = "badge live";
+  const follow = $("follow");
+  follow.hidden = !state.me || state.me.seller_id === s.seller.id;
+  setFollowing(localStorage.getItem(`livehub.follow.${s.seller.id}`) === "1");
+  if (s.status === "live") startVideo();
+  else {
+    stopVideo();
+    note(s.status === "ended" ? "This show has ended. Thanks for watching!" : "The show has not started yet. It starts here by itself.");
+  }
+}
+
+function note(text) {
+  const el = $("video-note");
+  el.textContent = text || "";
+  el.hidden = !text;
+}
+
+// ---- video --------------------------------------------------------------------------------
+
+async function startVideo() {
+  if (video || videoStarting) return;
+  videoStarting = true;
+  note("Starting the video…");
+  try {
+    const info = await media.mediaInfo(streamId);
+    if (info.backend === "livekit") {
+      note("This show's video is served by LiveKit, which this page does not play yet. Chat and buying work here.");
+      return;
+    }
+    const el = $("video");
+    video = await media.watch(streamId, el, info, (s) => {
+      if (s === "failed" || s === "disconnected") {
+        note("The video connection dropped. Reconnecting…");
+        retryVideo();
+      } else if (s === "connected") note("");
+    });
+    el.addEventListener("playing", () => note(""), { once: true });
+    if (!el.muted) return;
+    $("unmute").hidden = false;
+  } catch (err) {
+    note(err.status === 404 || err.status === 409 ? "Waiting for the seller's camera…" : `The video cannot start: ${err.message}`);
+    retryVideo();
+  } finally {
+    videoStarting = false;
+  }
+}
+
+let retryTimer = null;
+function retryVideo() {
+  stopVideo();
+  clearTimeout(retryTimer);
+  retryTimer = setTimeout(() => {
+    if (state.stream?.status === "live") startVideo();
+  }, 3000);
+}
+
+function stopVideo() {
+  if (video) video.close();
+  video = null;
+}
+
+$("unmute").addEventListener("click", () => {
+  const el = $("video");
+  el.muted = false;
+  el.play().catch(() => null);
+  $("unmute").hidden = true;
+});
+
+// ---- follow -------------------------------------------------------------------------------
+
+function setFollowing(on) {
+  const b = $("follow");
+  b.setAttribute("aria-pressed", on ? "true" : "false");
+  b.textContent = on ? "Following ✓" : "Follow";
+  b.classList.toggle("primary", !on);
+}
+
+$("follow").addEventListener("click", async () => {
+  const b = $("follow");
+  const on = b.getAttribute("aria-pressed") !== "true";
+  b.disabled = true;
+  try {
+    const r = await api(on ? "POST" : "DELETE", `/api/sellers/${state.stream.seller.id}/follow`);
+    setFollowing(r.following);
+    localStorage.setItem(`livehub.follow.${state.stream.seller.id}`, r.following ? "1" : "0");
+    toast(r.following ? `You follow ${state.stream.seller.shop_name}: we tell you when they go live.` : "Unfollowed.", "ok");
+  } catch (err) {
+    toast(err.message, "error");
+  } finally {
+    b.disabled = false;
+  }
+});
+
+// ---- the pinned product -------------------------------------------------------------------
+
+function flashFor(product) {
+  const f = state.flash;
+  return f && !f.ended && f.product_id === product.id ? f : null;
+}
+
+function chosenVariant(product) {
+  const id = state.variant.get(product.id);
+  const flash = flashFor(product);
+  return (
+    product.variants.find((v) => v.id === id) ||
+    (flash && product.variants.find((v) => v.id === flash.variant_id)) ||
+    product.variants.find((v) => (state.stock.get(v.id) ?? v.available) > 0) ||
+    product.variants[0]
+  );
+}
+
+function renderProduct() {
+  const box = $("product");
+  const focused = box.contains(document.activeElement) ? document.activeElement.id : null;
+  const p = state.pinned;
+  if (!p) {
+    box.replaceChildren(h("p", { id: "no-product", class: "muted" }, "The seller has not pinned a product yet."));
+    return;
+  }
+  const v = chosenVariant(p);
+  const flash = flashFor(p);
+  const onSale = flash && flash.variant_id === v.id;
+  const left = state.stock.get(v.id) ?? v.available;
+  const price = onSale ? flash.price_cents : v.price_cents;
+  const signedIn = !!state.me;
+  const live = state.stream?.status === "live";
+
+  const priceLine = h(
+    "p",
+    { class: "price-line" },
+    h("span", { class: "price", id: "price" }, money(price)),
+    onSale ? h("s", { class: "muted", "aria-label": `was ${money(v.price_cents)}` }, money(v.price_cents)) : null,
+    onSale ? h("span", { class: "badge flash" }, "Flash sale") : null,
+  );
+  const variantPicker =
+    p.variants.length > 1
+      ? h(
+          "div",
+          {},
+          h("label", { for: "variant" }, "Option"),
+          h(
+            "select",
+            {
+              id: "variant",
+              onchange: (e) => {
+                state.variant.set(p.id, e.target.value);
+                renderProduct();
+                $("variant")?.focus();
+              },
+            },
+            p.variants.map((x) =>
+              h("option", { value: x.id, selected: x.id === v.id }, `${variantLabel(x)} · ${money(flashFor(p)?.variant_id === x.id ? flash.price_cents : x.price_cents)}`),
+            ),
+          ),
+        )
+      : null;
+
+  let buy;
+  if (!signedIn) {
+    buy = h("a", { class: "button primary", href: `/signin?next=${encodeURIComponent(location.pathname)}` }, "Sign in to buy");
+  } else {
+    buy = h(
+      "button",
+      { type: "button", class: "primary buy", id: "buy", disabled: state.buying || left <= 0 || !live, onclick: () => buyNow(p, v, onSale ? flash : null) },
+      state.buying ? "Buying…" : left <= 0 ? "Sold out" : `Buy now · ${money(price)}`,
+    );
+  }
+
+  box.replaceChildren(
+    h(
+      "div",
+      { class: "product-row" },
+      h("div", { class: "product-image", "aria-hidden": "true" }, p.title.slice(0, 1).toUpperCase()),
+      h(
+        "div",
+        { class: "grow stack" },
+        h("h2", { id: "product-title" }, p.title),
+        priceLine,
+        onSale ? h("p", { class: "countdown" }, "Ends in ", h("span", { id: "countdown" }, clock((new Date(flash.ends_at) - Date.now()) / 1000))) : null,
+        h("p", { class: left <= 5 ? "units low" : "units" }, h("span", { id: "units-left" }, String(left)), left === 1 ? " unit left" : " units left"),
+      ),
+    ),
+    variantPicker,
+    h("div", { class: "row buy-row" }, buy, state.me ? h("span", { class: "muted small", id: "wallet" }, state.wallet != null ? `Wallet: ${money(state.wallet)}` : "") : null),
+    h("p", { id: "purchase-result", class: `purchase-result ${state.result?.kind || ""}`, role: "status" }, state.result?.text || ""),
+  );
+  // Keyboard users keep their place when the card is redrawn (stock, price, result).
+  if (focused) $(focused)?.focus();
+}
+
+// The product card was opened (for the stream's stats): once per product and page.
+$("product").addEventListener("pointerdown", clicked);
+$("product").addEventListener("focusin", clicked);
+function clicked() {
+  const p = state.pinned;
+  if (p && !state.clicked.has(p.id) && room) {
+    state.clicked.add(p.id);
+    room.send({ type: "click", product_id: p.id });
+  }
+}
+
+const PURCHASE_TEXT = {
+  sold_out: "Sold out, sorry: someone was faster.",
+  insufficient_funds: "Not enough money in your wallet.",
+  limit_reached: "You already have as many as one buyer may take.",
+  error: "The purchase did not go through. Try again.",
+};
+
+async function buyNow(product, variant, flash) {
+  state.buying = true;
+  state.result = null;
+  renderProduct();
+  const frame = { type: "buy", variant_id: variant.id, quantity: 1 };
+  if (flash) frame.flash_sale_id = flash.id;
+  const reply = await room.request(frame);
+  state.buying = false;
+  if (reply.type === "purchase" && reply.status === "ok") {
+    state.result = { kind: "ok", text: `Bought! Order ${reply.order_number} is yours.` };
+    toast(`Order ${reply.order_number} placed`, "ok");
+  } else if (reply.type === "purchase") {
+    state.result = { kind: "bad", text: reply.message || PURCHASE_TEXT[reply.status] || PURCHASE_TEXT.error };
+  } else {
+    state.result = { kind: "bad", text: reply.message || PURCHASE_TEXT.error };
+  }
+  renderProduct();
+  refreshWallet();
+}
+
+async function refreshWallet() {
+  if (!state.me) return;
+  try {
+    state.wallet = (await api("GET", "/api/wallet")).balance_cents;
+    const el = $("wallet");
+    if (el) el.textContent = `Wallet: ${money(state.wallet)}`;
+  } catch {
+    /* the card shows no balance */
+  }
+}
+
+setInterval(() => {
+  const el = $("countdown");
+  if (!el || !state.flash) return;
+  const left = (new Date(state.flash.ends_at) - Date.now()) / 1000;
+  el.textContent = left > 0 ? clock(left) : "ending…";
+}, 1000);
+
+// After a flash sale the variant's regular stock is not in the events: ask the stream for it.
+async function refreshProducts() {
+  try {
+    const { stream } = await api("GET", `/api/streams/${streamId}`);
+    for (const p of stream.products) for (const v of p.variants) state.stock.set(v.id, v.available);
+    if (state.pinned) state.pinned = stream.products.find((p) => p.id === state.pinned.id) || state.pinned;
+    renderProduct();
+  } catch {
+    /* keep what we have */
+  }
+}
+
+function setPinned(product) {
+  state.pinned = product;
+  if (product) for (const v of product.variants) if (!(flashFor(product)?.variant_id === v.id)) state.stock.set(v.id, v.available);
+  state.result = null;
+  renderProduct();
+}
+
+function setFlash(f) {
+  state.flash = f && !f.ended ? f : null;
+  if (state.flash) state.stock.set(f.variant_id, f.remaining);
+}
+
+// ---- reactions ----------------------------------------------------------------------------
+
+function renderReactionButtons() {
+  $("reactions").replaceChildren(
+    ...REACTIONS.map(([kind, emoji]) =>
+      h(
+        "button",
+        { type: "button", class: "reaction", dataset: { kind }, "aria-label": `React ${kind}`, disabled: !state.me, onclick: () => react(kind, emoji) },
+        h("span", { "aria-hidden": "true" }, emoji),
+        " ",
+        h("span", { class: "count" }, String(state.reactions[kind] || 0)),
+      ),
+    ),
+  );
+}
+
+function react(kind, emoji) {
+  room?.send({ type: "react", kind });
+  float(emoji);
+}
+
+function float(emoji) {
+  const box = $("floats");
+  if (box.children.length > 30) return;
+  const el = h("span", { class: "float", style: `left:${10 + Math.random() * 70}%` }, emoji);
+  box.append(el);
+  el.addEventListener("animationend", () => el.remove());
+}
+
+function setReactions(counts) {
+  for (const [kind, emoji] of REACTIONS) {
+    const n = counts[kind] || 0;
+    const before = state.reactions[kind] || 0;
+    for (let i = 0; i < Math.min(n - before, 4); i++) setTimeout(() => float(emoji), i * 120);
+    const el = document.querySelector(`.reaction[data-kind="${kind}"] .count`);
+    if (el) el.textContent = String(n);
+  }
+  state.reactions = { ...counts };
+}
+
+// ---- chat ---------------------------------------------------------------------------------
+
+$("chat-form").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  const input = $("chat-text");
+  const text = input.value.trim();
+  if (!text || !room) return;
+  input.value = "";
+  const reply = await room.request({ type: "chat", text });
+  if (reply.type === "error") {
+    input.value = input.value || text;
+    const wait = reply.details?.retry_after_s;
+    toast(wait ? `${reply.message} (wait ${Math.ceil(wait)} s)` : reply.message, "error");
+  }
+});
+
+function moderation(e) {
+  if (e.action === "slow_mode") {
+    $("chat-mode").textContent = e.seconds ? `Slow mode: one message every ${e.seconds} s` : "";
+    chat.note(e.seconds ? `Slow mode is on: one message every ${e.seconds} s.` : "Slow mode is off.");
+  } else if (e.action === "timeout" && e.user_id === state.you.user_id) {
+    const until = new Date(e.until);
+    chat.note(`A moderator paused your chat until ${until.toLocaleTimeString()}.`);
+  }
+}
+
+// ---- the room -----------------------------------------------------------------------------
+
+function welcome(w) {
+  state.you = w.you;
+  state.stream = null;
+  applyStream(w.stream);
+  setFlash(w.state.flash_sale);
+  for (const p of w.stream.products || []) for (const v of p.variants) if (state.flash?.variant_id !== v.id) state.stock.set(v.id, v.available);
+  setPinned(w.state.pinned);
+  $("viewers").textContent = `${w.state.viewers} watching`;
+  setReactions(w.state.reactions || {});
+  $("chat-mode").textContent = w.state.slow_mode_s ? `Slow mode: one message every ${w.state.slow_mode_s} s` : "";
+  // recovered: the missed events follow in the next frame and the page keeps what it shows.
+  if (!w.recovered) chat.reset(w.recent);
+  document.body.dataset.recovered = String(w.recovered);
+}
+
+function events(list) {
+  let product = false;
+  for (const e of list) {
+    switch (e.type) {
+      case "chat":
+        chat.add(e);
+        break;
+      case "chat_deleted":
+        chat.markDeleted(e.message_id);
+        break;
+      case "pin":
+        setPinned(e.product);
+        break;
+      case "unpin":
+        setPinned(null);
+        break;
+      case "flash_sale":
+        setFlash(e.flash_sale);
+        if (e.flash_sale.ended) refreshProducts();
+        product = true;
+        break;
+      case "stream_status":
+        applyStream(e.stream);
+        product = true;
+        break;
+      case "moderation":
+        moderation(e);
+        break;
+      case "viewers":
+        $("viewers").textContent = `${e.count} watching`;
+        break;
+      case "reactions":
+        setReactions(e.counts);
+        break;
+      case "stock":
+        state.stock.set(e.variant_id, e.available);
+        product = true;
+        break;
+    }
+  }
+  if (product) renderProduct();
+}
+
+function connectionStatus(status, detail) {
+  const el = $("connection");
+  document.body.dataset.room = status;
+  if (status === "open" || status === "connecting") {
+    el.hidden = true;
+  } else {
+    el.hidden = false;
+    el.textContent = status === "reconnecting" ? "Reconnecting…" : "Disconnected";
+  }
+  if (status === "closed" && detail) {
+    chat.note(detail);
+    toast(detail, "error");
+  }
+}
+
+async function main() {
+  state.me = await renderHeader();
+  $("chat-form").hidden = !state.me;
+  $("chat-signin").hidden = !!state.me;
+  $("chat-signin-link").href = `/signin?next=${encodeURIComponent(location.pathname)}`;
+  renderReactionButtons();
+  refreshWallet();
+  room = new Room(streamId, { welcome, events, status: connectionStatus });
+  // For tests and debugging in the console.
+  window.livehubRoom = room;
+}
+
+window.addEventListener("pagehide", () => {
+  stopVideo();
+  room?.close();
+});
+
+main().catch((err) => toast(err.message, "error"));
