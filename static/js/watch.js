@@ -203,7 +203,7 @@ function renderProduct() {
     );
   }
 
-  box.replaceChildren(
+  const parts = [
     h(
       "div",
       { class: "product-row" },
@@ -220,7 +220,8 @@ function renderProduct() {
     variantPicker,
     h("div", { class: "row buy-row" }, buy, state.me ? h("span", { class: "muted small", id: "wallet" }, state.wallet != null ? `Wallet: ${money(state.wallet)}` : "") : null),
     h("p", { id: "purchase-result", class: `purchase-result ${state.result?.kind || ""}`, role: "status" }, state.result?.text || ""),
-  );
+  ];
+  box.replaceChildren(...parts.filter(Boolean));
   // Keyboard users keep their place when the card is redrawn (stock, price, result).
   if (focused) $(focused)?.focus();
 }
@@ -441,6 +442,8 @@ function connectionStatus(status, detail) {
     el.textContent = status === "reconnecting" ? "Reconnecting…" : "Disconnected";
   }
   if (status === "closed" && detail) {
+    if (!state.stream) $("stream-title").textContent = detail;
+    note(detail);
     chat.note(detail);
     toast(detail, "error");
   }

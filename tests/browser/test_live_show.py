@@ -114,4 +114,14 @@ async def test_live_show(open_page, make, screenshot):
 
     await screenshot(watch, "watch")
     await screenshot(phone, "watch-phone")
+    await studio.evaluate("window.scrollTo(0, 0)")
     await screenshot(studio, "studio")
+
+    # The seller ends the show: viewers are told, the studio shows how it went.
+    await studio.get_by_role("button", name="End show").click()
+    await expect(watch.locator("#video-note")).to_have_text(re.compile("This show has ended"), timeout=WAIT_MS)
+    stats = studio.locator("#stats")
+    await expect(stats).to_be_visible(timeout=WAIT_MS)
+    await expect(stats.locator("dd").nth(5)).to_have_text("1")  # orders
+    await expect(stats.locator("dd").nth(6)).to_have_text("$15.00")  # revenue
+    await expect(stats.locator("tbody tr")).to_contain_text("Glow lamp")
