@@ -122,6 +122,8 @@ function renderStatus() {
   const status = $("status");
   status.textContent = s.status === "live" ? "LIVE" : s.status;
   status.className = s.status === "live" ? "badge live" : "badge";
+  const option = [...$("stream-select").options].find((o) => o.value === s.id);
+  if (option) option.textContent = `${s.title} (${s.status})`;
   $("viewers").textContent = `${state.viewers} watching`;
   $("go-live").hidden = s.status === "ended";
   $("go-live").textContent = s.status === "live" ? (state.publisher ? "Publishing" : "Send camera") : "Go live";
@@ -336,7 +338,13 @@ function events(list) {
         refreshStock();
       }
       products = true;
-    } else if (e.type === "stock") (state.stock.set(e.variant_id, e.available), (products = true));
+    } else if (e.type === "stock") {
+      state.stock.set(e.variant_id, e.available);
+      products = true;
+      // Someone bought: fetch the new orders now rather than at the next poll.
+      clearTimeout(pollTimer);
+      pollTimer = setTimeout(pollOrders, 300);
+    }
     else if (e.type === "viewers") {
       state.viewers = e.count;
       $("viewers").textContent = `${e.count} watching`;
@@ -422,7 +430,7 @@ async function pollOrders() {
         h(
           "li",
           { class: first ? "" : "new", dataset: { orderId: o.id } },
-          h("strong", {}, `#${o.number}`),
+          h("strong", {}, o.number),
           " ",
           items,
           " · ",
