@@ -1,20 +1,22 @@
 """Admin tools. Every route here requires the admin role."""
 
+from datetime import date
 from typing import Annotated, Literal
 from uuid import UUID
 
 from aiohttp import web
-from pydantic import Field, StringConstraints
+from pydantic import AfterValidator, Field, StringConstraints
 
 from livehub import keys
 from livehub.api.catalog import CategoryOut, catalog_changed
 from livehub.api.models import Page, PageQuery, Text
+from livehub.api.orders import OrderOut, OrderQuery
 from livehub.api.payouts import PayoutEnvelope, PayoutOut, PayoutQuery, payout_cursor
 from livehub.api.routing import Api, Model, Out, db, path_id, principal
 from livehub.api.sellers import SellerEnvelope, SellerOut
 from livehub.api.wallet import WalletOut
 from livehub.errors import ValidationFailed
-from livehub.shop import catalog, payouts, sellers, wallet
+from livehub.shop import catalog, orders, payouts, reports, sellers, wallet
 
 api = Api("admin")
 
@@ -142,3 +144,96 @@ async def _decide(request: web.Request, *, approve: bool, reason: str | None) ->
 async def check_books(request: web.Request) -> BooksOut:
     """Reconcile the ledger: balances equal their entries, and money in equals money out plus balances"""
     return BooksOut.model_validate(await wallet.books(db(request)))
+
+
+class AdminOrderQuery(OrderQuery):
+    buyer: UUID | None = None
+    seller: UUID | None = None
+
+
+@api.get("/api/admin/orders", auth="admin", query=AdminOrderQuery, response=Page[OrderOut])
+async def list_all_orders(request: web.Request, query: AdminOrderQuery) -> Page[OrderOut]:
+    """Every order, newest first, optionally by status, buyer or seller"""
+    page = await orders.list_orders(
+        db(request),
+        buyer_id=query.buyer,
+        seller_id=query.seller,
+        status=query.status,
+        limit=query.limit,
+        cursor=query.cursor,
+        viewer=principal(request),
+    )
+    return Page[OrderOut].model_validate(page)
+
+
+def _searchable(value: str) -> str:
+    if any(ord(c) < 32 or ord(c) == 127 or 0xD800 <= ord(c) <= 0xDFFF for c in value):
+        raise ValueError("contains control characters")
+    return value
+
+
+class WalletQuery(PageQuery):
+    q: Annotated[str, StringConstraints(strip_whitespace=True, max_length=200), AfterValidator(_searchable)] | None = (
+        Field(default=None, description="part of an email or display name, or a user id")
+    )
+
+
+class UserWalletOut(Out):
+    user_id: UUID
+    email: str
+    display_name: str
+    seller_id: UUID | None
+    seller_status: Literal["pending", "approved", "suspended"] | None
+    balance_cents: int = Field(description="the wallet's balance")
+    earnings_pending_cents: int
+    earnings_available_cents: int = Field(description="may be below zero: refunds after a payout")
+    payouts_requested_cents: int
+
+
+@api.get("/api/admin/wallets", auth="admin", query=WalletQuery, response=Page[UserWalletOut])
+async def find_wallets(request: web.Request, query: WalletQuery) -> Page[UserWalletOut]:
+    """Users by email, name or id, with their wallet, earnings and requested payouts"""
+    page = await reports.find_wallets(db(request), query.q or None, limit=query.limit, cursor=query.cursor)
+    return Page[UserWalletOut].model_validate(page)
+
+
+class StatsQuery(Model):
+    days: Annotated[int, Field(ge=1, le=366)] = 30
+
+
+class DayOut(Out):
+    day: date
+    orders: int
+    gmv_cents: int
+    net_cents: int
+
+
+class TopStreamOut(Out):
+    stream_id: UUID
+    title: str
+    status: str
+    seller_id: UUID
+    shop_name: str
+    orders: int = Field(description="orders not cancelled")
+    revenue_cents: int = Field(description="what its orders kept after refunds")
+
+
+class StatsOut(Out):
+    days: int
+    first_day: date
+    last_day: date
+    orders: int = Field(description="orders placed in the window, cancelled ones included")
+    cancelled_orders: int
+    buyers: int
+    gmv_cents: int = Field(description="gross merchandise value: the totals of the orders placed")
+    refunded_cents: int = Field(description="refunded of those orders since, cancellations included")
+    net_cents: int = Field(description="gmv_cents - refunded_cents")
+    fees_cents: int = Field(description="the platform's fees kept on those orders (its ledger entries)")
+    series: list[DayOut] = Field(description="one entry per UTC day, oldest first, days without orders too")
+    top_streams: list[TopStreamOut] = Field(description="the five streams whose orders brought in most")
+
+
+@api.get("/api/admin/stats", auth="admin", query=StatsQuery, response=StatsOut)
+async def platform_stats(request: web.Request, query: StatsQuery) -> StatsOut:
+    """Platform figures over the last `days` UTC days: GMV, orders, refunds, fees, per day, top streams"""
+    return StatsOut.model_validate(await reports.platform_stats(db(request), query.days))
