@@ -15,10 +15,11 @@ from pydantic import AfterValidator, AwareDatetime, Field
 from livehub import keys
 from livehub.api.catalog import SellerRef
 from livehub.api.models import Cents, Page, PageQuery, Text
-from livehub.api.routing import Api, Model, Out, db, path_id, principal
+from livehub.api.routing import PRINCIPAL, Api, Model, Out, db, path_id, principal
 from livehub.broker.base import BrokerUnavailable
 from livehub.errors import NotFound, ValidationFailed
 from livehub.live import streams
+from livehub.shop.following import is_following
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +102,7 @@ class StreamOut(Out):
 
 class StreamDetailOut(StreamOut):
     flash_sale: FlashSaleOut | None = Field(description="the flash sale running now")
+    following: bool | None = Field(None, description="whether you follow the shop; null when not signed in")
 
 
 class StreamEnvelope(Out):
@@ -210,13 +212,16 @@ async def list_streams(request: web.Request, query: StreamQuery) -> Page[StreamO
     return Page[StreamOut].model_validate({"items": items, "next_cursor": page["next_cursor"]})
 
 
-@api.get("/api/streams/{id}", response=StreamDetailEnvelope)
+@api.get("/api/streams/{id}", auth="optional", response=StreamDetailEnvelope)
 async def get_stream(request: web.Request) -> StreamDetailEnvelope:
-    """A stream with its featured products, viewer count and running flash sale"""
+    """A stream with its featured products, viewer count, running flash sale and whether you follow the shop"""
     snapshot = await streams.room_snapshot(db(request), path_id(request))
     if snapshot is None:
         raise NotFound("stream not found")
     stream = {**await with_viewers(request, snapshot["stream"]), "flash_sale": snapshot["flash_sale"]}
+    me = request.get(PRINCIPAL)
+    if me is not None:
+        stream["following"] = await is_following(db(request), me.user_id, UUID(stream["seller"]["id"]))
     return StreamDetailEnvelope.model_validate({"stream": stream})
 
 

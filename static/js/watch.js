@@ -38,7 +38,6 @@ function applyStream(stream) {
   $("live-badge").className = "badge live";
   const follow = $("follow");
   follow.hidden = !state.me || state.me.seller_id === s.seller.id;
-  setFollowing(localStorage.getItem(`livehub.follow.${s.seller.id}`) === "1");
   if (s.status === "live") startVideo();
   else {
     stopVideo();
@@ -119,7 +118,6 @@ $("follow").addEventListener("click", async () => {
   try {
     const r = await api(on ? "POST" : "DELETE", `/api/sellers/${state.stream.seller.id}/follow`);
     setFollowing(r.following);
-    localStorage.setItem(`livehub.follow.${state.stream.seller.id}`, r.following ? "1" : "0");
     toast(r.following ? `You follow ${state.stream.seller.shop_name}: we tell you when they go live.` : "Unfollowed.", "ok");
   } catch (err) {
     toast(err.message, "error");
@@ -456,6 +454,9 @@ async function main() {
   $("chat-signin-link").href = `/signin?next=${encodeURIComponent(location.pathname)}`;
   renderReactionButtons();
   refreshWallet();
+  if (state.me) {
+    api("GET", `/api/streams/${streamId}`).then(({ stream }) => setFollowing(!!stream.following), () => null);
+  }
   room = new Room(streamId, { welcome, events, status: connectionStatus });
   // For tests and debugging in the console.
   window.livehubRoom = room;
