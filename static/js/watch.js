@@ -212,6 +212,7 @@ function renderProduct() {
         h("h2", { id: "product-title" }, p.title),
         priceLine,
         onSale ? h("p", { class: "countdown" }, "Ends in ", h("span", { id: "countdown" }, clock((new Date(flash.ends_at) - Date.now()) / 1000))) : null,
+        flash && !onSale ? flashElsewhere(p, flash) : null,
         h("p", { class: left <= 5 ? "units low" : "units" }, h("span", { id: "units-left" }, String(left)), left === 1 ? " unit left" : " units left"),
       ),
     ),
@@ -222,6 +223,19 @@ function renderProduct() {
   box.replaceChildren(...parts.filter(Boolean));
   // Keyboard users keep their place when the card is redrawn (stock, price, result).
   if (focused) $(focused)?.focus();
+}
+
+// A flash sale runs on another option of this product than the one chosen: offer to switch to it.
+function flashElsewhere(product, flash) {
+  const v = product.variants.find((x) => x.id === flash.variant_id);
+  if (!v) return null;
+  return h(
+    "p",
+    { class: "row" },
+    h("span", { class: "badge flash" }, "Flash sale"),
+    `${variantLabel(v)} at ${money(flash.price_cents)}`,
+    h("button", { type: "button", class: "link", onclick: () => (state.variant.set(product.id, v.id), renderProduct()) }, "Choose it"),
+  );
 }
 
 // The product card was opened (for the stream's stats): once per product and page.
