@@ -112,6 +112,7 @@ class EncodedSource:
         self._tasks: set[asyncio.Task] = set()
         self._on_end = on_end
         self._closed = False
+        self._pli_pending = False
         internals.tap_encoded_frames(receiver, self._on_frame, self._ended)
 
     def subscribe(self) -> EncodedTrack:
@@ -129,6 +130,9 @@ class EncodedSource:
         self._viewers.discard(track)
 
     def _on_frame(self, codec, data: bytes, timestamp: int) -> None:
+        if self._pli_pending:
+            # Asked for before the publisher had sent anything lately (its SSRC was not known yet).
+            self._send_pli()
         if not self._viewers:
             return
         packet = av.Packet(data)
@@ -158,6 +162,7 @@ class EncodedSource:
             return
         self._last_pli = asyncio.get_running_loop().time()
         task = internals.request_keyframe(self._receiver)
+        self._pli_pending = task is None
         if task is not None:
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)

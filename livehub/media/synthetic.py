@@ -68,9 +68,18 @@ def _draw_digit(img: np.ndarray, ch: str, x: int, y: int, s: int) -> None:
 class PatternTrack(VideoStreamTrack):
     """Generated video: moving colour bars with a clock, or one plain colour (RGB) when `colour` is given."""
 
-    def __init__(self, width: int = 640, height: int = 480, fps: int = 30, colour: tuple[int, int, int] | None = None):
+    def __init__(
+        self,
+        width: int = 640,
+        height: int = 480,
+        fps: int = 30,
+        colour: tuple[int, int, int] | None = None,
+        wanted: Callable[[], bool] | None = None,
+    ):
         super().__init__()
         self.width, self.height, self.fps, self.colour = width, height, fps, colour
+        # While `wanted()` is false no frames are made (and none encoded): the demo idles at no cost.
+        self._wanted = wanted
         self._start: float | None = None
         self._count = 0
         self._plain = None
@@ -79,8 +88,12 @@ class PatternTrack(VideoStreamTrack):
             self._plain[:] = colour
 
     async def recv(self) -> VideoFrame:
+        if self._wanted is not None and not self._wanted():
+            while not self._wanted():
+                await asyncio.sleep(0.1)
+            self._start = None
         if self._start is None:
-            self._start = time.monotonic()
+            self._start = time.monotonic() - self._count / self.fps
         self._count += 1
         due = self._start + self._count / self.fps
         delay = due - time.monotonic()
@@ -133,8 +146,8 @@ async def publish(
 
 async def keep_publishing(node, find_stream: Callable[[], Awaitable], *, host_addresses: list[str] | None = None):
     """Publish a PatternTrack into the stream `find_stream()` names (None: no stream now), through the
-    node's own signalling function, for as long as this runs. A host who publishes takes over; the
-    pattern comes back when the stream has no publisher again."""
+    node's own signalling function, for as long as this runs, drawing frames only while someone watches.
+    A host who publishes takes over; the pattern comes back when the stream has no publisher again."""
     pc: RTCPeerConnection | None = None
     try:
         while True:
@@ -147,7 +160,11 @@ async def keep_publishing(node, find_stream: Callable[[], Awaitable], *, host_ad
                     answer, _ = await node.publish(stream_id, sdp)
                     return {"sdp": answer.sdp, "type": answer.type}
 
-                pc = await publish(PatternTrack(), post_offer, host_addresses=host_addresses)
+                def wanted(stream_id=stream_id) -> bool:
+                    publication = node.publications.get(stream_id)
+                    return publication is not None and bool(publication.viewers)
+
+                pc = await publish(PatternTrack(wanted=wanted), post_offer, host_addresses=host_addresses)
             await asyncio.sleep(2.0)
     finally:
         if pc is not None:

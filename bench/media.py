@@ -1,0 +1,315 @@
+"""Media relay benchmark: server CPU and frames per second each viewer receives, by relay mode and viewers.
+
+    DATABASE_URL=postgresql://postgres@127.0.0.1:5432/postgres \\
+        flock /tmp/livehub-bench.lock .venv/bin/python bench/media.py [--viewers 1,4,8,16,32] \\
+        [--modes encoded,decoded] [--seconds 10] [--warmup 4] [--per-process 8]
+
+For each mode and viewer count: a fresh server process (LIVEHUB_MEDIA_RELAY=<mode>, ICE on 127.0.0.1
+only), a publisher process sending a 640x480 30 fps VP8 test pattern through POST .../publish, and the
+viewers as aiortc peers in load-generator processes (up to --per-process each) that POST .../watch. Once
+every viewer has its first frame and --warmup seconds have passed, the server process's CPU (utime+stime
+of all its threads, from /proc) and each viewer's received frames are counted over the same --seconds.
+Viewers count reassembled encoded frames at their receiver without decoding them (the hook in
+livehub/media/internals.py), so 32 viewers do not need 32 decoders on the same two cores.
+Everything runs on this machine and talks over 127.0.0.1; the database is `livehub_bench_media`.
+"""
+
+import argparse
+import asyncio
+import contextlib
+import ctypes
+import json
+import os
+import platform
+import signal
+import socket
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import aiohttp
+import asyncpg
+from common import ROOT, ints, log, with_database
+
+HOST = "127.0.0.1"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+DATABASE = "livehub_bench_media"
+SCRIPT = Path(__file__).resolve()
+
+
+def die_with_parent() -> None:
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+def cpu_ticks(pid: int) -> int:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+# -- child processes ---------------------------------------------------------------------------------
+
+
+def serve(port: int) -> None:
+    die_with_parent()
+    import logging
+
+    from livehub.app import serve as serve_node
+    from livehub.settings import Settings
+
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    serve_node(Settings().model_copy(update={"host": HOST, "port": port}), access_log=None)
+
+
+async def publisher(base: str, stream_id: str, token: str) -> None:
+    from livehub.media.synthetic import PatternTrack, publish
+
+    async with aiohttp.ClientSession(base, headers={"Authorization": f"Bearer {token}"}) as http:
+
+        async def post_offer(sdp: str) -> dict:
+            async with http.post(f"/api/streams/{stream_id}/publish", json={"sdp": sdp, "type": "offer"}) as res:
+                body = await res.json()
+                if res.status != 200:
+                    raise RuntimeError(f"publish: {res.status} {body}")
+                return body
+
+        pc = await publish(PatternTrack(640, 480, 30), post_offer, host_addresses=[HOST])
+        print("publishing", flush=True)
+        stop = asyncio.Event()
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+        await stop.wait()
+        await pc.close()
+
+
+async def viewers(base: str, stream_id: str, count: int, start_at: float, seconds: float) -> None:
+    """`count` viewers; prints one JSON line: the frames each received in [start_at, start_at + seconds]
+    (wall clock), and the time its first frame took."""
+    from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+
+    from livehub.media import internals
+
+    end_at = start_at + seconds
+    counts = [0] * count
+    first = [None] * count
+    pcs = []
+    async with aiohttp.ClientSession(base) as http:
+        for i in range(count):
+            pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+            pcs.append(pc)
+            began = time.monotonic()
+
+            def on_frame(codec, data, timestamp, i=i, began=began):
+                now = time.time()
+                if first[i] is None:
+                    first[i] = time.monotonic() - began
+                if start_at <= now < end_at:
+                    counts[i] += 1
+
+            @pc.on("track")
+            def on_track(track, pc=pc, on_frame=on_frame):
+                if track.kind == "video":
+                    receiver = next(r for r in pc.getReceivers() if r.track is track)
+                    internals.tap_encoded_frames(receiver, on_frame)
+
+            pc.addTransceiver("video", direction="recvonly")
+            internals.restrict_host_addresses(pc, [HOST])
+            await pc.setLocalDescription(await pc.createOffer())
+            async with http.post(
+                f"/api/streams/{stream_id}/watch", json={"sdp": pc.localDescription.sdp, "type": "offer"}
+            ) as res:
+                body = await res.json()
+                if res.status != 200:
+                    raise RuntimeError(f"watch: {res.status} {body}")
+            await pc.setRemoteDescription(RTCSessionDescription(sdp=body["sdp"], type=body["type"]))
+        await asyncio.sleep(max(0.0, end_at - time.time()) + 0.2)
+        print(json.dumps({"frames": counts, "first_frame_s": first}), flush=True)
+        await asyncio.gather(*(pc.close() for pc in pcs))
+
+
+# -- the run -----------------------------------------------------------------------------------------
+
+
+async def setup_stream(base: str, dsn: str) -> tuple[str, str]:
+    """A live stream whose host's token publishes, through the REST API."""
+    tag = os.urandom(4).hex()
+    async with aiohttp.ClientSession(base) as http:
+        body = {"email": f"media-{tag}@bench.test", "password": "media bench password", "display_name": "Media"}
+        async with http.post("/api/auth/register", json=body) as res:
+            data = await res.json()
+        token = data["token"]
+        headers = {"Authorization": f"Bearer {token}"}
+        async with http.post("/api/sellers/apply", json={"shop_name": f"Media {tag}"}, headers=headers) as res:
+            seller_id = (await res.json())["seller"]["id"]
+        db = await asyncpg.connect(dsn)
+        try:
+            await db.execute("SELECT set_seller_status($1, 'approved', NULL)", seller_id)
+        finally:
+            await db.close()
+        product = {"title": "Media item", "variants": [{"sku": f"MED-{tag}", "price_cents": 1000, "stock": 1}]}
+        async with http.post("/api/products", json=product, headers=headers) as res:
+            product_id = (await res.json())["product"]["id"]
+        body = {"title": "Media bench", "products": [{"product_id": product_id}]}
+        async with http.post("/api/streams", json=body, headers=headers) as res:
+            stream_id = (await res.json())["stream"]["id"]
+        async with http.post(f"/api/streams/{stream_id}/start", headers=headers) as res:
+            assert res.status == 200, await res.text()
+    return stream_id, token
+
+
+async def wait_ready(base: str, proc: subprocess.Popen) -> None:
+    async with aiohttp.ClientSession() as http:
+        for _ in range(300):
+            if proc.poll() is not None:
+                raise RuntimeError("the server exited before it was ready")
+            with contextlib.suppress(aiohttp.ClientError, OSError):
+                async with http.get(f"{base}/healthz") as res:
+                    if res.status == 200:
+                        return
+            await asyncio.sleep(0.2)
+    raise RuntimeError("the server did not start")
+
+
+def child(args: list[str], env: dict | None = None, stdout=None) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, str(SCRIPT), *args],
+        cwd=str(ROOT),
+        env=env,
+        stdout=stdout,
+        stderr=None,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+async def one_run(dsn: str, mode: str, n: int, opts: argparse.Namespace) -> dict:
+    port = free_port()
+    base = f"http://{HOST}:{port}"
+    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "LIVEHUB_REDIS_URL")}
+    env.update(
+        DATABASE_URL=dsn,
+        LIVEHUB_MEDIA_RELAY=mode,
+        LIVEHUB_MEDIA_HOST_ADDRESSES='["127.0.0.1"]',
+        LIVEHUB_MEDIA_MAX_VIEWERS="1000",
+        LIVEHUB_PASSWORD_TIME_COST="1",
+        LIVEHUB_PASSWORD_MEMORY_KIB="8192",
+        LIVEHUB_PASSWORD_PARALLELISM="1",
+        LIVEHUB_LOG_LEVEL="WARNING",
+    )
+    server = child(["--serve", str(port)], env=env)
+    procs = [server]
+    try:
+        await wait_ready(base, server)
+        stream_id, token = await setup_stream(base, dsn)
+        pub = child(["--publish", base, stream_id, token], stdout=subprocess.PIPE)
+        procs.append(pub)
+        line = await asyncio.to_thread(pub.stdout.readline)
+        if "publishing" not in line:
+            raise RuntimeError("the publisher did not start")
+        # Every viewer connects before the window opens: connecting takes longer with more of them.
+        start_at = time.time() + 3.0 + 0.25 * n + opts.warmup
+        gens = []
+        for k in range(0, n, opts.per_process):
+            count = min(opts.per_process, n - k)
+            args = ["--view", base, stream_id, str(count), repr(start_at), str(opts.seconds)]
+            gens.append(child(args, stdout=subprocess.PIPE))
+        procs.extend(gens)
+        await asyncio.sleep(max(0.0, start_at - time.time()))
+        t0, c0 = time.monotonic(), cpu_ticks(server.pid)
+        await asyncio.sleep(opts.seconds)
+        t1, c1 = time.monotonic(), cpu_ticks(server.pid)
+        frames, firsts = [], []
+        for gen in gens:
+            out, _ = await asyncio.to_thread(gen.communicate, None, opts.seconds + 60)
+            data = json.loads(out.strip().splitlines()[-1])
+            frames += data["frames"]
+            firsts += [f for f in data["first_frame_s"] if f is not None]
+        fps = sorted(f / opts.seconds for f in frames)
+        return {
+            "mode": mode,
+            "viewers": n,
+            "server_cpu_pct": 100.0 * (c1 - c0) / CLK_TCK / (t1 - t0),
+            "fps_min": fps[0],
+            "fps_median": fps[len(fps) // 2],
+            "fps_mean": sum(fps) / len(fps),
+            "viewers_with_frames": sum(1 for f in frames if f > 0),
+            "first_frame_s_max": max(firsts) if firsts else None,
+        }
+    finally:
+        for proc in reversed(procs):
+            stop(proc)
+
+
+async def ensure_database(dsn: str) -> str:
+    url = with_database(dsn, DATABASE)
+    admin = await asyncpg.connect(dsn)
+    try:
+        if not await admin.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", DATABASE):
+            await admin.execute(f'CREATE DATABASE "{DATABASE}"')
+    finally:
+        await admin.close()
+    return url
+
+
+async def main(opts: argparse.Namespace) -> None:
+    dsn = await ensure_database(os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"))
+    log(f"{platform.node()}: {os.cpu_count()} cores, load {os.getloadavg()}, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC")
+    rows = []
+    for mode in opts.modes.split(","):
+        for n in opts.viewers:
+            row = await one_run(dsn, mode, n, opts)
+            log(json.dumps(row))
+            rows.append(row)
+    print("| relay | viewers | server CPU (% of a core) | fps per viewer: min / median / mean | first frame (max s) |")
+    print("|---|---:|---:|---:|---:|")
+    for r in rows:
+        first = f"{r['first_frame_s_max']:.2f}" if r["first_frame_s_max"] is not None else "-"
+        print(
+            f"| {r['mode']} | {r['viewers']} | {r['server_cpu_pct']:.0f} | "
+            f"{r['fps_min']:.1f} / {r['fps_median']:.1f} / {r['fps_mean']:.1f} | {first} |"
+        )
+
+
+def cli() -> None:
+    argv = sys.argv[1:]
+    if argv[:1] == ["--serve"]:
+        serve(int(argv[1]))
+        return
+    if argv[:1] == ["--publish"]:
+        die_with_parent()
+        asyncio.run(publisher(*argv[1:4]))
+        return
+    if argv[:1] == ["--view"]:
+        die_with_parent()
+        base, stream_id, count, start_at, seconds = argv[1:6]
+        asyncio.run(viewers(base, stream_id, int(count), float(start_at), float(seconds)))
+        return
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--viewers", type=ints, default=[1, 4, 8, 16, 32])
+    parser.add_argument("--modes", default="encoded,decoded")
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--warmup", type=float, default=4.0)
+    parser.add_argument("--per-process", type=int, default=8)
+    asyncio.run(main(parser.parse_args(argv)))
+
+
+if __name__ == "__main__":
+    cli()
