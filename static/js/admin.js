@@ -1,0 +1,532 @@
+// The admin console (/admin): platform figures with a chart and the books check, sellers to approve or
+// suspend, every order with refunds, wallets (find, adjust), payout approvals and categories.
+// Everything users typed (shop names, titles, reasons) reaches the page as text, never as HTML.
+import { api, ApiError, h, money, renderHeader, submitting, toast } from "/static/js/api.js";
+
+const $ = (id) => document.getElementById(id);
+const state = { currency: "USD", cursors: {}, people: new Map() };
+const fmt = (cents) => money(cents, state.currency);
+const when = (iso) => (iso ? new Date(iso).toLocaleString() : "");
+const day = (iso) => new Date(`${iso}T00:00:00Z`).toLocaleDateString(undefined, { month: "short", day: "numeric", timeZone: "UTC" });
+
+function newKey() {
+  if (globalThis.crypto && crypto.randomUUID) return crypto.randomUUID();
+  return `${Date.now().toString(36)}-${Math.random().toString(36).slice(2)}`;
+}
+
+// "12.50" or "-3" in the currency's units -> cents (signed when `signed`).
+function cents(value, { signed = false } = {}) {
+  const n = Number(value);
+  if (value === "" || !Number.isFinite(n) || (!signed && n < 0)) throw new Error("Enter an amount such as 12.50");
+  return Math.round(n * 100);
+}
+
+function showError(err) {
+  toast(err instanceof ApiError || err instanceof Error ? err.message : String(err), "error");
+}
+
+function badge(status, label = status.replace("_", " ")) {
+  return h("span", { class: `badge status-${status}` }, label);
+}
+
+function emptyRow(columns, text) {
+  return h("tr", {}, h("td", { colspan: String(columns), class: "muted" }, text));
+}
+
+// Who a user id is ("Name <email>"), looked up once per page through the wallet search.
+function who(userId) {
+  if (!state.people.has(userId)) {
+    state.people.set(
+      userId,
+      api("GET", `/api/admin/wallets?q=${encodeURIComponent(userId)}&limit=1`).then(
+        (page) => (page.items[0] ? `${page.items[0].display_name} <${page.items[0].email}>` : userId),
+        () => userId,
+      ),
+    );
+  }
+  return state.people.get(userId);
+}
+
+function personCell(userId) {
+  const cell = h("td", { class: "person" }, "…");
+  who(userId).then((text) => (cell.textContent = text));
+  return cell;
+}
+
+// A page of a list into a table body; `more` shows the next page after the rows already there.
+async function loadPage(name, path, params, body, render, columns, emptyText, more) {
+  const query = new URLSearchParams(params);
+  if (more && state.cursors[name]) query.set("cursor", state.cursors[name]);
+  const page = await api("GET", `${path}?${query}`);
+  const rows = page.items.map(render);
+  if (!more) body.replaceChildren(...(rows.length ? rows : [emptyRow(columns, emptyText)]));
+  else body.append(...rows);
+  state.cursors[name] = page.next_cursor;
+  $(`${name}-more`).hidden = !page.next_cursor;
+}
+
+// -- tabs ------------------------------------------------------------------------------------------------
+
+const loaders = {
+  overview: () => Promise.all([loadStats(), loadBooks()]),
+  sellers: () => loadSellers(false),
+  orders: () => loadOrders(false),
+  wallets: () => loadWallets(false),
+  payouts: () => loadPayouts(false),
+  categories: loadCategories,
+};
+
+function showTab() {
+  const panels = [...document.querySelectorAll(".tab-panel")];
+  const wanted = location.hash.slice(1);
+  const current = panels.some((p) => p.id === wanted) ? wanted : panels[0].id;
+  for (const panel of panels) panel.hidden = panel.id !== current;
+  for (const link of document.querySelectorAll(".tabs a")) {
+    if (link.getAttribute("href") === `#${current}`) link.setAttribute("aria-current", "page");
+    else link.removeAttribute("aria-current");
+  }
+  loaders[current]().catch(showError);
+}
+
+// -- overview: figures, chart, top streams, books ---------------------------------------------------------
+
+function figure(label, value, note) {
+  return h(
+    "div",
+    { class: "figure" },
+    h("span", { class: "label" }, label),
+    h("strong", {}, value),
+    note ? h("span", { class: "muted" }, note) : null,
+  );
+}
+
+async function loadStats() {
+  const stats = await api("GET", `/api/admin/stats?days=${$("stats-days").value}`);
+  $("stats-figures").replaceChildren(
+    figure("GMV", fmt(stats.gmv_cents), `${stats.days} days`),
+    figure("Orders", String(stats.orders), stats.cancelled_orders ? `${stats.cancelled_orders} cancelled` : null),
+    figure("Net of refunds", fmt(stats.net_cents), stats.refunded_cents ? `${fmt(stats.refunded_cents)} refunded` : null),
+    figure("Platform fees", fmt(stats.fees_cents)),
+    figure("Buyers", String(stats.buyers)),
+  );
+  $("stats-chart").replaceChildren(chart(stats.series));
+  const top = $("top-streams").tBodies[0];
+  top.replaceChildren(
+    ...(stats.top_streams.length
+      ? stats.top_streams.map((s) =>
+          h(
+            "tr",
+            {},
+            h("td", {}, h("a", { href: `/watch/${s.stream_id}` }, s.title), " ", badge(s.status)),
+            h("td", {}, s.shop_name),
+            h("td", {}, String(s.orders)),
+            h("td", { class: "price" }, fmt(s.revenue_cents)),
+          ),
+        )
+      : [emptyRow(4, "No stream sales in this period.")]),
+  );
+}
+
+const SVG = "http://www.w3.org/2000/svg";
+function svg(tag, attrs = {}, ...children) {
+  const el = document.createElementNS(SVG, tag);
+  for (const [key, value] of Object.entries(attrs)) el.setAttribute(key, String(value));
+  for (const child of children) el.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  return el;
+}
+
+// One bar per day of gross sales, drawn as inline SVG (no library); each bar's <title> gives its figures.
+function chart(series) {
+  const width = 960;
+  const height = 230;
+  const pad = { top: 16, right: 12, bottom: 28, left: 64 };
+  const plotW = width - pad.left - pad.right;
+  const plotH = height - pad.top - pad.bottom;
+  const max = Math.max(...series.map((d) => d.gmv_cents), 0);
+  const slot = plotW / series.length;
+  const barW = Math.max(1, slot * 0.72);
+  const best = series.reduce((a, b) => (b.gmv_cents > a.gmv_cents ? b : a), series[0]);
+  const total = series.reduce((sum, d) => sum + d.gmv_cents, 0);
+  const label = max
+    ? `Sales per day, ${day(series[0].day)} to ${day(series.at(-1).day)}: ${fmt(total)} in all, ` +
+      `the best day ${day(best.day)} with ${fmt(best.gmv_cents)}.`
+    : `No sales from ${day(series[0].day)} to ${day(series.at(-1).day)}.`;
+  const root = svg("svg", {
+    class: "chart", viewBox: `0 0 ${width} ${height}`, role: "img", "aria-label": label,
+    preserveAspectRatio: "xMidYMid meet",
+  });
+  const baseline = pad.top + plotH;
+  root.append(
+    svg("line", { class: "axis", x1: pad.left, x2: width - pad.right, y1: baseline, y2: baseline }),
+    svg("line", { class: "axis", x1: pad.left, x2: width - pad.right, y1: pad.top, y2: pad.top, "stroke-dasharray": "3 4" }),
+    svg("text", { x: pad.left - 6, y: pad.top + 4, "text-anchor": "end" }, fmt(max)),
+    svg("text", { x: pad.left - 6, y: baseline + 4, "text-anchor": "end" }, fmt(0)),
+  );
+  series.forEach((d, i) => {
+    const barH = max ? Math.max(d.gmv_cents ? 2 : 0, (d.gmv_cents / max) * plotH) : 0;
+    const x = pad.left + i * slot + (slot - barW) / 2;
+    root.append(
+      svg(
+        "rect",
+        { class: "bar", x: x.toFixed(1), y: (baseline - barH).toFixed(1), width: barW.toFixed(1), height: barH.toFixed(1) },
+        svg("title", {}, `${day(d.day)}: ${fmt(d.gmv_cents)} in ${d.orders} order${d.orders === 1 ? "" : "s"}` +
+          (d.net_cents !== d.gmv_cents ? ` (${fmt(d.net_cents)} after refunds)` : "")),
+      ),
+    );
+  });
+  const ticks = [0, Math.floor((series.length - 1) / 2), series.length - 1].filter((v, i, a) => a.indexOf(v) === i);
+  for (const i of ticks) {
+    const anchor = i === 0 ? "start" : i === series.length - 1 ? "end" : "middle";
+    const x = i === 0 ? pad.left : i === series.length - 1 ? width - pad.right : pad.left + (i + 0.5) * slot;
+    root.append(svg("text", { x, y: height - 8, "text-anchor": anchor }, day(series[i].day)));
+  }
+  return root;
+}
+
+async function loadBooks() {
+  const books = await api("GET", "/api/admin/books");
+  const verdict = $("books-verdict");
+  verdict.className = books.balanced ? "ok-text" : "bad-text";
+  verdict.textContent = books.balanced
+    ? "Balanced: every balance equals its entries, every transaction sums to zero."
+    : `Not balanced: ${books.mismatched_accounts} mismatched account(s), ` +
+      `${books.unbalanced_transactions} unbalanced transaction(s).`;
+  const rows = [
+    ["Money in", books.money_in_cents],
+    ["Money out", books.money_out_cents],
+    ["Held", books.held_cents],
+    ["in wallets", books.wallets_cents],
+    ["in earnings", books.earnings_cents],
+    ["in requested payouts", books.payouts_requested_cents],
+    ["platform fees", books.platform_cents],
+  ];
+  $("books-table").tBodies[0].replaceChildren(
+    ...rows.map(([name, value], i) =>
+      h("tr", {}, h(i > 2 ? "td" : "th", { scope: i > 2 ? null : "row" }, name), h("td", { class: "price" }, fmt(value))),
+    ),
+  );
+}
+
+// -- sellers ---------------------------------------------------------------------------------------------
+
+function loadSellers(more) {
+  const status = $("sellers-status").value;
+  const params = { limit: "50", ...(status ? { status } : {}) };
+  return loadPage("sellers", "/api/admin/sellers", params, $("sellers-table").tBodies[0], sellerRow, 6,
+    status === "pending" ? "No applications waiting." : "No sellers.", more);
+}
+
+function sellerRow(seller) {
+  const row = h("tr", { dataset: { sellerId: seller.id } });
+  fillSellerRow(row, seller);
+  return row;
+}
+
+function fillSellerRow(row, seller) {
+  const act = (verb, label) =>
+    h(
+      "button",
+      {
+        type: "button",
+        class: verb === "approve" ? "primary" : null,
+        "aria-label": `${label} ${seller.shop_name}`,
+        onclick: async (event) => {
+          event.target.disabled = true;
+          try {
+            const result = await api("POST", `/api/admin/sellers/${seller.id}/${verb}`);
+            fillSellerRow(row, result.seller);
+            toast(`${result.seller.shop_name} is ${result.seller.status}.`, "ok");
+          } catch (err) {
+            event.target.disabled = false;
+            showError(err);
+          }
+        },
+      },
+      label,
+    );
+  const actions = h("div", { class: "row compact" });
+  if (seller.status !== "approved") actions.append(act("approve", seller.status === "suspended" ? "Reinstate" : "Approve"));
+  if (seller.status !== "suspended") actions.append(act("suspend", "Suspend"));
+  row.replaceChildren(
+    h("td", {}, h("strong", {}, seller.shop_name), seller.description ? h("div", { class: "muted" }, seller.description) : null),
+    personCell(seller.user_id),
+    h("td", {}, when(seller.created_at)),
+    h("td", {}, String(seller.products)),
+    h("td", {}, badge(seller.status)),
+    h("td", {}, actions),
+  );
+}
+
+// -- orders ----------------------------------------------------------------------------------------------
+
+function loadOrders(more) {
+  const status = $("orders-status").value;
+  const params = { limit: "25", ...(status ? { status } : {}) };
+  return loadPage("orders", "/api/admin/orders", params, $("orders-table").tBodies[0], orderRow, 7, "No orders.", more);
+}
+
+function orderRow(order) {
+  const row = h("tr", { dataset: { orderId: order.id } });
+  fillOrderRow(row, order);
+  return row;
+}
+
+function fillOrderRow(row, order) {
+  const items = order.items.map((i) => `${i.quantity} \u00d7 ${i.title} (${i.sku})`).join("; ");
+  const total = [h("span", { class: "price" }, fmt(order.total_cents))];
+  if (order.refunded_cents) total.push(h("div", { class: "muted" }, `refunded ${fmt(order.refunded_cents)}`));
+  const refundable = ["paid", "shipped", "delivered", "partially_refunded"].includes(order.status);
+  row.replaceChildren(
+    h("td", {}, order.number, order.stream_id ? h("div", { class: "muted" }, "in a stream") : null),
+    h("td", {}, when(order.created_at)),
+    personCell(order.buyer_id),
+    h("td", {}, items),
+    h("td", {}, ...total),
+    h("td", {}, badge(order.status)),
+    h("td", {}, refundable ? refundForm(order, (updated) => fillOrderRow(row, updated)) : ""),
+  );
+}
+
+function refundForm(order, done) {
+  const left = order.total_cents - order.refunded_cents;
+  const amount = h("input", {
+    type: "number", min: "0.01", step: "0.01", class: "narrow", placeholder: (left / 100).toFixed(2),
+    "aria-label": `Refund amount for ${order.number} (empty: all)`,
+  });
+  const reason = h("input", {
+    required: true, maxlength: "500", placeholder: "Reason", "aria-label": `Refund reason for ${order.number}`,
+  });
+  const form = h(
+    "form",
+    { class: "row compact" },
+    amount,
+    reason,
+    h("button", { type: "submit", "aria-label": `Refund order ${order.number}` }, "Refund"),
+  );
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const result = await submitting(form, () => {
+      const body = { reason: reason.value };
+      if (amount.value) body.amount_cents = cents(amount.value);
+      return api("POST", `/api/orders/${order.id}/refund`, body, { headers: { "Idempotency-Key": newKey() } });
+    }).catch(() => null);
+    if (result) {
+      toast(`Refunded ${fmt(result.order.refunded_cents - order.refunded_cents)} on ${order.number}.`, "ok");
+      done(result.order);
+    }
+  });
+  return h("details", { class: "inline" }, h("summary", {}, "Refund…"), form);
+}
+
+// -- wallets ---------------------------------------------------------------------------------------------
+
+function loadWallets(more) {
+  const q = $("wallet-q").value.trim();
+  const params = { limit: "25", ...(q ? { q } : {}) };
+  return loadPage("wallets", "/api/admin/wallets", params, $("wallets-table").tBodies[0], walletRow, 6,
+    "No user matches.", more);
+}
+
+function walletRow(w) {
+  const balance = h("td", { class: "price" }, fmt(w.balance_cents));
+  const amount = h("input", {
+    type: "number", step: "0.01", required: true, class: "narrow", placeholder: "+5.00 / -5.00",
+    "aria-label": `Adjustment for ${w.email}`,
+  });
+  const reason = h("input", {
+    required: true, maxlength: "200", placeholder: "Reason", "aria-label": `Adjustment reason for ${w.email}`,
+  });
+  const form = h(
+    "form",
+    { class: "row compact" },
+    amount,
+    reason,
+    h("button", { type: "submit", "aria-label": `Adjust wallet of ${w.email}` }, "Apply"),
+  );
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const result = await submitting(form, () => {
+      const change = cents(amount.value, { signed: true });
+      if (change === 0) throw new Error("An adjustment cannot be zero.");
+      return api("POST", `/api/admin/wallets/${w.user_id}/adjust`, { amount_cents: change, reason: reason.value },
+        { headers: { "Idempotency-Key": newKey() } });
+    }).catch(() => null);
+    if (result) {
+      balance.textContent = fmt(result.balance_cents);
+      form.reset();
+      toast(`${w.email}'s wallet is now ${fmt(result.balance_cents)}.`, "ok");
+    }
+  });
+  return h(
+    "tr",
+    { dataset: { userId: w.user_id } },
+    h("td", {}, h("strong", {}, w.display_name), h("div", { class: "muted" }, w.email),
+      w.seller_status ? badge(w.seller_status, `seller: ${w.seller_status}`) : null),
+    balance,
+    h("td", { class: "price" }, fmt(w.earnings_pending_cents)),
+    h("td", { class: "price" }, fmt(w.earnings_available_cents)),
+    h("td", { class: "price" }, fmt(w.payouts_requested_cents)),
+    h("td", {}, h("details", { class: "inline" }, h("summary", {}, "Adjust…"), form)),
+  );
+}
+
+// -- payouts ---------------------------------------------------------------------------------------------
+
+function loadPayouts(more) {
+  const status = $("payouts-status").value;
+  const params = { limit: "50", ...(status ? { status } : {}) };
+  return loadPage("payouts", "/api/admin/payouts", params, $("payouts-table").tBodies[0], payoutRow, 5,
+    status === "requested" ? "No payouts waiting." : "No payouts.", more);
+}
+
+function payoutRow(payout) {
+  const row = h("tr", { dataset: { payoutId: payout.id } });
+  fillPayoutRow(row, payout);
+  return row;
+}
+
+function fillPayoutRow(row, payout) {
+  const actions = h("div", { class: "row compact" });
+  const amountText = fmt(payout.amount_cents);
+  if (payout.status === "requested") {
+    const approve = h(
+      "button",
+      {
+        type: "button",
+        class: "primary",
+        "aria-label": `Approve payout of ${amountText}`,
+        onclick: async () => {
+          approve.disabled = true;
+          try {
+            const result = await api("POST", `/api/admin/payouts/${payout.id}/approve`);
+            fillPayoutRow(row, result.payout);
+            toast(`Payout of ${amountText} sent.`, "ok");
+          } catch (err) {
+            approve.disabled = false;
+            showError(err);
+          }
+        },
+      },
+      "Approve",
+    );
+    const reason = h("input", {
+      required: true, maxlength: "200", placeholder: "Reason", "aria-label": `Reason to reject the payout of ${amountText}`,
+    });
+    const reject = h(
+      "form",
+      { class: "row compact" },
+      reason,
+      h("button", { type: "submit", "aria-label": `Reject payout of ${amountText}` }, "Reject"),
+    );
+    reject.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      const result = await submitting(reject, () =>
+        api("POST", `/api/admin/payouts/${payout.id}/reject`, { reason: reason.value }),
+      ).catch(() => null);
+      if (result) {
+        fillPayoutRow(row, result.payout);
+        toast(`Payout of ${amountText} rejected; the amount is available to the seller again.`, "ok");
+      }
+    });
+    actions.append(approve, h("details", { class: "inline" }, h("summary", {}, "Reject…"), reject));
+  }
+  row.replaceChildren(
+    h("td", {}, when(payout.requested_at)),
+    personCell(payout.user_id),
+    h("td", { class: "price" }, amountText),
+    h("td", {}, badge(payout.status === "paid" ? "paid-out" : payout.status, payout.status),
+      payout.reason ? h("div", { class: "muted" }, payout.reason) : null),
+    h("td", {}, actions),
+  );
+}
+
+// -- categories ------------------------------------------------------------------------------------------
+
+async function loadCategories() {
+  const tree = await api("GET", "/api/categories");
+  const options = [h("option", { value: "" }, "None (top level)")];
+  const list = (items, depth) =>
+    h(
+      "ul",
+      { class: "tree" },
+      ...items.map((c) => {
+        options.push(h("option", { value: c.id }, `${"\u2014 ".repeat(depth)}${c.name}`));
+        return h(
+          "li",
+          {},
+          h("span", {}, c.name), " ", h("code", { class: "muted" }, c.slug),
+          c.children && c.children.length ? list(c.children, depth + 1) : null,
+        );
+      }),
+    );
+  $("category-tree").replaceChildren(
+    tree.items.length ? list(tree.items, 0) : h("p", { class: "muted" }, "No categories yet."),
+  );
+  const parent = $("cat-parent");
+  const chosen = parent.value;
+  parent.replaceChildren(...options);
+  parent.value = chosen;
+}
+
+async function createCategory(event) {
+  event.preventDefault();
+  const form = event.target;
+  const data = new FormData(form);
+  const created = await submitting(form, () =>
+    api("POST", "/api/admin/categories", {
+      name: data.get("name"),
+      slug: data.get("slug"),
+      parent_id: data.get("parent_id") || null,
+      position: Number(data.get("position") || 0),
+    }),
+  ).catch(() => null);
+  if (!created) return;
+  form.reset();
+  delete $("cat-slug").dataset.edited;
+  toast(`Category ${created.name} created.`, "ok");
+  await loadCategories();
+}
+
+// A slug suggested from the name until the admin edits the slug.
+function suggestSlug() {
+  const slug = $("cat-slug");
+  if (slug.dataset.edited) return;
+  slug.value = $("cat-name").value.toLowerCase().normalize("NFKD").replace(/[^a-z0-9]+/g, "-").replace(/^-|-$/g, "").slice(0, 64);
+}
+
+// -- start ----------------------------------------------------------------------------------------------
+
+async function start() {
+  const user = await renderHeader();
+  $("loading").hidden = true;
+  if (!user || !user.roles.includes("admin")) {
+    $("denied").hidden = false;
+    if (user) {
+      $("denied-text").textContent = "This page is for admins, and your account is not one.";
+      $("denied-signin").hidden = true;
+    }
+    return;
+  }
+  $("console").hidden = false;
+  const wallet = await api("GET", "/api/wallet").catch(() => null);
+  if (wallet) state.currency = wallet.currency;
+  $("stats-days").addEventListener("change", () => loadStats().catch(showError));
+  $("books-refresh").addEventListener("click", () => loadBooks().catch(showError));
+  for (const name of ["sellers", "orders", "payouts"]) {
+    const load = { sellers: loadSellers, orders: loadOrders, payouts: loadPayouts }[name];
+    $(`${name}-status`).addEventListener("change", () => load(false).catch(showError));
+    $(`${name}-more`).addEventListener("click", () => load(true).catch(showError));
+  }
+  $("wallet-search").addEventListener("submit", (event) => {
+    event.preventDefault();
+    loadWallets(false).catch(showError);
+  });
+  $("wallets-more").addEventListener("click", () => loadWallets(true).catch(showError));
+  $("category-form").addEventListener("submit", createCategory);
+  $("cat-name").addEventListener("input", suggestSlug);
+  $("cat-slug").addEventListener("input", () => ($("cat-slug").dataset.edited = "1"));
+  window.addEventListener("hashchange", showTab);
+  showTab();
+}
+
+start().catch(showError);

@@ -1,0 +1,107 @@
+"""The admin console in Chromium: approving a seller, the books check, approving a payout, the platform
+figures with their chart, and finding and adjusting a wallet."""
+
+from playwright.async_api import expect
+
+from helpers import top_up
+
+TIMEOUT = 15_000  # ms: generous, two busy cores
+
+
+async def ok(res, status: int = 200) -> dict:
+    assert res.status == status, await res.text()
+    return await res.json()
+
+
+async def test_admin_approves_a_seller_and_a_payout_and_sees_balanced_books_and_figures(
+    client, db, make, open_page, screenshot
+):
+    admin = await make.admin()
+    pending = await make.seller(approved=False, shop_name="Pending <i>Pottery</i>")
+    # A sale in a live stream, shipped and delivered: its earnings are available, and paid out in part.
+    seller = await make.seller(shop_name="Lamp Shop")
+    lamp = await make.product(seller, title="Desk lamp", variants=[{"sku": "LAMP-1", "price_cents": 4000, "stock": 9}])
+    body = {"title": "Lamps after dark", "products": [{"product_id": lamp["id"]}]}
+    stream = (await ok(await client.post("/api/streams", json=body, headers=seller.headers), 201))["stream"]
+    await ok(await client.post(f"/api/streams/{stream['id']}/start", headers=seller.headers))
+    buyer = await make.user()
+    await top_up(client, buyer, 50_000)
+    body = {"items": [{"variant_id": lamp["variants"][0]["id"], "quantity": 2}], "stream_id": stream["id"]}
+    order = (await ok(await client.post("/api/orders", json=body, headers=buyer.headers), 201))["order"]
+    await ok(await client.post(f"/api/orders/{order['id']}/ship", headers=seller.headers))
+    await ok(await client.post(f"/api/orders/{order['id']}/deliver", headers=buyer.headers))
+    # Earlier sales outside the stream, placed 3, 6 and 12 days ago.
+    for quantity, days_ago in [(1, 3), (3, 6), (2, 12)]:
+        body = {"items": [{"variant_id": lamp["variants"][0]["id"], "quantity": quantity}]}
+        earlier = (await ok(await client.post("/api/orders", json=body, headers=buyer.headers), 201))["order"]
+        await db.execute(
+            "UPDATE orders SET created_at = now() - make_interval(days => $2) WHERE id = $1::text::uuid",
+            earlier["id"],
+            days_ago,
+        )
+    body = {"amount_cents": 5000}
+    payout = (await ok(await client.post("/api/seller/payouts", json=body, headers=seller.headers), 201))["payout"]
+
+    page = await open_page("/admin", admin)
+    expect.set_options(timeout=TIMEOUT)
+
+    # Platform figures with the chart: 320.00 of sales on four days, the stream's 80.00 at the top.
+    figures = page.locator("#stats-figures")
+    await expect(figures.locator(".figure", has_text="GMV")).to_contain_text("$320.00")
+    await expect(figures.locator(".figure", has_text="Orders")).to_contain_text("4")
+    await expect(figures.locator(".figure", has_text="Platform fees")).to_contain_text("$32.00")
+    chart = page.get_by_role("img", name="Sales per day")
+    await expect(chart).to_be_visible()
+    bars = chart.locator("rect.bar")
+    await expect(bars).to_have_count(30)
+    heights = [float(h) for h in await bars.evaluate_all("bars => bars.map(b => b.getAttribute('height'))")]
+    # The tallest bar is the 120.00 day, six days ago; today's 80.00 is two thirds of it.
+    assert [i for i, h in enumerate(heights) if h > 0] == [17, 23, 26, 29]
+    assert max(heights) == heights[23] and abs(heights[29] / heights[23] - 2 / 3) < 0.01
+    top = page.locator("#top-streams tbody tr").first
+    await expect(top).to_contain_text("Lamps after dark")
+    await expect(top).to_contain_text("$80.00")
+    await expect(page.locator("#books-verdict")).to_contain_text("Balanced")
+    await screenshot(page, "admin")
+
+    # Approve the pending seller: its name shown as text.
+    await page.get_by_role("link", name="Sellers").click()
+    row = page.locator("#sellers-table tbody tr", has_text="Pending <i>Pottery</i>")
+    await row.get_by_role("button", name="Approve Pending <i>Pottery</i>").click()
+    await expect(row.locator(".badge")).to_have_text("approved")
+    shop = await ok(await client.get(f"/api/sellers/{pending.seller['id']}"))
+    assert shop["seller"]["status"] == "approved"
+
+    # Approve the payout: the provider sends it.
+    await page.get_by_role("link", name="Payouts").click()
+    row = page.locator("#payouts-table tbody tr", has_text="$50.00")
+    await expect(row).to_contain_text(seller.user["display_name"])
+    await row.get_by_role("button", name="Approve payout of $50.00").click()
+    await expect(row.locator(".badge")).to_have_text("paid")
+    paid = await ok(await client.get("/api/seller/payouts", headers=seller.headers))
+    assert [(p["id"], p["status"]) for p in paid["items"]] == [(payout["id"], "paid")]
+
+    # The books still balance with the money paid out.
+    await page.get_by_role("link", name="Overview").click()
+    await expect(page.locator("#books-verdict")).to_contain_text("Balanced")
+    await expect(page.locator("#books-table")).to_contain_text("$50.00")
+
+
+async def test_admin_finds_a_wallet_and_adjusts_it(client, make, open_page):
+    admin = await make.admin()
+    user = await make.user(email="carol@example.test")
+    await top_up(client, user, 1_000)
+    page = await open_page("/admin#wallets", admin)
+    expect.set_options(timeout=TIMEOUT)
+    await page.get_by_label("Find a user").fill("carol@")
+    await page.get_by_role("button", name="Search").click()
+    row = page.locator("#wallets-table tbody tr", has_text="carol@example.test")
+    await expect(row).to_have_count(1)
+    await expect(row.locator("td").nth(1)).to_have_text("$10.00")
+    await row.get_by_text("Adjust…").click()
+    await row.get_by_label("Adjustment for carol@example.test").fill("2.50")
+    await row.get_by_label("Adjustment reason for carol@example.test").fill("goodwill credit")
+    await row.get_by_role("button", name="Adjust wallet of carol@example.test").click()
+    await expect(row.locator("td").nth(1)).to_have_text("$12.50")
+    wallet = await ok(await client.get("/api/wallet", headers=user.headers))
+    assert wallet["balance_cents"] == 1_250
