@@ -41,8 +41,9 @@ async def live_stream(client, make, seller=None) -> tuple[dict, object]:
 
 
 class Publisher:
-    def __init__(self, client, stream_id: str, account, colour=COLOUR, size=(WIDTH, HEIGHT)):
+    def __init__(self, client, stream_id: str, account, colour=COLOUR, size=(WIDTH, HEIGHT), codec: str | None = None):
         self.client, self.stream_id, self.account = client, stream_id, account
+        self.codec = codec  # e.g. "video/H264" to offer only that, as Safari prefers
         self.track = PatternTrack(width=size[0], height=size[1], fps=30, colour=colour)
         self.pc: RTCPeerConnection | None = None
         self.session_id: str | None = None
@@ -57,7 +58,7 @@ class Publisher:
         return body
 
     async def start(self) -> "Publisher":
-        self.pc = await publish(self.track, self._post, host_addresses=LOOPBACK)
+        self.pc = await publish(self.track, self._post, host_addresses=LOOPBACK, codec=self.codec)
         return self
 
     async def close(self) -> None:

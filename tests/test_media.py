@@ -6,6 +6,7 @@ there): a synthetic publisher, viewers receiving its frames in both relay modes,
 import asyncio
 import threading
 import time
+import uuid
 
 import numpy as np
 import pytest
@@ -267,3 +268,24 @@ async def test_a_silent_session_is_closed_after_the_timeout_a_live_one_is_not(ai
     assert_frame_is(await watching.frame())
     for peer in (gone, watching, publisher):
         await peer.close()
+
+
+async def test_an_h264_publisher_reaches_viewers(client, make, relay):
+    """Safari publishes H.264: the encoded relay forwards it as it is, the decoded one re-encodes."""
+    stream, seller = await live_stream(client, make)
+    publisher = await Publisher(client, stream["id"], seller, codec="video/H264").start()
+    publication = client.app[keys.MEDIA].publications[uuid.UUID(stream["id"])]
+    assert publication.codecs["video"].mimeType == "video/H264"
+    viewer = await Viewer(client, stream["id"]).start()
+    for _ in range(3):
+        assert_frame_is(await viewer.frame())
+    for peer in (viewer, publisher):
+        await peer.close()
+
+
+def test_the_encoded_relay_falls_back_to_decoded_when_unsupported(settings, monkeypatch):
+    from livehub.media.sessions import relay_mode
+
+    assert relay_mode(settings) == "encoded"
+    monkeypatch.setattr(internals, "AVAILABLE", False)
+    assert relay_mode(settings) == "decoded"

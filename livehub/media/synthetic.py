@@ -11,7 +11,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 import numpy as np
-from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription, VideoStreamTrack
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription, VideoStreamTrack
 from av import VideoFrame
 
 from livehub.media import internals
@@ -127,11 +127,16 @@ async def publish(
     post_offer: Callable[[str], Awaitable[dict]],
     *,
     host_addresses: list[str] | None = None,
+    codec: str | None = None,
 ) -> RTCPeerConnection:
     """Publish `track` the way a browser does: an offer to `post_offer(sdp)` (which returns the
-    `{sdp, type}` answer). Returns the connected-to-be peer connection; close it to stop."""
+    `{sdp, type}` answer), offering only `codec` (e.g. "video/H264") when given. Returns the
+    connected-to-be peer connection; close it to stop."""
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-    pc.addTransceiver(track, direction="sendonly")
+    transceiver = pc.addTransceiver(track, direction="sendonly")
+    if codec is not None:
+        codecs = RTCRtpSender.getCapabilities(track.kind).codecs
+        transceiver.setCodecPreferences([c for c in codecs if c.mimeType.lower() == codec.lower()])
     if host_addresses:
         internals.restrict_host_addresses(pc, host_addresses)
     try:
