@@ -185,6 +185,11 @@ class MediaNode:
         for source in publication.sources.values():
             if isinstance(source, DecodedSource):
                 await source.start()
+        if (other := self.publications.get(stream_id)) is not None:
+            # Another publish for the stream finished while this one negotiated: the last one wins.
+            await self.end_session(other.session)
+        if session.closed:
+            raise Conflict("the publishing session closed while it was being set up")
         self.publications[stream_id] = publication
         codecs = [c.mimeType for c in publication.codecs.values()]
         log.info("stream %s: publishing %s (%s relay)", stream_id, codecs, self.relay)
