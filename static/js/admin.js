@@ -4,7 +4,7 @@
 import { api, ApiError, h, money, renderHeader, submitting, toast } from "/static/js/api.js";
 
 const $ = (id) => document.getElementById(id);
-const state = { currency: "USD", cursors: {}, people: new Map() };
+const state = { currency: "USD", cursors: {}, people: new Map(), series: null };
 const fmt = (cents) => money(cents, state.currency);
 const when = (iso) => (iso ? new Date(iso).toLocaleString() : "");
 const day = (iso) => new Date(`${iso}T00:00:00Z`).toLocaleDateString(undefined, { month: "short", day: "numeric", timeZone: "UTC" });
@@ -109,7 +109,8 @@ async function loadStats() {
     figure("Platform fees", fmt(stats.fees_cents)),
     figure("Buyers", String(stats.buyers)),
   );
-  $("stats-chart").replaceChildren(chart(stats.series));
+  state.series = stats.series;
+  drawChart();
   const top = $("top-streams").tBodies[0];
   top.replaceChildren(
     ...(stats.top_streams.length
@@ -135,9 +136,19 @@ function svg(tag, attrs = {}, ...children) {
   return el;
 }
 
+// Drawn at the width it is shown at, so its labels keep their size on a phone; again when that changes.
+function drawChart() {
+  const box = $("stats-chart");
+  if (!state.series || !box.clientWidth) return;
+  const width = Math.max(300, Math.round(box.clientWidth));
+  if (box.dataset.width === String(width) && box.dataset.series === JSON.stringify(state.series)) return;
+  box.dataset.width = String(width);
+  box.dataset.series = JSON.stringify(state.series);
+  box.replaceChildren(chart(state.series, width));
+}
+
 // One bar per day of gross sales, drawn as inline SVG (no library); each bar's <title> gives its figures.
-function chart(series) {
-  const width = 960;
+function chart(series, width) {
   const height = 230;
   const pad = { top: 16, right: 12, bottom: 28, left: 64 };
   const plotW = width - pad.left - pad.right;
@@ -526,6 +537,7 @@ async function start() {
   $("cat-name").addEventListener("input", suggestSlug);
   $("cat-slug").addEventListener("input", () => ($("cat-slug").dataset.edited = "1"));
   window.addEventListener("hashchange", showTab);
+  new ResizeObserver(drawChart).observe($("stats-chart"));
   showTab();
 }
 
