@@ -1,5 +1,5 @@
 // Home: who is live now, what is scheduled, and the catalog search.
-import { api, h, money, renderHeader, toast } from "./api.js";
+import { api, h, money, renderHeader, toast, wsUrl } from "./api.js";
 
 const when = new Intl.DateTimeFormat(undefined, { weekday: "short", hour: "2-digit", minute: "2-digit", month: "short", day: "numeric" });
 
@@ -56,7 +56,24 @@ document.getElementById("search").addEventListener("submit", (e) => {
   loadProducts(document.getElementById("q").value.trim()).catch((err) => toast(err.message, "error"));
 });
 
-renderHeader();
+// Signed in: hear when a followed shop goes live (docs/PROTOCOL.md, /ws/me) and show it at once.
+function listen() {
+  const ws = new WebSocket(wsUrl("/ws/me"));
+  ws.onopen = () => (document.body.dataset.notifications = "open");
+  ws.onmessage = (msg) => {
+    const frame = JSON.parse(msg.data);
+    if (frame.type === "notification" && frame.kind === "stream_live") {
+      toast(`${frame.shop_name} is live now: ${frame.title}`, "ok");
+      loadStreams().catch(() => null);
+    }
+  };
+  ws.onclose = (ev) => {
+    document.body.dataset.notifications = "closed";
+    if (ev.code !== 4001) setTimeout(listen, 5000);
+  };
+}
+
+renderHeader().then((user) => user && listen());
 loadStreams().catch((err) => toast(err.message, "error"));
 loadProducts("").catch((err) => toast(err.message, "error"));
 // Viewer counts and who is live change: refresh now and then while the page is open.

@@ -80,7 +80,10 @@ $("new-stream").addEventListener("submit", async (e) => {
   try {
     const { stream } = await submitting(form, () => {
       if (!products.length) throw new Error("Choose at least one product to feature.");
-      return api("POST", "/api/streams", { title: form.title.value.trim(), products });
+      const body = { title: form.title.value.trim(), products };
+      // datetime-local is the user's local time; the API takes RFC 3339 with a zone.
+      if (form.when.value) body.scheduled_at = new Date(form.when.value).toISOString();
+      return api("POST", "/api/streams", body);
     });
     form.reset();
     $("new-stream-box").open = false;

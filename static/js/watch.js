@@ -461,6 +461,13 @@ function connectionStatus(status, detail) {
   }
 }
 
+// Frames for this viewer alone that no request waits for: a followed shop went live elsewhere.
+function reply(frame) {
+  if (frame.type === "notification" && frame.kind === "stream_live" && frame.stream_id !== streamId) {
+    toast(`${frame.shop_name} is live now: ${frame.title}`);
+  }
+}
+
 async function main() {
   state.me = await renderHeader();
   $("chat-form").hidden = !state.me;
@@ -471,7 +478,7 @@ async function main() {
   if (state.me) {
     api("GET", `/api/streams/${streamId}`).then(({ stream }) => setFollowing(!!stream.following), () => null);
   }
-  room = new Room(streamId, { welcome, events, status: connectionStatus });
+  room = new Room(streamId, { welcome, events, status: connectionStatus, reply });
   // For tests and debugging in the console.
   window.livehubRoom = room;
 }

@@ -69,3 +69,20 @@ async def test_register_and_sign_in_return_to_next(open_page, make):
     await page.get_by_role("button", name="Sign in", exact=True).click()
     await expect(page).to_have_url(re.compile(r"^http://127\.0\.0\.1:\d+/$"), timeout=WAIT_MS)
     await expect(page.locator("#top")).to_contain_text("Ada")
+
+
+async def test_home_tells_a_follower_when_the_shop_goes_live(open_page, make):
+    show = await live_show(make, products=1, start=False)
+    fan = await make.user()
+    res = await make.client.post(f"/api/sellers/{show.stream['seller']['id']}/follow", headers=fan.headers)
+    assert res.status == 200, await res.text()
+
+    page = await open_page("/", fan)
+    await expect(page.locator("#live-empty")).to_be_visible(timeout=WAIT_MS)
+    await expect(page.locator("#scheduled")).to_contain_text("Live now")
+    # Once the page's notification socket is open, the shop goes live.
+    await expect(page.locator("body")).to_have_attribute("data-notifications", "open", timeout=WAIT_MS)
+    res = await make.client.post(f"/api/streams/{show.id}/start", headers=show.seller.headers)
+    assert res.status == 200, await res.text()
+    await expect(page.locator("#toasts")).to_contain_text("is live now: Live now", timeout=WAIT_MS)
+    await expect(page.locator("#live").get_by_role("link", name="Live now", exact=True)).to_be_visible()

@@ -45,6 +45,7 @@ async def test_live_show(open_page, make, screenshot):
 
     # Plans a show featuring the lamp, goes live with the fake camera, pins the lamp, starts a flash sale.
     await studio.get_by_label("Title").fill("Evening lamps")
+    await studio.get_by_label("Starts at").fill("2030-01-04T18:30")
     await studio.get_by_role("checkbox", name="Glow lamp").check()
     await studio.get_by_role("button", name="Create show").click()
     await studio.get_by_role("button", name="Go live").click()
