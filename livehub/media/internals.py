@@ -127,11 +127,20 @@ def on_keyframe_request(sender: RTCRtpSender, callback: Callable[[], None]) -> N
 
 
 def request_keyframe(receiver: RTCRtpReceiver) -> asyncio.Task | None:
-    """Send a PLI for the stream the receiver receives; None while it has received nothing yet."""
-    sources = receiver.getSynchronizationSources()
-    if not sources:
+    """Send a PLI for the stream the receiver receives; None while it has received nothing lately.
+
+    The PLI goes to every SSRC heard in the last 10 s: besides the media SSRC that may be the RTX one
+    (Chromium sends RTX padding before any retransmission), and a sender ignores a PLI for an SSRC
+    that is not its media stream's."""
+    ssrcs = [source.source for source in receiver.getSynchronizationSources()]
+    if not ssrcs:
         return None
-    return asyncio.ensure_future(receiver._send_rtcp_pli(sources[0].source))
+
+    async def send() -> None:
+        for ssrc in ssrcs:
+            await receiver._send_rtcp_pli(ssrc)
+
+    return asyncio.ensure_future(send())
 
 
 def _ice_gatherers(pc: RTCPeerConnection) -> list[RTCIceGatherer]:

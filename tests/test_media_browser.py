@@ -1,0 +1,130 @@
+"""Chromium publishes and watches through the media endpoints, with the default (encoded) relay.
+
+Chromium's fake camera and microphone publish (VP8 and Opus, with RTX and padding as a real browser
+sends them); an aiortc viewer and a Chromium viewer that joins late must both get video, which in the
+encoded relay needs the keyframe request to reach Chromium's media SSRC. ICE on loopback: the server
+gathers on 127.0.0.1 only (LIVEHUB_MEDIA_HOST_ADDRESSES) and Chromium is told to offer loopback and
+real addresses (the flags below). Skipped without Chromium, except under CI (which installs it).
+"""
+
+import asyncio
+import os
+import shutil
+
+import pytest
+
+from livehub.app import create_app
+from media_helpers import LOOPBACK, Viewer, live_stream
+
+WAIT_MS = 20_000
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--use-fake-device-for-media-stream",
+    "--use-fake-ui-for-media-stream",
+    "--allow-loopback-in-peer-connection",
+    "--disable-features=WebRtcHideLocalIpsWithMdns",
+]
+
+NEGOTIATE = """
+async function negotiate(pc, path, token) {
+  await pc.setLocalDescription(await pc.createOffer());
+  if (pc.iceGatheringState !== "complete") {
+    await new Promise((done) => pc.addEventListener("icegatheringstatechange",
+      () => pc.iceGatheringState === "complete" && done()));
+  }
+  const headers = { "Content-Type": "application/json" };
+  if (token) headers.Authorization = `Bearer ${token}`;
+  const res = await fetch(path, { method: "POST", headers,
+    body: JSON.stringify({ sdp: pc.localDescription.sdp, type: "offer" }) });
+  const answer = await res.json();
+  if (!res.ok) throw new Error(JSON.stringify(answer));
+  await pc.setRemoteDescription({ sdp: answer.sdp, type: answer.type });
+  return answer;
+}
+"""
+
+PUBLISH = (
+    "async ([streamId, token]) => {"
+    + NEGOTIATE
+    + """
+  const media = await navigator.mediaDevices.getUserMedia({ video: { width: 640, height: 480 }, audio: true });
+  const pc = new RTCPeerConnection();
+  for (const track of media.getTracks()) pc.addTransceiver(track, { direction: "sendonly" });
+  window.publisher = pc;
+  return (await negotiate(pc, `/api/streams/${streamId}/publish`, token)).sdp;
+}"""
+)
+
+WATCH = (
+    "async (streamId) => {"
+    + NEGOTIATE
+    + """
+  const pc = new RTCPeerConnection();
+  pc.addTransceiver("video", { direction: "recvonly" });
+  pc.addTransceiver("audio", { direction: "recvonly" });
+  window.viewer = pc;
+  return (await negotiate(pc, `/api/streams/${streamId}/watch`)).sdp;
+}"""
+)
+
+RECEIVED = """async () => {
+  const out = { framesDecoded: 0, frameWidth: 0, audioPackets: 0 };
+  (await window.viewer.getStats()).forEach((r) => {
+    if (r.type === "inbound-rtp" && r.kind === "video") {
+      out.framesDecoded = r.framesDecoded || 0; out.frameWidth = r.frameWidth || 0;
+    }
+    if (r.type === "inbound-rtp" && r.kind === "audio") out.audioPackets = r.packetsReceived || 0;
+  });
+  return out;
+}"""
+
+
+@pytest.fixture
+async def browser():
+    path = os.environ.get("LIVEHUB_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+    if path is None:
+        if os.environ.get("CI"):
+            pytest.fail("Chromium not found: CI must install Debian's chromium (see .ci/run)")
+        pytest.skip("Chromium not found: install Debian's chromium or set LIVEHUB_CHROMIUM")
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=path, args=CHROMIUM_ARGS, headless=True)
+        yield browser
+        await browser.close()
+
+
+@pytest.fixture
+async def client(aiohttp_client, settings, db):
+    return await aiohttp_client(create_app(settings.model_copy(update={"media_host_addresses": LOOPBACK})))
+
+
+async def received(page, condition: str) -> dict:
+    await page.wait_for_function(f"({RECEIVED})().then((s) => {condition})", timeout=WAIT_MS, polling=200)
+    return await page.evaluate(RECEIVED)
+
+
+async def test_chromium_publishes_and_a_late_chromium_viewer_gets_video(client, make, browser):
+    from livehub import keys
+
+    assert client.app[keys.MEDIA].relay == "encoded"
+    stream, seller = await live_stream(client, make)
+    base = str(client.make_url("")).rstrip("/")
+    host_page = await (await browser.new_context()).new_page()
+    await host_page.goto(f"{base}/healthz")
+    answer = await host_page.evaluate(PUBLISH, [stream["id"], seller.token])
+    assert "a=candidate:" in answer and " 127.0.0.1 " in answer
+
+    viewer = await Viewer(client, stream["id"]).start()
+    frame = await viewer.frame()
+    assert frame.width > 0 and frame.height > 0
+    await asyncio.sleep(2.0)  # the late joiner comes well after Chromium's first keyframe
+
+    watch_page = await (await browser.new_context()).new_page()
+    await watch_page.goto(f"{base}/healthz")
+    await watch_page.evaluate(WATCH, stream["id"])
+    stats = await received(watch_page, "s.framesDecoded > 5 && s.audioPackets > 0")
+    assert stats["frameWidth"] > 0
+    await viewer.close()
+    await watch_page.evaluate("window.viewer.close()")
+    await host_page.evaluate("window.publisher.close()")
