@@ -116,6 +116,9 @@ export async function renderHeader() {
   if (user) {
     if (user.roles.includes("seller")) {
       nav.append(h("a", { href: "/studio" }, "Studio"), h("a", { href: "/seller" }, "My shop"));
+    } else {
+      // No approved shop yet: /seller shows the application (or where it stands).
+      nav.append(h("a", { href: "/seller" }, user.seller_id ? "My shop" : "Start selling"));
     }
     if (user.roles.includes("admin")) nav.append(h("a", { href: "/admin" }, "Admin"));
     nav.append(

@@ -1,7 +1,7 @@
 // The seller back office (/seller): products and variants, stock, digital-code imports, orders, earnings
 // and payouts. A signed-in user without a seller profile gets the application form instead.
 // Everything a user typed reaches the page as text (h() and textContent), never as HTML.
-import { api, ApiError, h, money, renderHeader, submitting, toast } from "/static/js/api.js";
+import { api, ApiError, currentUser, h, money, renderHeader, submitting, toast } from "/static/js/api.js";
 
 const $ = (id) => document.getElementById(id);
 const state = { seller: null, currency: "USD", categories: [], orderCursor: null, importing: null };
@@ -570,6 +570,9 @@ async function apply(event) {
   ).catch(() => null);
   if (!result) return;
   showSeller(result.seller);
+  // The header's link now leads to the shop.
+  await currentUser({ refresh: true }).catch(() => null);
+  await renderHeader();
 }
 
 function showSeller(seller) {

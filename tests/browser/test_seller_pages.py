@@ -93,14 +93,17 @@ async def test_seller_lists_a_product_adjusts_stock_imports_codes_and_ships(clie
     assert res.status == 200
 
 
-async def test_a_user_without_a_shop_applies_to_sell(client, make, open_page):
+async def test_a_user_without_a_shop_applies_to_sell(client, make, open_page, base_url):
     user = await make.user()
-    page = await open_page("/seller", user)
+    page = await open_page("/", user)
     expect.set_options(timeout=TIMEOUT)
+    await page.get_by_role("link", name="Start selling").click()
+    await expect(page).to_have_url(f"{base_url}/seller")
     await page.get_by_label("Shop name").fill("Night Market")
     await page.get_by_role("button", name="Apply to sell").click()
     await expect(page.get_by_role("heading", name="Application received")).to_be_visible()
     await expect(page.get_by_role("heading", level=1)).to_have_text("Night Market")
+    await expect(page.get_by_role("link", name="My shop")).to_be_visible()
     res = await client.get("/api/me", headers=user.headers)
     seller_id = (await res.json())["user"]["seller_id"]
     res = await client.get(f"/api/sellers/{seller_id}", headers=user.headers)
