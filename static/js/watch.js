@@ -267,10 +267,11 @@ async function buyNow(product, variant, flash) {
   if (reply.type === "purchase" && reply.status === "ok") {
     state.result = { kind: "ok", text: `Bought! Order ${reply.order_number} is yours.` };
     toast(`Order ${reply.order_number} placed`, "ok");
-  } else if (reply.type === "purchase") {
-    state.result = { kind: "bad", text: reply.message || PURCHASE_TEXT[reply.status] || PURCHASE_TEXT.error };
   } else {
-    state.result = { kind: "bad", text: reply.message || PURCHASE_TEXT.error };
+    const text = reply.type === "purchase" ? PURCHASE_TEXT[reply.status] || reply.message : reply.message;
+    state.result = { kind: "bad", text: text || PURCHASE_TEXT.error };
+    // The toast region is a live region that stays on the page: screen readers hear the outcome.
+    toast(state.result.text, "error");
   }
   renderProduct();
   refreshWallet();

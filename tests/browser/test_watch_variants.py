@@ -53,4 +53,10 @@ async def test_choose_an_option_and_buy_it(open_page, make, client):
     # Back to the sale from the hint on the card.
     await page.get_by_role("button", name="Choose it").click()
     await expect(page.locator("#price")).to_have_text("$20.00")
+
+    # A buyer with an empty wallet is told so, and nothing is taken.
+    broke = await open_page(f"/watch/{stream['id']}", await make.user())
+    await broke.get_by_role("button", name="Buy now · $20.00").click()
+    await expect(broke.locator("#purchase-result")).to_have_text("Not enough money in your wallet.", timeout=WAIT_MS)
+    await expect(broke.locator("#units-left")).to_have_text("3")
     await host.close()
