@@ -73,15 +73,24 @@ async function loadCategories() {
   );
 }
 
+// Every active product of the shop, a page at a time (a reload after a change shows them all again).
 async function loadProducts() {
   const list = $("product-list");
-  const page = await api("GET", `/api/products?seller=${encodeURIComponent(state.seller.id)}&limit=100`);
-  if (!page.items.length) {
+  const products = [];
+  let cursor = null;
+  do {
+    const params = new URLSearchParams({ seller: state.seller.id, limit: "100" });
+    if (cursor) params.set("cursor", cursor);
+    const page = await api("GET", `/api/products?${params}`);
+    products.push(...page.items);
+    cursor = page.next_cursor;
+  } while (cursor && products.length < 1000);
+  if (!products.length) {
     list.replaceChildren(h("p", { class: "muted" }, "No products yet: create your first one above."));
     $("new-product").open = true;
     return;
   }
-  list.replaceChildren(...page.items.map(productCard));
+  list.replaceChildren(...products.map(productCard));
 }
 
 function productCard(product) {
@@ -167,10 +176,34 @@ function variantRow(product, variant) {
     { dataset: { variantId: variant.id } },
     h("td", {}, variant.sku, variant.digital ? h("span", { class: "badge" }, "digital") : null),
     h("td", {}, describeOptions(variant.options)),
-    h("td", { class: "price" }, fmt(variant.price_cents)),
+    h("td", { class: "price" }, fmt(variant.price_cents), " ", priceForm(variant)),
     h("td", {}, available),
     h("td", {}, action),
   );
+}
+
+function priceForm(variant) {
+  const price = h("input", {
+    type: "number", min: "0", step: "0.01", required: true, class: "narrow", value: (variant.price_cents / 100).toFixed(2),
+    "aria-label": `New price of ${variant.sku}`,
+  });
+  const form = h(
+    "form",
+    { class: "row compact" },
+    price,
+    h("button", { type: "submit", "aria-label": `Save price of ${variant.sku}` }, "Save"),
+  );
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const ok = await submitting(form, () =>
+      api("PATCH", `/api/variants/${variant.id}`, { price_cents: cents(price.value) }),
+    ).catch(() => null);
+    if (ok) {
+      toast(`${variant.sku} now costs ${fmt(cents(price.value))}.`, "ok");
+      await loadProducts();
+    }
+  });
+  return h("details", { class: "inline" }, h("summary", { "aria-label": `Change price of ${variant.sku}` }, "Change"), form);
 }
 
 function field(label, input) {

@@ -53,6 +53,11 @@ async def test_seller_lists_a_product_adjusts_stock_imports_codes_and_ships(clie
     await page.get_by_label("Reason for TOTE-1").fill("restocked from supplier")
     await page.get_by_role("button", name="Adjust stock of TOTE-1").click()
     await expect(row.locator(".available")).to_have_text("8")
+    # And a new price.
+    await row.get_by_label("Change price of TOTE-1").click()
+    await row.get_by_label("New price of TOTE-1").fill("22")
+    await row.get_by_role("button", name="Save price of TOTE-1").click()
+    await expect(row.locator("td.price")).to_contain_text("$22.00")
     await hide_toasts(page)
     await screenshot(page, "seller")
 
