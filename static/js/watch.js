@@ -65,9 +65,15 @@ async function startVideo() {
     }
     const el = $("video");
     video = await media.watch(streamId, el, info, (s) => {
-      if (s === "failed" || s === "disconnected") {
+      if (s === "failed" || s === "closed") {
         note("The video connection dropped. Reconnecting…");
         retryVideo();
+      } else if (s === "disconnected") {
+        // Often a blip that heals by itself; start over only if it has not.
+        const mine = video;
+        setTimeout(() => {
+          if (video && video === mine && video.pc.connectionState !== "connected") retryVideo();
+        }, 4000);
       } else if (s === "connected") note("");
     });
     el.addEventListener("playing", () => note(""), { once: true });
@@ -75,7 +81,7 @@ async function startVideo() {
     $("unmute").hidden = false;
   } catch (err) {
     note(err.status === 404 || err.status === 409 ? "Waiting for the seller's camera…" : `The video cannot start: ${err.message}`);
-    retryVideo();
+    if (err.status !== 403) retryVideo();
   } finally {
     videoStarting = false;
   }
