@@ -352,7 +352,7 @@ function walletRow(w) {
     { class: "row compact" },
     amount,
     reason,
-    h("button", { type: "submit", "aria-label": `Adjust wallet of ${w.email}` }, "Apply"),
+    h("button", { type: "submit", "aria-label": `Apply adjustment to ${w.email}` }, "Apply"),
   );
   form.addEventListener("submit", async (event) => {
     event.preventDefault();

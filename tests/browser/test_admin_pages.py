@@ -101,7 +101,44 @@ async def test_admin_finds_a_wallet_and_adjusts_it(client, make, open_page):
     await row.get_by_text("Adjust…").click()
     await row.get_by_label("Adjustment for carol@example.test").fill("2.50")
     await row.get_by_label("Adjustment reason for carol@example.test").fill("goodwill credit")
-    await row.get_by_role("button", name="Adjust wallet of carol@example.test").click()
+    await row.get_by_role("button", name="Apply adjustment to carol@example.test").click()
     await expect(row.locator("td").nth(1)).to_have_text("$12.50")
     wallet = await ok(await client.get("/api/wallet", headers=user.headers))
     assert wallet["balance_cents"] == 1_250
+
+
+async def test_admin_refunds_an_order_and_adds_a_category(client, make, open_page):
+    admin = await make.admin()
+    seller = await make.seller()
+    mug = await make.product(seller, title="Mug", variants=[{"sku": "MUG-1", "price_cents": 1200, "stock": 5}])
+    buyer = await make.user()
+    await top_up(client, buyer, 5_000)
+    body = {"items": [{"variant_id": mug["variants"][0]["id"], "quantity": 1}]}
+    order = (await ok(await client.post("/api/orders", json=body, headers=buyer.headers), 201))["order"]
+    await ok(
+        await client.post("/api/admin/categories", json={"slug": "kitchen", "name": "Kitchen"}, headers=admin.headers),
+        201,
+    )
+
+    page = await open_page("/admin#orders", admin)
+    expect.set_options(timeout=TIMEOUT)
+    row = page.locator("#orders-table tbody tr", has_text=order["number"])
+    await expect(row).to_contain_text(buyer.user["email"])
+    await row.get_by_text("Refund…").click()
+    await row.get_by_label(f"Refund amount for {order['number']} (empty: all)").fill("2")
+    await row.get_by_label(f"Refund reason for {order['number']}").fill("chipped handle")
+    await row.get_by_role("button", name=f"Refund order {order['number']}").click()
+    await expect(row.locator(".badge")).to_have_text("partially refunded")
+    await expect(row).to_contain_text("refunded $2.00")
+
+    await page.get_by_role("link", name="Categories").click()
+    form = page.locator("#category-form")
+    await form.get_by_label("Name").fill("Tea <cups>")
+    await expect(form.get_by_label("Slug")).to_have_value("tea-cups")
+    await form.get_by_label("Parent").select_option(label="Kitchen")
+    await form.get_by_role("button", name="Create category").click()
+    tree = page.locator("#category-tree")
+    await expect(tree.locator("li", has_text="Kitchen").locator("li")).to_contain_text("Tea <cups>")
+    res = await client.get("/api/categories")
+    [kitchen] = (await res.json())["items"]
+    assert [c["slug"] for c in kitchen["children"]] == ["tea-cups"]
