@@ -14,12 +14,9 @@ WAIT_MS = 20_000
 
 @pytest.fixture
 def settings(database_url):
-    # WebRTC on one machine: the server offers only its loopback address as an ICE candidate.
-    # The decoded relay: with the default encoded one Chromium's viewer gets no video, because the keyframe
-    # request (media/internals.request_keyframe) goes to the first SSRC heard, which from Chromium is its
-    # RTX stream, so no keyframe ever comes. Switch back to the default once that is fixed.
-    update = {"media_host_addresses": ["127.0.0.1"], "media_relay": "decoded"}
-    return settings_for(database_url).model_copy(update=update)
+    # WebRTC on one machine: the server offers only its loopback address as an ICE candidate. The relay
+    # is the default, encoded one: the seller's own VP8 frames reach the viewers.
+    return settings_for(database_url).model_copy(update={"media_host_addresses": ["127.0.0.1"]})
 
 
 async def video_playing(page) -> None:
