@@ -80,6 +80,7 @@ async function startVideo() {
     if (!el.muted) return;
     $("unmute").hidden = false;
   } catch (err) {
+    if (state.stream?.status !== "live") return; // the show ended meanwhile: its note stays
     note(err.status === 404 || err.status === 409 ? "Waiting for the seller's camera…" : `The video cannot start: ${err.message}`);
     if (err.status !== 403) retryVideo();
   } finally {
