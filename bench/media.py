@@ -252,6 +252,7 @@ async def one_run(dsn: str, mode: str, n: int, opts: argparse.Namespace) -> dict
             "fps_mean": sum(fps) / len(fps),
             "viewers_with_frames": sum(1 for f in frames if f > 0),
             "first_frame_s_max": max(firsts) if firsts else None,
+            "load_1min": os.getloadavg()[0],
         }
     finally:
         for proc in reversed(procs):
@@ -278,13 +279,13 @@ async def main(opts: argparse.Namespace) -> None:
             row = await one_run(dsn, mode, n, opts)
             log(json.dumps(row))
             rows.append(row)
-    print("| relay | viewers | server CPU (% of a core) | fps per viewer: min / median / mean | first frame (max s) |")
-    print("|---|---:|---:|---:|---:|")
+    print("| relay | viewers | server CPU (% of a core) | fps per viewer: min / median / mean | first frame s | load |")
+    print("|---|---:|---:|---:|---:|---:|")
     for r in rows:
         first = f"{r['first_frame_s_max']:.2f}" if r["first_frame_s_max"] is not None else "-"
         print(
             f"| {r['mode']} | {r['viewers']} | {r['server_cpu_pct']:.0f} | "
-            f"{r['fps_min']:.1f} / {r['fps_median']:.1f} / {r['fps_mean']:.1f} | {first} |"
+            f"{r['fps_min']:.1f} / {r['fps_median']:.1f} / {r['fps_mean']:.1f} | {first} | {r['load_1min']:.1f} |"
         )
 
 
