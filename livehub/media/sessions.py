@@ -48,7 +48,13 @@ class Session:
     tracks: list = field(default_factory=list)
     closed: bool = False
 
+    heartbeats: bool = False
+
     def idle_for(self, now: float) -> float:
+        if self.last_packet is None and not self.heartbeats:
+            # Packets cannot be seen (the aiortc internals check failed) and the client does not
+            # heartbeat: leave it to the connection state (ICE consent, about 30 s).
+            return 0.0
         seen = max(self.last_heartbeat, self.last_packet() if self.last_packet else 0.0)
         return now - seen
 
@@ -243,6 +249,7 @@ class MediaNode:
         if session is None or session.stream_id != stream_id:
             raise NotFound("no such media session")
         session.last_heartbeat = time.monotonic()
+        session.heartbeats = True
 
     # -- ending ------------------------------------------------------------------------------------
 
