@@ -348,3 +348,70 @@ class RawWebsocket(asyncio.Protocol):
             self.ready.cancel()
         if self.transport is not None:
             self.transport.abort()
+
+
+# -- the skeleton every websocket benchmark repeats ---------------------------------------------------
+
+
+def run_generator(main, conn, *args) -> None:
+    """The body of a load-generator process: dies with its parent, lifts the open-files limit, ignores
+    Ctrl-C (the orchestrator stops it) and runs `main(conn, *args)` on uvloop when it is installed."""
+    import signal
+
+    die_with_parent()
+    raise_nofile()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        import uvloop
+
+        factory = uvloop.new_event_loop
+    except ImportError:
+        factory = None
+    try:
+        with asyncio.Runner(loop_factory=factory) as runner:
+            runner.run(main(conn, *args))
+    except (EOFError, BrokenPipeError, KeyboardInterrupt):
+        pass
+
+
+def run_orchestrator(run) -> None:
+    """Run `run()` (which prints its report) with SIGTERM turned into Ctrl-C, so that either one stops the
+    server and the load generators in order (their `finally` blocks) and exits 130."""
+    import signal
+
+    raise_nofile()
+
+    def terminate(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, terminate)
+    try:
+        run()
+    except KeyboardInterrupt:
+        log("interrupted; the server and load generators were stopped")
+        sys.exit(130)
+
+
+def machine_facts() -> dict:
+    """Date, commit, cores, CPU model, memory, Python and aiohttp versions, load average."""
+    import platform
+    import time
+
+    import aiohttp
+
+    with open("/proc/meminfo") as f:
+        mem = {line.split(":")[0]: line.split()[1] for line in f}
+    model = ""
+    with open("/proc/cpuinfo") as f:
+        model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "")
+    commit = subprocess.run(["git", "log", "-1", "--format=%h"], cwd=ROOT, capture_output=True, text=True).stdout
+    return {
+        "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "commit": commit.strip(),
+        "cores": os.cpu_count(),
+        "cpu": model,
+        "mem_total_gib": round(int(mem["MemTotal"]) / 1024 / 1024, 1),
+        "python": platform.python_version(),
+        "aiohttp": aiohttp.__version__,
+        "loadavg_at_start": loadavg(),
+    }

@@ -5,6 +5,10 @@ would queue them all on that row's lock; instead the requests of a few milliseco
 of them) go to `buy_batch()` together, which allocates stock in arrival order, debits each wallet and
 writes each order in one transaction. While a batch is in the database the next one gathers, so a
 node keeps at most one call per variant in flight and the batch grows with the load.
+
+Once a batch reports that it ended a flash sale (sold out), a buy that names that sale can only be
+`sold_out`, or the retry of a buy that went through: such buys no longer go to `buy_batch` (and its lock
+of the variant) but are answered from a read of their request ids in `orders`, `buy_batch_max` a read.
 """
 
 import asyncio
@@ -48,6 +52,8 @@ class Checkout:
         self._hold_s = settings.earnings_hold_s
         self._settled = settled
         self._waiting: list[_Request] = []
+        self._late: list[_Request] = []  # buys in a flash sale known to have ended
+        self._ended: set[UUID] = set()  # flash sales a batch of this variant ended (an ended sale stays ended)
         self._timer: asyncio.TimerHandle | None = None
         self._task: asyncio.Task | None = None
 
@@ -55,7 +61,7 @@ class Checkout:
         """The purchase result for this buyer: {status, order_id?, order_number?, message?}."""
         loop = asyncio.get_running_loop()
         request = _Request(buyer_id, quantity, request_id or f"auto-{uuid4()}", flash_sale_id, loop.create_future())
-        self._waiting.append(request)
+        (self._late if flash_sale_id in self._ended else self._waiting).append(request)
         if len(self._waiting) >= self._batch_max:
             self._start()
         elif self._timer is None and self._task is None:
@@ -65,7 +71,7 @@ class Checkout:
 
     @property
     def idle(self) -> bool:
-        return not self._waiting and self._task is None
+        return not self._waiting and not self._late and self._task is None
 
     def _start(self) -> None:
         if self._timer is not None:
@@ -76,9 +82,13 @@ class Checkout:
 
     async def _drain(self) -> None:
         try:
-            while self._waiting:
-                batch, self._waiting = self._waiting[: self._batch_max], self._waiting[self._batch_max :]
-                await self._settle(batch)
+            while self._waiting or self._late:
+                if self._late:
+                    late, self._late = self._late[: self._batch_max], self._late[self._batch_max :]
+                    await self._answer_late(late)
+                else:
+                    batch, self._waiting = self._waiting[: self._batch_max], self._waiting[self._batch_max :]
+                    await self._settle(batch)
         finally:
             self._task = None
 
@@ -123,7 +133,40 @@ class Checkout:
             elif status == "error":
                 reply["message"] = "this cannot be bought here now"
             _reply(r, reply)
+        sale = result.get("flash_sale")
+        if sale is not None and sale["ended"]:
+            ended = UUID(sale["id"])
+            self._ended.add(ended)
+            self._late += [r for r in self._waiting if r.flash_sale_id == ended]
+            self._waiting = [r for r in self._waiting if r.flash_sale_id != ended]
         self._settled(self._variant_id, result)
+
+    async def _answer_late(self, late: list[_Request]) -> None:
+        """Buys in an ended flash sale: `ok` again for one that went through (found by its request id), else
+        `sold_out`. The end was committed before this read, so no order in that sale can appear after it:
+        the answer is the one buy_batch would give, without the lock."""
+        keys = [f"{self._variant_id}:{r.request_id}" for r in late]  # as buy_batch stores request ids
+        try:
+            rows = await self._pool.fetch(
+                "SELECT buyer_id::text, request_id, id::text, number FROM orders"
+                " WHERE (buyer_id, request_id) IN (SELECT * FROM unnest($1::uuid[], $2::text[]))",
+                [r.buyer_id for r in late],
+                keys,
+            )
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+            log.warning("looking up %d late buys failed: %r", len(late), exc)
+            for r in late:
+                _reply(r, {"status": "error", "message": "purchases are unavailable, try again"})
+            return
+        found = {(row["buyer_id"], row["request_id"]): row for row in rows}
+        for r, key in zip(late, keys, strict=True):
+            order = found.get((str(r.buyer_id), key))
+            _reply(
+                r,
+                {"status": "ok", "order_id": order["id"], "order_number": order["number"]}
+                if order
+                else {"status": "sold_out"},
+            )
 
 
 def _reply(request: _Request, reply: dict) -> None:
