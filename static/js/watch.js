@@ -1,5 +1,5 @@
 // The viewer page: video, chat, reactions, the pinned product with live stock and flash price, buying.
-import { api, currentUser, h, money, renderHeader, toast } from "./api.js";
+import { api, h, money, renderHeader, toast } from "./api.js";
 import { ChatView } from "./chat.js";
 import * as media from "./media.js";
 import { REACTIONS, Room, clock, variantLabel } from "./room.js";
@@ -54,7 +54,7 @@ function note(text) {
 // ---- video --------------------------------------------------------------------------------
 
 async function startVideo() {
-  if (video || videoStarting) return;
+  if (video || videoStarting || state.closed) return;
   videoStarting = true;
   note("Starting the video…");
   try {
@@ -463,6 +463,9 @@ function connectionStatus(status, detail) {
   }
   if (status === "closed" && detail) {
     if (!state.stream) $("stream-title").textContent = detail;
+    state.closed = true;
+    stopVideo();
+    clearTimeout(retryTimer);
     note(detail);
     chat.note(detail);
     toast(detail, "error");
