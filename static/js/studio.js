@@ -486,7 +486,7 @@ function drawChart() {
   const yV = (v) => H - B - (v / maxV) * (H - T - B);
   const yO = (n) => H - B - (n / maxO) * (H - T - B);
   const orders = buckets.reduce((a, b) => a + b, 0);
-  const root = svg("svg", { viewBox: `0 0 ${W} ${H}`, role: "img", "aria-label": `Last 10 minutes: up to ${maxV} viewers, ${orders} orders` });
+  const root = svg("svg", { viewBox: `0 0 ${W} ${H}`, role: "img", "aria-label": `Last 10 minutes: up to ${maxV} viewer${maxV === 1 ? "" : "s"}, ${orders} order${orders === 1 ? "" : "s"}` });
   root.append(svg("line", { x1: L, y1: H - B, x2: W - R, y2: H - B, stroke: "#dedee6" }));
   buckets.forEach((n, i) => {
     if (!n) return;

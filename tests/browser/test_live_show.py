@@ -91,6 +91,10 @@ async def test_live_show(open_page, make, screenshot):
     await expect(studio.locator("#orders li")).to_contain_text("Glow lamp")
     await expect(studio.locator("#orders li")).to_contain_text("$15.00")
     await expect(studio.locator(".flash-running")).to_contain_text("4 of 5 left", timeout=WAIT_MS)
+    # The chart of the last minutes counts it (bars of orders, a line of viewers).
+    chart = studio.get_by_role("img", name=re.compile(r"^Last 10 minutes: up to \d+ viewers?, 1 order$"))
+    await expect(chart).to_be_visible(timeout=WAIT_MS)
+    await expect(chart.locator("rect")).to_have_count(1)
 
     # The seller removes the HTML message; the viewer sees it marked as removed.
     await studio.get_by_role("button", name=re.compile(r"^Delete .*<img")).click()
