@@ -415,3 +415,33 @@ def machine_facts() -> dict:
         "aiohttp": aiohttp.__version__,
         "loadavg_at_start": loadavg(),
     }
+
+
+def start_generators(target, args_of: list[tuple]) -> tuple[list, list]:
+    """One `spawn`ed load-generator process per entry of `args_of`, each running `target(pipe, *args)`;
+    returns (processes, the orchestrator's ends of their pipes)."""
+    import multiprocessing
+
+    spawn = multiprocessing.get_context("spawn")
+    procs, pipes = [], []
+    for args in args_of:
+        parent, child = spawn.Pipe()
+        proc = spawn.Process(target=target, args=(child, *args), daemon=True)
+        proc.start()
+        procs.append(proc)
+        pipes.append(parent)
+    return procs, pipes
+
+
+def stop_generators(procs: list, pipes: list) -> None:
+    """Ask each generator to quit, then wait a little for it and kill it if it does not."""
+    import contextlib
+
+    for pipe in pipes:
+        with contextlib.suppress(OSError, ValueError):
+            pipe.send(("quit",))
+    for proc in procs:
+        proc.join(10)
+        if proc.is_alive():
+            proc.kill()
+            proc.join(5)

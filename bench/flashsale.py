@@ -47,7 +47,6 @@ import argparse
 import asyncio
 import concurrent.futures
 import contextlib
-import multiprocessing
 import os
 import secrets
 import signal
@@ -82,6 +81,8 @@ from common import (
     run_orchestrator,
     serve_livehub,
     spawn_server,
+    start_generators,
+    stop_generators,
     stop_process,
     ticks_between,
     wait_ready,
@@ -380,23 +381,10 @@ class Bench:
     # -- processes -------------------------------------------------------------------------------
 
     def start_generators(self) -> None:
-        spawn = multiprocessing.get_context("spawn")
-        for i in range(self.args.procs):
-            parent, child = spawn.Pipe()
-            proc = spawn.Process(target=generator_main, args=(child, i, self.args.procs), daemon=True)
-            proc.start()
-            self.gens.append(proc)
-            self.pipes.append(parent)
+        self.gens, self.pipes = start_generators(generator_main, [(i, self.args.procs) for i in range(self.args.procs)])
 
     def stop_generators(self) -> None:
-        for pipe in self.pipes:
-            with contextlib.suppress(OSError, ValueError):
-                pipe.send(("quit",))
-        for proc in self.gens:
-            proc.join(10)
-            if proc.is_alive():
-                proc.kill()
-                proc.join(5)
+        stop_generators(self.gens, self.pipes)
         self.executor.shutdown(wait=False, cancel_futures=True)
 
     async def ask(self, msg: tuple, timeout: float) -> list:
