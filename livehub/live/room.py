@@ -314,14 +314,11 @@ class Room:
 
     async def _tick(self) -> None:
         interval = self._settings.tick_ms / 1000
-        loop = asyncio.get_running_loop()
-        due = loop.time()
         while True:
-            # Ticks keep to a fixed beat: a flush that takes 40 ms of a 50 ms tick is followed by a 10 ms
-            # sleep, not a whole tick. One that overruns (10,000 viewers) is followed at once by the next,
-            # without trying to catch up on the ticks it missed.
-            due = max(due + interval, loop.time())
-            await asyncio.sleep(due - loop.time())
+            # A whole tick after each flush, however long the flush took: under load the period stretches
+            # and each frame carries more, which keeps the per-viewer writes per second down. (Keeping a
+            # fixed beat instead was measured: worse p99 at 5,000 and 10,000 viewers; docs/BENCHMARKS.md.)
+            await asyncio.sleep(interval)
             try:
                 self.flush()
             except Exception:  # a bug in one tick must not silence the room for good
