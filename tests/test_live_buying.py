@@ -86,6 +86,34 @@ async def test_the_flash_sale_limit_is_per_buyer_and_retries_are_not_charged_twi
     assert await balance(client, buyer) == 10_000 - FLASH_PRICE
 
 
+async def test_after_a_flash_sale_sells_out_retries_keep_their_order_and_new_buys_are_sold_out(client, make, db):
+    """Once a batch has ended a sale, buys naming it are answered without buy_batch (Checkout reads their
+    request ids): a retry of the winning buy is `ok` with its order again, anyone else `sold_out`, and a
+    buy at the regular price still goes through."""
+    show = await live_show(make, products=1, stock=50, price=PRICE)
+    host = await Viewer.connect(client, show.id, show.seller)
+    winner, loser = await funded_buyers(client, make, 2)
+    first, second = await Viewer.connect(client, show.id, winner), await Viewer.connect(client, show.id, loser)
+    await host.request("flash_sale", variant_id=show.variant(), price_cents=FLASH_PRICE, quantity=1, duration_s=60)
+    await first.wait_for(lambda v: v.of_type("flash_sale"))
+    sale_id = first.of_type("flash_sale")[0]["flash_sale"]["id"]
+
+    won = await first.request("buy", variant_id=show.variant(), flash_sale_id=sale_id, request_id="w")
+    assert won["status"] == "ok"
+    await first.wait_for(lambda v: any(e["flash_sale"]["ended"] for e in v.of_type("flash_sale")))
+    again = await first.request("buy", variant_id=show.variant(), flash_sale_id=sale_id, request_id="w")
+    assert (again["status"], again["order_id"], again["order_number"]) == ("ok", won["order_id"], won["order_number"])
+    late = await second.request("buy", variant_id=show.variant(), flash_sale_id=sale_id, request_id="l")
+    assert late["status"] == "sold_out"
+    regular = await second.request("buy", variant_id=show.variant(), request_id="r")
+    assert regular["status"] == "ok"
+
+    assert await balance(client, winner) == 10_000 - FLASH_PRICE
+    assert await balance(client, loser) == 10_000 - PRICE
+    assert await db.fetchval("SELECT count(*) FROM orders WHERE stream_id = $1", uuid.UUID(show.id)) == 2
+    await assert_books_balanced(db)
+
+
 async def test_buying_outside_the_stream_or_without_money_is_refused_cleanly(client, make, db):
     show = await live_show(make, products=1, stock=5, price=PRICE)
     other = await make.product(show.seller)
