@@ -37,7 +37,7 @@ function applyStream(stream) {
   $("live-badge").hidden = s.status !== "live";
   $("live-badge").className = "badge live";
   const follow = $("follow");
-  follow.hidden = !state.me || state.me.seller_id === s.seller.id;
+  follow.hidden = !!state.me && state.me.seller_id === s.seller.id;
   if (s.status === "live") startVideo();
   else {
     stopVideo();
@@ -119,6 +119,10 @@ function setFollowing(on) {
 }
 
 $("follow").addEventListener("click", async () => {
+  if (!state.me) {
+    location.assign(`/signin?next=${encodeURIComponent(location.pathname)}`);
+    return;
+  }
   const b = $("follow");
   const on = b.getAttribute("aria-pressed") !== "true";
   b.disabled = true;
@@ -486,6 +490,7 @@ async function main() {
   $("chat-signin-link").href = `/signin?next=${encodeURIComponent(location.pathname)}`;
   renderReactionButtons();
   refreshWallet();
+  setFollowing(false);
   if (state.me) {
     api("GET", `/api/streams/${streamId}`).then(({ stream }) => setFollowing(!!stream.following), () => null);
   }

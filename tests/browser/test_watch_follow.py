@@ -1,5 +1,7 @@
 """Following the shop from the viewer page; the button remembers it on the next visit."""
 
+import re
+
 from playwright.async_api import expect
 
 from live_helpers import live_show
@@ -21,3 +23,10 @@ async def test_follow_the_seller_from_the_viewer_page(open_page, make):
     await expect(page.locator("#follow")).to_have_text("Following ✓", timeout=WAIT_MS)
     await page.locator("#follow").click()
     await expect(page.locator("#follow")).to_have_text("Follow", timeout=WAIT_MS)
+
+
+async def test_following_asks_an_anonymous_viewer_to_sign_in_first(open_page, make):
+    show = await live_show(make, products=1)
+    page = await open_page(f"/watch/{show.id}")
+    await page.locator("#follow").click()
+    await expect(page).to_have_url(re.compile(rf"/signin\?next=%2Fwatch%2F{show.id}$"), timeout=WAIT_MS)
