@@ -1,14 +1,18 @@
 """Typed application state keys, declared in one place."""
 
+from typing import TYPE_CHECKING
+
 import asyncpg
 from aiohttp import web
 
 from livehub.api.cache import ListingCache
 from livehub.auth import LoginLimiter, PasswordHasher
 from livehub.live.hub import Hub
-from livehub.media.sessions import MediaNode
 from livehub.settings import Settings
 from livehub.shop.payments import PaymentProvider
+
+if TYPE_CHECKING:
+    from livehub.media.sessions import MediaNode
 
 SETTINGS = web.AppKey("settings", Settings)
 POOL = web.AppKey("pool", asyncpg.Pool)
@@ -18,4 +22,5 @@ OPENAPI = web.AppKey("openapi", dict)
 PAYMENTS = web.AppKey("payments", PaymentProvider)
 HUB = web.AppKey("hub", Hub)
 LISTING_CACHE = web.AppKey("listing_cache", ListingCache)
-MEDIA = web.AppKey("media", MediaNode)
+# The media node is imported with aiortc only when the app starts with the aiortc backend.
+MEDIA: web.AppKey["MediaNode"] = web.AppKey("media")

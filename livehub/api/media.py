@@ -5,7 +5,7 @@ backend GET .../media hands out a LiveKit token instead and the SDP routes answe
 """
 
 import secrets
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 from uuid import UUID
 
 from aiohttp import web
@@ -16,7 +16,9 @@ from livehub.api.routing import PRINCIPAL, Api, Model, Out, db, path_id, princip
 from livehub.errors import Conflict, Forbidden, NotFound
 from livehub.live import streams
 from livehub.media.backends import media_info
-from livehub.media.sessions import MediaNode
+
+if TYPE_CHECKING:
+    from livehub.media.sessions import MediaNode
 
 api = Api("media")
 
@@ -47,7 +49,7 @@ class MediaOut(Out):
     token: str | None = Field(None, description="livekit: an access token for the caller")
 
 
-def _node(request: web.Request) -> MediaNode:
+def _node(request: web.Request) -> "MediaNode":
     node = request.app.get(keys.MEDIA)
     if node is None:
         raise Conflict("this deployment uses the livekit media backend: see GET /api/streams/{id}/media")
@@ -71,7 +73,9 @@ async def media_options(request: web.Request) -> MediaOut:
         raise Forbidden("banned from this seller's streams")
     host = me is not None and str(me.user_id) == str(stream["host_id"])
     identity = str(me.user_id) if me is not None else f"anonymous-{secrets.token_hex(8)}"
-    info = media_info(request.app[keys.SETTINGS], stream_id, identity=identity, name=None, host=host)
+    node = request.app.get(keys.MEDIA)
+    relay = node.relay if node is not None else None
+    info = media_info(request.app[keys.SETTINGS], stream_id, identity=identity, name=None, host=host, relay=relay)
     return MediaOut.model_validate(info)
 
 

@@ -10,10 +10,7 @@
 from datetime import timedelta
 from uuid import UUID
 
-from livekit import api as livekit
-
 from livehub.errors import Unavailable
-from livehub.media.sessions import relay_mode
 from livehub.settings import Settings
 
 
@@ -25,6 +22,9 @@ def livekit_token(settings: Settings, stream_id: UUID, identity: str, name: str 
     """A LiveKit access token for the stream's room: publish for the host, subscribe only for others."""
     if not settings.livekit_api_key or not settings.livekit_api_secret:
         raise Unavailable("the LiveKit backend needs LIVEHUB_LIVEKIT_API_KEY and LIVEHUB_LIVEKIT_API_SECRET")
+    # Imported here: it takes most of a second, which every node would otherwise pay at start.
+    from livekit import api as livekit
+
     grants = livekit.VideoGrants(
         room_join=True,
         room=room_name(stream_id),
@@ -40,8 +40,10 @@ def livekit_token(settings: Settings, stream_id: UUID, identity: str, name: str 
     return token.to_jwt()
 
 
-def media_info(settings: Settings, stream_id: UUID, *, identity: str, name: str | None, host: bool) -> dict:
-    """What `GET /api/streams/{id}/media` answers for this caller."""
+def media_info(
+    settings: Settings, stream_id: UUID, *, identity: str, name: str | None, host: bool, relay: str | None
+) -> dict:
+    """What `GET /api/streams/{id}/media` answers for this caller; `relay` is the aiortc node's mode."""
     if settings.media_backend == "livekit":
         return {
             "backend": "livekit",
@@ -52,7 +54,7 @@ def media_info(settings: Settings, stream_id: UUID, *, identity: str, name: str 
         }
     return {
         "backend": "aiortc",
-        "relay": relay_mode(settings),
+        "relay": relay,
         "ice_servers": settings.media_ice_servers,
         "can_publish": host,
         "heartbeat_s": settings.media_session_timeout_s / 3,
