@@ -1,25 +1,14 @@
 // The admin console (/admin): platform figures with a chart and the books check, sellers to approve or
 // suspend, every order with refunds, wallets (find, adjust), payout approvals and categories.
 // Everything users typed (shop names, titles, reasons) reaches the page as text, never as HTML.
-import { api, ApiError, h, money, renderHeader, submitting, toast } from "/static/js/api.js";
+import { api, ApiError, h, money, newKey, renderHeader, submitting, toast, toCents as cents } from "/static/js/api.js";
+import { refundForm } from "/static/js/orders.js";
 
 const $ = (id) => document.getElementById(id);
 const state = { currency: "USD", cursors: {}, people: new Map(), series: null };
 const fmt = (cents) => money(cents, state.currency);
 const when = (iso) => (iso ? new Date(iso).toLocaleString() : "");
 const day = (iso) => new Date(`${iso}T00:00:00Z`).toLocaleDateString(undefined, { month: "short", day: "numeric", timeZone: "UTC" });
-
-function newKey() {
-  if (globalThis.crypto && crypto.randomUUID) return crypto.randomUUID();
-  return `${Date.now().toString(36)}-${Math.random().toString(36).slice(2)}`;
-}
-
-// "12.50" or "-3" in the currency's units -> cents (signed when `signed`).
-function cents(value, { signed = false } = {}) {
-  const n = Number(value);
-  if (value === "" || !Number.isFinite(n) || (!signed && n < 0)) throw new Error("Enter an amount such as 12.50");
-  return Math.round(n * 100);
-}
 
 function showError(err) {
   toast(err instanceof ApiError || err instanceof Error ? err.message : String(err), "error");
@@ -294,39 +283,8 @@ function fillOrderRow(row, order) {
     h("td", {}, items),
     h("td", {}, ...total),
     h("td", {}, badge(order.status)),
-    h("td", {}, refundable ? refundForm(order, (updated) => fillOrderRow(row, updated)) : ""),
+    h("td", {}, refundable ? refundForm(order, (updated) => fillOrderRow(row, updated), state.currency) : ""),
   );
-}
-
-function refundForm(order, done) {
-  const left = order.total_cents - order.refunded_cents;
-  const amount = h("input", {
-    type: "number", min: "0.01", step: "0.01", class: "narrow", placeholder: (left / 100).toFixed(2),
-    "aria-label": `Refund amount for ${order.number} (empty: all)`,
-  });
-  const reason = h("input", {
-    required: true, maxlength: "500", placeholder: "Reason", "aria-label": `Refund reason for ${order.number}`,
-  });
-  const form = h(
-    "form",
-    { class: "row compact" },
-    amount,
-    reason,
-    h("button", { type: "submit", "aria-label": `Refund order ${order.number}` }, "Refund"),
-  );
-  form.addEventListener("submit", async (event) => {
-    event.preventDefault();
-    const result = await submitting(form, () => {
-      const body = { reason: reason.value };
-      if (amount.value) body.amount_cents = cents(amount.value);
-      return api("POST", `/api/orders/${order.id}/refund`, body, { headers: { "Idempotency-Key": newKey() } });
-    }).catch(() => null);
-    if (result) {
-      toast(`Refunded ${fmt(result.order.refunded_cents - order.refunded_cents)} on ${order.number}.`, "ok");
-      done(result.order);
-    }
-  });
-  return h("details", { class: "inline" }, h("summary", {}, "Refund…"), form);
 }
 
 // -- wallets ---------------------------------------------------------------------------------------------

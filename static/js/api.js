@@ -56,6 +56,19 @@ export async function signOut() {
   location.href = "/";
 }
 
+// A fresh Idempotency-Key per deliberate action: a retried request is never applied twice.
+export function newKey() {
+  if (globalThis.crypto && crypto.randomUUID) return crypto.randomUUID();
+  return `${Date.now().toString(36)}-${Math.random().toString(36).slice(2)}`;
+}
+
+// "12.50" (or "-3" when `signed`) in the currency's units -> integer cents.
+export function toCents(value, { signed = false } = {}) {
+  const n = Number(value);
+  if (value === "" || !Number.isFinite(n) || (!signed && n < 0)) throw new Error("Enter an amount such as 12.50");
+  return Math.round(n * 100);
+}
+
 const formatters = new Map();
 export function money(cents, currency = "USD") {
   if (!formatters.has(currency)) {

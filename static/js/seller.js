@@ -1,23 +1,14 @@
 // The seller back office (/seller): products and variants, stock, digital-code imports, orders, earnings
 // and payouts. A signed-in user without a seller profile gets the application form instead.
 // Everything a user typed reaches the page as text (h() and textContent), never as HTML.
-import { api, ApiError, currentUser, h, money, renderHeader, submitting, toast } from "/static/js/api.js";
+import {
+  api, ApiError, currentUser, h, money, newKey, renderHeader, submitting, toast, toCents as cents,
+} from "/static/js/api.js";
+import { refundForm } from "/static/js/orders.js";
 
 const $ = (id) => document.getElementById(id);
 const state = { seller: null, currency: "USD", categories: [], orderCursor: null, importing: null };
 const fmt = (cents) => money(cents, state.currency);
-
-// A fresh Idempotency-Key per deliberate action: a retried request is never applied twice.
-function newKey() {
-  if (globalThis.crypto && crypto.randomUUID) return crypto.randomUUID();
-  return `${Date.now().toString(36)}-${Math.random().toString(36).slice(2)}`;
-}
-
-function cents(value) {
-  const n = Number(value);
-  if (!Number.isFinite(n) || n < 0) throw new Error("Enter an amount such as 12.50");
-  return Math.round(n * 100);
-}
 
 // "size=M, colour=red" -> {size: "M", colour: "red"}
 function parseOptions(text) {
@@ -484,7 +475,7 @@ function fillOrderRow(row, order) {
     );
   }
   if (["paid", "shipped", "delivered", "partially_refunded"].includes(order.status)) {
-    actions.append(refundForm(order, (updated) => fillOrderRow(row, updated)));
+    actions.append(refundForm(order, (updated) => fillOrderRow(row, updated), state.currency));
   }
   const total = [h("span", { class: "price" }, fmt(order.total_cents))];
   if (order.refunded_cents) total.push(h("div", { class: "muted" }, `refunded ${fmt(order.refunded_cents)}`));
@@ -496,38 +487,6 @@ function fillOrderRow(row, order) {
     h("td", {}, h("span", { class: `badge status-${order.status}` }, statusLabel(order.status))),
     h("td", {}, actions),
   );
-}
-
-function refundForm(order, done) {
-  const left = order.total_cents - order.refunded_cents;
-  const amount = h("input", {
-    type: "number", min: "0.01", step: "0.01", name: "amount", class: "narrow",
-    placeholder: (left / 100).toFixed(2), "aria-label": `Refund amount for ${order.number} (empty: all)`,
-  });
-  const reason = h("input", {
-    required: true, maxlength: "500", name: "reason", placeholder: "Reason",
-    "aria-label": `Refund reason for ${order.number}`,
-  });
-  const form = h(
-    "form",
-    { class: "row compact" },
-    amount,
-    reason,
-    h("button", { type: "submit", "aria-label": `Refund order ${order.number}` }, "Refund"),
-  );
-  form.addEventListener("submit", async (event) => {
-    event.preventDefault();
-    const result = await submitting(form, () => {
-      const body = { reason: reason.value };
-      if (amount.value) body.amount_cents = cents(amount.value);
-      return api("POST", `/api/orders/${order.id}/refund`, body, { headers: { "Idempotency-Key": newKey() } });
-    }).catch(() => null);
-    if (result) {
-      toast(`Refunded ${fmt(result.order.refunded_cents - order.refunded_cents)} on ${order.number}.`, "ok");
-      done(result.order);
-    }
-  });
-  return h("details", { class: "inline" }, h("summary", {}, "Refund…"), form);
 }
 
 // -- earnings and payouts --------------------------------------------------------------------------------

@@ -4,12 +4,10 @@ Chromium's fake camera and microphone publish (VP8 and Opus, with RTX and paddin
 sends them); an aiortc viewer and a Chromium viewer that joins late must both get video, which in the
 encoded relay needs the keyframe request to reach Chromium's media SSRC. ICE on loopback: the server
 gathers on 127.0.0.1 only (LIVEHUB_MEDIA_HOST_ADDRESSES) and Chromium is told to offer loopback and
-real addresses (the flags below). Skipped without Chromium, except under CI (which installs it).
+real addresses (CHROMIUM_ARGS in this folder's conftest). Skipped without Chromium, except under CI.
 """
 
 import asyncio
-import os
-import shutil
 
 import pytest
 
@@ -17,14 +15,6 @@ from livehub.app import create_app
 from media_helpers import LOOPBACK, Viewer, live_stream
 
 WAIT_MS = 20_000
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--use-fake-device-for-media-stream",
-    "--use-fake-ui-for-media-stream",
-    "--allow-loopback-in-peer-connection",
-    "--disable-features=WebRtcHideLocalIpsWithMdns",
-]
-
 NEGOTIATE = """
 async function negotiate(pc, path, token) {
   await pc.setLocalDescription(await pc.createOffer());
@@ -80,21 +70,6 @@ RECEIVED = """async () => {
   });
   return out;
 }"""
-
-
-@pytest.fixture
-async def browser():
-    path = os.environ.get("LIVEHUB_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
-    if path is None:
-        if os.environ.get("CI"):
-            pytest.fail("Chromium not found: CI must install Debian's chromium (see .ci/run)")
-        pytest.skip("Chromium not found: install Debian's chromium or set LIVEHUB_CHROMIUM")
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path=path, args=CHROMIUM_ARGS, headless=True)
-        yield browser
-        await browser.close()
 
 
 @pytest.fixture
