@@ -1,7 +1,7 @@
 // The admin console (/admin): platform figures with a chart and the books check, sellers to approve or
 // suspend, every order with refunds, wallets (find, adjust), payout approvals and categories.
 // Everything users typed (shop names, titles, reasons) reaches the page as text, never as HTML.
-import { api, ApiError, h, money, newKey, renderHeader, submitting, toast, toCents as cents } from "/static/js/api.js";
+import { api, h, money, newKey, renderHeader, showError, showTab, submitting, toast, toCents as cents } from "/static/js/api.js";
 import { refundForm } from "/static/js/orders.js";
 
 const $ = (id) => document.getElementById(id);
@@ -9,10 +9,6 @@ const state = { currency: "USD", cursors: {}, people: new Map(), series: null };
 const fmt = (cents) => money(cents, state.currency);
 const when = (iso) => (iso ? new Date(iso).toLocaleString() : "");
 const day = (iso) => new Date(`${iso}T00:00:00Z`).toLocaleDateString(undefined, { month: "short", day: "numeric", timeZone: "UTC" });
-
-function showError(err) {
-  toast(err instanceof ApiError || err instanceof Error ? err.message : String(err), "error");
-}
 
 function badge(status, label = status.replace("_", " ")) {
   return h("span", { class: `badge status-${status}` }, label);
@@ -64,18 +60,6 @@ const loaders = {
   payouts: () => loadPayouts(false),
   categories: loadCategories,
 };
-
-function showTab() {
-  const panels = [...document.querySelectorAll(".tab-panel")];
-  const wanted = location.hash.slice(1);
-  const current = panels.some((p) => p.id === wanted) ? wanted : panels[0].id;
-  for (const panel of panels) panel.hidden = panel.id !== current;
-  for (const link of document.querySelectorAll(".tabs a")) {
-    if (link.getAttribute("href") === `#${current}`) link.setAttribute("aria-current", "page");
-    else link.removeAttribute("aria-current");
-  }
-  loaders[current]().catch(showError);
-}
 
 // -- overview: figures, chart, top streams, books ---------------------------------------------------------
 
@@ -494,9 +478,9 @@ async function start() {
   $("category-form").addEventListener("submit", createCategory);
   $("cat-name").addEventListener("input", suggestSlug);
   $("cat-slug").addEventListener("input", () => ($("cat-slug").dataset.edited = "1"));
-  window.addEventListener("hashchange", showTab);
+  window.addEventListener("hashchange", () => showTab(loaders));
   new ResizeObserver(drawChart).observe($("stats-chart"));
-  showTab();
+  showTab(loaders);
 }
 
 start().catch(showError);

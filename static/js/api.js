@@ -146,6 +146,24 @@ export async function renderHeader() {
   return user;
 }
 
+export function showError(err) {
+  toast(err instanceof Error ? err.message : String(err), "error");
+}
+
+// Tabbed pages: `.tabs a[href="#panel-id"]` links over `.tab-panel` sections. Shows the panel the URL's
+// hash names (else the first), marks its link, and runs its loader from `loaders` (id -> async function).
+export function showTab(loaders) {
+  const panels = [...document.querySelectorAll(".tab-panel")];
+  const wanted = location.hash.slice(1);
+  const current = panels.some((p) => p.id === wanted) ? wanted : panels[0].id;
+  for (const panel of panels) panel.hidden = panel.id !== current;
+  for (const link of document.querySelectorAll(".tabs a")) {
+    if (link.getAttribute("href") === `#${current}`) link.setAttribute("aria-current", "page");
+    else link.removeAttribute("aria-current");
+  }
+  loaders[current]().catch(showError);
+}
+
 // Disable a form's controls while `work` runs, and show its error next to the form.
 export async function submitting(form, work) {
   const controls = [...form.querySelectorAll("button, input, select, textarea")];

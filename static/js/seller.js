@@ -2,7 +2,7 @@
 // and payouts. A signed-in user without a seller profile gets the application form instead.
 // Everything a user typed reaches the page as text (h() and textContent), never as HTML.
 import {
-  api, ApiError, currentUser, h, money, newKey, renderHeader, submitting, toast, toCents as cents,
+  api, ApiError, currentUser, h, money, newKey, renderHeader, showError, showTab, submitting, toast, toCents as cents,
 } from "/static/js/api.js";
 import { refundForm } from "/static/js/orders.js";
 
@@ -28,22 +28,6 @@ const statusLabel = (status) => status.replace("_", " ");
 // -- tabs: plain links to #products, #orders, #earnings; one panel shown at a time ---------------------
 
 const loaders = { products: loadProducts, orders: () => loadOrders(true), earnings: loadEarnings };
-
-function showTab() {
-  const panels = [...document.querySelectorAll(".tab-panel")];
-  const wanted = location.hash.slice(1);
-  const current = panels.some((p) => p.id === wanted) ? wanted : panels[0].id;
-  for (const panel of panels) panel.hidden = panel.id !== current;
-  for (const link of document.querySelectorAll(".tabs a")) {
-    if (link.getAttribute("href") === `#${current}`) link.setAttribute("aria-current", "page");
-    else link.removeAttribute("aria-current");
-  }
-  loaders[current]().catch(showError);
-}
-
-function showError(err) {
-  toast(err instanceof ApiError || err instanceof Error ? err.message : String(err), "error");
-}
 
 // -- products ------------------------------------------------------------------------------------------
 
@@ -607,9 +591,9 @@ async function start() {
   $("orders-status").addEventListener("change", () => loadOrders(true).catch(showError));
   $("orders-more").addEventListener("click", () => loadOrders(false).catch(showError));
   $("payout-form").addEventListener("submit", requestPayout);
-  window.addEventListener("hashchange", showTab);
+  window.addEventListener("hashchange", () => showTab(loaders));
   await loadCategories().catch(showError);
-  showTab();
+  showTab(loaders);
 }
 
 start().catch(showError);
