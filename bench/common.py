@@ -198,6 +198,45 @@ async def wait_ready(base: str, server: subprocess.Popen, timeout: float = 60.0)
     raise RuntimeError(f"the server did not answer /healthz within {timeout:.0f} s")
 
 
+async def register(http, email: str, name: str, password: str = "bench password") -> tuple[str, str]:
+    """A new account through the REST API: (user id, bearer token). The session cookie is dropped so the
+    `http` session's later requests are authenticated only as their headers say."""
+    body = {"email": email, "password": password, "display_name": name}
+    async with http.post("/api/auth/register", json=body) as res:
+        if res.status != 201:
+            raise RuntimeError(f"register: {res.status} {await res.text()}")
+        data = await res.json()
+    http.cookie_jar.clear()
+    return data["user"]["id"], data["token"]
+
+
+async def live_stream(http, dsn: str, tag: str, *, stock: int = 100) -> tuple[str, str]:
+    """A live stream featuring one product, made through the REST API as a seller would (the seller is
+    approved with `set_seller_status` in SQL): (stream id, the host's bearer token)."""
+    import asyncpg
+
+    _, token = await register(http, f"host-{tag}@bench.test", f"Host {tag}")
+    headers = {"Authorization": f"Bearer {token}"}
+
+    async def post(path: str, body: dict | None, key: str) -> dict:
+        async with http.post(path, json=body, headers=headers) as res:
+            if res.status not in (200, 201):
+                raise RuntimeError(f"{path}: {res.status} {await res.text()}")
+            return (await res.json())[key]
+
+    seller = await post("/api/sellers/apply", {"shop_name": f"Bench {tag}"}, "seller")
+    db = await asyncpg.connect(dsn)
+    try:
+        await db.execute("SELECT set_seller_status($1, 'approved', NULL)", seller["id"])
+    finally:
+        await db.close()
+    product = {"title": f"Item {tag}", "variants": [{"sku": f"SKU-{tag}", "price_cents": 1000, "stock": stock}]}
+    product_id = (await post("/api/products", product, "product"))["id"]
+    stream = await post("/api/streams", {"title": f"Live {tag}", "products": [{"product_id": product_id}]}, "stream")
+    await post(f"/api/streams/{stream['id']}/start", None, "stream")
+    return stream["id"], token
+
+
 def stop_process(proc: subprocess.Popen, grace: float = 15.0) -> None:
     if proc.poll() is not None:
         return

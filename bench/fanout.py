@@ -108,6 +108,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 import asyncpg
+import common
 from common import ROOT, floats, ints, log, with_database
 
 DEFAULT_DSN = "postgresql://postgres@127.0.0.1:5432/livehub_bench"
@@ -350,45 +351,11 @@ async def setup_room(base: str, dsn: str, senders: int) -> tuple[str, list[str]]
     """A live stream and `senders` signed-in chat accounts, made through the REST API."""
     tag = secrets.token_hex(4)
     async with aiohttp.ClientSession(base) as http:
-
-        async def register(who: str) -> dict:
-            body = {"email": f"fanout-{who}-{tag}@bench.test", "password": PASSWORD, "display_name": f"Fanout {who}"}
-            async with http.post("/api/auth/register", json=body) as res:
-                if res.status != 201:
-                    raise RuntimeError(f"register: {res.status} {await res.text()}")
-                data = await res.json()
-            http.cookie_jar.clear()
-            return {"id": data["user"]["id"], "headers": {"Authorization": f"Bearer {data['token']}"}}
-
-        seller = await register("seller")
-        async with http.post(
-            "/api/sellers/apply", json={"shop_name": f"Fanout {tag}"}, headers=seller["headers"]
-        ) as res:
-            if res.status != 201:
-                raise RuntimeError(f"apply: {res.status} {await res.text()}")
-            seller_id = (await res.json())["seller"]["id"]
-        db = await asyncpg.connect(dsn)
-        try:
-            await db.execute("SELECT set_seller_status($1, 'approved', NULL)", seller_id)
-        finally:
-            await db.close()
-        product = {"title": "Fanout item", "variants": [{"sku": f"FAN-{tag}", "price_cents": 1000, "stock": 100}]}
-        async with http.post("/api/products", json=product, headers=seller["headers"]) as res:
-            if res.status != 201:
-                raise RuntimeError(f"product: {res.status} {await res.text()}")
-            product_id = (await res.json())["product"]["id"]
-        body = {"title": "Fanout live", "products": [{"product_id": product_id}]}
-        async with http.post("/api/streams", json=body, headers=seller["headers"]) as res:
-            if res.status != 201:
-                raise RuntimeError(f"stream: {res.status} {await res.text()}")
-            stream_id = (await res.json())["stream"]["id"]
-        async with http.post(f"/api/streams/{stream_id}/start", headers=seller["headers"]) as res:
-            if res.status != 200:
-                raise RuntimeError(f"start: {res.status} {await res.text()}")
-        tokens = []
-        for i in range(senders):
-            account = await register(f"sender{i}")
-            tokens.append(account["headers"]["Authorization"].split(" ", 1)[1])
+        stream_id, _ = await common.live_stream(http, dsn, f"fanout-{tag}")
+        tokens = [
+            (await common.register(http, f"fanout-sender{i}-{tag}@bench.test", f"Fanout sender{i}", PASSWORD))[1]
+            for i in range(senders)
+        ]
     return stream_id, tokens
 
 

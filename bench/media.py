@@ -16,13 +16,10 @@ Everything runs on this machine and talks over 127.0.0.1; the database is `liveh
 
 import argparse
 import asyncio
-import contextlib
-import ctypes
 import json
 import os
 import platform
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -30,30 +27,24 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import aiohttp
-import asyncpg
-from common import ROOT, ints, log, with_database
+from common import (
+    ROOT,
+    cpu_ticks,
+    die_with_parent,
+    free_port,
+    ints,
+    live_stream,
+    log,
+    stop_process,
+    wait_ready,
+    with_database,
+)
+from common import ensure_database as common_ensure_database
 
 HOST = "127.0.0.1"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 DATABASE = "livehub_bench_media"
 SCRIPT = Path(__file__).resolve()
-
-
-def die_with_parent() -> None:
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-
-
-def cpu_ticks(pid: int) -> int:
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return int(fields[11]) + int(fields[12])
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
 
 
 # -- child processes ---------------------------------------------------------------------------------
@@ -140,42 +131,8 @@ async def viewers(base: str, stream_id: str, count: int, start_at: float, second
 
 async def setup_stream(base: str, dsn: str) -> tuple[str, str]:
     """A live stream whose host's token publishes, through the REST API."""
-    tag = os.urandom(4).hex()
     async with aiohttp.ClientSession(base) as http:
-        body = {"email": f"media-{tag}@bench.test", "password": "media bench password", "display_name": "Media"}
-        async with http.post("/api/auth/register", json=body) as res:
-            data = await res.json()
-        token = data["token"]
-        headers = {"Authorization": f"Bearer {token}"}
-        async with http.post("/api/sellers/apply", json={"shop_name": f"Media {tag}"}, headers=headers) as res:
-            seller_id = (await res.json())["seller"]["id"]
-        db = await asyncpg.connect(dsn)
-        try:
-            await db.execute("SELECT set_seller_status($1, 'approved', NULL)", seller_id)
-        finally:
-            await db.close()
-        product = {"title": "Media item", "variants": [{"sku": f"MED-{tag}", "price_cents": 1000, "stock": 1}]}
-        async with http.post("/api/products", json=product, headers=headers) as res:
-            product_id = (await res.json())["product"]["id"]
-        body = {"title": "Media bench", "products": [{"product_id": product_id}]}
-        async with http.post("/api/streams", json=body, headers=headers) as res:
-            stream_id = (await res.json())["stream"]["id"]
-        async with http.post(f"/api/streams/{stream_id}/start", headers=headers) as res:
-            assert res.status == 200, await res.text()
-    return stream_id, token
-
-
-async def wait_ready(base: str, proc: subprocess.Popen) -> None:
-    async with aiohttp.ClientSession() as http:
-        for _ in range(300):
-            if proc.poll() is not None:
-                raise RuntimeError("the server exited before it was ready")
-            with contextlib.suppress(aiohttp.ClientError, OSError):
-                async with http.get(f"{base}/healthz") as res:
-                    if res.status == 200:
-                        return
-            await asyncio.sleep(0.2)
-    raise RuntimeError("the server did not start")
+        return await live_stream(http, dsn, f"media-{os.urandom(4).hex()}", stock=1)
 
 
 def child(args: list[str], env: dict | None = None, stdout=None) -> subprocess.Popen:
@@ -188,16 +145,6 @@ def child(args: list[str], env: dict | None = None, stdout=None) -> subprocess.P
         text=True,
         start_new_session=True,
     )
-
-
-def stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
 
 
 async def one_run(dsn: str, mode: str, n: int, opts: argparse.Namespace) -> dict:
@@ -256,17 +203,13 @@ async def one_run(dsn: str, mode: str, n: int, opts: argparse.Namespace) -> dict
         }
     finally:
         for proc in reversed(procs):
-            stop(proc)
+            stop_process(proc)
 
 
 async def ensure_database(dsn: str) -> str:
+    """The benchmark's own database on DATABASE_URL's server, created if missing."""
     url = with_database(dsn, DATABASE)
-    admin = await asyncpg.connect(dsn)
-    try:
-        if not await admin.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", DATABASE):
-            await admin.execute(f'CREATE DATABASE "{DATABASE}"')
-    finally:
-        await admin.close()
+    await common_ensure_database(url)
     return url
 
 
