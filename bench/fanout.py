@@ -92,7 +92,6 @@ import json
 import math
 import multiprocessing
 import os
-import platform
 import re
 import resource
 import secrets
@@ -1282,20 +1281,9 @@ def git_facts() -> dict:
 
 
 def machine_facts(args: argparse.Namespace) -> dict:
-    with open("/proc/meminfo") as f:
-        mem = {line.split(":")[0]: line.split()[1] for line in f}
-    model = ""
-    with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
-        model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "")
     return {
-        "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        **common.machine_facts(),
         **git_facts(),
-        "cores": os.cpu_count(),
-        "cpu": model,
-        "mem_total_gib": round(int(mem["MemTotal"]) / 1024 / 1024, 1),
-        "python": platform.python_version(),
-        "aiohttp": aiohttp.__version__,
-        "loadavg_at_start": loadavg(),
         "load_generators": args.procs,
         "client": args.client,
         "senders": args.senders,
