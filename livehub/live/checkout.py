@@ -145,25 +145,24 @@ class Checkout:
         """Buys in an ended flash sale: `ok` again for one that went through (found by its request id), else
         `sold_out`. The end was committed before this read, so no order in that sale can appear after it:
         the answer is the one buy_batch would give, without the lock."""
-        keys = [f"{self._variant_id}:{r.request_id}" for r in late]  # as buy_batch stores request ids
         try:
             rows = await self._pool.fetch(
-                "SELECT buyer_id::text, request_id, id::text, number FROM orders"
-                " WHERE (buyer_id, request_id) IN (SELECT * FROM unnest($1::uuid[], $2::text[]))",
+                "SELECT buyer_id, request_id, order_id::text, order_number FROM orders_for_buy_requests($1, $2, $3)",
+                self._variant_id,
                 [r.buyer_id for r in late],
-                keys,
+                [r.request_id for r in late],
             )
         except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
             log.warning("looking up %d late buys failed: %r", len(late), exc)
             for r in late:
                 _reply(r, {"status": "error", "message": "purchases are unavailable, try again"})
             return
-        found = {(row["buyer_id"], row["request_id"]): row for row in rows}
-        for r, key in zip(late, keys, strict=True):
-            order = found.get((str(r.buyer_id), key))
+        found = {(str(row["buyer_id"]), row["request_id"]): row for row in rows}
+        for r in late:
+            order = found.get((str(r.buyer_id), r.request_id))
             _reply(
                 r,
-                {"status": "ok", "order_id": order["id"], "order_number": order["number"]}
+                {"status": "ok", "order_id": order["order_id"], "order_number": order["order_number"]}
                 if order
                 else {"status": "sold_out"},
             )

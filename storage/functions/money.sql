@@ -350,6 +350,23 @@ BEGIN
     RETURN order_ids;
 END $$;
 
+-- How an in-stream buy's request id is stored on its order: per variant, so a retried buy (the same
+-- variant) queues on the same row lock and finds the first, while the same id reused for another variant
+-- at the same moment cannot collide with it and fail a whole batch.
+CREATE OR REPLACE FUNCTION buy_request_key(p_variant uuid, p_request_id text) RETURNS text
+LANGUAGE sql IMMUTABLE AS $$ SELECT p_variant::text || ':' || p_request_id $$;
+
+-- The orders that in-stream buys of p_variant placed, by (buyer, request id): what buy_batch would answer
+-- a retry with. Read-only, no lock: the checkout uses it for buys in a flash sale that has already ended,
+-- where no new order can appear.
+CREATE OR REPLACE FUNCTION orders_for_buy_requests(p_variant uuid, p_buyers uuid[], p_request_ids text[])
+RETURNS TABLE (buyer_id uuid, request_id text, order_id uuid, order_number text)
+LANGUAGE sql STABLE AS $$
+    SELECT r.buyer_id, r.request_id, o.id, o.number
+      FROM unnest(p_buyers, p_request_ids) AS r (buyer_id, request_id)
+      JOIN orders o ON o.buyer_id = r.buyer_id AND o.request_id = buy_request_key(p_variant, r.request_id)
+$$;
+
 -- In-stream buying: many buyers, one variant, one transaction. p_requests, in arrival order:
 -- [{request_id, buyer_id, quantity, flash_sale_id?}] (with a flash sale named, only at its price). Stock
 -- goes to requests in that order; a buyer who cannot pay or is
@@ -412,10 +429,7 @@ BEGIN
         existing := NULL;
         rid_key := NULL;
         IF rid IS NOT NULL THEN
-            -- Stored per variant: a retried buy is for the same variant, so it queues on the same row
-            -- lock and finds the first; the same id reused for another variant at the same moment
-            -- cannot collide with it and fail a whole batch.
-            rid_key := p_variant::text || ':' || rid;
+            rid_key := buy_request_key(p_variant, rid);
             SELECT * INTO existing FROM orders WHERE buyer_id = buyer AND request_id = rid_key;
         END IF;
         IF rid IS NOT NULL AND (existing.id IS NOT NULL OR seen ? (buyer::text || ':' || rid)) THEN
