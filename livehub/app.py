@@ -24,10 +24,10 @@ from livehub.api import (
     wallet,
 )
 from livehub.api.cache import ListingCache
+from livehub.api.errors import error_middleware
 from livehub.api.openapi import build_openapi
 from livehub.auth import LoginLimiter, PasswordHasher
 from livehub.broker.local import LocalBroker
-from livehub.errors import error_middleware
 from livehub.jsonx import json_response
 from livehub.live import ws
 from livehub.live.hub import Hub
@@ -177,7 +177,8 @@ def create_app(settings: Settings | None = None) -> web.Application:
     app.router.add_get("/ws/streams/{id}", ws.stream_socket)
     app.router.add_get("/ws/me", ws.user_socket)
     app.router.add_get("/api/openapi.json", openapi_json)
-    api_doc(app, config_rel_url="/api/openapi.json", url_prefix="/api/docs", title="LiveHub API")
+    # swagger_ui puts config_rel_url after url_prefix: the page fetches /api/docs/../openapi.json = /api/openapi.json.
+    api_doc(app, config_rel_url="/../openapi.json", url_prefix="/api/docs", title="LiveHub API")
     for path, name in PAGES.items():
         app.router.add_get(path, page(name))
     app.router.add_static("/static", STATIC)

@@ -80,7 +80,7 @@ class Principal:
         return "seller" in self.roles
 
 
-# Roles as CONTRACT.md defines them: stored roles plus 'seller' for an approved seller profile.
+# Roles as docs/API.md defines them: stored roles plus 'seller' for an approved seller profile.
 USER_JSON = """
     json_build_object(
         'id', u.id, 'email', u.email, 'phone', u.phone, 'display_name', u.display_name,
@@ -173,7 +173,7 @@ class LoginLimiter:
         return RateLimited(
             "too many failed sign-in attempts; try again later",
             {"retry_after_s": self.window_s},
-            headers={"Retry-After": str(self.window_s)},
+            retry_after_s=self.window_s,
         )
 
     async def attempt(self, pool: asyncpg.Pool, account: str, address: str) -> int:

@@ -1,96 +1,142 @@
-"""Domain errors and the one middleware that turns every failure into CONTRACT.md's error shape.
+"""One vocabulary of errors for every way into LiveHub: REST responses, websocket frames, storage functions.
 
-Storage functions raise with a custom SQLSTATE (class `LH`) so a rule enforced in plpgsql reaches the
-client as the same error a Python check would give, without the handler knowing either exists.
+`ErrorCode` names each error a client can get, with its HTTP status and default message (docs/API.md's
+table is checked against it). Domain code raises a `LiveHubError` subclass anywhere; plpgsql functions raise
+a SQLSTATE of class `LH` (`RAISE ... USING ERRCODE = 'LH404'`), which `ErrorCode` also lists, so a rule
+enforced in the database reaches the client as the same error a Python check would give.
+
+`to_error` is the one translation from any exception to a `LiveHubError` (None for our own bugs, which the
+caller logs and answers as `internal`). The REST middleware (livehub/api/errors.py), the websocket
+handler and the checkout all use it; nothing here knows about HTTP or sockets.
 """
 
-import logging
+from collections.abc import Callable
+from enum import StrEnum
 from typing import Any
 
 import asyncpg
 import pydantic
-from aiohttp import web
-
-from livehub.jsonx import json_response, loads
-
-log = logging.getLogger(__name__)
+from orjson import loads
 
 
-class ApiError(Exception):
-    status = 400
-    code = "bad_request"
+class ErrorCode(StrEnum):
+    """code, HTTP status, default message, and the SQLSTATE a storage function raises it with (if any)."""
 
-    def __init__(self, message: str, details: dict[str, Any] | None = None, *, headers: dict | None = None):
-        super().__init__(message)
-        self.message = message
+    VALIDATION_ERROR = "validation_error", 422, "invalid request", "LH422"
+    UNAUTHORIZED = "unauthorized", 401, "sign in first"
+    FORBIDDEN = "forbidden", 403, "not allowed", "LH403"
+    NOT_FOUND = "not_found", 404, "not found", "LH404"
+    METHOD_NOT_ALLOWED = "method_not_allowed", 405, "method not allowed"
+    CONFLICT = "conflict", 409, "conflicts with the current state", "LH409"
+    OUT_OF_STOCK = "out_of_stock", 409, "not enough stock", "LHOOS"
+    INSUFFICIENT_FUNDS = "insufficient_funds", 409, "not enough money in the wallet", "LHNSF"
+    IDEMPOTENCY_MISMATCH = "idempotency_mismatch", 422, "this Idempotency-Key was used with another request"
+    PAYLOAD_TOO_LARGE = "payload_too_large", 413, "request too large"
+    RATE_LIMITED = "rate_limited", 429, "too many requests, slow down"
+    UNAVAILABLE = "unavailable", 503, "temporarily unavailable, try again"
+    INTERNAL = "internal", 500, "internal server error"
+
+    def __new__(cls, code: str, status: int, message: str, sqlstate: str | None = None):
+        member = str.__new__(cls, code)
+        member._value_ = code
+        member.status = status
+        member.message = message
+        member.sqlstate = sqlstate
+        return member
+
+
+class LiveHubError(Exception):
+    """An error a client caused or must be told about; `code` says which."""
+
+    code: ErrorCode = ErrorCode.INTERNAL
+
+    def __init__(self, message: str | None = None, details: dict[str, Any] | None = None, *, retry_after_s=None):
+        self.message = message or self.code.message
+        super().__init__(self.message)
         self.details = details or {}
-        self.headers = headers
+        # When trying again makes sense (a rate limit); REST sends it as Retry-After.
+        self.retry_after_s: int | None = retry_after_s
+
+    @property
+    def status(self) -> int:
+        return self.code.status
 
 
-class ValidationFailed(ApiError):
-    status, code = 422, "validation_error"
+class ValidationFailed(LiveHubError):
+    code = ErrorCode.VALIDATION_ERROR
 
 
-class Unauthorized(ApiError):
-    status, code = 401, "unauthorized"
+class Unauthorized(LiveHubError):
+    code = ErrorCode.UNAUTHORIZED
 
 
-class Forbidden(ApiError):
-    status, code = 403, "forbidden"
+class Forbidden(LiveHubError):
+    code = ErrorCode.FORBIDDEN
 
 
-class NotFound(ApiError):
-    status, code = 404, "not_found"
+class NotFound(LiveHubError):
+    code = ErrorCode.NOT_FOUND
 
 
-class MethodNotAllowed(ApiError):
-    status, code = 405, "method_not_allowed"
+class MethodNotAllowed(LiveHubError):
+    code = ErrorCode.METHOD_NOT_ALLOWED
 
 
-class Conflict(ApiError):
-    status, code = 409, "conflict"
+class Conflict(LiveHubError):
+    code = ErrorCode.CONFLICT
 
 
-class OutOfStock(ApiError):
-    status, code = 409, "out_of_stock"
+class OutOfStock(LiveHubError):
+    code = ErrorCode.OUT_OF_STOCK
 
 
-class InsufficientFunds(ApiError):
-    status, code = 409, "insufficient_funds"
+class InsufficientFunds(LiveHubError):
+    code = ErrorCode.INSUFFICIENT_FUNDS
 
 
-class IdempotencyMismatch(ApiError):
-    status, code = 422, "idempotency_mismatch"
+class IdempotencyMismatch(LiveHubError):
+    code = ErrorCode.IDEMPOTENCY_MISMATCH
 
 
-class PayloadTooLarge(ApiError):
-    status, code = 413, "payload_too_large"
+class PayloadTooLarge(LiveHubError):
+    code = ErrorCode.PAYLOAD_TOO_LARGE
 
 
-class RateLimited(ApiError):
-    status, code = 429, "rate_limited"
+class RateLimited(LiveHubError):
+    code = ErrorCode.RATE_LIMITED
 
 
-class Unavailable(ApiError):
-    status, code = 503, "unavailable"
+class Unavailable(LiveHubError):
+    code = ErrorCode.UNAVAILABLE
 
 
-# SQLSTATEs raised by storage/functions/*.sql (RAISE ... USING ERRCODE = 'LH404').
-SQLSTATE_ERRORS: dict[str, type[ApiError]] = {
-    "LH403": Forbidden,
-    "LH404": NotFound,
-    "LH409": Conflict,
-    "LH422": ValidationFailed,
-    "LHOOS": OutOfStock,
-    "LHNSF": InsufficientFunds,
-}
+class Internal(LiveHubError):
+    code = ErrorCode.INTERNAL
 
 
-def from_postgres(exc: asyncpg.PostgresError) -> ApiError | None:
-    """Translate a database error that a client caused; None for a real server fault."""
+_BY_CODE: dict[ErrorCode, type[LiveHubError]] = {cls.code: cls for cls in LiveHubError.__subclasses__()}
+_BY_SQLSTATE: dict[str, type[LiveHubError]] = {code.sqlstate: cls for code, cls in _BY_CODE.items() if code.sqlstate}
+DATABASE_AWAY = "the database is not reachable, try again"
+
+
+def error_of(code: ErrorCode, message: str | None = None, details: dict[str, Any] | None = None) -> LiveHubError:
+    """The error for a code, e.g. from an HTTP status the router raised."""
+    return _BY_CODE[code](message, details)
+
+
+def validation_details(exc: pydantic.ValidationError) -> dict[str, Any]:
+    return {
+        "errors": [
+            {"loc": [str(p) for p in e["loc"]], "msg": e["msg"], "type": e["type"]}
+            for e in exc.errors(include_url=False, include_input=False, include_context=False)
+        ]
+    }
+
+
+def _from_postgres(exc: asyncpg.PostgresError) -> LiveHubError | None:
     state = exc.sqlstate or ""
-    if state in SQLSTATE_ERRORS:
-        return SQLSTATE_ERRORS[state](exc.args[0] if exc.args else str(exc), _pg_details(exc))
+    if (cls := _BY_SQLSTATE.get(state)) is not None:
+        return cls(exc.args[0] if exc.args else str(exc), _pg_details(exc))
     if isinstance(exc, asyncpg.UniqueViolationError):
         return Conflict("already exists", {"constraint": exc.constraint_name})
     if isinstance(exc, asyncpg.ForeignKeyViolationError):
@@ -106,7 +152,7 @@ def from_postgres(exc: asyncpg.PostgresError) -> ApiError | None:
     if isinstance(
         exc, (asyncpg.PostgresConnectionError, asyncpg.OperatorInterventionError, asyncpg.InsufficientResourcesError)
     ):
-        return Unavailable("the database is not reachable, try again")
+        return Unavailable(DATABASE_AWAY)
     return None
 
 
@@ -121,68 +167,31 @@ def _pg_details(exc: asyncpg.PostgresError) -> dict[str, Any]:
     return {}
 
 
-def validation_details(exc: pydantic.ValidationError) -> dict[str, Any]:
-    return {
-        "errors": [
-            {"loc": [str(p) for p in e["loc"]], "msg": e["msg"], "type": e["type"]}
-            for e in exc.errors(include_url=False, include_input=False, include_context=False)
-        ]
-    }
+def _from_interface(exc: asyncpg.InterfaceError) -> LiveHubError | None:
+    # asyncpg reports a closed connection or pool as a plain InterfaceError, told apart only by its text.
+    # Other interface errors (a client feature asyncpg lacks, overlapping operations) are our bugs.
+    if isinstance(exc, asyncpg.ConnectionDoesNotExistError) or "closed" in str(exc):
+        return Unavailable(DATABASE_AWAY)
+    return None
 
 
-def error_response(err: ApiError) -> web.Response:
-    body = {"error": {"code": err.code, "message": err.message, "details": err.details}}
-    return json_response(body, status=err.status, headers=err.headers)
-
-
-_HTTP_ERRORS: dict[int, type[ApiError]] = {
-    400: ValidationFailed,
-    401: Unauthorized,
-    403: Forbidden,
-    404: NotFound,
-    405: MethodNotAllowed,
-    413: PayloadTooLarge,
+# Exception class -> translation, looked up along the exception's MRO (most specific first), as
+# Starlette's exception handlers are. A translation returning None means "our bug".
+_TRANSLATIONS: dict[type[BaseException], Callable[[Any], LiveHubError | None]] = {
+    LiveHubError: lambda exc: exc,
+    pydantic.ValidationError: lambda exc: ValidationFailed("invalid request", validation_details(exc)),
+    asyncpg.PostgresError: _from_postgres,
+    asyncpg.InterfaceError: _from_interface,
+    # The database went away mid-request or cannot be reached (ConnectionError and TimeoutError are
+    # OSErrors too; an unreachable host is a bare OSError).
+    OSError: lambda exc: Unavailable(DATABASE_AWAY),
 }
 
 
-@web.middleware
-async def error_middleware(request: web.Request, handler):
-    try:
-        return await handler(request)
-    except ApiError as err:
-        return error_response(err)
-    except pydantic.ValidationError as exc:
-        return error_response(ValidationFailed("invalid request", validation_details(exc)))
-    except asyncpg.PostgresError as exc:
-        err = from_postgres(exc)
-        if err is None:
-            log.exception("database error on %s %s", request.method, request.path)
-            return _internal()
-        return error_response(err)
-    except (asyncpg.InterfaceError, ConnectionError, TimeoutError) as exc:
-        # The database went away mid-request or cannot be reached. Other interface errors (a client
-        # feature asyncpg lacks, overlapping operations) are our bugs and stay 500s.
-        if isinstance(exc, asyncpg.InterfaceError) and not _connection_lost(exc):
-            log.exception("database client error on %s %s", request.method, request.path)
-            return _internal()
-        log.warning("database unavailable on %s %s: %r", request.method, request.path, exc)
-        return error_response(Unavailable("the database is not reachable, try again"))
-    except web.HTTPException as exc:
-        if exc.status < 400 or exc.status not in _HTTP_ERRORS:
-            raise
-        # A 405 must say which methods the resource allows.
-        headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
-        return error_response(_HTTP_ERRORS[exc.status](exc.reason, headers=headers))
-    except Exception:
-        log.exception("unhandled error on %s %s", request.method, request.path)
-        return _internal()
-
-
-def _connection_lost(exc: asyncpg.InterfaceError) -> bool:
-    # asyncpg reports a closed connection or pool as a plain InterfaceError, told apart only by its text.
-    return isinstance(exc, asyncpg.ConnectionDoesNotExistError) or "closed" in str(exc)
-
-
-def _internal() -> web.Response:
-    body = {"error": {"code": "internal", "message": "internal server error", "details": {}}}
-    return json_response(body, status=500)
+def to_error(exc: BaseException) -> LiveHubError | None:
+    """The client-facing error for an exception, or None when it is a fault of ours (log it, answer
+    `internal`)."""
+    for cls in type(exc).__mro__:
+        if (translate := _TRANSLATIONS.get(cls)) is not None:
+            return translate(exc)
+    return None

@@ -48,6 +48,7 @@ from conftest import empty_tables, settings_for
 from livehub import keys
 from livehub.app import APIS, create_app
 from livehub.auth import create_session
+from livehub.errors import ErrorCode
 from livehub.settings import Settings
 
 SEED = 20240611  # with each operation's name, the seed of its Hypothesis run
@@ -57,20 +58,7 @@ MODES = [GenerationMode.POSITIVE, GenerationMode.NEGATIVE]
 OPERATIONS = [(route.method, route.path) for api in APIS for route in api.routes]
 
 # The error codes CONTRACT.md names, with the status each comes with (405 is the router's own).
-CODE_STATUS = {
-    "validation_error": 422,
-    "unauthorized": 401,
-    "forbidden": 403,
-    "not_found": 404,
-    "method_not_allowed": 405,
-    "conflict": 409,
-    "out_of_stock": 409,
-    "insufficient_funds": 409,
-    "idempotency_mismatch": 422,
-    "rate_limited": 429,
-    "payload_too_large": 413,
-    "unavailable": 503,
-}
+CODE_STATUS = {code.value: code.status for code in ErrorCode}
 
 
 def error_follows_contract(ctx, response, case) -> None:

@@ -7,7 +7,8 @@ from pydantic import StringConstraints
 
 from livehub import auth, keys
 from livehub.api.models import Email, Phone, Text, UserOut
-from livehub.api.routing import SESSION_COOKIE, Api, Model, Out, principal, request_token
+from livehub.api.routing import Api, Model, Out, principal
+from livehub.http import SESSION_COOKIE, client_address, request_token
 from livehub.jsonx import json_response
 
 api = Api("auth")
@@ -34,15 +35,6 @@ class SessionOut(Out):
 
 class MeOut(Out):
     user: UserOut
-
-
-def client_address(request: web.Request) -> str:
-    """The caller's address; behind N trusted proxies, the Nth address from the right of X-Forwarded-For."""
-    hops = request.app[keys.SETTINGS].trusted_proxy_count
-    forwarded = [a.strip() for a in request.headers.get("X-Forwarded-For", "").split(",") if a.strip()]
-    if hops and len(forwarded) >= hops:
-        return forwarded[-hops]
-    return request.remote or "unknown"
 
 
 def _signed_in(request: web.Request, user: dict, token: str, status: int) -> web.Response:

@@ -23,10 +23,10 @@ from livehub import keys
 from livehub.api import idempotency
 from livehub.auth import Principal, principal_for_token
 from livehub.errors import Forbidden, NotFound, PayloadTooLarge, Unauthorized, ValidationFailed
+from livehub.http import check_origin, request_token
 from livehub.jsonx import json_response, loads
 
 Auth = Literal["none", "optional", "user", "seller", "admin"]
-SESSION_COOKIE = "livehub_session"
 PRINCIPAL = web.RequestKey("principal", Principal | None)
 _SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 
@@ -150,15 +150,6 @@ def parse_json(raw: bytes) -> Any:
         raise ValidationFailed("body is not valid JSON", {"reason": str(exc)}) from None
 
 
-def request_token(request: web.Request) -> tuple[str | None, bool]:
-    """The session token and whether it came from the cookie (which needs the Origin check)."""
-    header = request.headers.get("Authorization", "")
-    if header.lower().startswith("bearer "):
-        return header[7:].strip() or None, False
-    cookie = request.cookies.get(SESSION_COOKIE)
-    return (cookie, True) if cookie else (None, False)
-
-
 async def resolve_principal(request: web.Request) -> Principal | None:
     if PRINCIPAL in request:
         return request[PRINCIPAL]
@@ -185,21 +176,6 @@ def _authorise(request: web.Request, principal: Principal | None, auth: Auth) ->
         raise Forbidden("admins only")
     if auth == "seller" and not principal.is_seller:
         raise Forbidden("an approved seller profile is required")
-
-
-def check_origin(request: web.Request) -> None:
-    """A cookie rides along on cross-site requests; only our own pages (or configured origins) may write."""
-    origin = request.headers.get("Origin")
-    if origin is None:
-        raise Forbidden("cookie-authenticated writes need an Origin header")
-    settings = request.app[keys.SETTINGS]
-    scheme = request.scheme
-    if settings.trusted_proxy_count and (proto := request.headers.get("X-Forwarded-Proto")):
-        # Behind a TLS-terminating proxy the browser's origin is https while this hop is http.
-        scheme = proto.split(",")[-1].strip()
-    own = f"{scheme}://{request.host}"
-    if origin != own and origin not in settings.allowed_origins:
-        raise Forbidden("cross-origin request refused", {"origin": origin})
 
 
 def db(request: web.Request) -> asyncpg.Pool | asyncpg.Connection:

@@ -19,10 +19,12 @@ from uuid import UUID, uuid4
 
 import asyncpg
 
-from livehub.errors import from_postgres
+from livehub.errors import ErrorCode, to_error
 from livehub.settings import Settings
 
 log = logging.getLogger(__name__)
+
+UNAVAILABLE = "purchases are unavailable, try again"
 
 
 @dataclass
@@ -108,12 +110,12 @@ class Checkout:
                 self._hold_s,
             )
         except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
-            err = from_postgres(exc) if isinstance(exc, asyncpg.PostgresError) else None
-            if err is None:
+            err = to_error(exc)
+            if err is None or err.code is ErrorCode.UNAVAILABLE:
                 log.warning("a batch of %d buys failed: %r", len(batch), exc)
             # The transaction did not commit: nobody was charged. A retry with the same request_id is safe
             # either way (a purchase that did commit is answered again, never charged twice).
-            message = err.message if err is not None else "purchases are unavailable, try again"
+            message = err.message if err is not None and err.code is not ErrorCode.UNAVAILABLE else UNAVAILABLE
             for r in batch:
                 _reply(r, {"status": "error", "message": message})
             return
@@ -155,7 +157,7 @@ class Checkout:
         except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
             log.warning("looking up %d late buys failed: %r", len(late), exc)
             for r in late:
-                _reply(r, {"status": "error", "message": "purchases are unavailable, try again"})
+                _reply(r, {"status": "error", "message": UNAVAILABLE})
             return
         found = {(str(row["buyer_id"]), row["request_id"]): row for row in rows}
         for r in late:

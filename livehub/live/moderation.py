@@ -10,6 +10,8 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from livehub.errors import Forbidden, RateLimited, ValidationFailed
+
 
 class TokenBucket:
     """`rate` per second sustained, `burst` at once."""
@@ -42,14 +44,6 @@ class UserLimits:
     connections: int = 0
 
 
-class ChatRefused(Exception):
-    def __init__(self, code: str, message: str, details: dict | None = None):
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.details = details or {}
-
-
 @dataclass
 class ChatRules:
     max_chars: int
@@ -65,24 +59,23 @@ class ChatRules:
         )
 
     def check(self, text: str, user_id: str, limits: UserLimits, *, exempt: bool, now: datetime) -> None:
-        """Raise ChatRefused when this message may not be sent now."""
+        """Raise Forbidden, RateLimited or ValidationFailed when this message may not be sent now."""
         if len(text) > self.max_chars:
-            raise ChatRefused("validation_error", f"a message is at most {self.max_chars} characters")
+            raise ValidationFailed(f"a message is at most {self.max_chars} characters")
         if not text.strip():
-            raise ChatRefused("validation_error", "a message needs some text")
+            raise ValidationFailed("a message needs some text")
         until = self.timeouts.get(user_id)
         if until is not None and until > now:
-            raise ChatRefused("forbidden", "you are timed out", {"until": until.isoformat()})
+            raise Forbidden("you are timed out", {"until": until.isoformat()})
         if self._blocked is not None and self._blocked.search(text):
-            raise ChatRefused("validation_error", "the message contains a word the host has blocked")
+            raise ValidationFailed("the message contains a word the host has blocked")
         if not exempt and self.slow_mode_s:
             wait = limits.last_chat + self.slow_mode_s - time.monotonic()
             if wait > 0:
-                raise ChatRefused(
-                    "rate_limited",
+                raise RateLimited(
                     f"slow mode: one message every {self.slow_mode_s} s",
                     {"retry_after_s": round(wait, 1)},
                 )
         if not limits.chat.take():
-            raise ChatRefused("rate_limited", "too many messages, slow down")
+            raise RateLimited("too many messages, slow down")
         limits.last_chat = time.monotonic()

@@ -11,7 +11,7 @@ from uuid import UUID
 import pydantic
 from pydantic import Field
 
-from livehub.errors import validation_details
+from livehub.errors import ValidationFailed, validation_details
 
 REACTIONS = ("heart", "fire", "clap", "laugh", "wow")
 
@@ -91,11 +91,11 @@ ClientFrame = Annotated[
 _FRAMES: pydantic.TypeAdapter[ClientFrame] = pydantic.TypeAdapter(ClientFrame)
 
 
-class BadFrame(Exception):
+class BadFrame(ValidationFailed):
+    """A frame that is not JSON or not a valid client frame; carries its request_id when readable."""
+
     def __init__(self, message: str, details: dict | None = None, request_id: str | None = None):
-        super().__init__(message)
-        self.message = message
-        self.details = details or {}
+        super().__init__(message, details)
         self.request_id = request_id
 
 

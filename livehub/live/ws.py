@@ -14,11 +14,10 @@ import asyncpg
 from aiohttp import WSMsgType, web
 
 from livehub import keys
-from livehub.api.auth import client_address
-from livehub.api.routing import check_origin, request_token
 from livehub.auth import Principal, principal_for_token
 from livehub.broker.base import BrokerUnavailable
-from livehub.errors import ApiError, Forbidden, RateLimited, from_postgres
+from livehub.errors import Forbidden, Internal, LiveHubError, RateLimited, Unavailable, to_error
+from livehub.http import check_origin, client_address, request_token
 from livehub.live import protocol
 from livehub.live.connection import (
     CLOSE_BANNED,
@@ -27,7 +26,6 @@ from livehub.live.connection import (
     CLOSE_UNAUTHORIZED,
     Connection,
 )
-from livehub.live.moderation import ChatRefused
 from livehub.live.room import Room
 
 log = logging.getLogger(__name__)
@@ -120,7 +118,7 @@ async def user_socket(request: web.Request) -> web.WebSocketResponse:
                         else protocol.error("validation_error", "this socket only takes ping", frame.request_id)
                     )
                 except protocol.BadFrame as exc:
-                    reply = protocol.error("validation_error", exc.message, exc.request_id, exc.details)
+                    reply = error_reply(exc, None)
                 conn.send(reply)
     finally:
         hub.left(None, conn)
@@ -205,23 +203,8 @@ async def _handle(room: Room, conn: Connection, raw: str) -> None:
                 ack["offset"] = event["offset"]
             conn.send(ack)
         return
-    except protocol.BadFrame as exc:
-        reply = protocol.error("validation_error", exc.message, exc.request_id, exc.details)
-    except ChatRefused as exc:
-        reply = protocol.error(exc.code, exc.message, request_id, exc.details)
-    except ApiError as exc:
-        reply = protocol.error(exc.code, exc.message, request_id, exc.details)
-    except BrokerUnavailable:
-        reply = protocol.error("unavailable", "the room cannot take that right now, try again", request_id)
-    except asyncpg.PostgresError as exc:
-        err = from_postgres(exc)
-        if err is None:
-            log.exception("database error handling a frame")
-            reply = protocol.error("internal", "that failed on our side", request_id)
-        else:
-            reply = protocol.error(err.code, err.message, request_id, err.details)
-    except (asyncpg.InterfaceError, OSError):
-        reply = protocol.error("unavailable", "the database is not reachable, try again", request_id)
+    except Exception as exc:
+        reply = error_reply(exc, request_id)
     conn.send(reply)
 
 
@@ -229,11 +212,22 @@ async def _buy(room: Room, conn: Connection, frame: protocol.Buy) -> None:
     try:
         result = await room.buy(conn, frame)
         reply = {"type": "purchase", "request_id": frame.request_id, **result}
-    except ApiError as exc:
-        reply = protocol.error(exc.code, exc.message, frame.request_id)
+    except Exception as exc:
+        reply = error_reply(exc, frame.request_id)
     finally:
         conn.in_flight -= 1
     conn.send(reply)
+
+
+def error_reply(exc: Exception, request_id: str | None) -> dict:
+    """The `error` frame for a failed frame; the connection stays open."""
+    if isinstance(exc, BrokerUnavailable):
+        err: LiveHubError = Unavailable("the room cannot take that right now, try again")
+    elif (err := to_error(exc)) is None:
+        log.exception("handling a frame failed", exc_info=exc)
+        err = Internal("that failed on our side")
+    request_id = getattr(exc, "request_id", None) or request_id
+    return protocol.error(err.code.value, err.message, request_id, err.details)
 
 
 _pending: set[asyncio.Task] = set()
