@@ -708,6 +708,11 @@ async def test_listing_cache_serves_a_page_until_this_node_writes(aiohttp_client
     res = await cached.patch(f"/api/products/{product['id']}", json={"title": "New title"}, headers=seller.headers)
     assert res.status == 200, await res.text()
     assert await titles() == ["New title"]
+    # Every route declared `changes_listings` drops the pages, an admin's as well as the seller's.
+    admin = await make.admin()
+    res = await cached.post(f"/api/admin/sellers/{seller.seller['id']}/suspend", headers=admin.headers)
+    assert res.status == 200, await res.text()
+    assert await titles() == []
 
 
 async def test_listing_cache_shares_one_load_and_does_not_keep_failures():

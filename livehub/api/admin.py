@@ -8,7 +8,7 @@ from aiohttp import web
 from pydantic import AfterValidator, Field, StringConstraints
 
 from livehub import keys
-from livehub.api.catalog import CategoryOut, catalog_changed
+from livehub.api.catalog import CategoryOut
 from livehub.api.models import Page, PageQuery, Text
 from livehub.api.orders import OrderOut, OrderQuery
 from livehub.api.payouts import PayoutEnvelope, PayoutOut, PayoutQuery, payout_cursor
@@ -45,19 +45,17 @@ async def list_sellers(request: web.Request, query: SellerListQuery) -> Page[Sel
     return Page[SellerOut].model_validate(page)
 
 
-@api.post("/api/admin/sellers/{id}/approve", auth="admin", response=SellerEnvelope)
+@api.post("/api/admin/sellers/{id}/approve", auth="admin", changes_listings=True, response=SellerEnvelope)
 async def approve_seller(request: web.Request) -> SellerEnvelope:
     """Approve (or reinstate) a seller profile"""
     seller = await sellers.set_status(request.app[keys.POOL], path_id(request), "approved", principal(request).user_id)
-    catalog_changed(request)  # the seller's products join or leave listings
     return SellerEnvelope(seller=seller)
 
 
-@api.post("/api/admin/sellers/{id}/suspend", auth="admin", response=SellerEnvelope)
+@api.post("/api/admin/sellers/{id}/suspend", auth="admin", changes_listings=True, response=SellerEnvelope)
 async def suspend_seller(request: web.Request) -> SellerEnvelope:
     """Suspend a seller: their products leave listings and they cannot sell"""
     seller = await sellers.set_status(request.app[keys.POOL], path_id(request), "suspended", principal(request).user_id)
-    catalog_changed(request)  # the seller's products join or leave listings
     return SellerEnvelope(seller=seller)
 
 

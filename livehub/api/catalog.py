@@ -143,12 +143,6 @@ class ImportOut(Out):
     rejected: list[RejectedLine]
 
 
-def catalog_changed(request: web.Request) -> None:
-    """This node's listing pages may be out of date: drop them (other nodes catch up within the cache's
-    lifetime)."""
-    request.app[keys.LISTING_CACHE].clear()
-
-
 @api.get("/api/categories", response=CategoryTreeOut)
 async def list_categories(request: web.Request) -> CategoryTreeOut:
     """The category tree"""
@@ -183,15 +177,14 @@ async def get_product(request: web.Request) -> dict:
         return {"product": await catalog.get_product(conn, path_id(request))}
 
 
-@api.post("/api/products", auth="seller", body=ProductIn, response=ProductEnvelope, status=201)
+@api.post("/api/products", auth="seller", changes_listings=True, body=ProductIn, response=ProductEnvelope, status=201)
 async def create_product(request: web.Request, body: ProductIn) -> ProductEnvelope:
     """List a new product with its variants"""
     product = await catalog.create_product(request.app[keys.POOL], principal(request).user_id, body.model_dump())
-    catalog_changed(request)
     return ProductEnvelope(product=product)
 
 
-@api.patch("/api/products/{id}", auth="seller", body=ProductPatch, response=ProductEnvelope)
+@api.patch("/api/products/{id}", auth="seller", changes_listings=True, body=ProductPatch, response=ProductEnvelope)
 async def update_product(request: web.Request, body: ProductPatch) -> ProductEnvelope:
     """Change your product's fields"""
     changes = body.model_dump(exclude_unset=True)
@@ -201,31 +194,35 @@ async def update_product(request: web.Request, body: ProductPatch) -> ProductEnv
     product = await catalog.update_product(
         request.app[keys.POOL], principal(request).user_id, path_id(request), changes
     )
-    catalog_changed(request)
     return ProductEnvelope(product=product)
 
 
-@api.delete("/api/products/{id}", auth="seller", response=ProductEnvelope)
+@api.delete("/api/products/{id}", auth="seller", changes_listings=True, response=ProductEnvelope)
 async def archive_product(request: web.Request) -> ProductEnvelope:
     """Archive your product: it leaves listings, its orders keep their links"""
     product = await catalog.update_product(
         request.app[keys.POOL], principal(request).user_id, path_id(request), {"status": "archived"}
     )
-    catalog_changed(request)
     return ProductEnvelope(product=product)
 
 
-@api.post("/api/products/{id}/variants", auth="seller", body=VariantsIn, response=ProductEnvelope, status=201)
+@api.post(
+    "/api/products/{id}/variants",
+    auth="seller",
+    changes_listings=True,
+    body=VariantsIn,
+    response=ProductEnvelope,
+    status=201,
+)
 async def add_variants(request: web.Request, body: VariantsIn) -> ProductEnvelope:
     """Add variants to your product"""
     product = await catalog.add_variants(
         request.app[keys.POOL], principal(request).user_id, path_id(request), body.model_dump()["variants"]
     )
-    catalog_changed(request)
     return ProductEnvelope(product=product)
 
 
-@api.patch("/api/variants/{id}", auth="seller", body=VariantPatch, response=ProductEnvelope)
+@api.patch("/api/variants/{id}", auth="seller", changes_listings=True, body=VariantPatch, response=ProductEnvelope)
 async def update_variant(request: web.Request, body: VariantPatch) -> ProductEnvelope:
     """Change your variant's SKU, options or price"""
     changes = body.model_dump(exclude_unset=True)
@@ -234,11 +231,12 @@ async def update_variant(request: web.Request, body: VariantPatch) -> ProductEnv
     product = await catalog.update_variant(
         request.app[keys.POOL], principal(request).user_id, path_id(request), changes
     )
-    catalog_changed(request)
     return ProductEnvelope(product=product)
 
 
-@api.post("/api/variants/{id}/stock", auth="seller", body=StockIn, response=StockOut, idempotent=True)
+@api.post(
+    "/api/variants/{id}/stock", auth="seller", changes_listings=True, body=StockIn, response=StockOut, idempotent=True
+)
 async def adjust_stock(request: web.Request, body: StockIn) -> StockOut:
     """Restock or write off units of your variant; every change is audited"""
     result = await catalog.adjust_stock(
@@ -249,11 +247,17 @@ async def adjust_stock(request: web.Request, body: StockIn) -> StockOut:
         body.reason,
         body.reference,
     )
-    catalog_changed(request)
     return StockOut.model_validate(result)
 
 
-@api.post("/api/variants/{id}/units", auth="seller", response=ImportOut, content_type="text/csv", idempotent=True)
+@api.post(
+    "/api/variants/{id}/units",
+    auth="seller",
+    changes_listings=True,
+    response=ImportOut,
+    content_type="text/csv",
+    idempotent=True,
+)
 async def import_units(request: web.Request, data: bytes) -> ImportOut:
     """Import digital codes (CSV, one code per row) into your digital variant"""
     report = await units.import_csv(
@@ -263,5 +267,4 @@ async def import_units(request: web.Request, data: bytes) -> ImportOut:
         data,
         max_codes=request.app[keys.SETTINGS].max_units_per_import,
     )
-    catalog_changed(request)
     return ImportOut.model_validate(report)

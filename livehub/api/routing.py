@@ -58,6 +58,9 @@ class Route:
     content_type: str = "application/json"
     # Accepts an Idempotency-Key header: a retry returns the first response (see idempotency.py).
     idempotent: bool = False
+    # A successful call changes what product listings show: this node drops its cached listing pages
+    # (other nodes catch up within the cache's lifetime, api/cache.py).
+    changes_listings: bool = False
 
 
 class Api:
@@ -119,8 +122,12 @@ def _wrap(route: Route):
 
         key = request.headers.get("Idempotency-Key") if route.idempotent else None
         if key is not None and principal is not None:
-            return await idempotency.run_once(request, principal.user_id, key, raw, call)
-        return await call()
+            response = await idempotency.run_once(request, principal.user_id, key, raw, call)
+        else:
+            response = await call()
+        if route.changes_listings:
+            request.app[keys.LISTING_CACHE].clear()
+        return response
 
     return wrapper
 
