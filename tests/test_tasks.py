@@ -1,0 +1,87 @@
+"""The supervisor of background work: failures are logged and counted, loops come back, shutdown drains."""
+
+import asyncio
+import logging
+import time
+
+from livehub.tasks import Supervisor
+
+
+async def until(condition, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.005)
+
+
+async def test_a_failing_step_is_logged_and_counted(caplog):
+    tasks = Supervisor()
+
+    async def broken():
+        raise RuntimeError("boom")
+
+    with caplog.at_level(logging.WARNING, "livehub.tasks"):
+        tasks.spawn(broken(), name="broken-step")
+        await until(lambda: tasks.failures == 1)
+    assert "broken-step failed" in caplog.text and "boom" in caplog.text
+    assert tasks.running == 0
+    await tasks.close()
+
+
+async def test_a_periodic_job_goes_on_after_a_failing_round():
+    tasks = Supervisor()
+    rounds = []
+
+    def job():
+        rounds.append(time.monotonic())
+        if len(rounds) == 2:
+            raise ValueError("a bad round")
+
+    tasks.every(0.01, job, name="job")
+    await until(lambda: len(rounds) >= 4)
+    assert tasks.failures == 1
+    await tasks.close()
+    done = len(rounds)
+    await asyncio.sleep(0.05)
+    assert len(rounds) == done  # stopped for good
+
+
+async def test_a_loop_that_dies_is_started_again():
+    tasks = Supervisor(restart_min_s=0.01, restart_max_s=0.02)
+    starts = []
+
+    async def loop():
+        starts.append(1)
+        if len(starts) < 3:
+            raise ConnectionError("lost it")
+        await asyncio.Event().wait()  # then runs until cancelled
+
+    tasks.keep_running(loop, name="loop")
+    await until(lambda: len(starts) == 3)
+    assert tasks.failures == 2
+    await tasks.close()
+    assert tasks.running == 0
+
+
+async def test_shutdown_waits_for_steps_in_flight_then_cancels_the_late_ones():
+    tasks = Supervisor()
+    finished = []
+
+    async def quick():
+        await asyncio.sleep(0.02)
+        finished.append("quick")
+
+    async def stuck():
+        try:
+            await asyncio.Event().wait()
+        finally:
+            finished.append("stuck cancelled")
+
+    tasks.spawn(quick(), name="quick")
+    tasks.spawn(stuck(), name="stuck")
+    tasks.every(0.01, lambda: None, name="tick")
+    started = time.monotonic()
+    await tasks.close(drain_s=0.2)
+    assert sorted(finished) == ["quick", "stuck cancelled"]
+    assert time.monotonic() - started < 2
+    assert tasks.running == 0
