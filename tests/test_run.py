@@ -19,6 +19,7 @@ from conftest import ROOT
 from redis_server import redis_url  # noqa: F401
 
 STARTUP_S = 90
+RUN_PY = (sys.executable, "run.py")
 
 
 def free_port() -> int:
@@ -50,12 +51,14 @@ def node_env(data_dir: Path, **extra: str) -> dict[str, str]:
 
 
 class Node:
-    def __init__(self, data_dir: Path, *args: str, env: dict[str, str] | None = None):
+    """`run.py --port P ARGS...` (or another `command`, such as `livehub serve`), up to its banner."""
+
+    def __init__(self, data_dir: Path, *args: str, env: dict[str, str] | None = None, command=RUN_PY, cwd=ROOT):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc = subprocess.Popen(
-            [sys.executable, "run.py", "--port", str(self.port), *args],
-            cwd=ROOT,
+            [*command, "--port", str(self.port), *args],
+            cwd=cwd,
             env=node_env(data_dir, **(env or {})),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -74,7 +77,7 @@ class Node:
             if "running at" in line and "--demo" not in self.proc.args or "password" in line:
                 return "".join(lines)
         self.stop()
-        pytest.fail("run.py did not start:\n" + "".join(lines))
+        pytest.fail(f"{' '.join(self.proc.args[:2])} did not start:\n" + "".join(lines))
 
     def stop(self) -> int:
         self.proc.send_signal(signal.SIGTERM)

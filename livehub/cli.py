@@ -1,0 +1,207 @@
+"""The `livehub` command (installed by `pip install -e .`; `python run.py` is the same without installing).
+
+    livehub serve [--host 127.0.0.1] [--port 8080] [--demo] [--workers N]
+    livehub create-admin EMAIL          (password from LIVEHUB_ADMIN_PASSWORD or a prompt)
+
+With no DATABASE_URL an embedded PostgreSQL runs from ./var/pgdata (LIVEHUB_DATA_DIR) for as long as the
+command does. `--workers N` starts N server processes on one port (the kernel spreads connections over them
+with SO_REUSEPORT); they share rooms through Redis, so it needs REDIS_URL.
+
+A subcommand is one function decorated with `@command(name, help, *arguments)`: it gets the parsed
+arguments and the Settings, and returns the exit status.
+"""
+
+import argparse
+import asyncio
+import contextlib
+import getpass
+import logging
+import multiprocessing
+import resource
+import signal
+import sys
+from collections.abc import Callable
+
+import asyncpg
+
+from livehub import demo
+from livehub.app import serve as serve_node
+from livehub.auth import PasswordHasher, ensure_admin
+from livehub.settings import Settings
+from storage.db import create_pool, migrate
+
+log = logging.getLogger("livehub")
+EMBEDDED_DATABASE = "livehub"
+
+Handler = Callable[[argparse.Namespace, Settings], int]
+
+
+class Command:
+    def __init__(self, name: str, help: str, arguments: tuple[tuple[tuple, dict], ...], run: Handler):
+        self.name, self.help, self.arguments, self.run = name, help, arguments, run
+
+
+COMMANDS: dict[str, Command] = {}
+
+
+def arg(*flags: str, **options) -> tuple[tuple, dict]:
+    """One argparse argument of a subcommand: arg("--port", type=int, help=...)."""
+    return flags, options
+
+
+def command(name: str, help: str, *arguments: tuple[tuple, dict]) -> Callable[[Handler], Handler]:
+    """Registers a subcommand: `livehub NAME ARGUMENTS...` calls the function with (args, settings)."""
+
+    def register(run: Handler) -> Handler:
+        COMMANDS[name] = Command(name, help, arguments, run)
+        return run
+
+    return register
+
+
+@contextlib.contextmanager
+def database(settings: Settings):
+    """Yields settings with a database_url: the configured one, or an embedded server's."""
+    if settings.database_url:
+        yield settings
+        return
+    from storage.embedded import EmbeddedPostgres
+
+    data_dir = settings.data_dir.resolve()
+    with EmbeddedPostgres(data_dir / "pgdata") as pg:
+        log.info("embedded PostgreSQL on %s (data in %s)", pg.dsn, data_dir / "pgdata")
+        asyncio.run(_create_database(pg.dsn, EMBEDDED_DATABASE))
+        yield settings.model_copy(update={"database_url": pg.dsn.rsplit("/", 1)[0] + "/" + EMBEDDED_DATABASE})
+
+
+async def _create_database(dsn: str, name: str) -> None:
+    conn = await asyncpg.connect(dsn)
+    try:
+        if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
+            await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+
+
+async def _prepare(settings: Settings, *, seed_demo: bool, admin: tuple[str, str] | None = None) -> None:
+    """Migrate, and seed the demo or create an admin, before the server takes traffic."""
+    pool = await create_pool(settings.database_url, min_size=1, max_size=2)
+    try:
+        async with pool.acquire() as conn:
+            await migrate(conn)
+        hasher = PasswordHasher(settings)
+        if seed_demo:
+            await demo.seed(pool, hasher)
+        if admin:
+            created = await ensure_admin(pool, hasher, *admin)
+            print(f"{'created' if created else 'promoted'} admin {admin[0]}")
+    finally:
+        await pool.close()
+
+
+def raise_open_files_limit() -> None:
+    """Every websocket is an open file; the usual soft limit of 1024 would cap a node at ~1000 viewers."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = 1_048_576 if hard == resource.RLIM_INFINITY else hard
+    if soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (ValueError, OSError) as exc:
+            log.warning("could not raise the open-file limit from %d: %s", soft, exc)
+
+
+@command(
+    "serve",
+    "start a LiveHub node",
+    arg("--host", help="address to listen on (default 127.0.0.1, LIVEHUB_HOST)"),
+    arg("--port", type=int, help="port (default 8080, LIVEHUB_PORT)"),
+    arg("--demo", action="store_true", help="seed the demo shop and accounts"),
+    arg("--workers", type=int, default=1, help="server processes on this port (needs REDIS_URL)"),
+)
+def serve(args: argparse.Namespace, settings: Settings) -> int:
+    updates = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
+    if args.demo:
+        updates["demo_video"] = True
+    settings = settings.model_copy(update=updates)
+    if args.workers < 1 or (args.workers > 1 and not settings.redis_url):
+        print("--workers N (N > 1) needs REDIS_URL: the processes share their rooms through Redis", file=sys.stderr)
+        return 2
+    raise_open_files_limit()
+    with database(settings) as settings:
+        asyncio.run(_prepare(settings, seed_demo=args.demo))
+        base_url = f"http://{settings.host}:{settings.port}"
+        if args.workers == 1:
+            print(demo.sign_in_help(base_url) if args.demo else f"LiveHub is running at {base_url}", flush=True)
+            serve_node(settings)
+            return 0
+        return _serve_workers(settings, args.workers, demo.sign_in_help(base_url) if args.demo else None)
+
+
+def _worker(settings: Settings) -> None:
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    serve_node(settings, reuse_port=True)
+
+
+def _serve_workers(settings: Settings, count: int, demo_help: str | None) -> int:
+    """N processes on one port; stopping this one (SIGINT/SIGTERM) stops them all."""
+    spawn = multiprocessing.get_context("spawn")
+    workers = [spawn.Process(target=_worker, args=(settings,), name=f"livehub-{i}") for i in range(count)]
+    for w in workers:
+        w.start()
+    print(demo_help or f"LiveHub is running at http://{settings.host}:{settings.port} ({count} workers)", flush=True)
+
+    def stop(*_):
+        for w in workers:
+            if w.is_alive():
+                w.terminate()
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        for w in workers:
+            w.join()
+    except KeyboardInterrupt:
+        stop()
+        for w in workers:
+            w.join()
+    return max((w.exitcode or 0 for w in workers), default=0)
+
+
+@command(
+    "create-admin",
+    "create an admin account, or promote an existing one and set its password",
+    arg("email"),
+)
+def create_admin(args: argparse.Namespace, settings: Settings) -> int:
+    password = settings.admin_password or getpass.getpass("Password for the admin: ")
+    if len(password) < 8:
+        print("the password needs at least 8 characters", file=sys.stderr)
+        return 2
+    with database(settings) as settings:
+        asyncio.run(_prepare(settings, seed_demo=False, admin=(args.email.strip().lower(), password)))
+    return 0
+
+
+def parser(prog: str = "livehub") -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog=prog, description="LiveHub: a live-commerce server.")
+    subcommands = top.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for cmd in COMMANDS.values():
+        sub = subcommands.add_parser(cmd.name, help=cmd.help, description=cmd.help[:1].upper() + cmd.help[1:] + ".")
+        for flags, options in cmd.arguments:
+            sub.add_argument(*flags, **options)
+    return top
+
+
+def main(argv: list[str] | None = None, *, prog: str = "livehub", default: str | None = None) -> int:
+    """Runs a subcommand. With `default`, arguments that do not start with a subcommand's name are that
+    subcommand's (run.py: `python run.py --demo` is `livehub serve --demo`)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if default is not None and (not argv or argv[0] not in COMMANDS):
+        argv.insert(0, default)
+    args = parser(prog).parse_args(argv)
+    settings = Settings()
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return COMMANDS[args.command].run(args, settings)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
