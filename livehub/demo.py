@@ -7,7 +7,7 @@ from uuid import UUID
 import asyncpg
 
 from livehub.auth import PasswordHasher
-from livehub.live import streams
+from livehub.shop import streams
 
 PASSWORD = "demo-password"
 ADMIN = "admin@demo.livehub"

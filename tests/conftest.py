@@ -20,7 +20,7 @@ import pytest
 
 from livehub.app import create_app
 from livehub.settings import Settings
-from storage.db import migrate
+from storage.db import init_connection, migrate
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -108,8 +108,10 @@ def settings(database_url) -> Settings:
 
 @pytest.fixture
 async def db(database_url):
-    """A connection to the test database, with every table emptied first."""
+    """A connection to the test database, with every table emptied first; JSON through the same codec
+    as the app's pool."""
     conn = await asyncpg.connect(database_url)
+    await init_connection(conn)
     await empty_tables(conn)
     yield conn
     await conn.close()

@@ -4,7 +4,7 @@ from uuid import UUID
 
 from livehub import demo
 from livehub.auth import PasswordHasher
-from livehub.live import streams
+from livehub.shop import streams
 from storage.db import create_pool
 
 COUNTS = """SELECT (SELECT count(*) FROM users) AS users, (SELECT count(*) FROM sellers) AS sellers,

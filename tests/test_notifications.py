@@ -5,7 +5,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 from livehub import keys
-from livehub.live import streams
+from livehub.shop import streams
 from tests.helpers import error_of
 
 

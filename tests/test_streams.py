@@ -9,7 +9,7 @@ import asyncpg
 import pytest
 
 from livehub.jsonx import loads
-from livehub.live import streams
+from livehub.shop import streams
 from storage.db import encode_json
 from tests.helpers import error_of
 

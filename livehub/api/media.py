@@ -14,8 +14,8 @@ from pydantic import Field
 from livehub import keys
 from livehub.api.routing import PRINCIPAL, Api, Model, Out, db, path_id, principal
 from livehub.errors import Conflict, Forbidden, NotFound
-from livehub.live import streams
 from livehub.media.backends import media_info
+from livehub.shop import streams
 
 if TYPE_CHECKING:
     from livehub.media.sessions import MediaNode

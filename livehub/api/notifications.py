@@ -10,7 +10,7 @@ from pydantic import Field
 from livehub.api.models import Page, PageQuery
 from livehub.api.routing import Api, Model, Out, db, principal
 from livehub.errors import ValidationFailed
-from livehub.live import streams
+from livehub.shop import notifications
 
 api = Api("notifications")
 
@@ -41,7 +41,7 @@ def notification_cursor(cursor: str | None) -> UUID | None:
 @api.get("/api/notifications", auth="user", query=PageQuery, response=Page[NotificationOut])
 async def list_notifications(request: web.Request, query: PageQuery) -> Page[NotificationOut]:
     """Your notifications, newest first"""
-    page = await streams.list_notifications(
+    page = await notifications.list_notifications(
         db(request), principal(request).user_id, limit=query.limit, before=notification_cursor(query.cursor)
     )
     return Page[NotificationOut].model_validate(page)
@@ -50,4 +50,4 @@ async def list_notifications(request: web.Request, query: PageQuery) -> Page[Not
 @api.post("/api/notifications/read", auth="user", body=MarkReadIn, response=MarkedOut)
 async def mark_read(request: web.Request, body: MarkReadIn) -> MarkedOut:
     """Mark notifications read: the ones named, or all"""
-    return MarkedOut(marked=await streams.mark_read(db(request), principal(request).user_id, body.ids))
+    return MarkedOut(marked=await notifications.mark_read(db(request), principal(request).user_id, body.ids))

@@ -18,7 +18,7 @@ from livehub.api.models import Cents, Page, PageQuery, Text
 from livehub.api.routing import PRINCIPAL, Api, Model, Out, db, path_id, principal
 from livehub.broker.base import BrokerUnavailable
 from livehub.errors import NotFound, ValidationFailed
-from livehub.live import streams
+from livehub.shop import streams
 from livehub.shop.following import is_following
 
 log = logging.getLogger(__name__)

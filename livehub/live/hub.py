@@ -13,11 +13,11 @@ from uuid import UUID
 import asyncpg
 
 from livehub.broker.base import Broker, BrokerUnavailable
-from livehub.live import streams
 from livehub.live.chatlog import ChatLog
 from livehub.live.connection import CLOSE_GOING_AWAY, Connection, frame_of
 from livehub.live.room import Room
 from livehub.settings import Settings
+from livehub.shop import streams
 
 log = logging.getLogger(__name__)
 

@@ -17,12 +17,13 @@ import asyncpg
 
 from livehub.broker.base import Broker, Subscription
 from livehub.errors import Conflict, Forbidden, NotFound, RateLimited, Unauthorized, ValidationFailed
-from livehub.live import protocol, streams
+from livehub.live import protocol
 from livehub.live.chatlog import ChatLog
 from livehub.live.checkout import Checkout
 from livehub.live.connection import CLOSE_BANNED, Connection, frame_of
 from livehub.live.moderation import ChatRules, TokenBucket, UserLimits
 from livehub.settings import Settings
+from livehub.shop import streams
 
 log = logging.getLogger(__name__)
 

@@ -1,9 +1,9 @@
 """Streams and their rooms: the storage calls behind the REST API and the live rooms.
 
 Every rule (who may do what, which state allows it) lives in storage/functions/streams.sql, one
-transaction per call; these wrappers only pass arguments and decode results. JSON crosses as text, so
-they work on any connection, with or without the pool's jsonb codec. Functions return plain dicts;
-times inside Postgres-built JSON are RFC 3339 UTC strings.
+transaction per call; these wrappers only pass arguments. JSON crosses the boundary through the
+connection's jsonb codec (storage.db.init_connection), as everywhere else: Python objects in, Python
+objects out. Times inside Postgres-built JSON are RFC 3339 UTC strings.
 
 Shapes:
 - stream: `{id, title, status, seller: {id, shop_name}, host_id, scheduled_at, started_at, ended_at,
@@ -15,11 +15,9 @@ Shapes:
 """
 
 from datetime import datetime
-from typing import Any
 from uuid import UUID
 
-from livehub.jsonx import loads
-from storage.db import DB, encode_json
+from storage.db import DB
 
 # Listing order, and the order a cursor continues in: live streams first (newest started first), then
 # scheduled ones (soonest first, unscheduled last), then ended ones (newest ended first); ties by id.
@@ -29,15 +27,6 @@ LIST_ORDER = """array_position(ARRAY['live', 'scheduled', 'ended'], {s}.status),
         WHEN 'scheduled' THEN coalesce(extract(epoch FROM {s}.scheduled_at), 'Infinity')
         ELSE -extract(epoch FROM coalesce({s}.ended_at, {s}.created_at)) END,
     {s}.id"""
-
-
-def _decode(value: str | None) -> Any:
-    return None if value is None else loads(value)
-
-
-async def _call(db: DB, sql: str, *args: Any) -> Any:
-    """One function call whose jsonb result comes back as text, decoded."""
-    return _decode(await db.fetchval(sql, *args))
 
 
 async def create_stream(
@@ -51,13 +40,12 @@ async def create_stream(
 ) -> dict:
     """A new scheduled stream of the caller's (approved) shop, which the caller hosts. `products`:
     [{product_id, live_price_cents, per_buyer_limit}] in the order shown, the shop's own and active."""
-    return await _call(
-        db,
-        "SELECT create_stream($1, $2, $3, $4::text::jsonb, $5)::text",
+    return await db.fetchval(
+        "SELECT create_stream($1, $2, $3, $4::jsonb, $5)",
         user_id,
         title,
         scheduled_at,
-        encode_json(products),
+        products,
         list(moderators),
     )
 
@@ -65,24 +53,24 @@ async def create_stream(
 async def start_stream(db: DB, stream_id: UUID, actor_id: UUID) -> tuple[dict, list[UUID]]:
     """scheduled -> live, by the host. Returns the stream and the shop's followers, each of whom got a
     `stream_live` notification in the same transaction."""
-    out = await _call(db, "SELECT start_stream($1, $2)::text", stream_id, actor_id)
+    out = await db.fetchval("SELECT start_stream($1, $2)", stream_id, actor_id)
     return out["stream"], [UUID(u) for u in out["followers"]]
 
 
 async def end_stream(db: DB, stream_id: UUID, actor_id: UUID) -> dict:
     """live -> ended, by the host or an admin; a running flash sale ends ('stream_ended'), the pin goes."""
-    return await _call(db, "SELECT end_stream($1, $2)::text", stream_id, actor_id)
+    return await db.fetchval("SELECT end_stream($1, $2)", stream_id, actor_id)
 
 
 async def get_stream(db: DB, stream_id: UUID) -> dict | None:
-    return await _call(db, "SELECT stream_json($1)::text", stream_id)
+    return await db.fetchval("SELECT stream_json($1)", stream_id)
 
 
 async def list_streams(db: DB, *, status: str | None, seller_id: UUID | None, limit: int, before: UUID | None) -> dict:
     """A page of streams in LIST_ORDER; `next_cursor` is the id of the page's last stream, and a page
     asked for with it continues after that stream's place in the order."""
     rows = await db.fetch(
-        f"""SELECT stream_json(s.id)::text AS stream, s.id FROM streams s
+        f"""SELECT stream_json(s.id) AS stream, s.id FROM streams s
              WHERE ($1::text IS NULL OR s.status = $1) AND ($2::uuid IS NULL OR s.seller_id = $2)
                AND ($3::uuid IS NULL OR ({LIST_ORDER.format(s="s")})
                                         > (SELECT {LIST_ORDER.format(s="c")} FROM streams c WHERE c.id = $3))
@@ -93,14 +81,14 @@ async def list_streams(db: DB, *, status: str | None, seller_id: UUID | None, li
         before,
         limit + 1,
     )
-    items = [loads(r["stream"]) for r in rows[:limit]]
+    items = [r["stream"] for r in rows[:limit]]
     return {"items": items, "next_cursor": str(rows[limit - 1]["id"]) if len(rows) > limit else None}
 
 
 async def room_snapshot(db: DB, stream_id: UUID) -> dict | None:
     """What a room needs at load: `{stream, flash_sale (the running one or None), moderators: [user id],
     slow_mode_s, blocked_words, timeouts: {user id: until}}` (timeouts still in force only)."""
-    return await _call(db, "SELECT room_snapshot($1)::text", stream_id)
+    return await db.fetchval("SELECT room_snapshot($1)", stream_id)
 
 
 async def role_in_stream(db: DB, stream_id: UUID, user_id: UUID | None) -> str:
@@ -120,7 +108,7 @@ async def is_banned(db: DB, stream_id: UUID, user_id: UUID) -> bool:
 
 async def pin_product(db: DB, stream_id: UUID, actor_id: UUID, product_id: UUID | None) -> dict | None:
     """Pins a featured product in a live stream (None unpins); returns the product as shown, or None."""
-    return await _call(db, "SELECT pin_product($1, $2, $3)::text", stream_id, actor_id, product_id)
+    return await db.fetchval("SELECT pin_product($1, $2, $3)", stream_id, actor_id, product_id)
 
 
 async def start_flash_sale(
@@ -135,9 +123,8 @@ async def start_flash_sale(
     per_buyer_limit: int | None,
 ) -> dict:
     """Starts the stream's flash sale (host or moderator, live stream, one at a time)."""
-    return await _call(
-        db,
-        "SELECT start_flash_sale($1, $2, $3, $4, $5, $6, $7)::text",
+    return await db.fetchval(
+        "SELECT start_flash_sale($1, $2, $3, $4, $5, $6, $7)",
         stream_id,
         actor_id,
         variant_id,
@@ -151,12 +138,12 @@ async def start_flash_sale(
 async def end_flash_sale(db: DB, sale_id: UUID, reason: str) -> dict | None:
     """Ends the sale if it still runs and returns it; None if it had already ended (or never existed),
     so of several nodes ending it at once exactly one gets it back."""
-    return await _call(db, "SELECT end_flash_sale($1, $2)::text", sale_id, reason)
+    return await db.fetchval("SELECT end_flash_sale($1, $2)", sale_id, reason)
 
 
 async def end_flash_sale_by_host(db: DB, stream_id: UUID, actor_id: UUID) -> dict | None:
     """The host or a moderator ends the running sale (reason 'host'); None when none runs."""
-    return await _call(db, "SELECT end_flash_sale_by_host($1, $2)::text", stream_id, actor_id)
+    return await db.fetchval("SELECT end_flash_sale_by_host($1, $2)", stream_id, actor_id)
 
 
 async def ban_user(db: DB, stream_id: UUID, actor_id: UUID, user_id: UUID, reason: str | None) -> None:
@@ -204,42 +191,15 @@ async def record_presence(
     """Adds a room's audience figures: the viewer count now (a new peak is kept), viewer keys seen
     (each counted once), and click and reaction counts since the last call."""
     await db.execute(
-        "SELECT record_presence($1, $2, $3, $4::text::jsonb, $5::text::jsonb)",
+        "SELECT record_presence($1, $2, $3, $4::jsonb, $5::jsonb)",
         stream_id,
         viewers,
         list(viewer_keys),
-        encode_json({str(k): v for k, v in clicks.items()}),
-        encode_json(reactions),
+        {str(k): v for k, v in clicks.items()},
+        reactions,
     )
 
 
 async def stream_stats(db: DB, stream_id: UUID, actor_id: UUID, is_admin: bool) -> dict:
     """The stream's audience and sales figures, for its host or an admin."""
-    return await _call(db, "SELECT stream_stats($1, $2, $3)::text", stream_id, actor_id, is_admin)
-
-
-async def list_notifications(db: DB, user_id: UUID, *, limit: int, before: UUID | None) -> dict:
-    """The user's notifications, newest first; `next_cursor` is the last one's id."""
-    rows = await db.fetch(
-        """SELECT id, kind, payload::text AS payload, created_at, read_at FROM notifications
-            WHERE user_id = $1
-              AND ($2::uuid IS NULL OR (created_at, id) < (SELECT created_at, id FROM notifications
-                                                            WHERE id = $2 AND user_id = $1))
-            ORDER BY created_at DESC, id DESC LIMIT $3""",
-        user_id,
-        before,
-        limit + 1,
-    )
-    items = [{**dict(r), "payload": loads(r["payload"])} for r in rows[:limit]]
-    return {"items": items, "next_cursor": str(items[-1]["id"]) if len(rows) > limit else None}
-
-
-async def mark_read(db: DB, user_id: UUID, ids: list[UUID] | None) -> int:
-    """Marks the user's unread notifications read (those named, or all with None); returns how many."""
-    result = await db.execute(
-        """UPDATE notifications SET read_at = now()
-            WHERE user_id = $1 AND read_at IS NULL AND ($2::uuid[] IS NULL OR id = ANY ($2))""",
-        user_id,
-        None if ids is None else list(ids),
-    )
-    return int(result.split()[-1])
+    return await db.fetchval("SELECT stream_stats($1, $2, $3)", stream_id, actor_id, is_admin)
