@@ -35,32 +35,49 @@ def floats(text: str) -> list[float]:
         raise argparse.ArgumentTypeError(f"not a comma-separated list of numbers: {text!r}") from None
 
 
-# -- shared by the websocket benchmarks (bench/flashsale.py; bench/fanout.py keeps its own copies) ------
+# -- shared by the benchmarks that start servers and load generators (fanout, flashsale, media, rest) -----
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+# Server settings that only make registering the bench accounts fast; nothing measured hashes passwords.
+CHEAP_PASSWORD_HASHING = {
+    "LIVEHUB_PASSWORD_TIME_COST": "1",
+    "LIVEHUB_PASSWORD_MEMORY_KIB": "8192",
+    "LIVEHUB_PASSWORD_PARALLELISM": "1",
+}
+
+
+def rank(q: float, n: int) -> int:
+    """The nearest rank (1-based) of the q-quantile among n values: ceil(q * n), at least 1."""
+    return max(1, -(-int(q * n * 1000) // 1000))  # ceil(q * n) without float surprises
 
 
 def nearest_rank(sorted_values: list[float], q: float) -> float:
     """The q-quantile of already sorted values by nearest rank (an observed value, never interpolated)."""
     if not sorted_values:
         return float("nan")
-    rank = max(1, -(-int(q * len(sorted_values) * 1000) // 1000))  # ceil(q * n) without float surprises
-    return sorted_values[min(rank, len(sorted_values)) - 1]
+    return sorted_values[min(rank(q, len(sorted_values)), len(sorted_values)) - 1]
+
+
+def pids_named(comm: str) -> list[int]:
+    """Every process whose /proc/<pid>/comm is `comm` (e.g. postgres, redis-server)."""
+    import contextlib
+
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError), open(f"/proc/{entry}/comm") as f:
+                if f.read().strip() == comm:
+                    pids.append(int(entry))
+    return pids
 
 
 def proc_ticks_named(comm: str) -> dict[int, int]:
     """utime + stime (clock ticks) of every process whose /proc/<pid>/comm is `comm` (e.g. postgres)."""
     out: dict[int, int] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/comm") as f:
-                if f.read().strip() != comm:
-                    continue
-            with open(f"/proc/{entry}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            out[int(entry)] = int(fields[11]) + int(fields[12])
-        except (OSError, IndexError, ValueError):
-            continue  # gone meanwhile
+    for pid in pids_named(comm):
+        ticks = _stat_ticks(pid)
+        if ticks is not None:  # else gone meanwhile
+            out[pid] = sum(ticks)
     return out
 
 
@@ -69,19 +86,36 @@ def ticks_between(before: dict[int, int], after: dict[int, int]) -> int:
     return sum(t - before.get(pid, 0) for pid, t in after.items())
 
 
-def spawn_server(script: Path, port: int, env_updates: dict[str, str], logfile) -> subprocess.Popen:
-    """`python <script> --serve <port>` in a session of its own (Ctrl-C reaches only the caller, which
-    stops the server in order), with REDIS_URL removed (the in-process broker) and `env_updates` added."""
+def spawn_server(
+    script: Path, port: int, env_updates: dict[str, str], logfile, extra_args: tuple[str, ...] = ()
+) -> subprocess.Popen:
+    """`python <script> --serve <port> <extra_args>` in a session of its own (Ctrl-C reaches only the
+    caller, which stops the server in order), with REDIS_URL removed (the in-process broker unless
+    `env_updates` sets it again) and `env_updates` added. Its output goes to `logfile`; with None, it
+    inherits the caller's stdout and stderr."""
     env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "LIVEHUB_REDIS_URL")}
     env.update(env_updates)
     return subprocess.Popen(
-        [sys.executable, str(script), "--serve", str(port)],
+        [sys.executable, str(script), "--serve", str(port), *extra_args],
         env=env,
         cwd=str(ROOT),
         stdout=logfile,
-        stderr=subprocess.STDOUT,
+        stderr=subprocess.STDOUT if logfile is not None else None,
         start_new_session=True,
     )
+
+
+def drop_server_log(logfile, prefix: str = "", lines: int = 20) -> None:
+    """Close and delete a server's log file (from `tempfile.NamedTemporaryFile(delete=False)`), logging its
+    last lines first, each log line starting with `prefix`."""
+    import contextlib
+
+    logfile.close()
+    tail = Path(logfile.name).read_text(errors="replace").strip().splitlines()[-lines:]
+    if tail:
+        log(f"{prefix}server log (last lines):\n  " + "\n  ".join(tail))
+    with contextlib.suppress(OSError):
+        os.unlink(logfile.name)
 
 
 async def ask_all(executor, pipes: list, msgs: list[tuple], timeout: float) -> list:
@@ -98,8 +132,7 @@ async def ask_all(executor, pipes: list, msgs: list[tuple], timeout: float) -> l
     return await asyncio.gather(*(loop.run_in_executor(executor, ask, c, m) for c, m in zip(pipes, msgs, strict=True)))
 
 
-# -- processes, machine and server helpers for the websocket benchmarks ------------------------------
-# (the same as bench/fanout.py's own, which can import these instead)
+# -- processes, machine and server helpers -----------------------------------------------------------
 
 HOST = "127.0.0.1"
 
@@ -131,14 +164,24 @@ def die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
-def cpu_ticks(pid: int) -> int:
-    """utime + stime of a process in clock ticks (0 when it is gone)."""
+def _stat_ticks(pid: int) -> tuple[int, int] | None:
+    """(utime, stime) of a process in clock ticks, fields 14 and 15 of /proc/<pid>/stat; None when it is gone."""
     try:
         with open(f"/proc/{pid}/stat") as f:
             fields = f.read().rsplit(")", 1)[1].split()
     except OSError:
-        return 0
-    return int(fields[11]) + int(fields[12])  # fields 14 and 15 of the whole line
+        return None
+    return int(fields[11]), int(fields[12])
+
+
+def cpu_split(pid: int) -> tuple[int, int]:
+    """(utime, stime) clock ticks: user and kernel CPU of a process ((0, 0) when it is gone)."""
+    return _stat_ticks(pid) or (0, 0)
+
+
+def cpu_ticks(pid: int) -> int:
+    """utime + stime of a process in clock ticks (0 when it is gone)."""
+    return sum(cpu_split(pid))
 
 
 def machine_busy() -> tuple[int, int]:
@@ -152,6 +195,51 @@ def machine_busy() -> tuple[int, int]:
 def loadavg() -> str:
     with open("/proc/loadavg") as f:
         return " ".join(f.read().split()[:3])
+
+
+async def wait_quiet(our_ticks, busy_cpu: float, wait_s: float, idle_pid: int | None = None) -> float:
+    """Wait (up to `wait_s` seconds) until the processes outside the benchmark use under `busy_cpu` % CPU
+    (100 = one core) over one second, and, with `idle_pid` (a server), until that one uses under 10 %.
+    `our_ticks()` gives the CPU ticks of the benchmark's own processes by pid (it may be a coroutine
+    function); everything else busy on the machine (/proc/stat) counts as others. Returns what the others
+    used in the last second sampled."""
+    import inspect
+    import time
+
+    async def ours() -> dict[int, int]:
+        ticks = our_ticks()
+        return await ticks if inspect.isawaitable(ticks) else ticks
+
+    deadline = time.monotonic() + wait_s
+    while True:
+        ours0, busy0 = await ours(), machine_busy()[0]
+        await asyncio.sleep(1.0)
+        ours1, busy1 = await ours(), machine_busy()[0]
+        others = max(0.0, 100 * (busy1 - busy0 - ticks_between(ours0, ours1)) / CLK_TCK)
+        server = 0.0 if idle_pid is None else 100 * (ours1.get(idle_pid, 0) - ours0.get(idle_pid, 0)) / CLK_TCK
+        if (others <= busy_cpu and server < 10) or time.monotonic() >= deadline:
+            return others
+        busy = (
+            f"other processes use {others:.0f} %"
+            if idle_pid is None
+            else f"server {server:.0f} %, other processes {others:.0f} %"
+        )
+        log(f"  waiting: {busy} CPU (loadavg {loadavg()})")
+        await asyncio.sleep(2.0)
+
+
+def quiet_options(ap: argparse.ArgumentParser, retries: bool = True) -> None:
+    """--busy-cpu and --wait-quiet for `wait_quiet` (and --retries, reruns of a window others disturbed)."""
+    rerun = " or rerun" if retries else ""
+    ap.add_argument(
+        "--busy-cpu",
+        type=float,
+        default=25.0,
+        help=f"CPU %% of other processes (100 = one core) above which a window is waited for{rerun} (default 25)",
+    )
+    ap.add_argument("--wait-quiet", type=float, default=20.0, help="longest wait for a quiet machine (default 20 s)")
+    if retries:
+        ap.add_argument("--retries", type=int, default=1, help="reruns of a window others disturbed (default 1)")
 
 
 def free_port(host: str = HOST) -> int:
@@ -248,9 +336,10 @@ def stop_process(proc: subprocess.Popen, grace: float = 15.0) -> None:
         proc.wait(5)
 
 
-def serve_livehub(port: int, host: str = HOST) -> None:
+def serve_livehub(port: int, host: str = HOST, prepare=None) -> None:
     """A server process (the target of `spawn_server`'s `--serve`): `livehub.app.serve` as run.py uses it,
-    settings from the environment the parent prepared, on host:port, without the access log."""
+    settings from the environment the parent prepared, on host:port, without the access log. `prepare()`,
+    if given, runs once logging is set up, before the server is made."""
     die_with_parent()
     raise_nofile()
     import logging
@@ -259,6 +348,8 @@ def serve_livehub(port: int, host: str = HOST) -> None:
     from livehub.settings import Settings
 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if prepare is not None:
+        prepare()
     serve(Settings().model_copy(update={"host": host, "port": port}), access_log=None)
 
 
@@ -287,9 +378,10 @@ def handshake_request(host: str, port: int, path: str) -> bytes:
 
 class RawWebsocket(asyncio.Protocol):
     """A minimal websocket client for load generators: sends the handshake, parses the server's unmasked
-    frames, answers pings, echoes a close. Subclasses get text frames in `on_text` (a bytearray slice, no
-    decoding) and `on_closed(code)` once; `ready` is resolved by the subclass (e.g. on its welcome frame)
-    and failed here if the socket is refused or closes first."""
+    frames, answers pings, echoes a close. Subclasses get text frames in `on_text` (the payload, bytes or
+    a bytearray, no decoding) or, to avoid copying it, override `text_at`; `on_closed(code)` comes once.
+    `ready` is resolved by the subclass (e.g. on its welcome frame, setting `opened`) and failed here if
+    the socket is refused or closes first."""
 
     __slots__ = ("request", "ready", "transport", "buf", "upgraded", "opened", "done")
 
@@ -307,31 +399,37 @@ class RawWebsocket(asyncio.Protocol):
         transport.write(self.request)
 
     def data_received(self, data: bytes) -> None:
+        # Frames are parsed in `data` itself; only a partial frame is kept, in `buf`, for the next call.
         buf = self.buf
-        buf += data
+        if buf:
+            buf += data
+            data = buf
+        pos = 0
         if not self.upgraded:
-            end = buf.find(b"\r\n\r\n")
+            end = data.find(b"\r\n\r\n")
             if end < 0:
+                if data is not buf:
+                    buf += data
                 return
-            if not buf.startswith(b"HTTP/1.1 101"):
-                self._fail(f"handshake refused: {bytes(buf[:40])!r}")
+            if not data.startswith(b"HTTP/1.1 101"):
+                self._fail(f"handshake refused: {bytes(data[:40])!r}")
                 return
             self.upgraded = True
-            del buf[: end + 4]
-        pos, n = 0, len(buf)
+            pos = end + 4
+        n = len(data)
         while n - pos >= 2:
-            b1 = buf[pos + 1]
+            b1 = data[pos + 1]
             length = b1 & 0x7F
             head = 2
             if length == 126:
                 if n - pos < 4:
                     break
-                length = int.from_bytes(buf[pos + 2 : pos + 4], "big")
+                length = int.from_bytes(data[pos + 2 : pos + 4], "big")
                 head = 4
             elif length == 127:
                 if n - pos < 10:
                     break
-                length = int.from_bytes(buf[pos + 2 : pos + 10], "big")
+                length = int.from_bytes(data[pos + 2 : pos + 10], "big")
                 head = 10
             if b1 & 0x80:  # a masked server frame: not websocket
                 self._fail("masked frame from the server")
@@ -339,25 +437,33 @@ class RawWebsocket(asyncio.Protocol):
             end = pos + head + length
             if end > n:
                 break
-            opcode, payload = buf[pos] & 0x0F, buf[pos + head : end]
+            if data[pos] & 0x0F == 1:
+                self.text_at(data, pos + head, end)
+            else:
+                self._control(data[pos] & 0x0F, bytes(data[pos + head : end]))
             pos = end
-            if opcode == 1:
-                self.on_text(payload)
-            elif opcode == 9:  # ping: a pong with the same payload (zero mask key)
-                self.transport.write(bytes((0x8A, 0x80 | len(payload))) + b"\0\0\0\0" + bytes(payload))
-            elif opcode == 8:
-                code = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else 1005
-                try:
-                    self.transport.write(b"\x88\x82\0\0\0\0" + code.to_bytes(2, "big"))
-                except Exception:  # noqa: BLE001 - the socket may already be gone
-                    pass
-                self._closed(code)
-                self.transport.close()
-                return
-        if pos:
+        if data is buf:
             del buf[:pos]
+        elif pos < n:
+            buf += data[pos:]
 
-    def on_text(self, payload: bytearray) -> None:
+    def _control(self, opcode: int, payload: bytes) -> None:
+        if opcode == 9:  # ping: a pong with the same payload (zero mask key)
+            self.transport.write(bytes((0x8A, 0x80 | len(payload))) + b"\0\0\0\0" + payload)
+        elif opcode == 8:
+            code = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else 1005
+            try:
+                self.transport.write(b"\x88\x82\0\0\0\0" + code.to_bytes(2, "big"))
+            except Exception:  # noqa: BLE001 - the socket may already be gone
+                pass
+            self._closed(code)
+            self.transport.close()
+
+    def text_at(self, data, start: int, end: int) -> None:
+        """A text frame whose payload is data[start:end] (`data` is only valid during the call)."""
+        self.on_text(data[start:end])
+
+    def on_text(self, payload) -> None:
         raise NotImplementedError
 
     def on_closed(self, code: int) -> None:
@@ -392,30 +498,39 @@ class RawWebsocket(asyncio.Protocol):
 # -- the skeleton every websocket benchmark repeats ---------------------------------------------------
 
 
-def run_generator(main, conn, *args) -> None:
+def event_loop_factory(choice: str = "auto"):
+    """uvloop's loop for `auto` when it is installed (and always for `uvloop`), else asyncio's."""
+    if choice in ("auto", "uvloop"):
+        try:
+            import uvloop
+
+            return uvloop.new_event_loop
+        except ImportError:
+            if choice == "uvloop":
+                raise
+    return asyncio.new_event_loop
+
+
+def run_generator(main, conn, *args, loop: str = "auto") -> None:
     """The body of a load-generator process: dies with its parent, lifts the open-files limit, ignores
-    Ctrl-C (the orchestrator stops it) and runs `main(conn, *args)` on uvloop when it is installed."""
+    Ctrl-C (the orchestrator stops it) and runs `main(conn, *args)` on the event loop `loop` names (see
+    `event_loop_factory`: uvloop when it is installed, by default)."""
     import signal
 
     die_with_parent()
     raise_nofile()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
-        import uvloop
-
-        factory = uvloop.new_event_loop
-    except ImportError:
-        factory = None
-    try:
-        with asyncio.Runner(loop_factory=factory) as runner:
+        with asyncio.Runner(loop_factory=event_loop_factory(loop)) as runner:
             runner.run(main(conn, *args))
     except (EOFError, BrokenPipeError, KeyboardInterrupt):
         pass
 
 
-def run_orchestrator(run) -> None:
-    """Run `run()` (which prints its report) with SIGTERM turned into Ctrl-C, so that either one stops the
-    server and the load generators in order (their `finally` blocks) and exits 130."""
+def run_orchestrator(run, stopped: str = "the server and load generators"):
+    """Run `run()` and return what it returns, with SIGTERM turned into Ctrl-C, so that either one stops
+    the server(s) and the load generators in order (their `finally` blocks), logs that `stopped` were
+    stopped and exits 130."""
     import signal
 
     raise_nofile()
@@ -425,9 +540,9 @@ def run_orchestrator(run) -> None:
 
     signal.signal(signal.SIGTERM, terminate)
     try:
-        run()
+        return run()
     except KeyboardInterrupt:
-        log("interrupted; the server and load generators were stopped")
+        log(f"interrupted; {stopped} were stopped")
         sys.exit(130)
 
 
@@ -456,16 +571,18 @@ def machine_facts() -> dict:
     }
 
 
-def start_generators(target, args_of: list[tuple]) -> tuple[list, list]:
-    """One `spawn`ed load-generator process per entry of `args_of`, each running `target(pipe, *args)`;
-    returns (processes, the orchestrator's ends of their pipes)."""
+def start_generators(target, args_of: list[tuple], name: str | None = None) -> tuple[list, list]:
+    """One `spawn`ed load-generator process per entry of `args_of`, each running `target(pipe, *args)` (and
+    named `<name>-<i>` when `name` is given); returns (processes, the orchestrator's ends of their pipes)."""
     import multiprocessing
 
     spawn = multiprocessing.get_context("spawn")
     procs, pipes = [], []
-    for args in args_of:
+    for i, args in enumerate(args_of):
         parent, child = spawn.Pipe()
-        proc = spawn.Process(target=target, args=(child, *args), daemon=True)
+        proc = spawn.Process(
+            target=target, args=(child, *args), name=None if name is None else f"{name}-{i}", daemon=True
+        )
         proc.start()
         procs.append(proc)
         pipes.append(parent)

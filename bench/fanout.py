@@ -83,43 +83,62 @@ from __future__ import annotations
 import argparse
 import array
 import asyncio
-import base64
 import collections
 import concurrent.futures
 import contextlib
-import ctypes
 import json
 import math
-import multiprocessing
 import os
 import re
-import resource
 import secrets
-import signal
-import socket
 import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import aiohttp
-import asyncpg
 import common
-from common import ROOT, floats, ints, log, with_database
+from common import (
+    CHEAP_PASSWORD_HASHING,
+    CLK_TCK,
+    HOST,
+    ROOT,
+    RawWebsocket,
+    ask_all,
+    cpu_split,
+    cpu_ticks,
+    drop_server_log,
+    ensure_database,
+    floats,
+    free_port,
+    handshake_request,
+    ints,
+    loadavg,
+    log,
+    machine_busy,
+    pids_named,
+    quiet_options,
+    rank,
+    run_generator,
+    run_orchestrator,
+    serve_livehub,
+    spawn_server,
+    start_generators,
+    stop_generators,
+    stop_process,
+    wait_quiet,
+    wait_ready,
+)
 
 DEFAULT_DSN = "postgresql://postgres@127.0.0.1:5432/livehub_bench"
 DEFAULT_REDIS = "redis://127.0.0.1:6379/0"
-HOST = "127.0.0.1"
 PASSWORD = "fanout bench password"
 REACTION_KINDS = ("heart", "fire", "clap", "laugh", "wow")
 BUCKET_US = 100  # histogram resolution: 0.1 ms
 BUCKETS = 600_000  # 60 s at 0.1 ms; later deliveries go to the last bucket (the max stays exact)
 CONNECTS_IN_FLIGHT = 50  # per load generator: handshakes started and not yet welcomed
 CONNECT_TIMEOUT_S = 30.0  # one viewer: TCP connect + handshake + welcome
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 CHAT_RE = re.compile(rb'"text":"t=(\d+) s=(\d+):(\d+)"')
 CHAT_RE_STR = re.compile(r'"text":"t=(\d+) s=(\d+):(\d+)"')
 EVENTS = b'{"type":"events"'
@@ -128,53 +147,7 @@ CHAT_MARK = b'"type":"chat"'
 REACTIONS_MARK = b'"type":"reactions"'
 
 
-# -- process hygiene ---------------------------------------------------------------------------------
-
-
-def raise_nofile(want: int = 65536) -> int:
-    """Lift the open-files limit to `want`, the hard limit too when allowed (root); returns the soft limit."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard != resource.RLIM_INFINITY and hard < want:
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (want, want))
-            return want
-        except (ValueError, OSError):
-            want = hard
-    if soft != resource.RLIM_INFINITY and soft < want:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
-        return want
-    return soft
-
-
-def die_with_parent() -> None:
-    """Linux: get SIGKILL when the process that started this one goes away, however it went."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-
-
-def cpu_split(pid: int) -> tuple[int, int]:
-    """(utime, stime) clock ticks: user and kernel CPU (fields 14 and 15 of /proc/<pid>/stat)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0, 0  # gone
-    return int(fields[11]), int(fields[12])
-
-
-def cpu_ticks(pid: int) -> int:
-    return sum(cpu_split(pid))
-
-
-def pids_named(comm: str) -> list[int]:
-    """Every process whose /proc/<pid>/comm is `comm` (e.g. redis-server)."""
-    pids = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            with contextlib.suppress(OSError), open(f"/proc/{entry}/comm") as f:
-                if f.read().strip() == comm:
-                    pids.append(int(entry))
-    return pids
+# -- process readings common.py does not have ---------------------------------------------------------
 
 
 def wait_ns(pid: int) -> int:
@@ -192,32 +165,6 @@ def rss_kb(pid: int) -> int:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
     return 0
-
-
-def machine_busy() -> tuple[int, int]:
-    """(busy, total) jiffies over all cores, from /proc/stat."""
-    with open("/proc/stat") as f:
-        values = [int(x) for x in f.readline().split()[1:]]
-    idle = values[3] + values[4]
-    return sum(values) - idle, sum(values)
-
-
-def loadavg() -> str:
-    with open("/proc/loadavg") as f:
-        return " ".join(f.read().split()[:3])
-
-
-def event_loop_factory(choice: str):
-    """uvloop's loop for `auto` when it is installed (and always for `uvloop`), else asyncio's."""
-    if choice in ("auto", "uvloop"):
-        try:
-            import uvloop
-
-            return uvloop.new_event_loop
-        except ImportError:
-            if choice == "uvloop":
-                raise
-    return asyncio.new_event_loop
 
 
 # -- the server --------------------------------------------------------------------------------------
@@ -262,88 +209,21 @@ def patch_per_event() -> None:
 
 def serve(port: int, mode: str) -> None:
     """A server process: one aiohttp app, settings from the environment the parent prepared."""
-    die_with_parent()
-    raise_nofile()
-    import logging
-
-    from livehub.app import serve as serve_node
-    from livehub.settings import Settings
-
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if mode == "per-event":
-        patch_per_event()
-    # As run.py serves, without the access log.
-    serve_node(Settings().model_copy(update={"host": HOST, "port": port}), access_log=None)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
-
-
-async def ensure_database(dsn: str) -> None:
-    name = urlsplit(dsn).path.lstrip("/")
-    if not name or name == "test":
-        raise SystemExit(f"refusing database {name!r}: name another one in DATABASE_URL")
-    admin = await asyncpg.connect(with_database(dsn, "postgres"))
-    try:
-        if not await admin.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
-            await admin.execute(f'CREATE DATABASE "{name}"')
-            log(f"created database {name}")
-    finally:
-        await admin.close()
+    serve_livehub(port, prepare=patch_per_event if mode == "per-event" else None)
 
 
 def start_server(args: argparse.Namespace, dsn: str, port: int, mode: str, redis: dict | None, logfile):
-    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "LIVEHUB_REDIS_URL")}
-    env.update(
-        DATABASE_URL=dsn,
-        LIVEHUB_CHAT_RATE_PER_S=str(args.sender_rate),
-        LIVEHUB_CHAT_BURST=str(args.sender_burst),
-        LIVEHUB_REACTIONS_PER_S=str(args.sender_reactions),
-        # Only makes registering the bench accounts fast; nothing in a room hashes passwords.
-        LIVEHUB_PASSWORD_TIME_COST="1",
-        LIVEHUB_PASSWORD_MEMORY_KIB="8192",
-        LIVEHUB_PASSWORD_PARALLELISM="1",
-        LIVEHUB_LOG_LEVEL="WARNING",
-    )
+    env = {
+        "DATABASE_URL": dsn,
+        "LIVEHUB_CHAT_RATE_PER_S": str(args.sender_rate),
+        "LIVEHUB_CHAT_BURST": str(args.sender_burst),
+        "LIVEHUB_REACTIONS_PER_S": str(args.sender_reactions),
+        **CHEAP_PASSWORD_HASHING,
+        "LIVEHUB_LOG_LEVEL": "WARNING",
+    }
     if redis:
         env.update(REDIS_URL=redis["url"], LIVEHUB_REDIS_PREFIX=redis["prefix"])
-    # A session of its own: Ctrl-C reaches only this script, which stops the server in order.
-    return subprocess.Popen(
-        [sys.executable, str(Path(__file__).resolve()), "--serve", str(port), "--serve-mode", mode],
-        env=env,
-        cwd=str(ROOT),
-        stdout=logfile,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-
-
-def stop_process(proc: subprocess.Popen, grace: float = 15.0) -> None:
-    if proc.poll() is not None:
-        return
-    proc.terminate()
-    try:
-        proc.wait(grace)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(5)
-
-
-async def wait_ready(base: str, server: subprocess.Popen, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    async with aiohttp.ClientSession() as http:
-        while time.monotonic() < deadline:
-            if server.poll() is not None:
-                raise RuntimeError(f"the server exited with {server.returncode} before it was ready")
-            with contextlib.suppress(aiohttp.ClientError, OSError):
-                async with http.get(f"{base}/healthz", timeout=aiohttp.ClientTimeout(total=2)) as res:
-                    if res.status == 200:
-                        return
-            await asyncio.sleep(0.2)
-    raise RuntimeError(f"the server did not answer /healthz within {timeout:.0f} s")
+    return spawn_server(Path(__file__).resolve(), port, env, logfile, ("--serve-mode", mode))
 
 
 async def setup_room(base: str, dsn: str, senders: int) -> tuple[str, list[str]]:
@@ -405,90 +285,20 @@ class Stats:
         self.close_codes[code] = self.close_codes.get(code, 0) + 1
 
 
-class RawViewer(asyncio.Protocol):
-    """A minimal websocket client: handshake, unmasked server frames, pong, close. Counts the events of
-    every `events` frame with byte scans; a timed viewer also parses its chat texts."""
+class RawViewer(RawWebsocket):
+    """A viewer on the minimal websocket client. Counts the events of every `events` frame with byte scans;
+    a timed viewer also parses its chat texts."""
 
-    __slots__ = (
-        "stats",
-        "request",
-        "ready",
-        "transport",
-        "buf",
-        "upgraded",
-        "welcomed",
-        "done",
-        "port",
-        "timed",
-        "chat",
-    )
+    __slots__ = ("stats", "port", "timed", "chat")
 
     def __init__(self, stats: Stats, request: bytes, ready: asyncio.Future, port: int):
+        super().__init__(request, ready)
         self.stats = stats
-        self.request = request
-        self.ready = ready
-        self.transport: asyncio.Transport | None = None
-        self.buf = bytearray()
-        self.upgraded = False
-        self.welcomed = False  # got its welcome frame: a viewer in the room
-        self.done = False  # closed, lost or given up on
         self.port = port
         self.timed = False  # in this window's latency sample
         self.chat = 0  # chat events received in this window
 
-    def connection_made(self, transport) -> None:
-        self.transport = transport
-        transport.write(self.request)
-
-    def data_received(self, data: bytes) -> None:
-        buf = self.buf
-        if buf:
-            buf += data
-            data = buf
-        pos = 0
-        if not self.upgraded:
-            end = data.find(b"\r\n\r\n")
-            if end < 0:
-                if data is not buf:
-                    buf += data
-                return
-            if not data.startswith(b"HTTP/1.1 101"):
-                self._fail(f"handshake refused: {bytes(data[:40])!r}")
-                return
-            self.upgraded = True
-            pos = end + 4
-        n = len(data)
-        while n - pos >= 2:
-            b1 = data[pos + 1]
-            length = b1 & 0x7F
-            head = 2
-            if length == 126:
-                if n - pos < 4:
-                    break
-                length = int.from_bytes(data[pos + 2 : pos + 4], "big")
-                head = 4
-            elif length == 127:
-                if n - pos < 10:
-                    break
-                length = int.from_bytes(data[pos + 2 : pos + 10], "big")
-                head = 10
-            if b1 & 0x80:  # a masked server frame: not websocket
-                self._fail("masked frame from the server")
-                return
-            end = pos + head + length
-            if end > n:
-                break
-            if data[pos] & 0x0F == 1:
-                self._text(data, pos + head, end)
-            else:
-                self._control(data[pos] & 0x0F, bytes(data[pos + head : end]))
-            pos = end
-        if data is buf:
-            del buf[:pos]
-        elif pos < n:
-            buf += data[pos:]
-
-    def _text(self, data, start: int, end: int) -> None:
+    def text_at(self, data, start: int, end: int) -> None:
         stats = self.stats
         stats.frames += 1
         stats.bytes += end - start
@@ -506,45 +316,13 @@ class RawViewer(asyncio.Protocol):
                         stats.chats(CHAT_RE.findall(data, start, end), now)
                 if events > chat:
                     stats.reactions += data.count(REACTIONS_MARK, start, end)
-        elif not self.welcomed and data.startswith(b'{"type":"welcome"', start):
-            self.welcomed = True
+        elif not self.opened and data.startswith(b'{"type":"welcome"', start):
+            self.opened = True  # got its welcome frame: a viewer in the room
             if not self.ready.done():
                 self.ready.set_result(None)
 
-    def _control(self, opcode: int, payload: bytes) -> None:
-        if opcode == 9:  # ping: answer with a pong carrying the same payload (zero mask key)
-            self.transport.write(bytes((0x8A, 0x80 | len(payload))) + b"\0\0\0\0" + payload)
-        elif opcode == 8:
-            code = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else 1005
-            with contextlib.suppress(Exception):
-                self.transport.write(b"\x88\x82\0\0\0\0" + code.to_bytes(2, "big"))
-            self._closed(code)
-            self.transport.close()
-
-    def _fail(self, why: str) -> None:
-        if not self.ready.done():
-            self.ready.set_exception(ConnectionError(why))
-        self.done = True
-        self.transport.abort()
-
-    def _closed(self, code: int) -> None:
-        if self.done:
-            return
-        self.done = True
-        if self.welcomed:
-            self.stats.lost(code)
-        elif not self.ready.done():
-            self.ready.set_exception(ConnectionError(f"closed before the welcome ({code})"))
-
-    def connection_lost(self, exc) -> None:
-        self._closed(1006)
-
-    def abort(self) -> None:
-        self.done = True
-        if self.ready is not None and not self.ready.done():
-            self.ready.cancel()
-        if self.transport is not None:
-            self.transport.abort()
+    def on_closed(self, code: int) -> None:
+        self.stats.lost(code)
 
 
 class AiohttpViewer:
@@ -555,7 +333,7 @@ class AiohttpViewer:
         self.port = port
         self.ws: aiohttp.ClientWebSocketResponse | None = None
         self.task: asyncio.Task | None = None
-        self.welcomed = False
+        self.opened = False  # got its welcome frame: a viewer in the room
         self.done = False
         self.timed = False
         self.chat = 0
@@ -589,12 +367,12 @@ class AiohttpViewer:
                             if self.timed:
                                 stats.chats(CHAT_RE_STR.findall(data), now)
                         stats.reactions += data.count('"type":"reactions"')
-                elif not self.welcomed and data.startswith('{"type":"welcome"'):
-                    self.welcomed = True
+                elif not self.opened and data.startswith('{"type":"welcome"'):
+                    self.opened = True
                     if not ready.done():
                         ready.set_result(None)
         finally:
-            if not self.welcomed:
+            if not self.opened:
                 if not ready.done():
                     ready.set_exception(ConnectionError(f"closed before the welcome ({ws.close_code})"))
             elif not self.done:
@@ -617,13 +395,6 @@ class Generator:
         self.viewers: list = []
         self.session: aiohttp.ClientSession | None = None
 
-    def _request(self, port: int) -> bytes:
-        key = base64.b64encode(os.urandom(16)).decode()
-        return (
-            f"GET {self.path} HTTP/1.1\r\nHost: {HOST}:{port}\r\nUpgrade: websocket\r\n"
-            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
-        ).encode()
-
     async def _one(self, gate: asyncio.Semaphore, port: int) -> str | None:
         async with gate:
             viewer = None
@@ -632,7 +403,7 @@ class Generator:
                     if self.client == "raw":
                         loop = asyncio.get_running_loop()
                         ready = loop.create_future()
-                        viewer = RawViewer(self.stats, self._request(port), ready, port)
+                        viewer = RawViewer(self.stats, handshake_request(HOST, port, self.path), ready, port)
                         self.viewers.append(viewer)
                         await loop.create_connection(lambda: viewer, HOST, port)
                         await ready
@@ -674,7 +445,7 @@ class Generator:
         }
 
     def alive_viewers(self) -> list:
-        return [v for v in self.viewers if v.welcomed and not v.done]
+        return [v for v in self.viewers if v.opened and not v.done]
 
     def begin(self, step: int, messages: int, fraction: float) -> dict:
         """A new window: counters to zero, and a new latency sample, evenly spaced on every server."""
@@ -683,7 +454,7 @@ class Generator:
         for v in self.viewers:
             v.chat = 0
             v.timed = False
-            if v.welcomed and not v.done:
+            if v.opened and not v.done:
                 by_port.setdefault(v.port, []).append(v)
         timed = 0
         for vs in by_port.values():
@@ -732,14 +503,7 @@ class Generator:
 
 
 def generator_main(conn, path: str, client: str, loop_choice: str) -> None:
-    die_with_parent()
-    raise_nofile()
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the orchestrator stops us
-    try:
-        with asyncio.Runner(loop_factory=event_loop_factory(loop_choice)) as runner:
-            runner.run(_generator(conn, path, client))
-    except (EOFError, BrokenPipeError, KeyboardInterrupt):
-        pass
+    run_generator(_generator, conn, path, client, loop=loop_choice)
 
 
 async def _generator(conn, path: str, client: str) -> None:
@@ -867,11 +631,11 @@ HEADER = (
 def quantile_ms(hist: dict[int, int], total: int, q: float) -> float:
     if not total:
         return float("nan")
-    rank = max(1, -(-int(q * total * 1000) // 1000))  # ceil(q * total), without float surprises
+    want = rank(q, total)
     seen = 0
     for bucket in sorted(hist):
         seen += hist[bucket]
-        if seen >= rank:
+        if seen >= want:
             return (bucket + 1) * BUCKET_US / 1000  # the bucket's upper edge
     return float("nan")
 
@@ -917,18 +681,8 @@ class Session:
             await wait_ready(f"http://{HOST}:{port}", server)
             log(f"[{self.config.name}] server {i + 1} pid {server.pid} on port {port} (log {logfile.name})")
         stream_id, tokens = await setup_room(f"http://{HOST}:{self.ports[0]}", self.dsn, args.senders)
-        spawn = multiprocessing.get_context("spawn")
-        for i in range(args.procs):
-            parent, child = spawn.Pipe()
-            proc = spawn.Process(
-                target=generator_main,
-                args=(child, f"/ws/streams/{stream_id}", args.client, args.gen_loop),
-                name=f"fanout-gen-{i}",
-            )
-            proc.daemon = True
-            proc.start()
-            self.gens.append(proc)
-            self.pipes.append(parent)
+        gen_args = (f"/ws/streams/{stream_id}", args.client, args.gen_loop)
+        self.gens, self.pipes = start_generators(generator_main, [gen_args] * args.procs, name="fanout-gen")
         loops = await self.ask_all([("loop",)] * len(self.pipes), 30)
         self.facts["generator_loop"] = loops[0]
         return stream_id, tokens
@@ -936,23 +690,11 @@ class Session:
     def stop(self) -> None:
         """Synchronous, for `finally`: generators, servers, their logs, the run's Redis keys."""
         self.pool.shutdown(wait=False, cancel_futures=True)
-        for pipe in self.pipes:
-            with contextlib.suppress(OSError, ValueError):
-                pipe.send(("quit",))
-        for proc in self.gens:
-            proc.join(10)
-            if proc.is_alive():
-                proc.kill()
-                proc.join(5)
+        stop_generators(self.gens, self.pipes)
         for server in self.servers:
             stop_process(server)
         for logfile in self.logs:
-            logfile.close()
-            tail = Path(logfile.name).read_text(errors="replace").strip().splitlines()[-20:]
-            if tail:
-                log(f"[{self.config.name}] server log (last lines):\n  " + "\n  ".join(tail))
-            with contextlib.suppress(OSError):
-                os.unlink(logfile.name)
+            drop_server_log(logfile, f"[{self.config.name}] ")
         if self.redis:
             with contextlib.suppress(Exception):
                 import redis
@@ -964,17 +706,7 @@ class Session:
                 client.close()
 
     async def ask_all(self, msgs: list[tuple], timeout: float) -> list:
-        loop = asyncio.get_running_loop()
-
-        def ask(conn, msg):
-            conn.send(msg)
-            if not conn.poll(timeout):
-                raise TimeoutError(f"load generator did not answer {msg[0]!r} within {timeout:.0f} s")
-            return conn.recv()
-
-        return await asyncio.gather(
-            *(loop.run_in_executor(self.pool, ask, c, m) for c, m in zip(self.pipes, msgs, strict=True))
-        )
+        return await ask_all(self.pool, self.pipes, msgs, timeout)
 
     async def _sender_reader(self, ws: aiohttp.ClientWebSocketResponse) -> None:
         async for msg in ws:
@@ -1028,21 +760,15 @@ class Session:
             "busy": machine_busy(),
         }
 
+    def _our_ticks(self) -> dict[int, int]:
+        """CPU ticks by pid of the servers, the generators, this script and Redis."""
+        pids = [*(s.pid for s in self.servers), *(g.pid for g in self.gens), os.getpid(), *self.redis_pids]
+        return {pid: cpu_ticks(pid) for pid in pids}
+
     async def wait_quiet(self) -> float:
         """Wait (up to --wait-quiet s) until processes outside the benchmark use under --busy-cpu % CPU
         over one second; returns what they used in the last second sampled."""
-        deadline = time.monotonic() + self.args.wait_quiet
-        while True:
-            a = self._cpu()
-            await asyncio.sleep(1.0)
-            b = self._cpu()
-            ours = sum(b["servers"]) - sum(a["servers"]) + b["gens"] - a["gens"] + b["self"] - a["self"]
-            ours += b["redis"] - a["redis"]
-            others = max(0.0, 100 * (b["busy"][0] - a["busy"][0] - ours) / CLK_TCK)
-            if others <= self.args.busy_cpu or time.monotonic() >= deadline:
-                return others
-            log(f"  waiting: other processes use {others:.0f} % CPU (loadavg {loadavg()})")
-            await asyncio.sleep(2.0)
+        return await wait_quiet(self._our_ticks, self.args.busy_cpu, self.args.wait_quiet)
 
     async def send_load(self, step: int, rate: float, reactions: float, seconds: float) -> tuple[int, int, float]:
         """`rate` chat messages/s and `reactions` reactions/s for `seconds`, paced together, round-robin
@@ -1578,14 +1304,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--sender-burst", type=int, default=1000, help="LIVEHUB_CHAT_BURST for the servers")
     ap.add_argument("--sender-reactions", type=float, default=100000.0, help="LIVEHUB_REACTIONS_PER_S for the servers")
     ap.add_argument("--p99-limit-ms", type=float, default=1000.0, help="a rate fails above this p99 (default 1000)")
-    ap.add_argument(
-        "--busy-cpu",
-        type=float,
-        default=25.0,
-        help="CPU %% of other processes (100 = one core) above which a window is waited for or rerun (default 25)",
-    )
-    ap.add_argument("--wait-quiet", type=float, default=20.0, help="longest wait for a quiet machine (default 20 s)")
-    ap.add_argument("--retries", type=int, default=1, help="reruns of a window others disturbed (default 1)")
+    quiet_options(ap)
     ap.add_argument("--quick", action="store_true", help="200,500 viewers, 5 s windows")
     ap.add_argument("--json", help="also write the results to this file")
     ap.add_argument("--plot", help="also draw the results to this PNG (needs matplotlib)")
@@ -1620,17 +1339,7 @@ def main(argv=None) -> None:
         if args.plot:
             plot(results, args.plot)
         return
-    raise_nofile()
-
-    def terminate(signum, frame):
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, terminate)
-    try:
-        results = bench(args)
-    except KeyboardInterrupt:
-        log("interrupted; the servers and load generators were stopped")
-        sys.exit(130)
+    results = run_orchestrator(lambda: bench(args), stopped="the servers and load generators")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
     print(report(results))
