@@ -1,31 +1,37 @@
-"""The asyncpg pool and the schema: forward-only migrations plus re-applied functions.
+"""The asyncpg pool, transactions, JSON codecs, and (from storage.schema) migrate().
 
-Migrations (`migrations/NNNN_name.sql`) hold tables and run once each, recorded in `schema_migrations`.
-Functions (`functions/*.sql`) hold the rules about money and stock as `CREATE OR REPLACE` statements and
-are re-applied on every start, so changing a rule is editing one file. Both run under one advisory lock:
-several processes starting at once apply everything exactly once.
+The schema is brought up to date by storage.schema.migrate() at every start: pending migrations run once
+each, and the functions, which live in their own schema (FUNCTION_SCHEMA), are dropped and rebuilt from
+`functions/*.sql`. Callers name those functions unqualified (`SELECT buy_batch(...)`): every pool
+connection asks for SEARCH_PATH, and migrate() sets it as the database's default for other sessions.
 """
 
-import logging
-import re
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 
 import asyncpg
 import orjson
 
-log = logging.getLogger(__name__)
+from storage.schema import FUNCTION_SCHEMA, FUNCTIONS, MIGRATIONS, SEARCH_PATH, migrate, migration_files
 
-HERE = Path(__file__).parent
-MIGRATIONS = HERE / "migrations"
-FUNCTIONS = HERE / "functions"
+__all__ = [
+    "DB",
+    "FUNCTIONS",
+    "FUNCTION_SCHEMA",
+    "MIGRATIONS",
+    "SEARCH_PATH",
+    "create_pool",
+    "encode_json",
+    "init_connection",
+    "keep_session",
+    "migrate",
+    "migration_files",
+    "transaction",
+]
+
 # What a domain function runs its queries on: the pool, or a connection already in a transaction.
 DB = asyncpg.Pool | asyncpg.Connection
-_MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
-# Any constant works; it only has to be the same in every LiveHub process.
-_MIGRATE_LOCK = 0x11BE_0B
 
 
 @asynccontextmanager
@@ -71,41 +77,7 @@ async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 20) -> asy
         max_size=max_size,
         init=init_connection,
         reset=keep_session,
+        # Not left to the database's default, which a session only gets if it started after migrate() set it:
+        # this pool's first connections open before migrate() runs on one of them, on a new database too.
+        server_settings={"search_path": SEARCH_PATH},
     )
-
-
-def migration_files() -> list[tuple[int, Path]]:
-    found = []
-    for path in sorted(MIGRATIONS.glob("*.sql")):
-        m = _MIGRATION_NAME.match(path.name)
-        if not m:
-            raise RuntimeError(f"migration file name must look like 0001_name.sql: {path.name}")
-        found.append((int(m.group(1)), path))
-    versions = [v for v, _ in found]
-    if len(set(versions)) != len(versions):
-        raise RuntimeError("two migrations share a number")
-    return found
-
-
-async def migrate(conn: asyncpg.Connection) -> list[int]:
-    """Apply pending migrations, then every function file. Returns the versions applied now."""
-    applied_now = []
-    async with conn.transaction():
-        await conn.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATE_LOCK)
-        await conn.execute(
-            """CREATE TABLE IF NOT EXISTS schema_migrations (
-                   version integer PRIMARY KEY,
-                   name text NOT NULL,
-                   applied_at timestamptz NOT NULL DEFAULT now())"""
-        )
-        done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
-        for version, path in migration_files():
-            if version in done:
-                continue
-            log.info("applying migration %s", path.name)
-            await conn.execute(path.read_text())
-            await conn.execute("INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", version, path.name)
-            applied_now.append(version)
-        for path in sorted(FUNCTIONS.glob("*.sql")):
-            await conn.execute(path.read_text())
-    return applied_now
