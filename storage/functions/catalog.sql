@@ -17,6 +17,20 @@ BEGIN
     RETURN p;
 END $$;
 
+-- The one variant a function restocks, imports codes into or sells, locked (lock order: money.sql); raises
+-- not_found when there is none.
+CREATE OR REPLACE FUNCTION variant_for_update(p_variant uuid) RETURNS variants
+LANGUAGE plpgsql AS $$
+DECLARE
+    v variants;
+BEGIN
+    SELECT * INTO v FROM variants WHERE id = p_variant FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'variant not found' USING ERRCODE = 'LH404';
+    END IF;
+    RETURN v;
+END $$;
+
 -- The seller of an approved shop, or an error saying why the account cannot sell.
 CREATE OR REPLACE FUNCTION approved_seller(p_user uuid) RETURNS uuid
 LANGUAGE plpgsql AS $$
@@ -83,10 +97,7 @@ DECLARE
     v variants;
     new_stock integer;
 BEGIN
-    SELECT * INTO v FROM variants WHERE id = p_variant FOR UPDATE;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'variant not found' USING ERRCODE = 'LH404';
-    END IF;
+    v := variant_for_update(p_variant);
     PERFORM owned_product(v.product_id, approved_seller(p_user));
     IF v.digital THEN
         RAISE EXCEPTION 'stock of a digital variant follows its imported codes' USING ERRCODE = 'LH409';
@@ -113,10 +124,7 @@ DECLARE
     added integer;
     new_stock integer;
 BEGIN
-    SELECT * INTO v FROM variants WHERE id = p_variant FOR UPDATE;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'variant not found' USING ERRCODE = 'LH404';
-    END IF;
+    v := variant_for_update(p_variant);
     PERFORM owned_product(v.product_id, approved_seller(p_user));
     IF NOT v.digital THEN
         RAISE EXCEPTION 'codes can only be imported into a digital variant' USING ERRCODE = 'LH409';

@@ -399,10 +399,7 @@ DECLARE
     flash_left integer;
     result jsonb;
 BEGIN
-    SELECT * INTO v FROM variants WHERE id = p_variant FOR UPDATE;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'variant not found' USING ERRCODE = 'LH404';
-    END IF;
+    v := variant_for_update(p_variant);
     SELECT * INTO p FROM products WHERE id = v.product_id;
     SELECT * INTO s FROM sellers WHERE id = p.seller_id;
     SELECT * INTO price FROM variant_price(p_variant, p_stream);
