@@ -4,7 +4,7 @@ import orjson
 
 
 async def error_of(res, status: int | None = None, code: str | None = None) -> dict:
-    """The `error` object of an error response, asserting CONTRACT.md's shape (and status/code if given)."""
+    """The `error` object of an error response, asserting docs/API.md's shape (and status/code if given)."""
     body = await res.json()
     assert set(body) == {"error"}, body
     assert set(body["error"]) == {"code", "message", "details"}, body

@@ -1,4 +1,4 @@
-"""`--demo` seeds what CONTRACT.md promises, and seeding twice changes nothing."""
+"""`--demo` seeds what the README's "Run it" promises, and seeding twice changes nothing."""
 
 from uuid import UUID
 

@@ -1,4 +1,4 @@
-"""Every error code of CONTRACT.md that the API can produce today, in the contract's shape, and bad
+"""Every error code of docs/API.md that the API can produce today, in its error shape, and bad
 input that must never become a 500."""
 
 import asyncio

@@ -1,5 +1,5 @@
 """Property-based fuzzing of the whole REST API from its own OpenAPI document: bad input never yields a
-500, and every error is CONTRACT.md's `{"error": {"code", "message", "details"}}`.
+500, and every error is docs/API.md's `{"error": {"code", "message", "details"}}`.
 
 Schemathesis loads GET /api/openapi.json from the real app, served on a 127.0.0.1 port by an event loop
 in a thread of its own (schemathesis sends its requests synchronously over HTTP), and every documented
@@ -57,13 +57,13 @@ MAX_EXAMPLES = 40
 MODES = [GenerationMode.POSITIVE, GenerationMode.NEGATIVE]
 OPERATIONS = [(route.method, route.path) for api in APIS for route in api.routes]
 
-# The error codes CONTRACT.md names, with the status each comes with (405 is the router's own).
+# The error codes docs/API.md names (livehub.errors.ErrorCode), with the status each comes with.
 CODE_STATUS = {code.value: code.status for code in ErrorCode}
 
 
 def error_follows_contract(ctx, response, case) -> None:
     """A schemathesis check: every 4xx/5xx body is `{"error": {"code", "message", "details"}}` as JSON,
-    and a code CONTRACT.md names comes with its status."""
+    and a code docs/API.md names comes with its status."""
     if response.status_code < 400:
         return
     assert response.headers.get("content-type", [""])[0].startswith("application/json"), (
@@ -83,10 +83,10 @@ def error_follows_contract(ctx, response, case) -> None:
         and error["code"]
         and isinstance(error["message"], str)
         and isinstance(error["details"], dict)
-    ), f"error body is not CONTRACT.md's shape: {response.text[:300]!r}"
+    ), f"error body is not docs/API.md's shape: {response.text[:300]!r}"
     expected = CODE_STATUS.get(error["code"])
     assert expected in (None, response.status_code), (
-        f"error code {error['code']!r} came with status {response.status_code}; CONTRACT.md gives it {expected}"
+        f"error code {error['code']!r} came with status {response.status_code}; docs/API.md gives it {expected}"
     )
 
 

@@ -1,4 +1,4 @@
-// WebRTC with the server's media plane (CONTRACT.md): POST an SDP offer, get the answer as JSON.
+// WebRTC with the server's media plane (docs/MEDIA.md, "Signalling"): POST an SDP offer, get the answer as JSON.
 // aiortc does not trickle ICE, so the offer is sent once the browser has gathered its candidates.
 import { api } from "./api.js";
 
