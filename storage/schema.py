@@ -8,14 +8,15 @@ differ from one migrated after it.
 Functions (`functions/*.sql`) hold the rules about money and stock. They live in their own schema,
 FUNCTION_SCHEMA, dropped and rebuilt from the files at every start, so a function removed from the files,
 or one whose signature changed, leaves no stale copy or overload behind. Callers name them unqualified:
-the database's search_path (set here) and every pool connection's (db.create_pool) is SEARCH_PATH.
+SEARCH_PATH is the database's default search_path (set here), every pool connection's (db.create_pool)
+and that of the session that ran migrate().
 Nothing outside that schema may depend on what is in it (a trigger, a column default, a CHECK, a view):
 dropping the schema would silently drop those too, so migrate() refuses and names them instead. What a
 table needs, such as a trigger function, belongs to a migration and lives in public (0002's
 ledger_is_append_only).
 
 It all runs in one transaction under one advisory lock: processes starting together apply each migration
-exactly once, and other sessions see either the old functions or the new ones, never none.
+exactly once, and other sessions find the old functions until it commits, the new ones after.
 """
 
 import hashlib
@@ -53,9 +54,9 @@ def migration_files(directory: Path = MIGRATIONS) -> list[tuple[int, Path]]:
     return found
 
 
-def checksum(path: Path) -> str:
-    # Of the text, not the bytes: a checkout with CRLF line endings is the same migration.
-    return hashlib.sha256(path.read_text().encode()).hexdigest()
+def checksum(text: str) -> str:
+    # Of the text, not the bytes: read with universal newlines, a CRLF checkout is the same migration.
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 async def migrate(conn: asyncpg.Connection, *, migrations: Path = MIGRATIONS, functions: Path = FUNCTIONS) -> list[int]:
@@ -63,7 +64,9 @@ async def migrate(conn: asyncpg.Connection, *, migrations: Path = MIGRATIONS, fu
     files = migration_files(migrations)
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATE_LOCK)
-        await conn.execute(f"SET LOCAL search_path = {SEARCH_PATH}")
+        # Not LOCAL: the session that ran migrate() may call the functions next (the benchmarks do, on a new
+        # database), and it started before the database's default was set. Undone if migrate() fails.
+        await conn.execute(f"SET search_path = {SEARCH_PATH}")
         await _set_database_search_path(conn)
         done = await _check_applied(conn, files)
         await _drop_functions(conn)
@@ -109,7 +112,7 @@ async def _check_applied(conn: asyncpg.Connection, files: list[tuple[int, Path]]
     for version, path in files:
         if version not in recorded:
             continue
-        now = checksum(path)
+        now = checksum(path.read_text())
         if recorded[version] is None:
             await conn.execute("UPDATE schema_migrations SET checksum = $2 WHERE version = $1", version, now)
         elif recorded[version] != now:
@@ -133,7 +136,7 @@ async def _apply_migrations(conn: asyncpg.Connection, files: list[tuple[int, Pat
             "INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)",
             version,
             path.name,
-            hashlib.sha256(text.encode()).hexdigest(),
+            checksum(text),
         )
         applied_now.append(version)
     return applied_now
