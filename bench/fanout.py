@@ -178,7 +178,7 @@ def per_event_flush(self) -> None:
     if self._reaction_delta:
         delta, self._reaction_delta = dict(self._reaction_delta), collections.Counter()
         self._stat_reactions.update(delta)
-        self._spawn(self._broker.add_reactions(self.key, delta))
+        self._spawn(self._counters.add_reactions(self.key, delta))
     if not self._pending and not self._state:
         return
     events = self._pending + list(self._state.values())

@@ -27,7 +27,7 @@ from livehub.api.cache import ListingCache
 from livehub.api.errors import error_middleware
 from livehub.api.openapi import build_openapi
 from livehub.auth import LoginLimiter, PasswordHasher
-from livehub.broker.local import LocalBroker
+from livehub.broker import open_backplane
 from livehub.jsonx import json_response
 from livehub.live import ws
 from livehub.live.hub import Hub
@@ -97,27 +97,14 @@ async def release_earnings_forever(pool, interval_s: float) -> None:
 
 
 async def live(app: web.Application):
-    """The broker (Redis when REDIS_URL is set, else in-process) and this node's hub of rooms."""
-    settings = app[keys.SETTINGS]
-    if settings.redis_url:
-        from livehub.broker.redis import RedisBroker
-
-        broker = RedisBroker(
-            settings.redis_url,
-            prefix=settings.redis_prefix,
-            history_size=settings.room_history_size,
-            history_ttl_s=settings.room_history_ttl_s,
-            # A node's viewer count outlives a few missed reports, not a crashed node.
-            presence_ttl_s=5 * settings.presence_interval_s,
-        )
-    else:
-        broker = LocalBroker(history_size=settings.room_history_size)
-    await broker.start()
-    hub = app[keys.HUB] = Hub(broker, app[keys.POOL], settings)
+    """The backplane (Redis when REDIS_URL is set, else in-process) and this node's hub of rooms."""
+    backplane = open_backplane(app[keys.SETTINGS])
+    await backplane.start()
+    hub = app[keys.HUB] = Hub(backplane, app[keys.POOL], app[keys.SETTINGS])
     await hub.start()
     yield
     await hub.close()
-    await broker.close()
+    await backplane.close()
 
 
 async def media_plane(app: web.Application):

@@ -9,8 +9,10 @@ import pytest
 from conftest import settings_for
 from helpers import top_up
 from live_helpers import Viewer, live_show
+from livehub import keys
 from livehub.app import create_app
 from livehub.jsonx import loads
+from livehub.live import hub
 
 
 @pytest.fixture
@@ -60,6 +62,27 @@ async def test_the_room_records_viewers_clicks_reactions_chat_and_sales(client, 
     assert (s["orders"], s["revenue_cents"]) == (1, 1000)
     by_product = {p["product_id"]: p for p in s["products"]}
     assert by_product[product]["clicks"] == 3 and by_product[product]["orders"] == 1
+
+
+async def test_a_room_closing_on_this_node_withdraws_its_viewer_count_at_once(client, make, monkeypatch):
+    monkeypatch.setattr(hub, "ROOM_GRACE_S", 0.05)
+    show = await live_show(make)
+    viewer = await Viewer.connect(client, show.id)
+    await viewer.wait_for(lambda v: v.of_type("viewers") and v.of_type("viewers")[-1]["count"] == 1)
+
+    async def viewers() -> int:
+        res = await client.get(f"/api/streams/{show.id}")
+        assert res.status == 200, await res.text()
+        return (await res.json())["stream"]["viewers"]
+
+    async def released() -> bool:
+        return not client.server.app[keys.HUB].rooms
+
+    assert await viewers() == 1
+    await viewer.close()
+    await eventually(released)
+    # Nothing reports for a room that is gone: the count is 0 only because the room withdrew it.
+    assert await viewers() == 0
 
 
 async def test_connected_followers_are_told_when_the_shop_goes_live(client, make):

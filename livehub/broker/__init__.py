@@ -1,1 +1,103 @@
-"""Fan-out between nodes: one interface (base.py), an in-process and a Redis implementation."""
+"""The backplane between nodes: a room's event stream (Broker), viewer counts (Presence), reaction totals
+(Counters) and user notifications (Notifier); interfaces and guarantees in base.py. `open_backplane` builds
+the four together, in process (local.py) or over one Redis link (redis_link.py and the redis*.py parts).
+"""
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from livehub.broker.base import (
+    Broker,
+    BrokerUnavailable,
+    Counters,
+    Notifier,
+    Position,
+    Presence,
+    Subscription,
+)
+from livehub.broker.local import LocalBroker, LocalCounters, LocalNotifier, LocalPresence
+from livehub.settings import Settings
+
+__all__ = [
+    "Backplane",
+    "Broker",
+    "BrokerUnavailable",
+    "Counters",
+    "Notifier",
+    "Position",
+    "Presence",
+    "Subscription",
+    "local_backplane",
+    "open_backplane",
+    "redis_backplane",
+]
+
+
+@dataclass
+class Backplane:
+    """One node's four parts, started and closed together. `release` frees what they share (the Redis link),
+    once all of them have closed."""
+
+    broker: Broker
+    presence: Presence
+    counters: Counters
+    notifier: Notifier
+    release: Callable[[], Awaitable[None]] | None = None
+
+    async def start(self) -> None:
+        """Connect; never raises (while Redis is away the node runs on its own and keeps reconnecting)."""
+        await self.broker.start()
+
+    async def close(self) -> None:
+        await self.broker.close()
+        await self.presence.close()
+        if self.release is not None:
+            await self.release()
+
+
+def local_backplane(*, history_size: int = 1000) -> Backplane:
+    """One process, no Redis."""
+    broker = LocalBroker(history_size=history_size)
+    return Backplane(broker, LocalPresence(), LocalCounters(broker), LocalNotifier())
+
+
+def redis_backplane(
+    url: str,
+    *,
+    prefix: str = "livehub",
+    history_size: int = 1000,
+    history_ttl_s: int = 86400,
+    presence_ttl_s: float = 5.0,
+    timeout_s: float = 2.0,
+) -> Backplane:
+    """Any number of nodes on one Redis. The four parts share one client; counters and notices arrive over
+    the broker's pub/sub connection (see livehub/broker/redis.py)."""
+    from livehub.broker.redis import RedisBroker
+    from livehub.broker.redis_counters import RedisCounters
+    from livehub.broker.redis_link import RedisLink
+    from livehub.broker.redis_notifier import RedisNotifier
+    from livehub.broker.redis_presence import RedisPresence
+
+    link = RedisLink(url, prefix=prefix, timeout_s=timeout_s)
+    broker = RedisBroker(link, history_size=history_size, history_ttl_s=history_ttl_s)
+    return Backplane(
+        broker,
+        RedisPresence(link, presence_ttl_s=presence_ttl_s, key_ttl_s=history_ttl_s),
+        RedisCounters(link, broker, ttl_s=history_ttl_s),
+        RedisNotifier(link, broker),
+        release=link.close,
+    )
+
+
+def open_backplane(settings: Settings) -> Backplane:
+    """Redis when REDIS_URL is set, else in-process. Not started yet: call `start()`."""
+    if not settings.redis_url:
+        return local_backplane(history_size=settings.room_history_size)
+    return redis_backplane(
+        settings.redis_url,
+        prefix=settings.redis_prefix,
+        history_size=settings.room_history_size,
+        history_ttl_s=settings.room_history_ttl_s,
+        # A node's viewer count outlives a few missed reports, not a crashed node.
+        presence_ttl_s=5 * settings.presence_interval_s,
+    )

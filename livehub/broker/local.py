@@ -1,17 +1,28 @@
-"""The in-process broker: one node, no Redis. The default for `python run.py`."""
+"""The in-process backplane: one node, no Redis. The default for `python run.py`.
+
+The counters ride on the broker as the Redis ones do: `LocalCounters` hands its totals to the room's
+handler through `LocalBroker.deliver`, and the broker asks it for the totals a subscription starts from.
+"""
 
 import collections
 import secrets
 
-from livehub.broker.base import Broker, NoticeHandler, Position, RoomHandler, Subscription
+from livehub.broker.base import (
+    Broker,
+    Counters,
+    NoticeHandler,
+    Notifier,
+    Position,
+    Presence,
+    RoomHandler,
+    Subscription,
+)
 
 
 class _Room:
     def __init__(self, history_size: int):
         self.offset = 0
         self.history: collections.deque[dict] = collections.deque(maxlen=history_size)
-        self.reactions: collections.Counter[str] = collections.Counter()
-        self.viewers = 0
 
 
 class LocalBroker(Broker):
@@ -24,42 +35,41 @@ class LocalBroker(Broker):
         self._history_size = history_size
         self._rooms: dict[str, _Room] = {}
         self._handlers: dict[str, RoomHandler] = {}
-        self._notice_handler: NoticeHandler | None = None
+        self._counters: LocalCounters | None = None
+
+    def carry(self, counters: "LocalCounters") -> None:
+        """Let the counters ride on this broker: subscriptions start from their totals."""
+        self._counters = counters
+
+    def deliver(self, room: str, event: dict) -> None:
+        """Hand a state event to this node's subscriber of the room, if any (the counters' totals)."""
+        if (handler := self._handlers.get(room)) is not None:
+            handler(event)
 
     def _room(self, room: str) -> _Room:
         if (state := self._rooms.get(room)) is None:
             state = self._rooms[room] = _Room(self._history_size)
         return state
 
-    def _deliver(self, room: str, event: dict) -> None:
-        if (handler := self._handlers.get(room)) is not None:
-            handler(event)
-
     async def publish(self, room: str, event: dict) -> dict:
         state = self._room(room)
         state.offset += 1
         event = {**event, "offset": state.offset, "epoch": self.epoch}
         state.history.append(event)
-        self._deliver(room, event)
+        self.deliver(room, event)
         return event
 
     async def publish_state(self, room: str, event: dict) -> None:
-        self._deliver(room, event)
-
-    async def add_reactions(self, room: str, counts: dict[str, int]) -> None:
-        state = self._room(room)
-        state.reactions.update(counts)
-        self._deliver(room, {"type": "reactions", "counts": dict(state.reactions)})
+        self.deliver(room, event)
 
     async def subscribe(self, room: str, handler: RoomHandler) -> Subscription:
         state = self._room(room)
         self._handlers[room] = handler
-        return Subscription(list(state.history), Position(state.offset, self.epoch), dict(state.reactions))
+        reactions = self._counters.totals(room) if self._counters is not None else {}
+        return Subscription(list(state.history), Position(state.offset, self.epoch), reactions)
 
     async def unsubscribe(self, room: str) -> None:
         self._handlers.pop(room, None)
-        if (state := self._rooms.get(room)) is not None:
-            state.viewers = 0
 
     async def history(self, room: str, since: int, epoch: str) -> list[dict] | None:
         state = self._room(room)
@@ -70,17 +80,54 @@ class LocalBroker(Broker):
             return None
         return [e for e in state.history if e["offset"] > since]
 
+
+class LocalPresence(Presence):
+    """This node is the only one: the total is its own count."""
+
+    def __init__(self) -> None:
+        self._viewers: dict[str, int] = {}
+
     async def set_viewers(self, room: str, local: int) -> int:
-        self._room(room).viewers = local
+        self._viewers[room] = local
         return local
 
     async def viewers(self, room: str) -> int:
-        state = self._rooms.get(room)
-        return state.viewers if state else 0
+        return self._viewers.get(room, 0)
+
+    async def withdraw(self, room: str) -> None:
+        self._viewers.pop(room, None)
+
+    async def close(self) -> None:
+        self._viewers.clear()
+
+
+class LocalCounters(Counters):
+    """Totals kept in this process, announced through the broker's room handler."""
+
+    def __init__(self, broker: LocalBroker):
+        self._broker = broker
+        self._totals: dict[str, collections.Counter[str]] = {}
+        broker.carry(self)
+
+    def totals(self, room: str) -> dict[str, int]:
+        """The room's totals now (what a subscription starts from)."""
+        return dict(self._totals.get(room, {}))
+
+    async def add_reactions(self, room: str, counts: dict[str, int]) -> None:
+        totals = self._totals.setdefault(room, collections.Counter())
+        totals.update(counts)
+        self._broker.deliver(room, {"type": "reactions", "counts": dict(totals)})
+
+
+class LocalNotifier(Notifier):
+    """Notices go straight to this node's handler."""
+
+    def __init__(self) -> None:
+        self._handler: NoticeHandler | None = None
 
     async def notify(self, user_ids: list[str], payload: dict) -> None:
-        if self._notice_handler is not None:
-            self._notice_handler(user_ids, payload)
+        if self._handler is not None:
+            self._handler(user_ids, payload)
 
     def on_notice(self, handler: NoticeHandler) -> None:
-        self._notice_handler = handler
+        self._handler = handler

@@ -1,38 +1,35 @@
-"""The Redis broker: any number of nodes share rooms through Redis pub/sub; offsets and history live in Redis.
+"""The Redis broker: any number of nodes share rooms through Redis pub/sub; offsets and history live in Redis
+(the key and channel layout is in redis_link.py).
 
-Per room (a stream id), every key expiring `history_ttl_s` after the last publish:
-    {prefix}:room:{room}:epoch      random id, new whenever the room's state is created (first use, data lost)
-    {prefix}:room:{room}:offset     offset of the last durable event
-    {prefix}:room:{room}:history    Redis Stream, entry `<offset>-0` with field `e` = the event's JSON
-    {prefix}:room:{room}:reactions  hash name -> total
-    {prefix}:room:{room}:viewers    hash node_id -> "count:expires_at_ms" (Redis clock)
-Channels: `{prefix}:room:{room}` carries `d|<offset>|<epoch>|<json>` (durable), `s|<json>` (state) and
-`r|<json [name, total, ...]>` (reaction totals); `{prefix}:notices` carries `{"u": user_ids, "p": payload}`.
+A supervisor task owns the node's one pub/sub connection and hands every message, in arrival order, to one
+dispatcher task; only the dispatcher calls handlers, so a room's events are never delivered concurrently or
+out of order. The other Redis parts of the backplane use that connection through a small public surface,
+never this module's internals:
 
-A supervisor task owns the pub/sub connection and hands every message, in arrival order, to one dispatcher
-task; only the dispatcher calls handlers, so a room's events are never delivered concurrently or out of order.
+- `RedisCounters` rides on the room channels: `carry(counters)` routes the rooms' `r|` messages to it (in
+  order with the room's events), and subscriptions start from its totals.
+- `RedisNotifier` has a node-wide channel: `listen(channel, handler)` keeps it subscribed on the connection.
+- When something they published will not come back through pub/sub (`live` is false, or the PUBLISH
+  failed), they hand it to this node's handlers through the dispatcher: `deliver(room, event)`,
+  `loop_back(channel, data)`.
 """
 
 import asyncio
 import logging
 import random
 import secrets
-import time
+from collections.abc import Callable
+from typing import Protocol
 
-from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.client import PubSub
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from livehub import jsonx
-from livehub.broker.base import Broker, BrokerUnavailable, NoticeHandler, Position, RoomHandler, Subscription
+from livehub.broker.base import Broker, BrokerUnavailable, Position, RoomHandler, Subscription
+from livehub.broker.redis_link import DOWN, RedisLink
 
 log = logging.getLogger(__name__)
 
-# What "Redis is away" looks like (asyncio's TimeoutError is an OSError).
-_DOWN = (RedisError, OSError)
 _BACKOFF_MIN_S, _BACKOFF_MAX_S = 0.1, 5.0
 _PING_S = 5.0  # an idle pub/sub connection is pinged this often, so a silently dead one is noticed
 _RESYNC_S = 0.2  # retry of a failed catch-up
@@ -47,7 +44,7 @@ if not epoch then
   redis.call('SET', KEYS[1], epoch, 'EX', ARGV[2])
 end
 """
-# KEYS epoch offset history reactions viewers; ARGV new_epoch ttl history_size channel json.
+# KEYS epoch offset history; ARGV new_epoch ttl history_size channel json.
 # `MAXLEN ~` trims whole stream nodes (cheap) and keeps at least history_size entries; the reads below
 # clip to exactly history_size, so both brokers serve the same window.
 _PUBLISH = (
@@ -60,7 +57,7 @@ for _, key in ipairs(KEYS) do redis.call('EXPIRE', key, ARGV[2]) end
 return {offset, epoch}
 """
 )
-# KEYS epoch offset history reactions; ARGV new_epoch ttl start known_epoch history_size.
+# KEYS epoch offset history; ARGV new_epoch ttl start known_epoch history_size.
 # One atomic read, so the history, offset and epoch always agree. Another epoch: everything from the start.
 _SNAPSHOT = (
     _EPOCH
@@ -71,40 +68,22 @@ if epoch ~= ARGV[4] then start = 1 end
 start = math.max(start, offset - tonumber(ARGV[5]) + 1, 1)
 local events = {}
 if start <= offset then events = redis.call('XRANGE', KEYS[3], start .. '-0', '+') end
-return {epoch, offset, events, redis.call('HGETALL', KEYS[4])}
+return {epoch, offset, events}
 """
 )
-# KEYS reactions; ARGV channel ttl name count [name count ...]. The totals go out as a flat JSON list,
-# because cjson turns an empty table into {} and could not tell names from counts otherwise.
-_REACT = """
-for i = 3, #ARGV, 2 do redis.call('HINCRBY', KEYS[1], ARGV[i], ARGV[i + 1]) end
-redis.call('EXPIRE', KEYS[1], ARGV[2])
-local totals = redis.call('HGETALL', KEYS[1])
-redis.call('PUBLISH', ARGV[1], 'r|' .. cjson.encode(totals))
-return totals
-"""
-# KEYS viewers; ARGV node count('' = only read) ttl_ms key_ttl_s. Redis's clock, so node clocks may drift.
-_PRESENCE = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local write = ARGV[2] ~= ''
-if write then
-  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2] .. ':' .. (now + tonumber(ARGV[3])))
-  redis.call('EXPIRE', KEYS[1], ARGV[4])
-end
-local total, fields = 0, redis.call('HGETALL', KEYS[1])
-for i = 1, #fields, 2 do
-  local count, expires = string.match(fields[i + 1], '^(%d+):(%d+)$')
-  if count and tonumber(expires) > now then total = total + tonumber(count)
-  elseif write then redis.call('HDEL', KEYS[1], fields[i]) end
-end
-return total
-"""
 
 
-def _totals(flat) -> dict[str, int]:
-    items = iter(flat if isinstance(flat, list) else [])
-    return {(k.decode() if isinstance(k, bytes) else k): int(v) for k, v in zip(items, items, strict=True)}
+class RoomTotals(Protocol):
+    """What the broker needs from the counters riding on its room channels (RedisCounters)."""
+
+    async def totals(self, room: str) -> dict[str, int]:
+        """The room's totals now, for `Subscription.reactions`. Raises what redis-py raises."""
+
+    def received(self, room: str, payload: bytes) -> dict:
+        """The event for an `r|` message (its payload) of a subscribed room; called by the dispatcher."""
+
+    def forget(self, room: str) -> None:
+        """This node unsubscribed the room."""
 
 
 class _Room:
@@ -122,52 +101,56 @@ class RedisBroker(Broker):
     else degrades to this node while Redis is away, and the node reconnects with capped exponential backoff,
     resubscribes, and catches each room up from the history (or delivers a `reset`)."""
 
-    def __init__(
-        self,
-        url: str,
-        *,
-        prefix: str = "livehub",
-        history_size: int = 1000,
-        history_ttl_s: int = 86400,
-        presence_ttl_s: float = 5.0,
-        timeout_s: float = 2.0,
-    ):
-        self.node_id = secrets.token_hex(6)
-        self.prefix = prefix
-        self._url, self._size, self._ttl, self._presence_ttl_s = url, history_size, history_ttl_s, presence_ttl_s
-        self._timeout = timeout_s
-        self._room_prefix = f"{prefix}:room:".encode()
-        self._notices = f"{prefix}:notices".encode()
+    def __init__(self, link: RedisLink, *, history_size: int = 1000, history_ttl_s: int = 86400):
+        self.node_id = link.node_id
+        self.link = link  # shared with the other Redis parts of the backplane
+        self._redis = link.client
+        self._size, self._ttl, self._timeout = history_size, history_ttl_s, link.timeout_s
+        # This node's own channel keeps the pub/sub connection subscribed to something whatever else it
+        # carries, and its confirmation is how the supervisor knows the connection is live.
+        self._own = link.channel(f"node:{self.node_id}")
+        self._listeners: dict[bytes, Callable[[bytes], None]] = {}
+        self._counters: RoomTotals | None = None
         self._rooms: dict[str, _Room] = {}
-        self._reactions: dict[str, dict[str, int]] = {}
-        self._viewers: dict[str, int] = {}
-        self._notice_handler: NoticeHandler | None = None
         self._pubsub: PubSub | None = None
         self._tasks: list[asyncio.Task] = []
         self._closing = False
-        self._warned_at = -1e9
+        self._publish_script = self._redis.register_script(_PUBLISH)
+        self._snapshot_script = self._redis.register_script(_SNAPSHOT)
+        self._inbox: asyncio.Queue[tuple[str, str | bytes, object]] = asyncio.Queue()
+        self._live = asyncio.Event()  # the pub/sub connection is up and subscribed
+
+    # -- for the other Redis parts of the backplane ------------------------------------------------
+
+    @property
+    def live(self) -> bool:
+        """The pub/sub connection is up: what is published on a subscribed channel now comes back here."""
+        return self._live.is_set()
+
+    def carry(self, counters: RoomTotals) -> None:
+        """Let the counters ride on the room channels (one set of counters per broker)."""
+        self._counters = counters
+
+    def listen(self, channel: bytes, handler: Callable[[bytes], None]) -> None:
+        """Keep a node-wide channel subscribed on the pub/sub connection (resubscribed after every reconnect);
+        its messages reach `handler` from the dispatcher, in arrival order. Call before `start()`."""
+        if self._tasks:
+            raise RuntimeError("listen() after start(): the channel would miss the first connection")
+        self._listeners[channel] = handler
+
+    def deliver(self, room: str, event: dict) -> None:
+        """Hand a state event to this node's subscriber of the room only, after what the dispatcher already
+        holds (dropped if the room is not subscribed, or not ready yet, like any state event)."""
+        self._inbox.put_nowait(("local", room, event))
+
+    def loop_back(self, channel: bytes, data: bytes) -> None:
+        """Hand `data` to the listener of a node-wide channel as if it had arrived on it."""
+        self._inbox.put_nowait(("channel", channel, data))
+
+    # -- the Broker ---------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Connect and start the supervisor; waits (bounded) for the first subscription, never raises."""
-        # No retries inside redis-py: a command fails fast (publish raises promptly, and is never run twice),
-        # and reconnecting is the supervisor's job. The pool checks out stale connections on its own.
-        pool = BlockingConnectionPool.from_url(
-            self._url,
-            max_connections=50,
-            timeout=self._timeout,
-            socket_timeout=self._timeout,
-            socket_connect_timeout=self._timeout,
-            socket_keepalive=True,
-            retry=Retry(NoBackoff(), 0),
-            client_name=f"livehub:{self.node_id}",
-        )
-        self._redis = Redis.from_pool(pool)
-        self._publish = self._redis.register_script(_PUBLISH)
-        self._snapshot_script = self._redis.register_script(_SNAPSHOT)
-        self._react = self._redis.register_script(_REACT)
-        self._presence = self._redis.register_script(_PRESENCE)
-        self._inbox: asyncio.Queue[tuple[str, str | None, object]] = asyncio.Queue()
-        self._live = asyncio.Event()  # the notices channel is subscribed
+        """Start the supervisor and dispatcher; waits (bounded) for the first subscription, never raises."""
         self._tasks = [
             asyncio.create_task(self._supervise(), name=f"livehub-broker-supervisor-{self.node_id}"),
             asyncio.create_task(self._dispatch(), name=f"livehub-broker-dispatcher-{self.node_id}"),
@@ -179,7 +162,7 @@ class RedisBroker(Broker):
             log.warning("Redis is not answering yet; rooms stay local until it does")
 
     async def close(self) -> None:
-        """Stop the tasks, withdraw this node's viewer counts and disconnect."""
+        """Stop the tasks. The link (the client) is closed by its owner, after every part that uses it."""
         self._closing = True
         while pending := [task for task in self._tasks if not task.done()]:
             # redis-py sends with asyncio.wait_for, which on Python 3.11 can swallow a cancellation that lands
@@ -189,62 +172,28 @@ class RedisBroker(Broker):
             await asyncio.wait(pending, timeout=0.1)
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
-        try:  # now rather than presence_ttl_s later
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for room in self._rooms:
-                    pipe.hdel(self._key(room, "viewers"), self.node_id)
-                await pipe.execute()
-        except _DOWN:
-            pass
         self._rooms.clear()
-        await self._redis.aclose()
-
-    def _key(self, room: str, name: str) -> str:
-        return f"{self.prefix}:room:{room}:{name}"
 
     def _keys(self, room: str) -> list[str]:
-        return [self._key(room, name) for name in ("epoch", "offset", "history", "reactions", "viewers")]
-
-    def _channel(self, room: str) -> bytes:
-        return self._room_prefix + room.encode()
-
-    def _down(self, exc: BaseException, what: str) -> None:
-        # One warning per outage-ish window; the rest at debug, so a dead Redis does not flood the log.
-        level = logging.WARNING if time.monotonic() - self._warned_at > 10 else logging.DEBUG
-        self._warned_at = time.monotonic() if level == logging.WARNING else self._warned_at
-        log.log(level, "Redis away (%s): %r", what, exc)
+        return [self.link.key(room, name) for name in ("epoch", "offset", "history")]
 
     async def publish(self, room: str, event: dict) -> dict:
         body = jsonx.dumps(event)
-        args = [secrets.token_hex(8), self._ttl, self._size, self._channel(room), body]
+        args = [secrets.token_hex(8), self._ttl, self._size, self.link.room_channel(room), body]
         try:
-            offset, epoch = await self._publish(keys=self._keys(room), args=args)
-        except _DOWN as exc:
+            offset, epoch = await self._publish_script(keys=self._keys(room), args=args)
+        except DOWN as exc:
             raise BrokerUnavailable(str(exc)) from exc
         return {**event, "offset": offset, "epoch": epoch.decode()}
 
     async def publish_state(self, room: str, event: dict) -> None:
         try:
-            await self._redis.publish(self._channel(room), b"s|" + jsonx.dumps(event))
-            if self._live.is_set():
+            await self._redis.publish(self.link.room_channel(room), b"s|" + jsonx.dumps(event))
+            if self.live:
                 return  # this node gets it back from the channel, in order with the durable events
-        except _DOWN as exc:
-            self._down(exc, "publish_state")
-        self._inbox.put_nowait(("local", room, event))
-
-    async def add_reactions(self, room: str, counts: dict[str, int]) -> None:
-        args = [self._channel(room), self._ttl, *(x for item in counts.items() for x in item)]
-        try:
-            totals = _totals(await self._react(keys=[self._key(room, "reactions")], args=args))
-            if self._live.is_set():
-                return
-        except _DOWN as exc:
-            self._down(exc, "add_reactions")
-            totals = dict(self._reactions.get(room, {}))
-            for name, n in counts.items():
-                totals[name] = totals.get(name, 0) + n
-        self._reactions[room] = totals
-        self._inbox.put_nowait(("local", room, {"type": "reactions", "counts": totals}))
+        except DOWN as exc:
+            self.link.down(exc, "publish_state")
+        self.deliver(room, event)
 
     async def subscribe(self, room: str, handler: RoomHandler) -> Subscription:
         """Subscribe, then read the history: nothing between is missed, and what the history covers is not
@@ -253,84 +202,56 @@ class RedisBroker(Broker):
         try:
             if (pubsub := self._pubsub) is not None:
                 try:
-                    await pubsub.subscribe(self._channel(room))
-                except _DOWN:
+                    await pubsub.subscribe(self.link.room_channel(room))
+                except DOWN:
                     pass  # the supervisor reconnects and subscribes every room in self._rooms
             async with asyncio.timeout(self._timeout):  # not wait_for: see close()
                 await state.confirmed
-            epoch, offset, history, reactions = await self._snapshot(room, 1, "")
-        except _DOWN as exc:
+            epoch, offset, history = await self._snapshot(room, 1, "")
+            # Read after the snapshot: totals are state (latest wins), and any later change is announced
+            # on the channel this node already listens to.
+            reactions = await self._counters.totals(room) if self._counters is not None else {}
+        except DOWN as exc:
             if self._rooms.get(room) is state:
                 del self._rooms[room]
             raise BrokerUnavailable(str(exc) or "no subscription") from exc
         state.offset, state.epoch = offset, epoch
-        self._reactions[room] = reactions
         self._inbox.put_nowait(("ready", room, None))
         return Subscription(history, Position(offset, epoch), reactions)
 
     async def unsubscribe(self, room: str) -> None:
         self._rooms.pop(room, None)
-        self._viewers.pop(room, None)
-        self._reactions.pop(room, None)
+        if self._counters is not None:
+            self._counters.forget(room)
         try:
             if (pubsub := self._pubsub) is not None:
-                await pubsub.unsubscribe(self._channel(room))
-            await self._redis.hdel(self._key(room, "viewers"), self.node_id)
-        except _DOWN as exc:
-            self._down(exc, "unsubscribe")  # the count expires by itself after presence_ttl_s
+                await pubsub.unsubscribe(self.link.room_channel(room))
+        except DOWN as exc:
+            self.link.down(exc, "unsubscribe")  # the supervisor's next connection leaves the room out
 
     async def history(self, room: str, since: int, epoch: str) -> list[dict] | None:
         """As documented in Broker; raises BrokerUnavailable when Redis is away."""
         try:
-            current, offset, events, _ = await self._snapshot(room, since + 1, epoch)
-        except _DOWN as exc:
+            current, offset, events = await self._snapshot(room, since + 1, epoch)
+        except DOWN as exc:
             raise BrokerUnavailable(str(exc)) from exc
         if current != epoch or not 0 <= since <= offset:
             return None
         first = events[0]["offset"] if events else offset + 1
         return events if first == since + 1 else None
 
-    async def set_viewers(self, room: str, local: int) -> int:
-        args = [self.node_id, local, int(self._presence_ttl_s * 1000), self._ttl]
-        try:
-            self._viewers[room] = await self._presence(keys=[self._key(room, "viewers")], args=args)
-        except _DOWN as exc:
-            self._down(exc, "set_viewers")
-            return max(self._viewers.get(room, 0), local)
-        return self._viewers[room]
-
-    async def viewers(self, room: str) -> int:
-        try:
-            return await self._presence(keys=[self._key(room, "viewers")], args=[self.node_id, "", 0, 0])
-        except _DOWN as exc:
-            self._down(exc, "viewers")
-            return self._viewers.get(room, 0)
-
-    async def notify(self, user_ids: list[str], payload: dict) -> None:
-        body = jsonx.dumps({"u": user_ids, "p": payload})
-        try:
-            await self._redis.publish(self._notices, body)
-            if self._live.is_set():
-                return
-        except _DOWN as exc:
-            self._down(exc, "notify")
-        self._inbox.put_nowait(("notice", None, body))
-
-    def on_notice(self, handler: NoticeHandler) -> None:
-        self._notice_handler = handler
-
     async def _snapshot(self, room: str, start: int, known_epoch: str):
-        """(epoch, offset, events from `start` in the kept window, reactions), read atomically."""
+        """(epoch, offset, events from `start` in the kept window), read atomically."""
         args = [secrets.token_hex(8), self._ttl, start, known_epoch, self._size]
-        epoch, offset, entries, reactions = await self._snapshot_script(keys=self._keys(room)[:4], args=args)
+        epoch, offset, entries = await self._snapshot_script(keys=self._keys(room), args=args)
         epoch = epoch.decode()
         events = [
             {**jsonx.loads(fields[1]), "offset": int(entry_id.split(b"-")[0]), "epoch": epoch}
             for entry_id, fields in entries
         ]
-        return epoch, offset, events, _totals(reactions)
+        return epoch, offset, events
 
-    # The supervisor: owns the pub/sub connection, reconnects, and feeds the dispatcher in arrival order.
+    # -- the supervisor: owns the pub/sub connection, reconnects, and feeds the dispatcher in arrival order.
 
     async def _supervise(self) -> None:
         # redis-py's PubSub reconnects and resubscribes on its own only inside a read, without telling
@@ -339,14 +260,14 @@ class RedisBroker(Broker):
         while not self._closing:
             pubsub = self._redis.pubsub()
             try:
-                await pubsub.subscribe(self._notices)
+                await pubsub.subscribe(self._own, *self._listeners)
                 self._pubsub = pubsub  # from here on subscribe() sends its own SUBSCRIBE too
                 if self._rooms:
-                    await pubsub.subscribe(*(self._channel(room) for room in self._rooms))
+                    await pubsub.subscribe(*(self.link.room_channel(room) for room in self._rooms))
                 delay = _BACKOFF_MIN_S
                 await self._read(pubsub)
-            except _DOWN as exc:
-                self._down(exc, "pub/sub")
+            except DOWN as exc:
+                self.link.down(exc, "pub/sub")
             finally:
                 self._pubsub = None
                 self._live.clear()
@@ -369,37 +290,37 @@ class RedisBroker(Broker):
                 continue
             seen = now
             kind, channel = message["type"], message["channel"]
-            if channel == self._notices:
+            if channel == self._own:
                 if kind == "subscribe":
                     self._live.set()
-                elif kind == "message":
-                    self._inbox.put_nowait(("notice", None, message["data"]))
-            elif kind in ("message", "subscribe") and channel.startswith(self._room_prefix):
-                room = channel[len(self._room_prefix) :].decode()
+            elif channel in self._listeners:
+                if kind == "message":
+                    self._inbox.put_nowait(("channel", channel, message["data"]))
+            elif kind in ("message", "subscribe") and (room := self.link.room_of(channel)) is not None:
                 self._inbox.put_nowait(("msg" if kind == "message" else "subscribed", room, message["data"]))
 
-    # The dispatcher: the only caller of handlers.
+    # -- the dispatcher: the only caller of handlers.
 
     async def _dispatch(self) -> None:
         while not self._closing:
-            kind, room, data = await self._inbox.get()
+            kind, target, data = await self._inbox.get()  # target: a room, or a node-wide channel
             try:
-                await self._process(kind, room, data)
-            except _DOWN as exc:
+                await self._process(kind, target, data)
+            except DOWN as exc:
                 # A catch-up read failed (often a pooled connection from before Redis restarted): the event
                 # stays undelivered until a retry brings it, with anything else missed, from the history.
-                self._down(exc, "catch-up")
-                if room is not None and room in self._rooms:
-                    asyncio.get_running_loop().call_later(_RESYNC_S, self._inbox.put_nowait, ("resync", room, None))
+                self.link.down(exc, "catch-up")
+                if target in self._rooms:
+                    asyncio.get_running_loop().call_later(_RESYNC_S, self._inbox.put_nowait, ("resync", target, None))
             except Exception:
                 log.exception("broker dispatch of %s failed", kind)
 
-    async def _process(self, kind: str, room: str | None, data) -> None:
-        if kind == "notice":
-            if self._notice_handler is not None:
-                body = jsonx.loads(data)
-                self._notice_handler(body["u"], body["p"])
+    async def _process(self, kind: str, target: str | bytes, data) -> None:
+        if kind == "channel":
+            if (listener := self._listeners.get(target)) is not None:
+                listener(data)
             return
+        room = target
         if (state := self._rooms.get(room)) is None:
             return
         if kind == "subscribed":
@@ -421,8 +342,8 @@ class RedisBroker(Broker):
                 state.stale = False
                 await self._catch_up(room, state)
         elif not state.ready:
-            # Durable events wait for the position; state events are dropped (at most once): the snapshot
-            # already holds the reaction totals, and any state event is soon superseded.
+            # Durable events wait for the position; state events are dropped (at most once): the
+            # subscription already holds the reaction totals, and any state event is soon superseded.
             if kind == "msg" and data.startswith(b"d|"):
                 state.pending.append(data)
         elif kind == "local":
@@ -442,15 +363,14 @@ class RedisBroker(Broker):
             # anything else is a duplicate, or the catch-up delivered it
         elif raw.startswith(b"s|"):
             self._emit(room, state, jsonx.loads(raw[2:]))
-        elif raw.startswith(b"r|"):
-            self._reactions[room] = totals = _totals(jsonx.loads(raw[2:]))
-            self._emit(room, state, {"type": "reactions", "counts": totals})
+        elif raw.startswith(b"r|") and self._counters is not None:
+            self._emit(room, state, self._counters.received(room, raw[2:]))
 
     async def _catch_up(self, room: str, state: _Room) -> None:
         """Deliver what the room's history has after the last delivered event, up to the current offset;
         a `reset` first when that is not continuous (new epoch, events past the window, offsets went back
         because Redis restored an older snapshot)."""
-        epoch, offset, events, _ = await self._snapshot(room, state.offset + 1, state.epoch)
+        epoch, offset, events = await self._snapshot(room, state.offset + 1, state.epoch)
         start = state.offset + 1 if epoch == state.epoch else 1
         first = events[0]["offset"] if events else offset + 1
         if epoch != state.epoch or first != start:

@@ -12,7 +12,7 @@ from uuid import UUID
 
 import asyncpg
 
-from livehub.broker.base import Broker, BrokerUnavailable
+from livehub.broker import Backplane, BrokerUnavailable
 from livehub.live.chatlog import ChatLog
 from livehub.live.connection import CLOSE_GOING_AWAY, Connection, frame_of
 from livehub.live.room import Room
@@ -26,8 +26,9 @@ ROOM_GRACE_S = 10.0
 
 
 class Hub:
-    def __init__(self, broker: Broker, pool: asyncpg.Pool, settings: Settings):
-        self.broker = broker
+    def __init__(self, backplane: Backplane, pool: asyncpg.Pool, settings: Settings):
+        self.backplane = backplane
+        self.broker = backplane.broker
         self._pool = pool
         self._settings = settings
         self.rooms: dict[UUID, Room] = {}
@@ -38,7 +39,7 @@ class Hub:
         self._presence: asyncio.Task | None = None
 
     async def start(self) -> None:
-        self.broker.on_notice(self._on_notice)
+        self.backplane.notifier.on_notice(self._on_notice)
         self.chatlog.start()
         self._presence = asyncio.create_task(self._report_presence())
 
@@ -77,7 +78,7 @@ class Hub:
         return await asyncio.shield(task)
 
     async def _load(self, stream_id: UUID) -> Room | None:
-        room = Room(stream_id, broker=self.broker, pool=self._pool, settings=self._settings, chatlog=self.chatlog)
+        room = Room(stream_id, backplane=self.backplane, pool=self._pool, settings=self._settings, chatlog=self.chatlog)
         if not await room.load():
             return None
         self.rooms[stream_id] = room
@@ -130,11 +131,11 @@ class Hub:
 
     async def notify(self, user_ids: list[UUID], payload: dict) -> None:
         """Push a notification to those users wherever they are connected."""
-        await self.broker.notify([str(u) for u in user_ids], payload)
+        await self.backplane.notifier.notify([str(u) for u in user_ids], payload)
 
     async def viewer_counts(self, stream_ids: list[UUID]) -> dict[UUID, int]:
         """Viewers of each stream over all nodes."""
-        return {sid: await self.broker.viewers(str(sid)) for sid in stream_ids}
+        return {sid: await self.backplane.presence.viewers(str(sid)) for sid in stream_ids}
 
     def _on_notice(self, user_ids: list[str], payload: dict) -> None:
         frame = None

@@ -15,7 +15,7 @@ from uuid import UUID, uuid4
 
 import asyncpg
 
-from livehub.broker.base import Broker, Subscription
+from livehub.broker import Backplane, Subscription
 from livehub.errors import Conflict, Forbidden, NotFound, RateLimited, Unauthorized, ValidationFailed
 from livehub.live import protocol
 from livehub.live.chatlog import ChatLog
@@ -31,10 +31,14 @@ STAFF = ("host", "moderator")
 
 
 class Room:
-    def __init__(self, stream_id: UUID, *, broker: Broker, pool: asyncpg.Pool, settings: Settings, chatlog: ChatLog):
+    def __init__(
+        self, stream_id: UUID, *, backplane: Backplane, pool: asyncpg.Pool, settings: Settings, chatlog: ChatLog
+    ):
         self.id = stream_id
         self.key = str(stream_id)
-        self._broker = broker
+        self._broker = backplane.broker
+        self._presence = backplane.presence
+        self._counters = backplane.counters
         self._pool = pool
         self._settings = settings
         self._chatlog = chatlog
@@ -94,6 +98,7 @@ class Room:
         if self._flash_timer is not None:
             self._flash_timer.cancel()
         await self._broker.unsubscribe(self.key)
+        await self._presence.withdraw(self.key)
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -330,7 +335,7 @@ class Room:
         if self._reaction_delta:
             delta, self._reaction_delta = dict(self._reaction_delta), collections.Counter()
             self._stat_reactions.update(delta)
-            self._spawn(self._broker.add_reactions(self.key, delta))
+            self._spawn(self._counters.add_reactions(self.key, delta))
         if not self._pending and not self._state:
             return
         events = self._pending + list(self._state.values())
@@ -349,7 +354,7 @@ class Room:
     async def report_presence(self) -> None:
         """Aggregate viewers over the nodes; write this node's new stats. Called by the hub every
         `presence_interval_s`."""
-        total = await self._broker.set_viewers(self.key, len(self.connections))
+        total = await self._presence.set_viewers(self.key, len(self.connections))
         if total != self.viewers:
             self.viewers = total
             self._state["viewers"] = {"type": "viewers", "count": total}
