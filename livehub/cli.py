@@ -169,7 +169,7 @@ def _serve_workers(settings: Settings, count: int, demo_help: str | None) -> int
 @command(
     "create-admin",
     "create an admin account, or promote an existing one and set its password",
-    arg("email"),
+    arg("email", help="the admin's email (an existing account is promoted)"),
 )
 def create_admin(args: argparse.Namespace, settings: Settings) -> int:
     password = settings.admin_password or getpass.getpass("Password for the admin: ")
@@ -181,11 +181,17 @@ def create_admin(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def parser(prog: str = "livehub") -> argparse.ArgumentParser:
+def parser(prog: str = "livehub", default: str | None = None) -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog=prog, description="LiveHub: a live-commerce server.")
     subcommands = top.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for cmd in COMMANDS.values():
-        sub = subcommands.add_parser(cmd.name, help=cmd.help, description=cmd.help[:1].upper() + cmd.help[1:] + ".")
+        sub = subcommands.add_parser(
+            cmd.name,
+            # The default subcommand is the program itself: `run.py [--demo]`, as its usage says.
+            prog=prog if cmd.name == default else None,
+            help=cmd.help,
+            description=cmd.help[:1].upper() + cmd.help[1:] + ".",
+        )
         for flags, options in cmd.arguments:
             sub.add_argument(*flags, **options)
     return top
@@ -197,7 +203,7 @@ def main(argv: list[str] | None = None, *, prog: str = "livehub", default: str |
     argv = sys.argv[1:] if argv is None else list(argv)
     if default is not None and (not argv or argv[0] not in COMMANDS):
         argv.insert(0, default)
-    args = parser(prog).parse_args(argv)
+    args = parser(prog, default).parse_args(argv)
     settings = Settings()
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     return COMMANDS[args.command].run(args, settings)
