@@ -1,11 +1,8 @@
 """The application factory: one aiohttp app per LiveHub node."""
 
-import asyncio
-import contextlib
 import logging
 from pathlib import Path
 
-import asyncpg
 from aiohttp import web
 from swagger_ui import api_doc
 
@@ -33,6 +30,7 @@ from livehub.live import ws
 from livehub.live.hub import Hub
 from livehub.settings import Settings
 from livehub.shop.payments import provider_named
+from livehub.tasks import Supervisor, cancel
 from storage.db import create_pool, migrate
 
 log = logging.getLogger(__name__)
@@ -73,34 +71,34 @@ async def accounts(app: web.Application):
     yield
 
 
-async def money(app: web.Application):
-    """The payment provider, and a task that releases earnings whose hold has passed."""
-    settings = app[keys.SETTINGS]
-    app[keys.PAYMENTS] = provider_named(settings.payment_provider)
-    task = asyncio.create_task(release_earnings_forever(app[keys.POOL], settings.earnings_release_interval_s))
+async def background(app: web.Application):
+    """The supervisor of the node's background work; drained after everything that uses it has closed."""
+    tasks = app[keys.TASKS] = Supervisor()
     yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    await tasks.close()
 
 
-async def release_earnings_forever(pool, interval_s: float) -> None:
-    while True:
-        try:
-            released = await pool.fetchval("SELECT release_earnings()")
-            if released:
-                log.info("released %d earnings past their hold", released)
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-            # The database being away for a while must not end the loop; the next round retries.
-            log.warning("releasing earnings failed: %r", exc)
-        await asyncio.sleep(interval_s)
+async def money(app: web.Application):
+    """The payment provider, and releasing earnings whose hold has passed."""
+    settings = app[keys.SETTINGS]
+    pool = app[keys.POOL]
+    app[keys.PAYMENTS] = provider_named(settings.payment_provider)
+
+    async def release_earnings() -> None:
+        # A failed round (the database away for a while) is logged by the supervisor; the next one retries.
+        if released := await pool.fetchval("SELECT release_earnings()"):
+            log.info("released %d earnings past their hold", released)
+
+    loop = app[keys.TASKS].every(settings.earnings_release_interval_s, release_earnings, name="release-earnings")
+    yield
+    await cancel(loop)
 
 
 async def live(app: web.Application):
     """The backplane (Redis when REDIS_URL is set, else in-process) and this node's hub of rooms."""
     backplane = open_backplane(app[keys.SETTINGS])
     await backplane.start()
-    hub = app[keys.HUB] = Hub(backplane, app[keys.POOL], app[keys.SETTINGS])
+    hub = app[keys.HUB] = Hub(backplane, app[keys.POOL], app[keys.SETTINGS], app[keys.TASKS])
     await hub.start()
     yield
     await hub.close()
@@ -115,7 +113,7 @@ async def media_plane(app: web.Application):
         return
     from livehub.media.sessions import MediaNode
 
-    node = app[keys.MEDIA] = MediaNode(settings, app[keys.POOL])
+    node = app[keys.MEDIA] = MediaNode(settings, app[keys.TASKS], app[keys.POOL])
     await node.start()
     yield
     await node.close()
@@ -155,7 +153,7 @@ def create_app(settings: Settings | None = None) -> web.Application:
     app[keys.SETTINGS] = settings
     app[keys.LISTING_CACHE] = ListingCache(settings.catalog_cache_ms / 1000)
     app[keys.OPENAPI] = build_openapi(APIS, title="LiveHub", version=__version__, description=DESCRIPTION)
-    app.cleanup_ctx.extend([database, accounts, money, live, media_plane])
+    app.cleanup_ctx.extend([database, background, accounts, money, live, media_plane])
     if settings.demo_video:
         app.cleanup_ctx.append(demo.demo_video)
     for api in APIS:

@@ -180,12 +180,9 @@ async def _live_stream(conn, seller_user) -> None:
 async def demo_video(app):
     """Moving video in the demo stream without a camera: a generated test pattern with a clock, published
     the way a browser publishes (an aiortc peer connection's offer, answered by the media node)."""
-    import asyncio
-    import contextlib
-    import logging
-
     from livehub import keys
     from livehub.media.synthetic import keep_publishing
+    from livehub.tasks import cancel
 
     node, pool = app.get(keys.MEDIA), app[keys.POOL]
     if node is None:
@@ -199,19 +196,13 @@ async def demo_video(app):
             SELLER,
         )
 
-    async def run():
-        while True:
-            try:
-                await keep_publishing(node, find_stream, host_addresses=node.host_addresses)
-            except Exception:
-                logging.getLogger(__name__).exception("demo video publisher failed; retrying")
-                await asyncio.sleep(5)
+    async def publish() -> None:
+        await keep_publishing(node, find_stream, host_addresses=node.host_addresses)
 
-    task = asyncio.create_task(run())
+    # The supervisor starts the publisher again if it fails.
+    task = app[keys.TASKS].keep_running(publish, name="demo-video")
     yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    await cancel(task)
 
 
 def sign_in_help(base_url: str) -> str:

@@ -10,11 +10,13 @@ from livehub.auth import LoginLimiter, PasswordHasher
 from livehub.live.hub import Hub
 from livehub.settings import Settings
 from livehub.shop.payments import PaymentProvider
+from livehub.tasks import Supervisor
 
 if TYPE_CHECKING:
     from livehub.media.sessions import MediaNode
 
 SETTINGS = web.AppKey("settings", Settings)
+TASKS = web.AppKey("tasks", Supervisor)
 POOL = web.AppKey("pool", asyncpg.Pool)
 HASHER = web.AppKey("hasher", PasswordHasher)
 LOGIN_LIMITER = web.AppKey("login_limiter", LoginLimiter)

@@ -69,6 +69,9 @@ class Settings(BaseSettings):
 
     # Live rooms. One frame per tick carries everything that happened in a room since the last one.
     tick_ms: int = Field(default=50, ge=10, le=1000)
+    # How a tick reaches viewers: one frame with everything ("tick"), or one frame per event ("per_event",
+    # the baseline bench/fanout.py measures against; never faster).
+    fanout: Literal["tick", "per_event"] = "tick"
     # Unsent bytes one viewer may fall behind before it is closed with 4008 (too slow to keep up).
     viewer_buffer_kib: int = Field(default=256, ge=1)
     # Largest websocket frame a client may send; larger closes with 1009.

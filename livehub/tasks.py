@@ -10,11 +10,14 @@ synchronous code: a fan-out loop, a broker handler, a timer.)
 """
 
 import asyncio
+import collections
 import contextlib
 import logging
 import random
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
+
+from livehub.errors import Unavailable, to_error
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +32,7 @@ class Supervisor:
         self._loops: set[asyncio.Task] = set()  # forever: cancelled on close
         self.closing = False
         self.failures = 0  # steps and loop rounds that raised, since start
+        self.rounds: collections.Counter[str] = collections.Counter()  # runs of each periodic job, by name
 
     def spawn(self, coro: Coroutine[Any, Any, Any], *, name: str) -> asyncio.Task:
         """Run a one-shot step in the background; its failure is logged. Shutdown waits for it (bounded)."""
@@ -49,9 +53,13 @@ class Supervisor:
                     result = job()
                     if result is not None:
                         await result
-                except Exception:
+                except Exception as exc:
                     self.failures += 1
-                    log.exception("%s failed; trying again in %s s", name, interval_s)
+                    if isinstance(to_error(exc), Unavailable):  # the database or Redis away for a while
+                        log.warning("%s failed, trying again in %s s: %r", name, interval_s, exc)
+                    else:
+                        log.exception("%s failed; trying again in %s s", name, interval_s)
+                self.rounds[name] += 1
 
         return self._loop(periodic(), name)
 

@@ -20,6 +20,7 @@ import pytest
 
 from livehub.app import create_app
 from livehub.settings import Settings
+from redis_server import redis_url  # noqa: F401  (a fixture: the session's Redis)
 from storage.db import init_connection, migrate
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -104,6 +105,23 @@ async def empty_tables(db) -> None:
 @pytest.fixture
 def settings(database_url) -> Settings:
     return settings_for(database_url)
+
+
+@pytest.fixture(params=["local", "redis"])
+async def backplane(request) -> dict[str, Any]:
+    """Settings for how a node's rooms reach each other: in process, or through Redis under a key prefix of
+    the test's own (deleted afterwards). Room tests take it, so they run on both."""
+    if request.param == "local":
+        yield {"redis_url": None}
+        return
+    from redis.asyncio import Redis
+
+    url = request.getfixturevalue("redis_url")
+    prefix = f"t{secrets.token_hex(4)}"
+    yield {"redis_url": url, "redis_prefix": prefix, "room_history_ttl_s": 120}
+    async with Redis.from_url(url) as redis:
+        if stale := [key async for key in redis.scan_iter(match=f"{prefix}:*")]:
+            await redis.delete(*stale)
 
 
 @pytest.fixture

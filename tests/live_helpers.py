@@ -4,12 +4,15 @@ collects what the server sends."""
 import asyncio
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any, Union
 
 import aiohttp
+import pydantic
 
 from conftest import Account, Factory
 from livehub.jsonx import loads
+from livehub.live import protocol
+from livehub.live.room import EVENTS
 
 WAIT_S = 10.0
 
@@ -51,15 +54,30 @@ async def live_show(
     return Show(seller, stream, items)
 
 
-class Viewer:
-    """A websocket client in a room: every frame is kept, durable events are checked for gap-free order."""
+# What the server may send: every frame and event must match its model in livehub/live/protocol.py.
+SERVER_FRAME = pydantic.TypeAdapter(
+    Annotated[Union[protocol.SERVER_FRAMES], pydantic.Field(discriminator="type")]  # noqa: UP007
+)
+EVENT = pydantic.TypeAdapter(Annotated[Union[EVENTS], pydantic.Field(discriminator="type")])  # noqa: UP007
 
-    def __init__(self, ws: aiohttp.ClientWebSocketResponse):
+
+class ProtocolBroken(AssertionError):
+    """The server sent something the protocol does not allow."""
+
+
+class Viewer:
+    """A websocket client in a room: every frame is kept and checked against the protocol's models, and
+    durable events are checked for gap-free order (each offset the previous plus one)."""
+
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse, since: int | None = None):
         self.ws = ws
         self.frames: list[dict] = []
         self.events: list[dict] = []
         self.welcome: dict | None = None
         self.close_code: int | None = None
+        self.broken: ProtocolBroken | None = None
+        self._since = since
+        self._last_offset: int | None = None
         self._changed = asyncio.Event()
         self._reader = asyncio.create_task(self._read())
 
@@ -68,7 +86,7 @@ class Viewer:
         params = {k: str(v) for k, v in query.items()}
         headers = account.headers if account is not None else {}
         ws = await client.ws_connect(f"/ws/streams/{stream_id}", headers=headers, params=params)
-        viewer = cls(ws)
+        viewer = cls(ws, since=int(query["since"]) if "since" in query else None)
         await viewer.wait_for(lambda v: v.welcome is not None or v.close_code is not None)
         return viewer
 
@@ -78,6 +96,10 @@ class Viewer:
                 break
             frame = loads(msg.data)
             self.frames.append(frame)
+            try:
+                self._check(frame)
+            except (pydantic.ValidationError, ProtocolBroken) as exc:
+                self.broken = self.broken or ProtocolBroken(f"{exc} in {frame}")
             if frame["type"] == "welcome":
                 self.welcome = frame
             elif frame["type"] == "events":
@@ -85,6 +107,20 @@ class Viewer:
             self._changed.set()
         self.close_code = self.ws.close_code
         self._changed.set()
+
+    def _check(self, frame: dict) -> None:
+        SERVER_FRAME.validate_python(frame)
+        if frame["type"] == "welcome":
+            # Recovered: the missed events follow, from the offset asked for; else the welcome is the start.
+            recovered = frame["recovered"] and self._since is not None and self._last_offset is None
+            self._last_offset = self._since if recovered else frame["offset"]
+        elif frame["type"] == "events":
+            for event in frame["events"]:
+                EVENT.validate_python(event)
+                if "offset" in event:
+                    if event["offset"] != self._last_offset + 1:
+                        raise ProtocolBroken(f"offset {event['offset']} after {self._last_offset}: a gap")
+                    self._last_offset = event["offset"]
 
     @property
     def durable(self) -> list[dict]:
@@ -100,6 +136,8 @@ class Viewer:
         """Wait until predicate(self) is truthy and return its value; fail after `timeout` seconds."""
         deadline = time.monotonic() + timeout
         while not (value := predicate(self)):
+            if self.broken:
+                raise self.broken
             left = deadline - time.monotonic()
             if left <= 0:
                 raise AssertionError(f"timed out; last frames: {self.frames[-5:]}")
@@ -122,3 +160,5 @@ class Viewer:
     async def close(self) -> None:
         await self.ws.close()
         await self._reader
+        if self.broken:
+            raise self.broken

@@ -14,9 +14,15 @@ from livehub.app import create_app
 
 
 @pytest.fixture
-async def client(aiohttp_client, database_url, db):
+async def client(aiohttp_client, database_url, db, backplane):
     settings = settings_for(database_url).model_copy(
-        update={"tick_ms": 20, "presence_interval_s": 0.2, "viewer_buffer_kib": 64, "max_ws_frame_bytes": 4096}
+        update={
+            "tick_ms": 20,
+            "presence_interval_s": 0.2,
+            "viewer_buffer_kib": 64,
+            "max_ws_frame_bytes": 4096,
+            **backplane,
+        }
     )
     # Hundreds of websockets from one test: no client-side connection limit.
     return await aiohttp_client(create_app(settings), connector=aiohttp.TCPConnector(limit=0))

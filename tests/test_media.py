@@ -31,8 +31,8 @@ async def relay(request):
 
 
 @pytest.fixture
-async def client(aiohttp_client, settings, db, relay):
-    return await aiohttp_client(create_app(media_settings(settings, media_relay=relay)))
+async def client(aiohttp_client, settings, db, relay, backplane):
+    return await aiohttp_client(create_app(media_settings(settings, media_relay=relay, **backplane)))
 
 
 def media_tasks_and_threads() -> tuple[set, set]:

@@ -5,6 +5,7 @@ import asyncio
 import time
 import uuid
 
+from livehub import keys
 from livehub.app import create_app
 from tests.helpers import balance, error_of, top_up
 
@@ -442,7 +443,12 @@ async def test_default_hold_keeps_undelivered_earnings_pending(aiohttp_client, s
     # The release task runs often, but the default 14-day hold has not passed.
     quick = await aiohttp_client(create_app(settings.model_copy(update={"earnings_release_interval_s": 0.05})))
     seller, buyer, _ = await one_sale(quick, make)
-    await asyncio.sleep(0.3)
+    tasks = quick.server.app[keys.TASKS]
+    rounds = tasks.rounds["release-earnings"]
+    deadline = time.monotonic() + 5
+    while tasks.rounds["release-earnings"] < rounds + 3:  # three releases after the sale
+        assert time.monotonic() < deadline, "the release job did not run"
+        await asyncio.sleep(0.01)
     summary = await earnings(quick, seller)
     assert (summary["pending_cents"], summary["available_cents"]) == (900, 0)
 

@@ -1,13 +1,11 @@
 """Chat goes to PostgreSQL in background batches, so a room never waits on the database.
 
-Messages wait in a bounded buffer; a task writes them every half second in one statement. If the
+Messages wait in a bounded buffer; the hub has them written every half second in one statement. If the
 database is away the batch is kept and retried; if the buffer fills meanwhile the oldest unwritten
 messages are dropped, counted and logged: the live room matters more than the archive.
 """
 
-import asyncio
 import collections
-import contextlib
 import logging
 from datetime import datetime
 from uuid import UUID
@@ -29,17 +27,6 @@ class ChatLog:
         self._max = max_buffered
         self._deletions: dict[UUID, tuple[UUID, int]] = {}  # message id -> (deleted by, attempts left)
         self.dropped = 0
-        self._task: asyncio.Task | None = None
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run())
-
-    async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        await self.flush()
 
     def add(self, stream_id: UUID, message: dict) -> None:
         """Queue a published chat message (it has its offset)."""
@@ -102,8 +89,3 @@ class ChatLog:
                 del self._deletions[message_id]
             else:
                 self._deletions[message_id] = (by, left - 1)
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(FLUSH_INTERVAL_S)
-            await self.flush()

@@ -13,6 +13,7 @@ of the variant) but are answered from a read of their request ids in `orders`, `
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from uuid import UUID, uuid4
@@ -21,6 +22,7 @@ import asyncpg
 
 from livehub.errors import ErrorCode, to_error
 from livehub.settings import Settings
+from livehub.tasks import Supervisor
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +46,10 @@ class Checkout:
         stream_id: UUID,
         variant_id: UUID,
         settled: Callable[[UUID, dict], None],
+        tasks: Supervisor,
     ):
         self._pool = pool
+        self._tasks = tasks
         self._stream_id = stream_id
         self._variant_id = variant_id
         self._window_s = settings.buy_window_ms / 1000
@@ -58,6 +62,7 @@ class Checkout:
         self._ended: set[UUID] = set()  # flash sales a batch of this variant ended (an ended sale stays ended)
         self._timer: asyncio.TimerHandle | None = None
         self._task: asyncio.Task | None = None
+        self._settled_at = time.monotonic()
 
     async def buy(self, buyer_id: UUID, quantity: int, request_id: str | None, flash_sale_id: UUID | None) -> dict:
         """The purchase result for this buyer: {status, order_id?, order_number?, message?}."""
@@ -71,28 +76,40 @@ class Checkout:
         # A buyer who disconnects does not cancel the purchase: it is already in a batch.
         return await asyncio.shield(request.reply)
 
-    @property
-    def idle(self) -> bool:
-        return not self._waiting and not self._late and self._task is None
+    def idle_for(self) -> float:
+        """Seconds since the last buy settled; 0 while buys wait or settle."""
+        if self._waiting or self._late or self._task is not None:
+            return 0.0
+        return time.monotonic() - self._settled_at
 
     def _start(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
         if self._task is None:
-            self._task = asyncio.create_task(self._drain())
+            self._task = self._tasks.spawn(self._drain(), name=f"checkout-{self._variant_id}")
 
     async def _drain(self) -> None:
         try:
             while self._waiting or self._late:
                 if self._late:
                     late, self._late = self._late[: self._batch_max], self._late[self._batch_max :]
-                    await self._answer_late(late)
+                    await self._guarded(self._answer_late, late)
                 else:
                     batch, self._waiting = self._waiting[: self._batch_max], self._waiting[self._batch_max :]
-                    await self._settle(batch)
+                    await self._guarded(self._settle, batch)
         finally:
             self._task = None
+            self._settled_at = time.monotonic()
+
+    async def _guarded(self, step, requests: list[_Request]) -> None:
+        # A bug in one batch must not leave its buyers waiting forever, nor stop the batches after it.
+        try:
+            await step(requests)
+        except Exception:
+            log.exception("a batch of %d buys failed unexpectedly", len(requests))
+            for r in requests:
+                _reply(r, {"status": "error", "message": "that failed on our side, try again"})
 
     async def _settle(self, batch: list[_Request]) -> None:
         payload = [

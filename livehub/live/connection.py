@@ -18,6 +18,7 @@ from uuid import UUID
 from aiohttp import web
 
 from livehub.jsonx import dumps
+from livehub.tasks import Supervisor
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +60,7 @@ class Connection:
         "in_flight",
         "is_admin",
         "_limit",
+        "_tasks",
     )
 
     def __init__(
@@ -70,6 +72,7 @@ class Connection:
         name: str | None,
         viewer_key: str,
         buffer_bytes: int,
+        tasks: Supervisor,
         is_admin: bool = False,
     ):
         self.ws = ws
@@ -83,6 +86,7 @@ class Connection:
         # Buys of this connection waiting for their reply.
         self.in_flight = 0
         self._limit = buffer_bytes
+        self._tasks = tasks
 
     def send(self, message: dict) -> None:
         """Send a message to this viewer alone (a reply, a welcome)."""
@@ -104,9 +108,7 @@ class Connection:
         if self.closing:
             return
         self.closing = True
-        task = asyncio.create_task(self.close(code, message))
-        _background.add(task)
-        task.add_done_callback(_background.discard)
+        self._tasks.spawn(self.close(code, message), name="close-viewer")
 
     async def close(self, code: int, message: str) -> None:
         self.closing = True
@@ -117,6 +119,3 @@ class Connection:
             # (or never reads) is cut off rather than held open.
             if self.transport is not None:
                 self.transport.abort()
-
-
-_background: set[asyncio.Task] = set()

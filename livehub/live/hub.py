@@ -6,18 +6,18 @@ subscribed to the room's events.
 """
 
 import asyncio
-import contextlib
 import logging
 from uuid import UUID
 
 import asyncpg
 
 from livehub.broker import Backplane, BrokerUnavailable
-from livehub.live.chatlog import ChatLog
+from livehub.live.chatlog import FLUSH_INTERVAL_S, ChatLog
 from livehub.live.connection import CLOSE_GOING_AWAY, Connection, frame_of
 from livehub.live.room import Room
 from livehub.settings import Settings
 from livehub.shop import streams
+from livehub.tasks import Supervisor, cancel
 
 log = logging.getLogger(__name__)
 
@@ -26,8 +26,9 @@ ROOM_GRACE_S = 10.0
 
 
 class Hub:
-    def __init__(self, backplane: Backplane, pool: asyncpg.Pool, settings: Settings):
+    def __init__(self, backplane: Backplane, pool: asyncpg.Pool, settings: Settings, tasks: Supervisor):
         self.backplane = backplane
+        self.tasks = tasks
         self.broker = backplane.broker
         self._pool = pool
         self._settings = settings
@@ -36,12 +37,14 @@ class Hub:
         self._releasing: dict[UUID, asyncio.Task] = {}
         self.users: dict[UUID, set[Connection]] = {}
         self.chatlog = ChatLog(pool, max_buffered=settings.chat_buffer_max)
-        self._presence: asyncio.Task | None = None
+        self._loops: list[asyncio.Task] = []
 
     async def start(self) -> None:
         self.backplane.notifier.on_notice(self._on_notice)
-        self.chatlog.start()
-        self._presence = asyncio.create_task(self._report_presence())
+        self._loops = [
+            self.tasks.every(FLUSH_INTERVAL_S, self.chatlog.flush, name="chat-archive"),
+            self.tasks.every(self._settings.presence_interval_s, self._report_presence, name="presence"),
+        ]
 
     async def close_connections(self) -> None:
         """Server going away: tell every viewer (1001), so clients reconnect to another node."""
@@ -51,16 +54,14 @@ class Hub:
         await asyncio.gather(*(c.close(CLOSE_GOING_AWAY, "server going away") for c in conns))
 
     async def close(self) -> None:
-        if self._presence is not None:
-            self._presence.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._presence
+        for loop in self._loops:
+            await cancel(loop)
         for task in [*self._loading.values(), *self._releasing.values()]:
             task.cancel()
         await asyncio.gather(*self._loading.values(), *self._releasing.values(), return_exceptions=True)
         await asyncio.gather(*(room.stop() for room in self.rooms.values()), return_exceptions=True)
         self.rooms.clear()
-        await self.chatlog.close()
+        await self.chatlog.flush()  # what is left, before the pool closes
 
     # -- rooms -------------------------------------------------------------------------------------
 
@@ -72,13 +73,20 @@ class Hub:
             await asyncio.shield(releasing)
         task = self._loading.get(stream_id)
         if task is None:
-            task = self._loading[stream_id] = asyncio.create_task(self._load(stream_id))
+            task = self._loading[stream_id] = self.tasks.spawn(self._load(stream_id), name=f"room-load-{stream_id}")
             task.add_done_callback(lambda _: self._loading.pop(stream_id, None))
         # Thousands may arrive together for a cold room: they all wait on one load.
         return await asyncio.shield(task)
 
     async def _load(self, stream_id: UUID) -> Room | None:
-        room = Room(stream_id, backplane=self.backplane, pool=self._pool, settings=self._settings, chatlog=self.chatlog)
+        room = Room(
+            stream_id,
+            backplane=self.backplane,
+            pool=self._pool,
+            settings=self._settings,
+            chatlog=self.chatlog,
+            tasks=self.tasks,
+        )
         if not await room.load():
             return None
         self.rooms[stream_id] = room
@@ -102,7 +110,9 @@ class Hub:
             return
         room.leave(conn)
         if not room.connections and room.id not in self._releasing and self.rooms.get(room.id) is room:
-            task = self._releasing[room.id] = asyncio.create_task(self._release_later(room))
+            task = self._releasing[room.id] = self.tasks.spawn(
+                self._release_later(room), name=f"room-release-{room.id}"
+            )
             task.add_done_callback(lambda _: self._releasing.pop(room.id, None))
 
     async def _release_later(self, room: Room) -> None:
@@ -145,10 +155,8 @@ class Hub:
                 conn.send_frame(frame)
 
     async def _report_presence(self) -> None:
-        while True:
-            await asyncio.sleep(self._settings.presence_interval_s)
-            for room in list(self.rooms.values()):
-                try:
-                    await room.report_presence()
-                except Exception:
-                    log.exception("room %s: presence failed", room.key)
+        for room in list(self.rooms.values()):
+            try:
+                await room.report_presence()
+            except Exception:  # one room's failure must not skip the others
+                log.exception("room %s: presence failed", room.key)

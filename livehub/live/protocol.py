@@ -1,11 +1,16 @@
-"""Websocket frames: what a client may send, validated by one discriminated union, and the server's frames.
+"""Websocket frames: what a client may send, and the models of what the server sends.
 
 Client frames ignore fields they do not know (a `price_cents` on a `buy` changes nothing: the price is
 always the database's) but reject wrong types: validation is strict, so `"quantity": "2"` is an error.
-The full protocol is in docs/PROTOCOL.md.
+Show formats (livehub/live/formats/) bring their own frames; `Parser` validates against all of them with
+one discriminated union on `type` (and `moderate` frames on `action`).
+
+The server's frames are built as plain dicts on the hot path; the models below say what they hold, and
+the tests check both every frame a test client receives and docs/PROTOCOL.md's tables against them.
 """
 
-from typing import Annotated, Literal
+from collections.abc import Iterable
+from typing import Annotated, Any, ClassVar, Literal, Union
 from uuid import UUID
 
 import pydantic
@@ -14,10 +19,16 @@ from pydantic import Field
 from livehub.errors import ValidationFailed, validation_details
 
 REACTIONS = ("heart", "fire", "clap", "laugh", "wow")
+ROLES = Literal["host", "moderator", "viewer", "anonymous"]
+
+# -- client frames ----------------------------------------------------------------------------------
 
 
 class Frame(pydantic.BaseModel):
     model_config = pydantic.ConfigDict(extra="ignore", strict=True, frozen=True)
+
+    # Answered once its work is done, while the socket goes on reading (a buy waits for its batch).
+    answered_later: ClassVar[bool] = False
 
     request_id: str | None = Field(default=None, min_length=1, max_length=64)
 
@@ -34,11 +45,20 @@ class React(Frame):
 
 
 class Buy(Frame):
+    answered_later: ClassVar[bool] = True
+
     type: Literal["buy"]
     variant_id: UUID
     quantity: int = Field(default=1, ge=1, le=100)
     # Buy only in this flash sale: once it has ended the answer is sold_out, not the regular price.
     flash_sale_id: UUID | None = None
+
+
+class Click(Frame):
+    """A viewer opened a product's card: counted in the stream's stats."""
+
+    type: Literal["click"]
+    product_id: UUID
 
 
 class Pin(Frame):
@@ -50,45 +70,50 @@ class Unpin(Frame):
     type: Literal["unpin"]
 
 
-class FlashSale(Frame):
-    type: Literal["flash_sale"]
-    variant_id: UUID
-    price_cents: int = Field(ge=0)
-    quantity: int = Field(ge=1)
-    duration_s: int = Field(ge=5, le=3600)
-    per_buyer_limit: int | None = Field(default=None, ge=1)
-
-
-class EndFlashSale(Frame):
-    type: Literal["end_flash_sale"]
-
-
-class Moderate(Frame):
-    type: Literal["moderate"]
-    action: Literal["delete", "ban", "unban", "timeout", "slow_mode", "block_words"]
-    message_id: UUID | None = None
-    user_id: UUID | None = None
-    seconds: int | None = Field(default=None, ge=0)
-    words: list[str] | None = None
-    reason: str | None = Field(default=None, max_length=200)
-
-
-class Click(Frame):
-    """A viewer opened a product's card: counted in the stream's stats."""
-
-    type: Literal["click"]
-    product_id: UUID
-
-
 class Ping(Frame):
     type: Literal["ping"]
 
 
-ClientFrame = Annotated[
-    Chat | React | Buy | Pin | Unpin | FlashSale | EndFlashSale | Moderate | Click | Ping,
-    Field(discriminator="type"),
-]
-_FRAMES: pydantic.TypeAdapter[ClientFrame] = pydantic.TypeAdapter(ClientFrame)
+class DeleteMessage(Frame):
+    type: Literal["moderate"]
+    action: Literal["delete"]
+    message_id: UUID
+
+
+class Ban(Frame):
+    type: Literal["moderate"]
+    action: Literal["ban"]
+    user_id: UUID
+    reason: str | None = Field(default=None, max_length=200)
+
+
+class Unban(Frame):
+    type: Literal["moderate"]
+    action: Literal["unban"]
+    user_id: UUID
+
+
+class Timeout(Frame):
+    type: Literal["moderate"]
+    action: Literal["timeout"]
+    user_id: UUID
+    seconds: int = Field(ge=0)  # the storage function says which range is allowed
+
+
+class SlowMode(Frame):
+    type: Literal["moderate"]
+    action: Literal["slow_mode"]
+    seconds: int = Field(ge=0)
+
+
+class BlockWords(Frame):
+    type: Literal["moderate"]
+    action: Literal["block_words"]
+    words: list[str]
+
+
+MODERATE = (DeleteMessage, Ban, Unban, Timeout, SlowMode, BlockWords)
+CORE_FRAMES: tuple[type[Frame], ...] = (Chat, React, Buy, Click, Pin, Unpin, Ping, *MODERATE)
 
 
 class BadFrame(ValidationFailed):
@@ -99,17 +124,43 @@ class BadFrame(ValidationFailed):
         self.request_id = request_id
 
 
-def parse(raw: str) -> Frame:
-    """A client frame, or BadFrame saying what is wrong with it (and its request_id when readable)."""
-    try:
-        return _FRAMES.validate_json(raw)
-    except pydantic.ValidationError as exc:
-        errors = exc.errors(include_url=False)
-        if errors and errors[0]["type"] == "json_invalid":
-            raise BadFrame("frame is not valid JSON") from None
-        kinds = {e["type"] for e in errors}
-        message = "unknown frame type" if kinds & {"union_tag_invalid", "union_tag_not_found"} else "invalid frame"
-        raise BadFrame(message, validation_details(exc), _request_id_of(raw)) from None
+class Parser:
+    """Validates raw text against a set of frame classes: one discriminated union on `type`, frames that
+    share a `type` (moderation) nested on `action`."""
+
+    def __init__(self, frames: Iterable[type[Frame]]):
+        by_type: dict[str, list[type[Frame]]] = {}
+        for frame in frames:
+            by_type.setdefault(_literal(frame, "type"), []).append(frame)
+        members = [
+            group[0] if len(group) == 1 else Annotated[Union[tuple(group)], Field(discriminator="action")]  # noqa: UP007
+            for group in by_type.values()
+        ]
+        union = Annotated[Union[tuple(members)], Field(discriminator="type")]  # noqa: UP007
+        self.types = tuple(by_type)
+        self._adapter: pydantic.TypeAdapter = pydantic.TypeAdapter(union)
+
+    def parse(self, raw: str) -> Frame:
+        """A client frame, or BadFrame saying what is wrong with it (and its request_id when readable)."""
+        try:
+            return self._adapter.validate_json(raw)
+        except pydantic.ValidationError as exc:
+            errors = exc.errors(include_url=False)
+            if errors and errors[0]["type"] == "json_invalid":
+                raise BadFrame("frame is not valid JSON") from None
+            tags = [e for e in errors if e["type"] in ("union_tag_invalid", "union_tag_not_found")]
+            if any(e["loc"] == () for e in tags):
+                message = "unknown frame type"
+            elif tags:
+                message = "unknown action"
+            else:
+                message = "invalid frame"
+            raise BadFrame(message, validation_details(exc), _request_id_of(raw)) from None
+
+
+def _literal(model: type[pydantic.BaseModel], name: str) -> str:
+    (value,) = model.model_fields[name].annotation.__args__
+    return value
 
 
 def _request_id_of(raw: str) -> str | None:
@@ -120,6 +171,160 @@ def _request_id_of(raw: str) -> str | None:
     return value if isinstance(value, str) and len(value) <= 64 else None
 
 
+# -- server frames ----------------------------------------------------------------------------------
+
+
+class Message(pydantic.BaseModel):
+    """A frame or event the server sends. Unknown fields are refused: a model lists every field."""
+
+    model_config = pydantic.ConfigDict(extra="forbid")
+
+
+class Event(Message):
+    """An event in an `events` frame. Durable events (`durable = True`) carry the room's offset."""
+
+    durable: ClassVar[bool] = True
+
+    offset: int | None = None
+
+
+class ChatUser(Message):
+    id: UUID
+    name: str | None
+    role: ROLES
+
+
+class ChatEvent(Event):
+    type: Literal["chat"]
+    id: UUID
+    user: ChatUser
+    text: str
+    at: str
+
+
+class ChatDeleted(Event):
+    type: Literal["chat_deleted"]
+    message_id: UUID
+
+
+class PinEvent(Event):
+    type: Literal["pin"]
+    product: dict[str, Any]
+
+
+class UnpinEvent(Event):
+    type: Literal["unpin"]
+
+
+class StreamStatus(Event):
+    type: Literal["stream_status"]
+    stream: dict[str, Any]
+
+
+class Moderation(Event):
+    type: Literal["moderation"]
+    action: Literal["ban", "unban", "timeout", "slow_mode", "block_words", "moderator", "unmoderator"]
+    user_id: UUID | None = None
+    until: str | None = None
+    seconds: int | None = None
+    count: int | None = None
+
+
+class Viewers(Event):
+    durable: ClassVar[bool] = False
+    type: Literal["viewers"]
+    count: int
+
+
+class Reactions(Event):
+    durable: ClassVar[bool] = False
+    type: Literal["reactions"]
+    counts: dict[str, int]
+
+
+class Stock(Event):
+    durable: ClassVar[bool] = False
+    type: Literal["stock"]
+    variant_id: UUID
+    available: int
+
+
+CORE_EVENTS: tuple[type[Event], ...] = (
+    ChatEvent,
+    ChatDeleted,
+    PinEvent,
+    UnpinEvent,
+    StreamStatus,
+    Moderation,
+    Viewers,
+    Reactions,
+    Stock,
+)
+
+
+class You(Message):
+    user_id: UUID | None
+    role: ROLES
+
+
+class Welcome(Message):
+    type: Literal["welcome"]
+    stream: dict[str, Any]
+    you: You
+    # pinned, viewers, reactions, slow_mode_s, and each show format's part under its key.
+    state: dict[str, Any]
+    recent: list[ChatEvent]
+    offset: int
+    epoch: str
+    recovered: bool
+
+
+class Events(Message):
+    type: Literal["events"]
+    events: list[dict[str, Any]]
+
+
+class Ack(Message):
+    type: Literal["ack"]
+    request_id: str
+    offset: int | None = None
+
+
+class Purchase(Message):
+    type: Literal["purchase"]
+    request_id: str | None
+    status: Literal["ok", "sold_out", "insufficient_funds", "limit_reached", "error"]
+    order_id: UUID | None = None
+    order_number: str | int | None = None
+    message: str | None = None
+
+
+class Error(Message):
+    type: Literal["error"]
+    code: str
+    message: str
+    request_id: str | None = None
+    details: dict[str, Any] | None = None
+
+
+class Pong(Message):
+    type: Literal["pong"]
+    request_id: str | None
+
+
+class Notification(Message):
+    model_config = pydantic.ConfigDict(extra="allow")  # each kind has its own fields
+
+    type: Literal["notification"]
+    kind: str
+
+
+SERVER_FRAMES: tuple[type[Message], ...] = (Welcome, Events, Ack, Purchase, Error, Pong, Notification)
+
+
+# -- building replies -------------------------------------------------------------------------------
+
+
 def error(code: str, message: str, request_id: str | None = None, details: dict | None = None) -> dict:
     frame = {"type": "error", "code": code, "message": message}
     if request_id is not None:
@@ -127,3 +332,14 @@ def error(code: str, message: str, request_id: str | None = None, details: dict 
     if details:
         frame["details"] = details
     return frame
+
+
+def ack(frame: Frame, event: dict | None = None) -> dict | None:
+    """The reply to a frame that asked for one (it carried a request_id), with the offset of the durable
+    event it made, if any."""
+    if frame.request_id is None:
+        return None
+    reply = {"type": "ack", "request_id": frame.request_id}
+    if event is not None and "offset" in event:
+        reply["offset"] = event["offset"]
+    return reply

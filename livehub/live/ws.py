@@ -5,7 +5,6 @@
 notifications, for pages that are not in a stream. docs/PROTOCOL.md describes every frame.
 """
 
-import asyncio
 import hashlib
 import logging
 from uuid import UUID
@@ -26,7 +25,8 @@ from livehub.live.connection import (
     CLOSE_UNAUTHORIZED,
     Connection,
 )
-from livehub.live.room import Room
+from livehub.live.room import FRAMES, Room
+from livehub.tasks import Supervisor
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +70,7 @@ async def stream_socket(request: web.Request) -> web.WebSocketResponse:
         name=name,
         viewer_key=str(principal.user_id) if principal else _anonymous_key(request),
         buffer_bytes=settings.viewer_buffer_kib * 1024,
+        tasks=hub.tasks,
         is_admin=bool(principal and principal.is_admin),
     )
     since, epoch = _since(request)
@@ -78,7 +79,7 @@ async def stream_socket(request: web.Request) -> web.WebSocketResponse:
     try:
         async for msg in ws:
             if msg.type == WSMsgType.TEXT:
-                await _handle(room, conn, msg.data)
+                await _handle(room, conn, msg.data, hub.tasks)
             elif msg.type == WSMsgType.BINARY:
                 conn.send(protocol.error("validation_error", "frames are JSON text"))
     finally:
@@ -104,6 +105,7 @@ async def user_socket(request: web.Request) -> web.WebSocketResponse:
         name=None,
         viewer_key=str(principal.user_id),
         buffer_bytes=settings.viewer_buffer_kib * 1024,
+        tasks=hub.tasks,
     )
     hub.joined(None, conn)
     conn.send({"type": "welcome", "you": {"user_id": principal.user_id}})
@@ -111,7 +113,7 @@ async def user_socket(request: web.Request) -> web.WebSocketResponse:
         async for msg in ws:
             if msg.type == WSMsgType.TEXT:
                 try:
-                    frame = protocol.parse(msg.data)
+                    frame = FRAMES.parse(msg.data)
                     reply = (
                         {"type": "pong", "request_id": frame.request_id}
                         if isinstance(frame, protocol.Ping)
@@ -162,61 +164,34 @@ def _anonymous_key(request: web.Request) -> str:
     return "anon:" + hashlib.sha256(address.encode()).hexdigest()[:24]
 
 
-async def _handle(room: Room, conn: Connection, raw: str) -> None:
+async def _handle(room: Room, conn: Connection, raw: str, tasks: Supervisor) -> None:
     request_id = None
     try:
-        frame = protocol.parse(raw)
+        frame = FRAMES.parse(raw)
         request_id = frame.request_id
-        event = None
-        match frame:
-            case protocol.Chat():
-                event = await room.chat(conn, frame.text)
-            case protocol.React():
-                room.react(conn, frame.kind)
-            case protocol.Buy():
-                if conn.in_flight >= MAX_BUYS_IN_FLIGHT:
-                    raise RateLimited("wait for your earlier purchases to finish")
-                # Buys are answered when their batch settles; the socket keeps reading meanwhile.
-                conn.in_flight += 1
-                task = asyncio.create_task(_buy(room, conn, frame))
-                _pending.add(task)
-                task.add_done_callback(_pending.discard)
-                return
-            case protocol.Pin():
-                event = await room.pin(conn, frame.product_id)
-            case protocol.Unpin():
-                event = await room.pin(conn, None)
-            case protocol.FlashSale():
-                event = await room.start_flash_sale(conn, frame)
-            case protocol.EndFlashSale():
-                event = await room.end_flash_sale(conn)
-            case protocol.Moderate():
-                event = await room.moderate(conn, frame)
-            case protocol.Click():
-                room.click(conn, frame.product_id)
-            case protocol.Ping():
-                conn.send({"type": "pong", "request_id": request_id})
-                return
-        if request_id is not None:
-            ack = {"type": "ack", "request_id": request_id}
-            if event is not None:
-                ack["offset"] = event["offset"]
-            conn.send(ack)
-        return
+        if frame.answered_later:
+            if conn.in_flight >= MAX_BUYS_IN_FLIGHT:
+                raise RateLimited("wait for your earlier purchases to finish")
+            # Answered when its batch settles; the socket keeps reading meanwhile.
+            conn.in_flight += 1
+            tasks.spawn(_answer_later(room, conn, frame), name="buy")
+            return
+        reply = await room.command(conn, frame)
     except Exception as exc:
         reply = error_reply(exc, request_id)
-    conn.send(reply)
+    if reply is not None:
+        conn.send(reply)
 
 
-async def _buy(room: Room, conn: Connection, frame: protocol.Buy) -> None:
+async def _answer_later(room: Room, conn: Connection, frame: protocol.Frame) -> None:
     try:
-        result = await room.buy(conn, frame)
-        reply = {"type": "purchase", "request_id": frame.request_id, **result}
+        reply = await room.command(conn, frame)
     except Exception as exc:
         reply = error_reply(exc, frame.request_id)
     finally:
         conn.in_flight -= 1
-    conn.send(reply)
+    if reply is not None:
+        conn.send(reply)
 
 
 def error_reply(exc: Exception, request_id: str | None) -> dict:
@@ -228,6 +203,3 @@ def error_reply(exc: Exception, request_id: str | None) -> dict:
         err = Internal("that failed on our side")
     request_id = getattr(exc, "request_id", None) or request_id
     return protocol.error(err.code.value, err.message, request_id, err.details)
-
-
-_pending: set[asyncio.Task] = set()

@@ -21,12 +21,12 @@ aiortc has no public API for an SFU-style relay, so the encoded-frame relay reac
 tests/test_media_internals.py fails loudly when an upgrade changes any of it.
 """
 
-import asyncio
 import inspect
 import logging
 import queue
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 import aioice
 import aiortc
@@ -126,8 +126,9 @@ def on_keyframe_request(sender: RTCRtpSender, callback: Callable[[], None]) -> N
     sender._send_keyframe = callback
 
 
-def request_keyframe(receiver: RTCRtpReceiver) -> asyncio.Task | None:
-    """Send a PLI for the stream the receiver receives; None while it has received nothing lately.
+def request_keyframe(receiver: RTCRtpReceiver) -> Coroutine[Any, Any, None] | None:
+    """A coroutine that sends a PLI for the stream the receiver receives; None while it has received
+    nothing lately.
 
     The PLI goes to every SSRC heard in the last 10 s: besides the media SSRC that may be the RTX one
     (Chromium sends RTX padding before any retransmission), and a sender ignores a PLI for an SSRC
@@ -140,7 +141,7 @@ def request_keyframe(receiver: RTCRtpReceiver) -> asyncio.Task | None:
         for ssrc in ssrcs:
             await receiver._send_rtcp_pli(ssrc)
 
-    return asyncio.ensure_future(send())
+    return send()
 
 
 def _ice_gatherers(pc: RTCPeerConnection) -> list[RTCIceGatherer]:

@@ -25,6 +25,7 @@ from aiortc.contrib.media import MediaBlackhole, MediaRelay
 from aiortc.mediastreams import MediaStreamError
 
 from livehub.media import internals
+from livehub.tasks import Supervisor
 
 log = logging.getLogger(__name__)
 
@@ -103,13 +104,13 @@ class EncodedTrack(MediaStreamTrack):
 class EncodedSource:
     """A publisher track's encoded frames, fanned out to viewers' EncodedTracks."""
 
-    def __init__(self, receiver: RTCRtpReceiver, kind: str, on_end=None):
+    def __init__(self, receiver: RTCRtpReceiver, kind: str, tasks: Supervisor, *, on_end=None):
         self.kind = kind
         self._receiver = receiver
+        self._tasks = tasks
         self._viewers: set[EncodedTrack] = set()
         self._last_pli = float("-inf")
         self._pli_timer: asyncio.TimerHandle | None = None
-        self._tasks: set[asyncio.Task] = set()
         self._on_end = on_end
         self._closed = False
         self._pli_pending = False
@@ -161,11 +162,10 @@ class EncodedSource:
         if self._closed:
             return
         self._last_pli = asyncio.get_running_loop().time()
-        task = internals.request_keyframe(self._receiver)
-        self._pli_pending = task is None
-        if task is not None:
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+        send = internals.request_keyframe(self._receiver)
+        self._pli_pending = send is None
+        if send is not None:
+            self._tasks.spawn(send, name="media-pli")
 
     async def close(self) -> None:
         self._closed = True
@@ -175,9 +175,6 @@ class EncodedSource:
         for track in list(self._viewers):
             track.end()
         self._viewers.clear()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
 class DecodedSource:

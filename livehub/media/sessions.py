@@ -8,7 +8,6 @@ its stream ends, or for viewers when the publisher leaves (they watch again once
 """
 
 import asyncio
-import contextlib
 import logging
 import secrets
 import time
@@ -30,6 +29,7 @@ from livehub.errors import Conflict, NotFound, Unavailable, ValidationFailed
 from livehub.media import internals
 from livehub.media.relay import DecodedSource, EncodedSource
 from livehub.settings import Settings
+from livehub.tasks import Supervisor, cancel
 
 log = logging.getLogger(__name__)
 
@@ -90,15 +90,16 @@ def _capabilities(kind: str, mime_types: tuple[str, ...]) -> list[RTCRtpCodecCap
 class MediaNode:
     """Publishers and viewers on this node (the aiortc backend)."""
 
-    def __init__(self, settings: Settings, pool: asyncpg.Pool | None = None):
+    def __init__(self, settings: Settings, tasks: Supervisor, pool: asyncpg.Pool | None = None):
         self._settings = settings
+        self._tasks = tasks
         self._pool = pool
         self.relay = relay_mode(settings)
         self.host_addresses = list(settings.media_host_addresses) or None
         self.publications: dict[UUID, Publication] = {}
         self.sessions: dict[str, Session] = {}
         self._reaper: asyncio.Task | None = None
-        self._closing: set[asyncio.Task] = set()
+        self._streams_checked = 0.0
         if settings.media_relay == "encoded" and self.relay != "encoded":
             log.warning("encoded media relay unavailable (%s): using aiortc's MediaRelay", internals.UNAVAILABLE_REASON)
 
@@ -107,15 +108,12 @@ class MediaNode:
         return sum(len(p.viewers) for p in self.publications.values())
 
     async def start(self) -> None:
-        self._reaper = asyncio.create_task(self._reap_forever())
+        interval = min(1.0, self._settings.media_session_timeout_s / 4)
+        self._reaper = self._tasks.every(interval, self._reap, name="media-reaper")
 
     async def close(self) -> None:
-        if self._reaper is not None:
-            self._reaper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reaper
+        await cancel(self._reaper)
         await asyncio.gather(*(self.end_session(s) for s in list(self.sessions.values())))
-        await asyncio.gather(*self._closing, return_exceptions=True)
 
     # -- peers -------------------------------------------------------------------------------------
 
@@ -153,9 +151,7 @@ class MediaNode:
     def _end_soon(self, session: Session) -> None:
         if session.closed:
             return
-        task = asyncio.ensure_future(self.end_session(session))
-        self._closing.add(task)
-        task.add_done_callback(self._closing.discard)
+        self._tasks.spawn(self.end_session(session), name=f"media-end-{session.id}")
 
     # -- publishing --------------------------------------------------------------------------------
 
@@ -173,7 +169,9 @@ class MediaNode:
                 return
             if encoded:
                 receiver = next(r for r in session.pc.getReceivers() if r.track is track)
-                publication.sources[track.kind] = EncodedSource(receiver, track.kind, lambda: self._end_soon(session))
+                publication.sources[track.kind] = EncodedSource(
+                    receiver, track.kind, self._tasks, on_end=lambda: self._end_soon(session)
+                )
             else:
                 publication.sources[track.kind] = DecodedSource(track)
                 track.on("ended", lambda: self._end_soon(session))
@@ -273,26 +271,17 @@ class MediaNode:
                 track.stop()
             await session.pc.close()
 
-    async def _reap_forever(self) -> None:
-        timeout = self._settings.media_session_timeout_s
-        checked_streams = 0.0
-        while True:
-            await asyncio.sleep(min(1.0, timeout / 4))
-            now = time.monotonic()
-            for session in list(self.sessions.values()):
-                if session.idle_for(now) > timeout:
-                    log.info("stream %s: %s session gone quiet, closing it", session.stream_id, session.role)
-                    await self.end_session(session)
-            if self._pool is not None and self.publications and now - checked_streams > 5.0:
-                # The stream may have been ended through another node.
-                checked_streams = now
-                try:
-                    ended = await self._pool.fetch(
-                        "SELECT id FROM streams WHERE id = ANY($1::uuid[]) AND status <> 'live'",
-                        list(self.publications),
-                    )
-                except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                    log.warning("checking media streams failed: %r", exc)
-                    continue
-                for row in ended:
-                    await self.stream_ended(row["id"])
+    async def _reap(self) -> None:
+        """Close sessions gone quiet; end the publications of streams ended through another node."""
+        now = time.monotonic()
+        for session in list(self.sessions.values()):
+            if session.idle_for(now) > self._settings.media_session_timeout_s:
+                log.info("stream %s: %s session gone quiet, closing it", session.stream_id, session.role)
+                await self.end_session(session)
+        if self._pool is not None and self.publications and now - self._streams_checked > 5.0:
+            self._streams_checked = now
+            ended = await self._pool.fetch(
+                "SELECT id FROM streams WHERE id = ANY($1::uuid[]) AND status <> 'live'", list(self.publications)
+            )
+            for row in ended:
+                await self.stream_ended(row["id"])

@@ -1,0 +1,73 @@
+"""A room's audience on this node: reactions on their way to the shared totals, and the figures for the
+stream's stats (unique viewers, product clicks, reactions, peak viewers) until they are written.
+
+Reactions are counted here and leave once per tick as one increment per kind, never one message per tap.
+Stats are written every `presence_interval_s` only when something changed; a failed write keeps them
+for the next round.
+"""
+
+import collections
+import logging
+from uuid import UUID
+
+import asyncpg
+
+from livehub.shop import streams
+
+log = logging.getLogger(__name__)
+
+
+class Audience:
+    def __init__(self, stream_id: UUID, pool: asyncpg.Pool):
+        self._stream_id = stream_id
+        self._pool = pool
+        self._seen: set[str] = set()
+        self._new_viewer_keys: set[str] = set()
+        self._clicks: collections.Counter[str] = collections.Counter()
+        self._reactions: collections.Counter[str] = collections.Counter()  # for the stats, not yet written
+        self._reaction_delta: collections.Counter[str] = collections.Counter()  # for the totals, this tick
+        self._recorded_peak = 0
+
+    def saw(self, viewer_key: str) -> None:
+        """A viewer joined (a user id, or a hash of an anonymous viewer's address)."""
+        if viewer_key not in self._seen:
+            self._seen.add(viewer_key)
+            self._new_viewer_keys.add(viewer_key)
+
+    def click(self, product_id: str) -> None:
+        self._clicks[product_id] += 1
+
+    def react(self, kind: str) -> None:
+        self._reaction_delta[kind] += 1
+
+    def take_reactions(self) -> dict[str, int] | None:
+        """This tick's reactions, to add to the room's totals (and counted for the stats)."""
+        if not self._reaction_delta:
+            return None
+        delta, self._reaction_delta = dict(self._reaction_delta), collections.Counter()
+        self._reactions.update(delta)
+        return delta
+
+    async def record(self, viewers: int) -> None:
+        """Write what is new since the last call: the viewer count (a new peak is kept), viewer keys, clicks
+        and reactions."""
+        if not (self._new_viewer_keys or self._clicks or self._reactions or viewers > self._recorded_peak):
+            return  # nothing new: no write
+        keys, self._new_viewer_keys = self._new_viewer_keys, set()
+        clicks, self._clicks = self._clicks, collections.Counter()
+        reactions, self._reactions = self._reactions, collections.Counter()
+        try:
+            await streams.record_presence(
+                self._pool,
+                self._stream_id,
+                viewers=viewers,
+                viewer_keys=list(keys),
+                clicks={UUID(k): n for k, n in clicks.items()},
+                reactions=dict(reactions),
+            )
+            self._recorded_peak = max(self._recorded_peak, viewers)
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+            log.warning("stream %s: writing stats failed, kept for the next round: %r", self._stream_id, exc)
+            self._new_viewer_keys |= keys
+            self._clicks.update(clicks)
+            self._reactions.update(reactions)
