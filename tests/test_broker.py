@@ -359,6 +359,42 @@ async def test_events_published_while_the_subscription_is_cut_arrive_after_it_is
     assert inbox == [first, *missed, later]
 
 
+async def test_a_burst_waits_for_a_busy_pool_instead_of_reporting_redis_away(redis_url):  # noqa: F811
+    # Every connection of a small pool is in use (held here, as a burst of commands would hold them) for
+    # twice the node's Redis timeout, while Redis answers all along; then 200 publishes share what the pool
+    # has. Busy is not away: every publish must succeed, with gap-free offsets, delivered in order.
+    timeout_s, r, inbox = 0.5, room(), Inbox()
+    async with redis_nodes(redis_url, count=1, max_connections=3, timeout_s=timeout_s) as (node,):
+        await node.broker.subscribe(r, inbox)  # the pub/sub connection is one of the three
+        pool = node.broker.link.client.connection_pool
+        held = [await pool.get_connection() for _ in range(2)]
+        burst = asyncio.gather(*(node.broker.publish(r, {"type": "chat", "n": i}) for i in range(200)))
+        try:
+            await asyncio.sleep(2 * timeout_s)
+            async with Redis.from_url(redis_url) as other:
+                assert await other.ping()  # Redis was answering all along
+        finally:
+            for conn in held:
+                await pool.release(conn)
+        sent = await burst
+        assert sorted(e["offset"] for e in sent) == list(range(1, 201))
+        await until(lambda: len(inbox) >= 200, what="200 events")
+        assert inbox == sorted(sent, key=lambda e: e["offset"])
+
+
+async def test_a_publish_that_gets_no_connection_within_the_bound_is_unavailable(redis_url):  # noqa: F811
+    async with redis_nodes(redis_url, count=1, max_connections=2, timeout_s=0.2, busy_timeout_s=0.6) as (node,):
+        pool = node.broker.link.client.connection_pool
+        held = await pool.get_connection()  # with the pub/sub connection, the whole pool
+        try:
+            started = time.monotonic()
+            with pytest.raises(BrokerUnavailable, match="no free Redis connection within 0.6 s"):
+                await node.broker.publish(room(), {"type": "chat"})
+            assert 0.6 <= time.monotonic() - started < 2, "the busy bound, not the Redis timeout, ends the wait"
+        finally:
+            await pool.release(held)
+
+
 async def test_a_node_survives_a_redis_restart_and_resets_to_the_new_epoch():
     if redis_executable() is None:
         pytest.skip("no redis-server to restart")

@@ -69,16 +69,22 @@ def redis_backplane(
     history_ttl_s: int = 86400,
     presence_ttl_s: float = 5.0,
     timeout_s: float = 2.0,
+    busy_timeout_s: float = 10.0,
+    max_connections: int = 50,
 ) -> Backplane:
     """Any number of nodes on one Redis. The four parts share one client; counters and notices arrive over
-    the broker's pub/sub connection (see livehub/broker/redis.py)."""
+    the broker's pub/sub connection (see livehub/broker/redis.py). `timeout_s` bounds connecting and each
+    reply (past it Redis is away); `busy_timeout_s` bounds a command's wait for one of the
+    `max_connections` (see redis_link.py)."""
     from livehub.broker.redis import RedisBroker
     from livehub.broker.redis_counters import RedisCounters
     from livehub.broker.redis_link import RedisLink
     from livehub.broker.redis_notifier import RedisNotifier
     from livehub.broker.redis_presence import RedisPresence
 
-    link = RedisLink(url, prefix=prefix, timeout_s=timeout_s)
+    link = RedisLink(
+        url, prefix=prefix, timeout_s=timeout_s, busy_timeout_s=busy_timeout_s, max_connections=max_connections
+    )
     broker = RedisBroker(link, history_size=history_size, history_ttl_s=history_ttl_s)
     return Backplane(
         broker,

@@ -178,6 +178,8 @@ class RedisBroker(Broker):
         return [self.link.key(room, name) for name in ("epoch", "offset", "history")]
 
     async def publish(self, room: str, event: dict) -> dict:
+        """The one path a durable event takes to Redis. When every pooled connection is in use it waits for
+        one (the link's busy bound); BrokerUnavailable only when Redis is away or that bound has passed."""
         body = jsonx.dumps(event)
         args = [secrets.token_hex(8), self._ttl, self._size, self.link.room_channel(room), body]
         try:

@@ -1,6 +1,11 @@
 """One node's link to Redis, shared by its Redis broker, presence, counters and notifier: one client (one
 connection pool), the key and channel layout they share, and one rate-limited "Redis away" warning.
 
+Busy is not away. Redis is away when connecting or a reply takes longer than `timeout_s` (or fails); the
+pool is busy when every connection is in use by commands Redis is answering, as in a burst of publishes
+larger than the pool. A command that finds the pool busy waits for a free connection, up to its own bound
+(`busy_timeout_s`, longer than `timeout_s`); only past that bound does it fail, with `PoolBusy`.
+
 Per room (a stream id), each key expiring `history_ttl_s` after the last write of the part that owns it:
     {prefix}:room:{room}:epoch      broker: random id, new whenever the room's state is created (first use,
                                     data lost)
@@ -15,6 +20,7 @@ Channels, all read over the broker's one pub/sub connection:
     {prefix}:node:{node}   the broker's own: always subscribed, never published to (see RedisBroker)
 """
 
+import asyncio
 import logging
 import secrets
 import time
@@ -26,15 +32,48 @@ from redis.exceptions import RedisError
 
 log = logging.getLogger(__name__)
 
-# What "Redis is away" looks like (asyncio's TimeoutError is an OSError).
+
+class PoolBusy(RedisError):
+    """No connection came free within `busy_timeout_s`, while Redis was answering the commands holding them.
+    A RedisError, so callers treat it as they treat Redis away once the bound has passed."""
+
+
+# What "Redis is away" (or busy past the bound) looks like (asyncio's TimeoutError is an OSError).
 DOWN = (RedisError, OSError)
+
+
+class _Pool(BlockingConnectionPool):
+    """redis-py's blocking pool, with the wait for a free connection bounded here (`busy_timeout_s`) instead
+    of by the pool's own timeout, which would fail a burst as soon as it outlasted `timeout_s`."""
+
+    def __init__(self, *, busy_timeout_s: float, **options):
+        super().__init__(timeout=None, **options)
+        self.busy_timeout_s = busy_timeout_s
+
+    async def get_connection(self, *args, **kwargs):
+        bound = asyncio.timeout(self.busy_timeout_s)
+        try:
+            async with bound:
+                return await super().get_connection(*args, **kwargs)
+        except TimeoutError:
+            if not bound.expired():
+                raise
+            raise PoolBusy(f"no free Redis connection within {self.busy_timeout_s} s") from None
 
 
 class RedisLink:
     """The client and layout one node's Redis parts share. Creating it connects nothing (redis-py connects
     on first use); `close()` disconnects, after every part that uses it has closed."""
 
-    def __init__(self, url: str, *, prefix: str = "livehub", timeout_s: float = 2.0, max_connections: int = 50):
+    def __init__(
+        self,
+        url: str,
+        *,
+        prefix: str = "livehub",
+        timeout_s: float = 2.0,
+        busy_timeout_s: float = 10.0,
+        max_connections: int = 50,
+    ):
         self.node_id = secrets.token_hex(6)
         self.prefix = prefix
         self.timeout_s = timeout_s
@@ -42,10 +81,10 @@ class RedisLink:
         self._warned_at = -1e9
         # No retries inside redis-py: a command fails fast (publish raises promptly, and is never run twice),
         # and reconnecting is the broker's supervisor's job. The pool checks out stale connections on its own.
-        pool = BlockingConnectionPool.from_url(
+        pool = _Pool.from_url(
             url,
             max_connections=max_connections,
-            timeout=timeout_s,
+            busy_timeout_s=max(busy_timeout_s, timeout_s),
             socket_timeout=timeout_s,
             socket_connect_timeout=timeout_s,
             socket_keepalive=True,
@@ -73,8 +112,8 @@ class RedisLink:
         return f"{self.prefix}:{name}".encode()
 
     def down(self, exc: BaseException, what: str) -> None:
-        """Log that Redis is away. One warning per outage-ish window for all the parts together; the rest
-        at debug, so a dead Redis does not flood the log."""
+        """Log that Redis is away (or busy past the bound). One warning per outage-ish window for all the
+        parts together; the rest at debug, so a dead Redis does not flood the log."""
         level = logging.WARNING if time.monotonic() - self._warned_at > 10 else logging.DEBUG
         self._warned_at = time.monotonic() if level == logging.WARNING else self._warned_at
-        log.log(level, "Redis away (%s): %r", what, exc)
+        log.log(level, "Redis %s (%s): %r", "busy" if isinstance(exc, PoolBusy) else "away", what, exc)
