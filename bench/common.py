@@ -266,6 +266,16 @@ async def ensure_database(dsn: str) -> None:
         await admin.close()
 
 
+async def migrate(conn) -> None:
+    """`storage.db.migrate`, then this session's search_path set as migrate sets it for later sessions
+    (the database's default), so that the storage functions are found on `conn` too."""
+    from storage.db import SEARCH_PATH
+    from storage.db import migrate as migrate_schema
+
+    await migrate_schema(conn)
+    await conn.execute(f"SET search_path = {SEARCH_PATH}")
+
+
 async def wait_ready(base: str, server: subprocess.Popen, timeout: float = 60.0) -> None:
     """Poll `base`/healthz until it answers 200; fails early if the server process exits."""
     import contextlib

@@ -75,6 +75,7 @@ from common import (
     machine_busy,
     machine_facts,
     masked_text_frame,
+    migrate,
     nearest_rank,
     proc_ticks_named,
     run_generator,
@@ -326,7 +327,6 @@ class Bench:
 
     async def make_buyers(self, n: int) -> None:
         from livehub.auth import hash_token, new_token
-        from storage.db import migrate
 
         t0 = time.perf_counter()
         conn = await asyncpg.connect(self.dsn)

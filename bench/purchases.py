@@ -36,9 +36,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import asyncpg
-from common import ints, log, with_database
+from common import ints, log, migrate, with_database
 
-from storage.db import create_pool, init_connection, migrate
+from storage.db import create_pool, init_connection
 
 FEE_BPS = 500
 HOLD_S = 7 * 24 * 3600

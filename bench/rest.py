@@ -93,6 +93,7 @@ from common import (
     loadavg,
     log,
     machine_busy,
+    migrate,
     nearest_rank,
     raise_nofile,
     serve_livehub,
@@ -103,7 +104,7 @@ from common import (
     with_database,
 )
 
-from storage.db import encode_json, init_connection, migrate
+from storage.db import encode_json, init_connection
 
 DEFAULT_DSN = "postgresql://postgres@127.0.0.1:5432/livehub_bench_rest"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
