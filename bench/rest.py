@@ -64,13 +64,9 @@ import asyncio
 import concurrent.futures
 import contextlib
 import json
-import multiprocessing
 import os
-import platform
 import random
 import re
-import signal
-import sys
 import tempfile
 import time
 from array import array
@@ -80,26 +76,32 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import quote, urlsplit
 
-import aiohttp
 import asyncpg
 from common import (
+    CLK_TCK,
     HOST,
     ask_all,
     cpu_ticks,
-    die_with_parent,
+    drop_server_log,
     ensure_database,
     floats,
     free_port,
     loadavg,
     log,
     machine_busy,
+    machine_facts,
     migrate,
     nearest_rank,
-    raise_nofile,
+    quiet_options,
+    run_generator,
+    run_orchestrator,
     serve_livehub,
     spawn_server,
+    start_generators,
+    stop_generators,
     stop_process,
     ticks_between,
+    wait_quiet,
     wait_ready,
     with_database,
 )
@@ -107,7 +109,6 @@ from common import (
 from storage.db import encode_json, init_connection
 
 DEFAULT_DSN = "postgresql://postgres@127.0.0.1:5432/livehub_bench_rest"
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 SCENARIOS = ("list", "search", "category", "detail", "mix")
 SELLER_EMAIL = "rest-bench-seller-{}@bench.test"
 SEED = 20261122
@@ -600,11 +601,7 @@ class Generator:
 
 
 def generator_main(conn, port: int, max_conns: int) -> None:
-    die_with_parent()
-    raise_nofile()
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the orchestrator stops us
-    with contextlib.suppress(EOFError, BrokenPipeError, KeyboardInterrupt):
-        asyncio.run(_generator(conn, port, max_conns))
+    run_generator(_generator, conn, port, max_conns, loop="asyncio")
 
 
 async def _generator(conn, port: int, max_conns: int) -> None:
@@ -706,19 +703,12 @@ class Orchestrator:
 
     async def wait_quiet(self) -> float:
         """Wait (up to --wait-quiet s) until the server is idle and other processes use under --busy-cpu %."""
-        deadline = time.monotonic() + self.args.wait_quiet
-        while True:
-            ours0, pg0, busy0 = self.our_ticks(), await self.backend_ticks(), machine_busy()[0]
-            await asyncio.sleep(1.0)
-            ours1, pg1, busy1 = self.our_ticks(), await self.backend_ticks(), machine_busy()[0]
-            server = 100 * (ours1["server"] - ours0["server"]) / CLK_TCK
-            pg = ticks_between(pg0, pg1)
-            ours = sum(ours1.values()) - sum(ours0.values()) + pg
-            others = max(0.0, 100 * (busy1 - busy0 - ours) / CLK_TCK)
-            if (others <= self.args.busy_cpu and server < 10) or time.monotonic() >= deadline:
-                return others
-            log(f"  waiting: server {server:.0f} %, other processes {others:.0f} % CPU (loadavg {loadavg()})")
-            await asyncio.sleep(2.0)
+
+        async def ours() -> dict[int, int]:
+            pids = [self.server_pid, *self.gen_pids, os.getpid()]
+            return {pid: cpu_ticks(pid) for pid in pids} | await self.backend_ticks()
+
+        return await wait_quiet(ours, self.args.busy_cpu, self.args.wait_quiet, idle_pid=self.server_pid)
 
     async def window(self, scenario: str, rate: float, seconds: float) -> Row:
         args = self.args
@@ -808,12 +798,8 @@ class Orchestrator:
         return rows
 
 
-def machine_facts(args: argparse.Namespace, dsn: str) -> dict:
-    with open("/proc/meminfo") as f:
-        mem = {line.split(":")[0]: line.split()[1] for line in f}
-    model = ""
-    with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
-        model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "")
+def run_facts(args: argparse.Namespace, dsn: str) -> dict:
+    """common.machine_facts, the PostgreSQL version and the load generators."""
 
     async def pg_version() -> str:
         conn = await asyncpg.connect(dsn)
@@ -822,15 +808,8 @@ def machine_facts(args: argparse.Namespace, dsn: str) -> dict:
         finally:
             await conn.close()
 
-    return {
-        "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "cores": os.cpu_count(),
-        "cpu": model,
-        "mem_total_gib": round(int(mem["MemTotal"]) / 1024 / 1024, 1),
-        "python": platform.python_version(),
-        "aiohttp": aiohttp.__version__,
+    return machine_facts() | {
         "postgres": asyncio.run(pg_version()),
-        "loadavg_at_start": loadavg(),
         "load_generators": args.procs,
         "conns_per_generator": args.conns,
     }
@@ -943,7 +922,7 @@ def bench(args: argparse.Namespace) -> str:
         asyncio.run(recreate_database(dsn))
     asyncio.run(ensure_database(dsn))
     catalog = asyncio.run(seed_catalog(dsn, args.products, args.variants, args.sellers))
-    facts = machine_facts(args, dsn)
+    facts = run_facts(args, dsn)
     facts.update(
         products=args.products,
         variants=args.products * args.variants,
@@ -955,7 +934,6 @@ def bench(args: argparse.Namespace) -> str:
     log("machine:", json.dumps(facts))
     port = free_port()
     base = f"http://{HOST}:{port}"
-    spawn = multiprocessing.get_context("spawn")
     server = None
     gens: list = []
     pipes: list = []
@@ -967,13 +945,7 @@ def bench(args: argparse.Namespace) -> str:
         )
         asyncio.run(wait_ready(base, server))
         log(f"server pid {server.pid} on {base} (log {logfile.name})")
-        for i in range(args.procs):
-            parent, child = spawn.Pipe()
-            proc = spawn.Process(target=generator_main, args=(child, port, args.conns), name=f"rest-gen-{i}")
-            proc.daemon = True
-            proc.start()
-            gens.append(proc)
-            pipes.append(parent)
+        gens, pipes = start_generators(generator_main, [(port, args.conns)] * args.procs, name="rest-gen")
 
         async def orchestrate():
             orch = Orchestrator(args, dsn, server.pid, pipes, [g.pid for g in gens])
@@ -986,22 +958,10 @@ def bench(args: argparse.Namespace) -> str:
         if server.poll() is not None:
             raise RuntimeError(f"the server exited with {server.returncode} during the run")
     finally:
-        for pipe in pipes:
-            with contextlib.suppress(OSError, ValueError):
-                pipe.send(("quit",))
-        for proc in gens:
-            proc.join(10)
-            if proc.is_alive():
-                proc.kill()
-                proc.join(5)
+        stop_generators(gens, pipes)
         if server is not None:
             stop_process(server)
-        logfile.close()
-        tail = Path(logfile.name).read_text(errors="replace").strip().splitlines()[-20:]
-        if tail:
-            log("server log (last lines):\n  " + "\n  ".join(tail))
-        with contextlib.suppress(OSError):
-            os.unlink(logfile.name)
+        drop_server_log(logfile)
 
     if args.json:
         Path(args.json).write_text(
@@ -1046,14 +1006,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--conns", type=int, default=64, help="most connections per load generator (default 64)")
     ap.add_argument("--target-ms", type=float, default=50.0, help="the issue's listing p99 target (default 50)")
     ap.add_argument("--p99-limit-ms", type=float, default=1000.0, help="a rate saturates above this p99 (default 1000)")
-    ap.add_argument(
-        "--busy-cpu",
-        type=float,
-        default=25.0,
-        help="CPU %% of other processes (100 = one core) above which a window is waited for or rerun",
-    )
-    ap.add_argument("--wait-quiet", type=float, default=20.0, help="longest wait for a quiet machine (default 20 s)")
-    ap.add_argument("--retries", type=int, default=1, help="reruns of a window others disturbed (default 1)")
+    quiet_options(ap)
     ap.add_argument("--quick", action="store_true", help="100,250 req/s, 4 s each: a smoke run")
     ap.add_argument("--json", help="also write the results to this file")
     ap.add_argument("--plot", help="also draw the results to this PNG (needs matplotlib)")
@@ -1098,17 +1051,7 @@ def main(argv=None) -> None:
     if args.from_json:
         print(from_json(args))
         return
-    raise_nofile()
-
-    def terminate(signum, frame):
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, terminate)
-    try:
-        print(bench(args))
-    except KeyboardInterrupt:
-        log("interrupted; the server and load generators were stopped")
-        sys.exit(130)
+    print(run_orchestrator(lambda: bench(args)))
 
 
 if __name__ == "__main__":
