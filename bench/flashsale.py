@@ -62,6 +62,8 @@ import aiohttp
 import asyncpg
 import orjson
 from common import (
+    CHEAP_PASSWORD_HASHING,
+    CLK_TCK,
     HOST,
     RawWebsocket,
     ask_all,
@@ -78,6 +80,7 @@ from common import (
     migrate,
     nearest_rank,
     proc_ticks_named,
+    quiet_options,
     run_generator,
     run_orchestrator,
     serve_livehub,
@@ -86,6 +89,7 @@ from common import (
     stop_generators,
     stop_process,
     ticks_between,
+    wait_quiet,
     wait_ready,
 )
 
@@ -94,7 +98,6 @@ PRICE = 1000  # list price, cents
 FLASH_PRICE = 400
 WALLET = 1_000_000  # cents per buyer: far more than any run spends
 PASSWORD = "flashsale bench password"
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 CONNECTS_IN_FLIGHT = 50  # per generator: handshakes started and not yet welcomed
 CONNECT_TIMEOUT_S = 30.0  # one buyer: TCP connect + handshake + welcome
 SEND_YIELD_EVERY = 100  # all at once: the generator reads replies between every this many sends
@@ -392,13 +395,8 @@ class Bench:
 
     def start_server(self, env: dict[str, str], port: int) -> None:
         self.logfile = tempfile.NamedTemporaryFile(prefix="livehub-flash-server-", suffix=".log", delete=False)
-        env = env | {
-            "DATABASE_URL": self.dsn,
-            # Only makes registering the seller fast; buyers are made by SQL and nothing else hashes.
-            "LIVEHUB_PASSWORD_TIME_COST": "1",
-            "LIVEHUB_PASSWORD_MEMORY_KIB": "8192",
-            "LIVEHUB_PASSWORD_PARALLELISM": "1",
-        }
+        # Cheap hashing only makes registering the seller fast; buyers are made by SQL.
+        env = env | {"DATABASE_URL": self.dsn, **CHEAP_PASSWORD_HASHING}
         self.server = spawn_server(Path(__file__).resolve(), port, env, self.logfile)
 
     def stop_server(self) -> None:
@@ -415,17 +413,8 @@ class Bench:
 
     async def wait_quiet(self) -> float:
         """Others' CPU % over one second, after waiting (up to --wait-quiet s) for it to fall under --busy-cpu."""
-        deadline = time.monotonic() + self.args.wait_quiet
         ours = [os.getpid(), *(g.pid for g in self.gens)]
-        while True:
-            o0, b0 = sum(map(cpu_ticks, ours)), machine_busy()[0]
-            await asyncio.sleep(1.0)
-            o1, b1 = sum(map(cpu_ticks, ours)), machine_busy()[0]
-            others = max(0.0, 100 * (b1 - b0 - (o1 - o0)) / CLK_TCK)
-            if others <= self.args.busy_cpu or time.monotonic() >= deadline:
-                return others
-            log(f"  waiting: other processes use {others:.0f} % CPU (loadavg {loadavg()})")
-            await asyncio.sleep(2.0)
+        return await wait_quiet(lambda: {pid: cpu_ticks(pid) for pid in ours}, self.args.busy_cpu, self.args.wait_quiet)
 
     # -- one row ---------------------------------------------------------------------------------
 
@@ -790,8 +779,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--procs", type=int, default=2, help="load-generator processes (default 2)")
     ap.add_argument("--settle", type=float, default=1.0, help="seconds between the sale's start and the burst")
     ap.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for every reply (default 120)")
-    ap.add_argument("--busy-cpu", type=float, default=25.0, help="wait while others use more CPU %% (default 25)")
-    ap.add_argument("--wait-quiet", type=float, default=20.0, help="longest wait for a quiet machine (default 20 s)")
+    quiet_options(ap, retries=False)
     ap.add_argument("--profile", help="py-spy the server during coalesced bursts; raw stacks go to this directory")
     ap.add_argument("--profile-rate", type=int, default=200, help="py-spy samples per second (default 200)")
     ap.add_argument("--quick", action="store_true", help="B=500, S=50 and 250")

@@ -28,6 +28,9 @@ from pathlib import Path
 
 import aiohttp
 from common import (
+    CHEAP_PASSWORD_HASHING,
+    CLK_TCK,
+    HOST,
     ROOT,
     cpu_ticks,
     die_with_parent,
@@ -35,30 +38,19 @@ from common import (
     ints,
     live_stream,
     log,
+    serve_livehub,
+    spawn_server,
     stop_process,
     wait_ready,
     with_database,
 )
 from common import ensure_database as common_ensure_database
 
-HOST = "127.0.0.1"
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 DATABASE = "livehub_bench_media"
 SCRIPT = Path(__file__).resolve()
 
 
 # -- child processes ---------------------------------------------------------------------------------
-
-
-def serve(port: int) -> None:
-    die_with_parent()
-    import logging
-
-    from livehub.app import serve as serve_node
-    from livehub.settings import Settings
-
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    serve_node(Settings().model_copy(update={"host": HOST, "port": port}), access_log=None)
 
 
 async def publisher(base: str, stream_id: str, token: str) -> None:
@@ -135,11 +127,10 @@ async def setup_stream(base: str, dsn: str) -> tuple[str, str]:
         return await live_stream(http, dsn, f"media-{os.urandom(4).hex()}", stock=1)
 
 
-def child(args: list[str], env: dict | None = None, stdout=None) -> subprocess.Popen:
+def child(args: list[str], stdout=None) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, str(SCRIPT), *args],
         cwd=str(ROOT),
-        env=env,
         stdout=stdout,
         stderr=None,
         text=True,
@@ -150,18 +141,15 @@ def child(args: list[str], env: dict | None = None, stdout=None) -> subprocess.P
 async def one_run(dsn: str, mode: str, n: int, opts: argparse.Namespace) -> dict:
     port = free_port()
     base = f"http://{HOST}:{port}"
-    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "LIVEHUB_REDIS_URL")}
-    env.update(
-        DATABASE_URL=dsn,
-        LIVEHUB_MEDIA_RELAY=mode,
-        LIVEHUB_MEDIA_HOST_ADDRESSES='["127.0.0.1"]',
-        LIVEHUB_MEDIA_MAX_VIEWERS="1000",
-        LIVEHUB_PASSWORD_TIME_COST="1",
-        LIVEHUB_PASSWORD_MEMORY_KIB="8192",
-        LIVEHUB_PASSWORD_PARALLELISM="1",
-        LIVEHUB_LOG_LEVEL="WARNING",
-    )
-    server = child(["--serve", str(port)], env=env)
+    env = {
+        "DATABASE_URL": dsn,
+        "LIVEHUB_MEDIA_RELAY": mode,
+        "LIVEHUB_MEDIA_HOST_ADDRESSES": '["127.0.0.1"]',
+        "LIVEHUB_MEDIA_MAX_VIEWERS": "1000",
+        **CHEAP_PASSWORD_HASHING,
+        "LIVEHUB_LOG_LEVEL": "WARNING",
+    }
+    server = spawn_server(SCRIPT, port, env, None)  # its output goes where this script's goes
     procs = [server]
     try:
         await wait_ready(base, server)
@@ -235,7 +223,7 @@ async def main(opts: argparse.Namespace) -> None:
 def cli() -> None:
     argv = sys.argv[1:]
     if argv[:1] == ["--serve"]:
-        serve(int(argv[1]))
+        serve_livehub(int(argv[1]))
         return
     if argv[:1] == ["--publish"]:
         die_with_parent()
