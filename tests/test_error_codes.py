@@ -10,6 +10,7 @@ import asyncpg
 import pydantic
 import pytest
 
+from livehub.broker import BrokerUnavailable
 from livehub.errors import (
     ErrorCode,
     LiveHubError,
@@ -78,6 +79,9 @@ def test_other_exceptions_translate_in_one_place():
     assert isinstance(to_error(asyncpg.ConnectionDoesNotExistError("connection was closed")), Unavailable)
     assert to_error(asyncpg.InterfaceError("cannot perform operation: another operation is in progress")) is None
     assert to_error(KeyError("bug")) is None
+    away = to_error(BrokerUnavailable("Connection refused"))
+    assert isinstance(away, Unavailable) and away.message == "the room cannot take that right now, try again"
+    assert str(away) == "Connection refused"  # the cause stays in the log, not in the client's message
     assert issubclass(type(to_error(RateLimited())), LiveHubError)
 
 

@@ -16,12 +16,22 @@ import abc
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from livehub.errors import Unavailable
+
 RoomHandler = Callable[[dict], None]
 NoticeHandler = Callable[[list[str], dict], None]
 
 
-class BrokerUnavailable(Exception):
-    """The broker cannot take a durable event right now (Redis is away); the caller tells the client."""
+class BrokerUnavailable(Unavailable):
+    """The broker cannot take a durable event right now (Redis is away or too busy). Clients are told
+    `unavailable` with a message of their own; `str()` keeps the cause for the log."""
+
+    def __init__(self, reason: str = ""):
+        super().__init__("the room cannot take that right now, try again")
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return self.reason or self.message
 
 
 @dataclass(frozen=True)

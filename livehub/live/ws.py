@@ -15,7 +15,7 @@ from aiohttp import WSMsgType, web
 from livehub import keys
 from livehub.auth import Principal, principal_for_token
 from livehub.broker.base import BrokerUnavailable
-from livehub.errors import Forbidden, Internal, LiveHubError, RateLimited, Unavailable, to_error
+from livehub.errors import Forbidden, Internal, RateLimited, to_error
 from livehub.http import check_origin, client_address, request_token
 from livehub.live import protocol
 from livehub.live.connection import (
@@ -196,9 +196,7 @@ async def _answer_later(room: Room, conn: Connection, frame: protocol.Frame) -> 
 
 def error_reply(exc: Exception, request_id: str | None) -> dict:
     """The `error` frame for a failed frame; the connection stays open."""
-    if isinstance(exc, BrokerUnavailable):
-        err: LiveHubError = Unavailable("the room cannot take that right now, try again")
-    elif (err := to_error(exc)) is None:
+    if (err := to_error(exc)) is None:
         log.exception("handling a frame failed", exc_info=exc)
         err = Internal("that failed on our side")
     request_id = getattr(exc, "request_id", None) or request_id
