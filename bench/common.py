@@ -228,6 +228,39 @@ async def wait_quiet(our_ticks, busy_cpu: float, wait_s: float, idle_pid: int | 
         await asyncio.sleep(2.0)
 
 
+async def least_disturbed(wait_quiet, measure, retries: int, busy_cpu: float, stop=None, who="other processes"):
+    """One window measured up to 1 + `retries` times: each attempt waits for a quiet machine (`await
+    wait_quiet()`, which returns the others' CPU % just before), then `row = await measure(attempt)`
+    (1-based); another follows while the others used over `busy_cpu` % CPU during the window
+    (`row.others_cpu`), unless `stop(row)`. Returns the attempt the others disturbed least, chosen on that
+    alone (never on its result), with `tries` and `discarded` (the other attempts' `line()`) set."""
+    tried = []
+    for attempt in range(1, retries + 2):
+        others = await wait_quiet()
+        row = await measure(attempt)
+        tried.append(row)
+        if row.others_cpu <= busy_cpu or attempt > retries or (stop is not None and stop(row)):
+            break
+        log(
+            f"  {who} used {row.others_cpu:.0f} % CPU during the window ({others:.0f} % just before): "
+            f"running it again. This attempt: {row.line()}"
+        )
+    for r in tried:
+        r.tries = len(tried)
+    row = min(tried, key=lambda r: r.others_cpu)
+    row.discarded = [r.line() for r in tried if r is not row]
+    return row
+
+
+async def within(tasks: list, budget_s: float) -> tuple[list, int]:
+    """Wait up to `budget_s` seconds for `tasks` and cancel those still running then. Returns the results
+    of the finished ones that are not None (e.g. why a connection failed) and how many were cancelled."""
+    done, pending = await asyncio.wait(tasks, timeout=budget_s) if tasks else (set(), set())
+    for task in pending:
+        task.cancel()
+    return [t.result() for t in done if t.result() is not None], len(pending)
+
+
 def quiet_options(ap: argparse.ArgumentParser, retries: bool = True) -> None:
     """--busy-cpu and --wait-quiet for `wait_quiet` (and --retries, reruns of a window others disturbed)."""
     rerun = " or rerun" if retries else ""

@@ -86,6 +86,7 @@ import asyncio
 import collections
 import concurrent.futures
 import contextlib
+import functools
 import json
 import math
 import os
@@ -114,6 +115,7 @@ from common import (
     free_port,
     handshake_request,
     ints,
+    least_disturbed,
     loadavg,
     log,
     machine_busy,
@@ -129,6 +131,7 @@ from common import (
     stop_process,
     wait_quiet,
     wait_ready,
+    within,
 )
 
 DEFAULT_DSN = "postgresql://postgres@127.0.0.1:5432/livehub_bench"
@@ -432,15 +435,12 @@ class Generator:
                 if wants[port]:
                     wants[port] -= 1
                     tasks.append(asyncio.create_task(self._one(gate, port)))
-        done, pending = await asyncio.wait(tasks, timeout=budget_s) if tasks else (set(), set())
-        for task in pending:
-            task.cancel()
-        errors = [t.result() for t in done if t.result() is not None]
-        failed = len(errors) + len(pending)
+        errors, cut_off = await within(tasks, budget_s)
+        failed = len(errors) + cut_off
         return {
             "opened": len(tasks) - failed,
             "failed": failed,
-            "errors": errors[:3] + (["connect budget exhausted"] if pending else []),
+            "errors": errors[:3] + (["connect budget exhausted"] if cut_off else []),
             "seconds": time.perf_counter() - t0,
         }
 
@@ -889,6 +889,17 @@ class Session:
         if not row.p99_ms <= args.p99_limit_ms:
             row.failed.append(f"p99 over {args.p99_limit_ms:g} ms")
 
+    async def attempt(
+        self, n: int, rate: float, alive: int, connect_s: float, kb_per_viewer: float, attempt: int
+    ) -> Row:
+        """Attempt `attempt` at the window of `rate` chat messages/s to `n` viewers (`alive` connected)."""
+        row = Row(self.config.name, n, rate, self.args.reactions, load=loadavg(), connect_s=connect_s)
+        row.kb_per_viewer = kb_per_viewer
+        row.attempts = attempt
+        await self.window(row, rate, alive)
+        row.server_rss_mb = sum(rss_kb(srv.pid) for srv in self.servers) / 1024
+        return row
+
     async def ramp(self) -> tuple[list[Row], list[dict]]:
         args = self.args
         name = self.config.name
@@ -943,26 +954,10 @@ class Session:
                 log(row.line())
                 break
             for rate in list(active):
-                tried: list[Row] = []
-                for attempt in range(1, args.retries + 2):
-                    others = await self.wait_quiet()
-                    row = Row(name, n, rate, args.reactions, load=loadavg(), connect_s=connect_s)
-                    row.kb_per_viewer = kb_per_viewer
-                    row.attempts = attempt
-                    await self.window(row, rate, alive)
-                    row.server_rss_mb = sum(rss_kb(srv.pid) for srv in self.servers) / 1024
-                    tried.append(row)
-                    if row.others_cpu <= args.busy_cpu or attempt > args.retries or row.dropped_viewers:
-                        break
-                    log(
-                        f"  other processes used {row.others_cpu:.0f} % CPU during the window "
-                        f"({others:.0f} % just before): running it again. This attempt: {row.line()}"
-                    )
-                # The attempt least disturbed by other processes (chosen on their CPU, not on the result).
-                for r in tried:
-                    r.tries = len(tried)
-                row = min(tried, key=lambda r: r.others_cpu)
-                row.discarded = [r.line() for r in tried if r is not row]
+                attempt = functools.partial(self.attempt, n, rate, alive, connect_s, kb_per_viewer)
+                row = await least_disturbed(
+                    self.wait_quiet, attempt, args.retries, args.busy_cpu, stop=lambda r: r.dropped_viewers
+                )
                 rows.append(row)
                 log(f"[{name}] " + row.line() + f"  (machine busy {row.machine_busy:.0f} %, drain {row.drain_s:.1f} s)")
                 if row.failed:

@@ -91,6 +91,7 @@ from common import (
     ticks_between,
     wait_quiet,
     wait_ready,
+    within,
 )
 
 DEFAULT_DSN = "postgresql://postgres@127.0.0.1:5432/livehub_bench_flash"
@@ -173,11 +174,8 @@ class Generator:
         self.close()
         gate = asyncio.Semaphore(CONNECTS_IN_FLIGHT)
         tasks = [asyncio.create_task(self._one(gate, port, f"/ws/streams/{stream_id}?token={t}")) for t in tokens]
-        done, pending = await asyncio.wait(tasks, timeout=budget_s) if tasks else (set(), set())
-        for task in pending:
-            task.cancel()
-        errors = [t.result() for t in done if t.result() is not None]
-        return {"failed": len(errors) + len(pending), "errors": errors[:2] + (["budget exhausted"] if pending else [])}
+        errors, cut_off = await within(tasks, budget_s)
+        return {"failed": len(errors) + cut_off, "errors": errors[:2] + (["budget exhausted"] if cut_off else [])}
 
     def alive(self) -> list[Buyer]:
         return [b for b in self.buyers if b.opened and not b.done]

@@ -86,6 +86,7 @@ from common import (
     ensure_database,
     floats,
     free_port,
+    least_disturbed,
     loadavg,
     log,
     machine_busy,
@@ -773,22 +774,13 @@ class Orchestrator:
                 warm = await self.window(scenario, min(args.rates), args.warmup)
                 log(f"{scenario}: warm-up {args.warmup:g} s at {min(args.rates):g} req/s: p99 {warm.p99_ms:.1f} ms")
                 for rate in args.rates:
-                    tried: list[Row] = []
-                    for attempt in range(1, args.retries + 2):
-                        others = await self.wait_quiet()
+
+                    async def attempt(k: int, scenario=scenario, rate=rate) -> Row:
                         row = await self.window(scenario, rate, args.seconds)
-                        row.attempt = attempt
-                        tried.append(row)
-                        if row.others_cpu <= args.busy_cpu or attempt > args.retries:
-                            break
-                        log(
-                            f"  others used {row.others_cpu:.0f} % CPU during the window ({others:.0f} % just "
-                            f"before): running it again. This attempt: {row.line()}"
-                        )
-                    for r in tried:
-                        r.tries = len(tried)
-                    row = min(tried, key=lambda r: r.others_cpu)
-                    row.discarded = [r.line() for r in tried if r is not row]
+                        row.attempt = k
+                        return row
+
+                    row = await least_disturbed(self.wait_quiet, attempt, args.retries, args.busy_cpu, who="others")
                     rows.append(row)
                     log(row.line() + f"  (service p99 {row.service_p99_ms:.1f} ms, conns {row.conns}, load {row.load})")
                     if row.verdict != "held":
