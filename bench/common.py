@@ -1,4 +1,6 @@
-"""What the benchmark scripts share: the project on sys.path, logging to stderr, and argument parsing."""
+"""What the benchmark scripts share: the project on sys.path, logging to stderr, argument parsing; process
+CPU readings from /proc, the benchmark database, starting and stopping servers and load generators, waiting
+for a quiet machine and rerunning disturbed windows; a minimal websocket client for load generators."""
 
 import argparse
 import asyncio
@@ -538,7 +540,7 @@ class RawWebsocket(asyncio.Protocol):
             self.transport.abort()
 
 
-# -- the skeleton every websocket benchmark repeats ---------------------------------------------------
+# -- the skeleton of a benchmark: load-generator processes, the orchestrator, machine facts -------------
 
 
 def event_loop_factory(choice: str = "auto"):
