@@ -14,14 +14,14 @@ Configurations, each with server process(es) of its own, run one after the other
   and no reactions at all. KB per idle viewer = (server RSS after connecting and settling - RSS before
   any viewer) / N.
 - ``tick x1`` and ``per-event x1``, one per ``--modes`` entry: ONE server process, in-process broker
-  (no REDIS_URL), as ``python run.py`` serves. ``tick`` is the server as shipped: ``Room.flush`` sends
+  (no REDIS_URL), as ``python run.py`` serves. ``tick`` is the server as shipped: ``FanOut.flush`` sends
   every viewer one ``events`` frame per tick (``tick_ms`` 50) carrying everything since the last one.
-  ``per-event`` is the baseline: the server child replaces ``Room.flush`` (``per_event_flush`` below)
-  with a copy that keeps its bookkeeping (the tick's reaction deltas go to the broker, state events are
-  coalesced to their latest value per tick, a viewer that joined mid-tick skips what its welcome had)
-  but sends every event as a frame of its own, ``{"type":"events","events":[event]}``: encoded once per
-  event with ``livehub.live.connection.frame_of`` (websocket header included), then
-  ``conn.send_frame(frame)`` for every viewer, so a tick with E events costs N x E writes instead of N.
+  ``per-event`` is the baseline: the server runs with ``LIVEHUB_FANOUT=per_event``
+  (``livehub.live.fanout.one_frame_per_event``): the same bookkeeping (the tick's reaction deltas go to
+  the counters, state events are coalesced to their latest value per tick, a viewer that joined mid-tick
+  skips what its welcome had) but every event is sent as a frame of its own,
+  ``{"type":"events","events":[event]}``, encoded once per event (websocket header included) and written
+  to every viewer, so a tick with E events costs N x E writes instead of N.
   Both modes carry the same events and release them at the same tick, so the comparison isolates frame
   batching: neither the tick's wait nor the coalescing of reactions into one count per tick is removed.
 - ``tick xS redis``, one per ``--servers`` entry S: S server processes, each on its own port, sharing
@@ -173,46 +173,10 @@ def rss_kb(pid: int) -> int:
 # -- the server --------------------------------------------------------------------------------------
 
 
-def per_event_flush(self) -> None:
-    """`Room.flush` without batching (the `per-event` baseline): the same bookkeeping, then every event
-    as a frame of its own, encoded once and written to every viewer."""
-    from livehub.live.connection import frame_of
-
-    if self._reaction_delta:
-        delta, self._reaction_delta = dict(self._reaction_delta), collections.Counter()
-        self._stat_reactions.update(delta)
-        self._spawn(self._counters.add_reactions(self.key, delta))
-    if not self._pending and not self._state:
-        return
-    events = self._pending + list(self._state.values())
-    self._pending = []
-    self._state = {}
-    joined, self._joined = self._joined, {}
-    for event in events:
-        frame = frame_of({"type": "events", "events": [event]})
-        offset = event.get("offset")
-        for conn in self.connections:
-            if joined and offset is not None and conn in joined and offset <= joined[conn]:
-                continue  # joined during this tick: its welcome already reflected this event
-            conn.send_frame(frame)
-
-
-def patch_per_event() -> None:
-    import inspect
-
-    from livehub.live.room import Room
-
-    # The copy above mirrors Room.flush; refuse to run a baseline that no longer matches the engine.
-    source = inspect.getsource(Room.flush)
-    for name in ("_reaction_delta", "_stat_reactions", "add_reactions", "_pending", "_state", "_joined", "frame_of"):
-        if name not in source:
-            raise SystemExit(f"Room.flush no longer uses {name!r}: update per_event_flush in bench/fanout.py")
-    Room.flush = per_event_flush
-
-
 def serve(port: int, mode: str) -> None:
-    """A server process: one aiohttp app, settings from the environment the parent prepared."""
-    serve_livehub(port, prepare=patch_per_event if mode == "per-event" else None)
+    """A server process: one aiohttp app, settings from the environment the parent prepared (the
+    per-event baseline is the server's own `LIVEHUB_FANOUT=per_event` strategy)."""
+    serve_livehub(port)
 
 
 def start_server(args: argparse.Namespace, dsn: str, port: int, mode: str, redis: dict | None, logfile):
@@ -223,6 +187,7 @@ def start_server(args: argparse.Namespace, dsn: str, port: int, mode: str, redis
         "LIVEHUB_REACTIONS_PER_S": str(args.sender_reactions),
         **CHEAP_PASSWORD_HASHING,
         "LIVEHUB_LOG_LEVEL": "WARNING",
+        "LIVEHUB_FANOUT": "per_event" if mode == "per-event" else "tick",
     }
     if redis:
         env.update(REDIS_URL=redis["url"], LIVEHUB_REDIS_PREFIX=redis["prefix"])

@@ -599,10 +599,10 @@ def tally(row: Row, results: list[dict]) -> None:
 
 # Where a sample of the server's main thread goes: the first bucket whose marker is in the stack wins.
 PROFILE_BUCKETS = (
-    ("send(): room fan-out (Room.flush)", ("Room.flush",)),
+    ("send(): room fan-out (FanOut.flush)", ("FanOut.flush",)),
     ("buy_batch call: asyncpg, JSON", ("asyncpg", "Checkout._settle", "orjson")),
     ("frame validation (pydantic)", ("live/protocol.py", "_pydantic_core")),
-    ("buy bookkeeping (room, checkout, reply)", ("Room.buy", "Checkout.buy", "Checkout._drain", "ws.py")),
+    ("buy bookkeeping (room, checkout, reply)", ("live/commands.py", "Checkout.buy", "Checkout._drain", "ws.py")),
     ("reading frames (aiohttp websocket reader)", ("web_ws.py", "reader_c", "_read_ready")),
     ("waiting for I/O (epoll)", ("epoll_wait", "EpollSelector.select")),
 )

@@ -9,7 +9,9 @@ import pytest
 from conftest import settings_for
 from helpers import assert_books_balanced, balance, top_up
 from live_helpers import Viewer, live_show
+from livehub import keys
 from livehub.app import create_app
+from livehub.live import room as room_module
 
 PRICE = 1000
 FLASH_PRICE = 400
@@ -158,3 +160,19 @@ async def test_a_late_viewer_sees_the_pinned_product_with_current_stock(client, 
     late = await Viewer.connect(client, show.id)
     assert late.welcome["state"]["pinned"]["variants"][0]["available"] == 3
     assert late.welcome["stream"]["products"][0]["variants"][0]["available"] == 3
+
+
+async def test_a_variants_coalescer_is_dropped_once_it_has_been_idle(client, make, monkeypatch):
+    monkeypatch.setattr(room_module, "CHECKOUT_IDLE_S", 0.05)
+    show = await live_show(make, products=1, price=PRICE)
+    buyer = await make.user()
+    await top_up(client, buyer, PRICE)
+    viewer = await Viewer.connect(client, show.id, buyer)
+    assert (await viewer.request("buy", variant_id=show.variant()))["status"] == "ok"
+    room = client.server.app[keys.HUB].rooms[uuid.UUID(show.id)]
+    assert room.has_checkout(uuid.UUID(show.variant()))
+    for _ in range(100):  # pruned by the room's presence round, every second
+        if not room.has_checkout(uuid.UUID(show.variant())):
+            break
+        await asyncio.sleep(0.05)
+    assert not room.has_checkout(uuid.UUID(show.variant()))

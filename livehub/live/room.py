@@ -202,6 +202,9 @@ class Room:
             )
         return checkout
 
+    def has_checkout(self, variant_id: UUID) -> bool:
+        return variant_id in self._checkouts
+
     async def publish(self, event: dict) -> dict:
         """A durable event for every node's room; returns it with its offset. Raises BrokerUnavailable."""
         return await self._backplane.broker.publish(self.key, event)
