@@ -302,13 +302,10 @@ async def ensure_database(dsn: str) -> None:
 
 
 async def migrate(conn) -> None:
-    """`storage.db.migrate`, then this session's search_path set as migrate sets it for later sessions
-    (the database's default), so that the storage functions are found on `conn` too."""
-    from storage.db import SEARCH_PATH
+    """`storage.db.migrate`: `conn` finds the storage functions afterwards (migrate sets its search_path)."""
     from storage.db import migrate as migrate_schema
 
     await migrate_schema(conn)
-    await conn.execute(f"SET search_path = {SEARCH_PATH}")
 
 
 async def wait_ready(base: str, server: subprocess.Popen, timeout: float = 60.0) -> None:
