@@ -17,9 +17,7 @@ from livehub.live import hub
 
 @pytest.fixture
 async def client(aiohttp_client, database_url, db, backplane):
-    settings = settings_for(database_url).model_copy(
-        update={"tick_ms": 20, "presence_interval_s": 0.1, **backplane}
-    )
+    settings = settings_for(database_url).model_copy(update={"tick_ms": 20, "presence_interval_s": 0.1, **backplane})
     return await aiohttp_client(create_app(settings), connector=aiohttp.TCPConnector(limit=0))
 
 

@@ -164,9 +164,11 @@ async def test_a_slow_viewer_is_dropped_with_4008_while_others_keep_up(client, m
     await fast.wait_for(lambda v: len(room.connections) == 2)
 
     big = "y" * 50_000
+    author = {"id": show.seller.id, "name": "Host", "role": "host"}
     last = None
     for i in range(400):  # up to 20 MB, far more than the socket buffers hold
-        last = await hub.broker.publish(show.id, {"type": "chat", "id": str(i), "text": big})
+        chat = {"type": "chat", "id": str(uuid.uuid4()), "user": author, "text": big, "at": "2026-01-01T00:00:00Z"}
+        last = await hub.broker.publish(show.id, chat)
         if i % 10 == 0:
             await asyncio.sleep(0.03)
         if any(c.closing for c in room.connections):
