@@ -25,6 +25,7 @@ from livehub.auth import Principal, principal_for_token
 from livehub.errors import Forbidden, NotFound, PayloadTooLarge, Unauthorized, ValidationFailed
 from livehub.http import check_origin, request_token
 from livehub.jsonx import json_response, loads
+from livehub.storable import check_storable
 
 Auth = Literal["none", "optional", "user", "seller", "admin"]
 PRINCIPAL = web.RequestKey("principal", Principal | None)
@@ -99,6 +100,7 @@ def _wrap(route: Route):
 
     @functools.wraps(route.handler)
     async def wrapper(request: web.Request) -> web.StreamResponse:
+        check_storable(dict(request.query), where=("query",))
         principal = await resolve_principal(request) if route.auth != "none" else None
         _authorise(request, principal, route.auth)
         kwargs: dict[str, Any] = {}
@@ -106,7 +108,9 @@ def _wrap(route: Route):
         if route.body is not None or route.content_type != "application/json":
             raw = await _read_body(request, getattr(request.app[keys.SETTINGS], settings_limit))
         if route.body is not None:
-            kwargs["body"] = route.body.model_validate(parse_json(raw))
+            check_storable(parse_json(raw), where=("body",))
+            # Strict, as websocket frames are: "2" is not a quantity and false is not a price.
+            kwargs["body"] = route.body.model_validate_json(raw, strict=True)
         elif route.content_type != "application/json":
             kwargs["data"] = raw
         if route.query is not None:

@@ -2,7 +2,8 @@
 
 Messages wait in a bounded buffer; the hub has them written every half second in one statement. If the
 database is away the batch is kept and retried; if the buffer fills meanwhile the oldest unwritten
-messages are dropped, counted and logged: the live room matters more than the archive.
+messages are dropped, counted and logged: the live room matters more than the archive. A message the
+database refuses on its own is set aside and logged, never retried, so it cannot hold up the others.
 """
 
 import collections
@@ -11,6 +12,8 @@ from datetime import datetime
 from uuid import UUID
 
 import asyncpg
+
+from livehub.batches import write_isolating
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +29,8 @@ class ChatLog:
         self._messages: collections.deque[tuple] = collections.deque()
         self._max = max_buffered
         self._deletions: dict[UUID, tuple[UUID, int]] = {}  # message id -> (deleted by, attempts left)
-        self.dropped = 0
+        self.dropped = 0  # lost to a full buffer while the database was away
+        self.set_aside = 0  # refused by the database on their own (never retried)
 
     def add(self, stream_id: UUID, message: dict) -> None:
         """Queue a published chat message (it has its offset)."""
@@ -53,24 +57,33 @@ class ChatLog:
         if not self._messages and not self._deletions:
             return
         batch, self._messages = list(self._messages), collections.deque()
-        try:
-            if batch:
-                await self._pool.execute(
-                    """INSERT INTO chat_messages (id, stream_id, "offset", user_id, text, created_at)
-                       SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::bigint[], $4::uuid[], $5::text[],
-                                            $6::timestamptz[])
-                       ON CONFLICT (id) DO NOTHING""",
-                    *zip(*batch, strict=True),
-                )
-                batch = []
-            if self._deletions:
-                await self._delete()
-        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
-            # Put the batch back in front of what arrived meanwhile, within the bound.
-            kept = batch + list(self._messages)
+        # A message the database refuses is set aside on its own (livehub/batches.py); the rest are written.
+        left = await write_isolating(batch, self._insert, self._set_aside)
+        if left:
+            # The database is away: put the rest back in front of what arrived meanwhile, within the bound.
+            kept = left + list(self._messages)
             self.dropped += max(0, len(kept) - self._max)
             self._messages = collections.deque(kept[-self._max :])
-            log.warning("writing chat failed, %d messages kept for the next round: %r", len(self._messages), exc)
+            log.warning("writing chat failed, %d messages kept for the next round", len(self._messages))
+            return
+        if self._deletions:
+            try:
+                await self._delete()
+            except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+                log.warning("marking chat deleted failed, kept for the next round: %r", exc)
+
+    async def _insert(self, rows: list[tuple]) -> None:
+        await self._pool.execute(
+            """INSERT INTO chat_messages (id, stream_id, "offset", user_id, text, created_at)
+               SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::bigint[], $4::uuid[], $5::text[],
+                                    $6::timestamptz[])
+               ON CONFLICT (id) DO NOTHING""",
+            *zip(*rows, strict=True),
+        )
+
+    def _set_aside(self, row: tuple, exc: Exception) -> None:
+        self.set_aside += 1
+        log.error("chat message %s of stream %s cannot be archived, set aside: %r", row[0], row[1], exc)
 
     async def _delete(self) -> None:
         ids = list(self._deletions)

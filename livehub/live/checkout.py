@@ -20,7 +20,8 @@ from uuid import UUID, uuid4
 
 import asyncpg
 
-from livehub.errors import ErrorCode, to_error
+from livehub.batches import write_isolating
+from livehub.errors import to_error
 from livehub.settings import Settings
 from livehub.tasks import Supervisor
 
@@ -112,30 +113,35 @@ class Checkout:
                 _reply(r, {"status": "error", "message": "that failed on our side, try again"})
 
     async def _settle(self, batch: list[_Request]) -> None:
+        """One buy_batch call for the batch; if it fails because of one buy (a value the database refuses),
+        the others still go through (livehub/batches.py). Nobody is charged by a call that failed, and a
+        retry with the same request_id is safe either way (a purchase that did commit is answered again)."""
+        left = await write_isolating(batch, self._buy_batch, self._failed, refuses_all=_storage_rule)
+        if left:
+            log.warning("%d buys not settled: the database is away", len(left))
+            for r in left:
+                _reply(r, {"status": "error", "message": UNAVAILABLE})
+
+    def _failed(self, request: _Request, exc: Exception) -> None:
+        err = to_error(exc)
+        if err is None or not _storage_rule(exc):
+            log.warning("a buy failed (request %r): %r", request.request_id, exc)
+        _reply(request, {"status": "error", "message": err.message if err is not None else "this buy failed"})
+
+    async def _buy_batch(self, batch: list[_Request]) -> None:
         payload = [
             {"request_id": r.request_id, "buyer_id": str(r.buyer_id), "quantity": r.quantity}
             | ({"flash_sale_id": str(r.flash_sale_id)} if r.flash_sale_id else {})
             for r in batch
         ]
-        try:
-            result = await self._pool.fetchval(
-                "SELECT buy_batch($1, $2, $3, $4, $5)",
-                self._variant_id,
-                self._stream_id,
-                payload,
-                self._fee_bps,
-                self._hold_s,
-            )
-        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
-            err = to_error(exc)
-            if err is None or err.code is ErrorCode.UNAVAILABLE:
-                log.warning("a batch of %d buys failed: %r", len(batch), exc)
-            # The transaction did not commit: nobody was charged. A retry with the same request_id is safe
-            # either way (a purchase that did commit is answered again, never charged twice).
-            message = err.message if err is not None and err.code is not ErrorCode.UNAVAILABLE else UNAVAILABLE
-            for r in batch:
-                _reply(r, {"status": "error", "message": message})
-            return
+        result = await self._pool.fetchval(
+            "SELECT buy_batch($1, $2, $3, $4, $5)",
+            self._variant_id,
+            self._stream_id,
+            payload,
+            self._fee_bps,
+            self._hold_s,
+        )
         orders_by_request: dict[tuple[str, str], dict] = {}
         for r, outcome in zip(batch, result["results"], strict=True):
             key = (str(r.buyer_id), r.request_id)
@@ -185,6 +191,12 @@ class Checkout:
                 if order
                 else {"status": "sold_out"},
             )
+
+
+def _storage_rule(exc: Exception) -> bool:
+    # buy_batch answers each buy in its results; it raises (SQLSTATE class LH) only for what holds for the
+    # whole batch (the variant is gone, the stream is not live).
+    return isinstance(exc, asyncpg.PostgresError) and (exc.sqlstate or "").startswith("LH")
 
 
 def _reply(request: _Request, reply: dict) -> None:

@@ -16,7 +16,9 @@ from uuid import UUID
 import pydantic
 from pydantic import Field
 
+from livehub import storable
 from livehub.errors import ValidationFailed, validation_details
+from livehub.storable import unstorable_at
 
 REACTIONS = ("heart", "fire", "clap", "laugh", "wow")
 ROLES = Literal["host", "moderator", "viewer", "anonymous"]
@@ -143,7 +145,7 @@ class Parser:
     def parse(self, raw: str) -> Frame:
         """A client frame, or BadFrame saying what is wrong with it (and its request_id when readable)."""
         try:
-            return self._adapter.validate_json(raw)
+            frame = self._adapter.validate_json(raw)
         except pydantic.ValidationError as exc:
             errors = exc.errors(include_url=False)
             if errors and errors[0]["type"] == "json_invalid":
@@ -156,6 +158,11 @@ class Parser:
             else:
                 message = "invalid frame"
             raise BadFrame(message, validation_details(exc), _request_id_of(raw)) from None
+        if (loc := unstorable_at(frame)) is not None:
+            # Refused here, before it can reach a purchase batch or the chat archive.
+            echo = frame.request_id if loc != ("request_id",) else None
+            raise BadFrame(storable.MESSAGE, {"loc": [str(p) for p in loc]}, echo)
+        return frame
 
 
 def _literal(model: type[pydantic.BaseModel], name: str) -> str:
