@@ -11,11 +11,10 @@ from livehub import keys
 from livehub.api.catalog import CategoryOut
 from livehub.api.models import Page, PageQuery, Text
 from livehub.api.orders import OrderOut, OrderQuery
-from livehub.api.payouts import PayoutEnvelope, PayoutOut, PayoutQuery, payout_cursor
+from livehub.api.payouts import PayoutEnvelope, PayoutOut, PayoutQuery
 from livehub.api.routing import Api, Model, Out, db, path_id, principal
 from livehub.api.sellers import SellerEnvelope, SellerOut
 from livehub.api.wallet import WalletOut
-from livehub.errors import ValidationFailed
 from livehub.shop import catalog, orders, payouts, reports, sellers, wallet
 
 api = Api("admin")
@@ -35,13 +34,7 @@ class CategoryIn(Model):
 @api.get("/api/admin/sellers", auth="admin", query=SellerListQuery, response=Page[SellerOut])
 async def list_sellers(request: web.Request, query: SellerListQuery) -> Page[SellerOut]:
     """Seller profiles, optionally by status (pending applications to review)"""
-    after = None
-    if query.cursor:
-        try:
-            after = UUID(query.cursor)
-        except ValueError:
-            raise ValidationFailed("invalid cursor") from None
-    page = await sellers.list_sellers(request.app[keys.POOL], query.status, limit=query.limit, after=after)
+    page = await sellers.list_sellers(request.app[keys.POOL], query.status, limit=query.limit, after=query.cursor)
     return Page[SellerOut].model_validate(page)
 
 
@@ -108,7 +101,7 @@ async def adjust_wallet(request: web.Request, body: WalletAdjustIn) -> WalletOut
 async def list_all_payouts(request: web.Request, query: PayoutQuery) -> Page[PayoutOut]:
     """Payout requests, optionally by status"""
     page = await payouts.list_payouts(
-        db(request), user_id=None, status=query.status, limit=query.limit, before=payout_cursor(query.cursor)
+        db(request), user_id=None, status=query.status, limit=query.limit, before=query.cursor
     )
     return Page[PayoutOut].model_validate(page)
 

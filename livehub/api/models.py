@@ -50,7 +50,15 @@ class Page(Out, Generic[T]):
 
 class PageQuery(Model):
     limit: Annotated[int, Field(ge=1, le=100)] = 20
-    cursor: Annotated[str, StringConstraints(max_length=500)] | None = None
+    # The previous page's `next_cursor`: the id of its last item (a list continues after it).
+    cursor: UUID | None = None
+
+
+class EntryPageQuery(Model):
+    """Pages of ledger entries, whose ids are integers."""
+
+    limit: Annotated[int, Field(ge=1, le=100)] = 20
+    cursor: Annotated[int, Field(ge=1, le=2**63 - 1)] | None = None
 
 
 class UserOut(Out):

@@ -9,7 +9,6 @@ from pydantic import Field
 
 from livehub.api.models import Page, PageQuery
 from livehub.api.routing import Api, Model, Out, db, principal
-from livehub.errors import ValidationFailed
 from livehub.shop import notifications
 
 api = Api("notifications")
@@ -31,18 +30,11 @@ class MarkedOut(Out):
     marked: int
 
 
-def notification_cursor(cursor: str | None) -> UUID | None:
-    try:
-        return UUID(cursor) if cursor else None
-    except ValueError:
-        raise ValidationFailed("invalid cursor") from None
-
-
 @api.get("/api/notifications", auth="user", query=PageQuery, response=Page[NotificationOut])
 async def list_notifications(request: web.Request, query: PageQuery) -> Page[NotificationOut]:
     """Your notifications, newest first"""
     page = await notifications.list_notifications(
-        db(request), principal(request).user_id, limit=query.limit, before=notification_cursor(query.cursor)
+        db(request), principal(request).user_id, limit=query.limit, before=query.cursor
     )
     return Page[NotificationOut].model_validate(page)
 

@@ -8,7 +8,6 @@ from aiohttp import web
 
 from livehub.api.models import Amount, Page, PageQuery
 from livehub.api.routing import Api, Model, Out, db, principal
-from livehub.errors import ValidationFailed
 from livehub.shop import payouts
 
 api = Api("payouts")
@@ -57,13 +56,6 @@ class PayoutQuery(PageQuery):
     status: PayoutStatus | None = None
 
 
-def payout_cursor(cursor: str | None) -> UUID | None:
-    try:
-        return UUID(cursor) if cursor else None
-    except ValueError:
-        raise ValidationFailed("invalid cursor") from None
-
-
 @api.get("/api/seller/earnings", auth="user", response=EarningsOut)
 async def get_earnings(request: web.Request) -> EarningsOut:
     """Your earnings as a seller or stream host: pending, available for payout, requested"""
@@ -84,6 +76,6 @@ async def list_payouts(request: web.Request, query: PayoutQuery) -> Page[PayoutO
         user_id=principal(request).user_id,
         status=query.status,
         limit=query.limit,
-        before=payout_cursor(query.cursor),
+        before=query.cursor,
     )
     return Page[PayoutOut].model_validate(page)

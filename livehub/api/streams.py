@@ -17,7 +17,7 @@ from livehub.api.catalog import SellerRef
 from livehub.api.models import Cents, Page, PageQuery, Text
 from livehub.api.routing import PRINCIPAL, Api, Model, Out, db, path_id, principal
 from livehub.broker.base import BrokerUnavailable
-from livehub.errors import NotFound, ValidationFailed
+from livehub.errors import NotFound
 from livehub.shop import streams
 from livehub.shop.following import is_following
 
@@ -141,13 +141,6 @@ class StreamStatsOut(Out):
     products: list[ProductStatsOut]
 
 
-def stream_cursor(cursor: str | None) -> UUID | None:
-    try:
-        return UUID(cursor) if cursor else None
-    except ValueError:
-        raise ValidationFailed("invalid cursor") from None
-
-
 async def with_viewers(request: web.Request, stream: dict) -> dict:
     counts = await request.app[keys.HUB].viewer_counts([UUID(stream["id"])])
     return {**stream, "viewers": counts.get(UUID(stream["id"]), 0)}
@@ -205,7 +198,7 @@ async def end_stream(request: web.Request) -> StreamEnvelope:
 async def list_streams(request: web.Request, query: StreamQuery) -> Page[StreamOut]:
     """Browse streams: live ones (newest first), then scheduled (soonest first), then ended (newest first)"""
     page = await streams.list_streams(
-        db(request), status=query.status, seller_id=query.seller, limit=query.limit, before=stream_cursor(query.cursor)
+        db(request), status=query.status, seller_id=query.seller, limit=query.limit, before=query.cursor
     )
     counts = await request.app[keys.HUB].viewer_counts([UUID(s["id"]) for s in page["items"]])
     items = [{**s, "viewers": counts.get(UUID(s["id"]), 0)} for s in page["items"]]

@@ -6,7 +6,7 @@ from uuid import UUID
 from aiohttp import web
 
 from livehub import keys
-from livehub.api.models import Amount, Page, PageQuery
+from livehub.api.models import Amount, EntryPageQuery, Page
 from livehub.api.routing import Api, Model, Out, db, principal
 from livehub.errors import ValidationFailed
 from livehub.shop import wallet
@@ -39,14 +39,6 @@ class EntryOut(Out):
     created_at: datetime
 
 
-def entry_cursor(cursor: str | None) -> int | None:
-    if cursor is None:
-        return None
-    if not cursor.isdigit():
-        raise ValidationFailed("invalid cursor")
-    return int(cursor)
-
-
 @api.get("/api/wallet", auth="user", response=WalletOut)
 async def get_wallet(request: web.Request) -> WalletOut:
     """Your wallet's balance"""
@@ -54,12 +46,10 @@ async def get_wallet(request: web.Request) -> WalletOut:
     return WalletOut.model_validate(await wallet.wallet(db(request), principal(request).user_id, settings.currency))
 
 
-@api.get("/api/wallet/transactions", auth="user", query=PageQuery, response=Page[EntryOut])
-async def list_transactions(request: web.Request, query: PageQuery) -> Page[EntryOut]:
+@api.get("/api/wallet/transactions", auth="user", query=EntryPageQuery, response=Page[EntryOut])
+async def list_transactions(request: web.Request, query: EntryPageQuery) -> Page[EntryOut]:
     """Your wallet's ledger, newest first, each entry with the balance after it"""
-    page = await wallet.transactions(
-        db(request), principal(request).user_id, limit=query.limit, before=entry_cursor(query.cursor)
-    )
+    page = await wallet.transactions(db(request), principal(request).user_id, limit=query.limit, before=query.cursor)
     return Page[EntryOut].model_validate(page)
 
 

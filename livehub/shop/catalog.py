@@ -4,18 +4,14 @@ Reads build their JSON in Postgres (one round trip per page); writes call the st
 storage/functions/catalog.sql, which own every rule about stock and ownership.
 """
 
-import base64
-import binascii
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
 import asyncpg
 
-from livehub.errors import NotFound, ValidationFailed
-from livehub.jsonx import dumps, loads
+from livehub.errors import NotFound
 from storage.db import DB
 
 
@@ -51,31 +47,13 @@ class ProductFilter:
     in_stock: bool | None = None
 
 
-def encode_cursor(created_at: str, product_id: str) -> str:
-    return base64.urlsafe_b64encode(dumps([created_at, product_id])).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, UUID]:
-    try:
-        created_at, product_id = loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        if not isinstance(created_at, str) or not isinstance(product_id, str):
-            raise TypeError("cursor fields must be strings")
-        at = datetime.fromisoformat(created_at)
-        if at.tzinfo is None:
-            raise ValueError("cursor time needs an offset")
-        # In range for Postgres once in UTC (fromisoformat accepts year 1 at +14:00).
-        return at.astimezone(UTC), UUID(product_id)
-    except (ValueError, TypeError, OverflowError, binascii.Error):
-        raise ValidationFailed("invalid cursor", {"cursor": cursor}) from None
-
-
 def prefix_query(text: str) -> str | None:
     """Words of a search box as a tsquery where each word may be a prefix: 'red sne' finds 'red sneakers'."""
     words = _WORD.findall(text.lower())[:10]
     return " & ".join(f"{w}:*" for w in words) or None
 
 
-async def list_products(pool: asyncpg.Pool, f: ProductFilter, *, limit: int, cursor: str | None) -> dict:
+async def list_products(pool: asyncpg.Pool, f: ProductFilter, *, limit: int, cursor: UUID | None) -> dict:
     """A page of active products, newest first, with `next_cursor` for the page after."""
     where = ["p.status = 'active'", "s.status = 'approved'"]
     args: list[Any] = []
@@ -108,8 +86,8 @@ async def list_products(pool: asyncpg.Pool, f: ProductFilter, *, limit: int, cur
             "EXISTS (SELECT 1 FROM variants v WHERE v.product_id = p.id AND " + " AND ".join(variant_conditions) + ")"
         )
     if cursor:
-        created_at, product_id = decode_cursor(cursor)
-        where.append(f"(p.created_at, p.id) < ({arg(created_at)}, {arg(product_id)})")
+        # After the previous page's last product, wherever it now stands (archived, or gone: no rows).
+        where.append(f"(p.created_at, p.id) < (SELECT c.created_at, c.id FROM products c WHERE c.id = {arg(cursor)})")
 
     rows = await pool.fetch(
         f"""SELECT {PRODUCT_JSON} AS product, p.created_at, p.id
@@ -120,10 +98,7 @@ async def list_products(pool: asyncpg.Pool, f: ProductFilter, *, limit: int, cur
         *args,
     )
     items = [r["product"] for r in rows[:limit]]
-    next_cursor = None
-    if len(rows) > limit:
-        last = rows[limit - 1]
-        next_cursor = encode_cursor(last["created_at"].isoformat(), str(last["id"]))
+    next_cursor = str(rows[limit - 1]["id"]) if len(rows) > limit else None
     return {"items": items, "next_cursor": next_cursor}
 
 

@@ -5,12 +5,10 @@ caller, and shapes the answer. Digital codes are shown to the order's buyer only
 """
 
 from dataclasses import dataclass
-from datetime import datetime
 from uuid import UUID
 
 from livehub.auth import Principal
-from livehub.errors import NotFound, ValidationFailed
-from livehub.jsonx import dumps, loads
+from livehub.errors import NotFound
 from storage.db import DB, transaction
 
 
@@ -49,18 +47,6 @@ async def place(
         return [await order_json(conn, order_id, buyer) for order_id in order_ids]
 
 
-def encode_cursor(created_at: datetime, order_id: UUID) -> str:
-    return dumps([created_at.isoformat(), str(order_id)]).hex()
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, UUID]:
-    try:
-        created_at, order_id = loads(bytes.fromhex(cursor))
-        return datetime.fromisoformat(created_at), UUID(order_id)
-    except (ValueError, TypeError):
-        raise ValidationFailed("invalid cursor") from None
-
-
 async def list_orders(
     db: DB,
     *,
@@ -68,28 +54,29 @@ async def list_orders(
     seller_id: UUID | None = None,
     status: str | None,
     limit: int,
-    cursor: str | None,
+    cursor: UUID | None,
     viewer: Principal,
 ) -> dict:
-    """A page of orders of one buyer or one seller, newest first."""
-    after = decode_cursor(cursor) if cursor else (None, None)
+    """A page of orders of one buyer or one seller, newest first; `cursor` is the previous page's last
+    order (only one of the same list counts: another's order is no position in it)."""
     rows = await db.fetch(
-        """SELECT id, created_at, order_json(id, buyer_id = $7) AS order FROM orders
+        """SELECT id, created_at, order_json(id, buyer_id = $6) AS order FROM orders
             WHERE ($1::uuid IS NULL OR buyer_id = $1) AND ($2::uuid IS NULL OR seller_id = $2)
               AND ($3::text IS NULL OR status = $3)
-              AND ($4::timestamptz IS NULL OR (created_at, id) < ($4, $5::uuid))
-            ORDER BY created_at DESC, id DESC LIMIT $6""",
+              AND ($4::uuid IS NULL OR (created_at, id) < (
+                   SELECT c.created_at, c.id FROM orders c
+                    WHERE c.id = $4 AND ($1::uuid IS NULL OR c.buyer_id = $1)
+                      AND ($2::uuid IS NULL OR c.seller_id = $2)))
+            ORDER BY created_at DESC, id DESC LIMIT $5""",
         buyer_id,
         seller_id,
         status,
-        after[0],
-        after[1],
+        cursor,
         limit + 1,
         viewer.user_id,
     )
     items = [r["order"] for r in rows[:limit]]
-    last = rows[limit - 1] if len(rows) > limit else None
-    return {"items": items, "next_cursor": encode_cursor(last["created_at"], last["id"]) if last else None}
+    return {"items": items, "next_cursor": str(rows[limit - 1]["id"]) if len(rows) > limit else None}
 
 
 async def get_order(db: DB, order_id: UUID, viewer: Principal) -> dict:

@@ -6,7 +6,6 @@ reconcile with the ledger.
 
 from uuid import UUID
 
-from livehub.errors import ValidationFailed
 from storage.db import DB
 
 
@@ -16,21 +15,7 @@ def _like(text: str) -> str:
     return f"%{escaped}%"
 
 
-def encode_cursor(email: str) -> str:
-    return email.encode().hex()
-
-
-def decode_cursor(cursor: str) -> str:
-    try:
-        email = bytes.fromhex(cursor).decode()
-    except (ValueError, UnicodeDecodeError):
-        raise ValidationFailed("invalid cursor") from None
-    if "\x00" in email:  # PostgreSQL text cannot hold it
-        raise ValidationFailed("invalid cursor")
-    return email
-
-
-async def find_wallets(db: DB, q: str | None, *, limit: int, cursor: str | None) -> dict:
+async def find_wallets(db: DB, q: str | None, *, limit: int, cursor: UUID | None) -> dict:
     """Users whose email or name contains `q` (or whose id it is), by email, with every balance they
     hold: wallet, pending and available earnings, requested payouts."""
     exact: UUID | None = None
@@ -51,17 +36,17 @@ async def find_wallets(db: DB, q: str | None, *, limit: int, cursor: str | None)
              LEFT JOIN accounts a ON a.user_id = u.id
              LEFT JOIN sellers s ON s.user_id = u.id
             WHERE ($1::text IS NULL OR u.email ILIKE $1 OR u.display_name ILIKE $1 OR u.id = $2)
-              AND ($3::text IS NULL OR u.email > $3)
+              AND ($3::uuid IS NULL OR u.email > (SELECT c.email FROM users c WHERE c.id = $3))
             GROUP BY u.id, s.id
             ORDER BY u.email
             LIMIT $4""",
         _like(q) if q else None,
         exact,
-        decode_cursor(cursor) if cursor else None,
+        cursor,
         limit + 1,
     )
     items = [dict(r) for r in rows[:limit]]
-    return {"items": items, "next_cursor": encode_cursor(items[-1]["email"]) if len(rows) > limit else None}
+    return {"items": items, "next_cursor": str(items[-1]["user_id"]) if len(rows) > limit else None}
 
 
 async def platform_stats(db: DB, days: int, top: int = 5) -> dict:

@@ -1,0 +1,48 @@
+"""Every list pages with a cursor whose format the OpenAPI document states: the id of the previous page's last
+item (a UUID; ledger entries: an integer). A cursor of the stated format is never refused; anything else
+is a 422, never a 500."""
+
+import uuid
+
+from helpers import error_of, top_up
+
+LISTS = [
+    "/api/products",
+    "/api/orders",
+    "/api/seller/orders",
+    "/api/notifications",
+    "/api/streams",
+    "/api/seller/payouts",
+    "/api/admin/sellers",
+    "/api/admin/orders",
+    "/api/admin/wallets",
+    "/api/admin/payouts",
+]
+
+
+async def test_the_spec_states_each_cursors_format(client):
+    spec = await (await client.get("/api/openapi.json")).json()
+    formats = {}
+    for path, operations in spec["paths"].items():
+        for operation in operations.values():
+            for param in operation.get("parameters", []):
+                if param["name"] == "cursor":
+                    schema = next(s for s in param["schema"].get("anyOf", [param["schema"]]) if s.get("type") != "null")
+                    formats[path] = schema.get("format") or schema["type"]
+    assert set(formats) == {*LISTS, "/api/wallet/transactions"}
+    assert formats == {**dict.fromkeys(LISTS, "uuid"), "/api/wallet/transactions": "integer"}
+
+
+async def test_cursors_of_the_stated_format_are_accepted_and_others_refused(client, make, db):
+    admin = await make.seller()  # an admin with a shop of their own, so every list is theirs to read
+    await db.execute("UPDATE users SET roles = '{viewer,admin}' WHERE id = $1", uuid.UUID(admin.id))
+    await make.product(admin)
+    for path in LISTS:
+        res = await client.get(path, params={"cursor": str(uuid.uuid4())}, headers=admin.headers)
+        assert res.status == 200, (path, res.status, await res.text())
+        await error_of(await client.get(path, params={"cursor": "garbage"}, headers=admin.headers), 422)
+    await top_up(client, admin, 100)
+    wallet = "/api/wallet/transactions"
+    assert (await client.get(wallet, params={"cursor": "9223372036854775807"}, headers=admin.headers)).status == 200
+    for bad in ("\u00b3", "-1", "1.5", "9223372036854775808", "x"):
+        await error_of(await client.get(wallet, params={"cursor": bad}, headers=admin.headers), 422, "validation_error")
