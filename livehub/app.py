@@ -9,6 +9,7 @@ from swagger_ui import api_doc
 from livehub import __version__, demo, keys
 from livehub.api import (
     admin,
+    admin_accounts,
     auth,
     catalog,
     health,
@@ -48,6 +49,7 @@ APIS = [
     media.api,
     notifications.api,
     admin.api,
+    admin_accounts.api,
 ]
 DESCRIPTION = "LiveHub REST API. Errors: `{error: {code, message, details}}`; money in integer `_cents`."
 

@@ -15,7 +15,7 @@ from uuid import UUID
 import argon2
 import asyncpg
 
-from livehub.errors import Conflict, RateLimited, Unauthorized
+from livehub.errors import Conflict, Forbidden, RateLimited, Unauthorized
 from livehub.settings import Settings
 
 
@@ -99,7 +99,7 @@ async def principal_for_token(pool: asyncpg.Pool, token: str) -> Principal | Non
     row = await pool.fetchrow(
         """SELECT u.id, u.roles, s.id AS seller_id, s.status AS seller_status
              FROM sessions t JOIN users u ON u.id = t.user_id LEFT JOIN sellers s ON s.user_id = u.id
-            WHERE t.token_hash = $1 AND t.expires_at > now()""",
+            WHERE t.token_hash = $1 AND t.expires_at > now() AND u.deactivated_at IS NULL""",
         hash_token(token),
     )
     if row is None:
@@ -233,11 +233,16 @@ async def login(
         account = normalise_phone(account)
     attempt_id = await limiter.attempt(pool, account, address)
     row = await pool.fetchrow(
-        "SELECT id, password_hash FROM users WHERE email = $1 OR phone = $2", account, normalise_phone(login_id)
+        "SELECT id, password_hash, deactivated_at FROM users WHERE email = $1 OR phone = $2",
+        account,
+        normalise_phone(login_id),
     )
     if not await hasher.verify(row["password_hash"] if row else None, password):
         await limiter.failed(pool, attempt_id, address)
         raise Unauthorized("wrong email or password")
+    if row["deactivated_at"] is not None:
+        # Said only to someone who knows the password: the owner learns why, nobody else learns anything.
+        raise Forbidden("this account has been deactivated by an admin")
     await limiter.succeeded(pool, account)
     async with pool.acquire() as conn:
         token = await create_session(conn, row["id"], settings.session_ttl_s)

@@ -1,6 +1,6 @@
 """Admin tools. Every route here requires the admin role."""
 
-from datetime import date
+from datetime import date, datetime
 from typing import Annotated, Literal
 from uuid import UUID
 
@@ -15,6 +15,7 @@ from livehub.api.payouts import PayoutEnvelope, PayoutOut, PayoutQuery
 from livehub.api.routing import Api, Model, Out, db, path_id, principal
 from livehub.api.sellers import SellerEnvelope, SellerOut
 from livehub.api.wallet import WalletOut
+from livehub.errors import ValidationFailed
 from livehub.shop import catalog, orders, payouts, reports, sellers, wallet
 
 api = Api("admin")
@@ -24,8 +25,11 @@ class SellerListQuery(PageQuery):
     status: Literal["pending", "approved", "suspended"] | None = None
 
 
+Slug = Annotated[str, StringConstraints(strip_whitespace=True, max_length=64, pattern=r"^[a-z0-9]+(-[a-z0-9]+)*$")]
+
+
 class CategoryIn(Model):
-    slug: Annotated[str, StringConstraints(strip_whitespace=True, max_length=64, pattern=r"^[a-z0-9]+(-[a-z0-9]+)*$")]
+    slug: Slug
     name: Text
     parent_id: UUID | None = None
     position: Annotated[int, Field(ge=0, le=100_000)] = 0
@@ -38,27 +42,87 @@ async def list_sellers(request: web.Request, query: SellerListQuery) -> Page[Sel
     return Page[SellerOut].model_validate(page)
 
 
-@api.post("/api/admin/sellers/{id}/approve", auth="admin", changes_listings=True, response=SellerEnvelope)
+@api.post(
+    "/api/admin/sellers/{id}/approve",
+    auth="admin",
+    changes_listings=True,
+    audit="seller.approve",
+    response=SellerEnvelope,
+)
 async def approve_seller(request: web.Request) -> SellerEnvelope:
     """Approve (or reinstate) a seller profile"""
-    seller = await sellers.set_status(request.app[keys.POOL], path_id(request), "approved", principal(request).user_id)
+    seller = await sellers.set_status(db(request), path_id(request), "approved", principal(request).user_id)
     return SellerEnvelope(seller=seller)
 
 
-@api.post("/api/admin/sellers/{id}/suspend", auth="admin", changes_listings=True, response=SellerEnvelope)
+@api.post(
+    "/api/admin/sellers/{id}/suspend",
+    auth="admin",
+    changes_listings=True,
+    audit="seller.suspend",
+    response=SellerEnvelope,
+)
 async def suspend_seller(request: web.Request) -> SellerEnvelope:
     """Suspend a seller: their products leave listings and they cannot sell"""
-    seller = await sellers.set_status(request.app[keys.POOL], path_id(request), "suspended", principal(request).user_id)
+    seller = await sellers.set_status(db(request), path_id(request), "suspended", principal(request).user_id)
     return SellerEnvelope(seller=seller)
 
 
-@api.post("/api/admin/categories", auth="admin", body=CategoryIn, response=CategoryOut, status=201)
+@api.post(
+    "/api/admin/categories", auth="admin", body=CategoryIn, response=CategoryOut, status=201, audit="category.create"
+)
 async def create_category(request: web.Request, body: CategoryIn) -> CategoryOut:
     """Add a category, optionally under a parent"""
-    category = await catalog.create_category(
-        request.app[keys.POOL], body.slug, body.name, body.parent_id, body.position
-    )
+    category = await catalog.create_category(db(request), body.slug, body.name, body.parent_id, body.position)
     return CategoryOut.model_validate(category)
+
+
+class CategoryPatch(Model):
+    slug: Slug | None = None
+    name: Text | None = None
+    # Another category's id, or null for the top level; leave it out to keep the parent.
+    parent_id: UUID | None = None
+    position: Annotated[int, Field(ge=0, le=100_000)] | None = None
+
+
+@api.patch(
+    "/api/admin/categories/{id}",
+    auth="admin",
+    body=CategoryPatch,
+    response=CategoryOut,
+    changes_listings=True,
+    audit="category.update",
+)
+async def update_category(request: web.Request, body: CategoryPatch) -> CategoryOut:
+    """Rename a category, change its slug or position, or move it under another (or to the top)"""
+    changes = body.model_dump(exclude_unset=True)
+    if changes.get("slug", "") is None or changes.get("name", "") is None:
+        raise ValidationFailed("slug and name cannot be null")
+    category = await catalog.update_category(db(request), path_id(request), changes)
+    return CategoryOut.model_validate(category)
+
+
+class CategoryDeleteQuery(Model):
+    # Where its products go: another category, or none.
+    move_to: UUID | None = None
+
+
+class CategoryDeletedOut(Out):
+    moved_products: int
+
+
+@api.delete(
+    "/api/admin/categories/{id}",
+    auth="admin",
+    query=CategoryDeleteQuery,
+    response=CategoryDeletedOut,
+    changes_listings=True,
+    audit="category.delete",
+)
+async def delete_category(request: web.Request, query: CategoryDeleteQuery) -> CategoryDeletedOut:
+    """Delete a category: its products move to `move_to` (or to no category), its subcategories to its parent"""
+    moved = await catalog.delete_category(db(request), path_id(request), query.move_to)
+    return CategoryDeletedOut(moved_products=moved)
 
 
 class WalletAdjustIn(Model):
@@ -83,7 +147,14 @@ class BooksOut(Out):
     platform_cents: int
 
 
-@api.post("/api/admin/wallets/{user_id}/adjust", auth="admin", body=WalletAdjustIn, response=WalletOut, idempotent=True)
+@api.post(
+    "/api/admin/wallets/{user_id}/adjust",
+    auth="admin",
+    body=WalletAdjustIn,
+    response=WalletOut,
+    idempotent=True,
+    audit="wallet.adjust",
+)
 async def adjust_wallet(request: web.Request, body: WalletAdjustIn) -> WalletOut:
     """Credit (positive) or debit (negative) a user's wallet, with a reason"""
     result = await wallet.adjust(
@@ -106,13 +177,13 @@ async def list_all_payouts(request: web.Request, query: PayoutQuery) -> Page[Pay
     return Page[PayoutOut].model_validate(page)
 
 
-@api.post("/api/admin/payouts/{id}/approve", auth="admin", response=PayoutEnvelope)
+@api.post("/api/admin/payouts/{id}/approve", auth="admin", response=PayoutEnvelope, audit="payout.approve")
 async def approve_payout(request: web.Request) -> PayoutEnvelope:
     """Approve a payout: the payment provider sends the money"""
     return await _decide(request, approve=True, reason=None)
 
 
-@api.post("/api/admin/payouts/{id}/reject", auth="admin", body=RejectIn, response=PayoutEnvelope)
+@api.post("/api/admin/payouts/{id}/reject", auth="admin", body=RejectIn, response=PayoutEnvelope, audit="payout.reject")
 async def reject_payout(request: web.Request, body: RejectIn) -> PayoutEnvelope:
     """Reject a payout: the amount returns to the seller's available earnings"""
     return await _decide(request, approve=False, reason=body.reason)
@@ -179,6 +250,7 @@ class UserWalletOut(Out):
     earnings_pending_cents: int
     earnings_available_cents: int = Field(description="may be below zero: refunds after a payout")
     payouts_requested_cents: int
+    deactivated_at: datetime | None = Field(description="set while an admin has deactivated the account")
 
 
 @api.get("/api/admin/wallets", auth="admin", query=WalletQuery, response=Page[UserWalletOut])

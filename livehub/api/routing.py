@@ -23,9 +23,11 @@ from livehub import keys
 from livehub.api import idempotency
 from livehub.auth import Principal, principal_for_token
 from livehub.errors import Forbidden, NotFound, PayloadTooLarge, Unauthorized, ValidationFailed
-from livehub.http import check_origin, request_token
+from livehub.http import check_origin, client_address, request_token
 from livehub.jsonx import json_response, loads
+from livehub.shop import audit
 from livehub.storable import check_storable
+from storage.db import transaction
 
 Auth = Literal["none", "optional", "user", "seller", "admin"]
 PRINCIPAL = web.RequestKey("principal", Principal | None)
@@ -62,6 +64,9 @@ class Route:
     # A successful call changes what product listings show: this node drops its cached listing pages
     # (other nodes catch up within the cache's lifetime, api/cache.py).
     changes_listings: bool = False
+    # Recorded in the audit log under this action (e.g. "seller.approve") in the same transaction as the
+    # handler's writes, which must go through `db(request)`: the action never happens without its row.
+    audit: str | None = None
 
 
 class Api:
@@ -118,6 +123,8 @@ def _wrap(route: Route):
 
         async def call() -> web.StreamResponse:
             result = await route.handler(request, **kwargs)
+            if route.audit is not None:
+                await _record(request, route.audit, principal, kwargs.get("body"))
             if isinstance(result, web.StreamResponse):
                 return result
             if result is None:
@@ -127,6 +134,13 @@ def _wrap(route: Route):
         key = request.headers.get("Idempotency-Key") if route.idempotent else None
         if key is not None and principal is not None:
             response = await idempotency.run_once(request, principal.user_id, key, raw, call)
+        elif route.audit is not None:
+            async with transaction(request.app[keys.POOL]) as conn:
+                request[idempotency.CONNECTION] = conn
+                try:
+                    response = await call()
+                finally:
+                    del request[idempotency.CONNECTION]
         else:
             response = await call()
         if route.changes_listings:
@@ -134,6 +148,22 @@ def _wrap(route: Route):
         return response
 
     return wrapper
+
+
+async def _record(request: web.Request, action: str, actor: Principal | None, body: Any) -> None:
+    ids = dict(request.match_info)
+    target_id = ids.pop("id", None) or ids.pop("user_id", None)
+    details = {**ids, **(body.model_dump(mode="json") if isinstance(body, pydantic.BaseModel) else {})}
+    await audit.record(
+        db(request),
+        action,
+        actor_id=actor.user_id if actor else None,
+        target_type=action.split(".")[0],
+        target_id=target_id,
+        address=client_address(request),
+        user_agent=request.headers.get("User-Agent"),
+        details=details,
+    )
 
 
 async def _read_body(request: web.Request, limit: int) -> bytes:

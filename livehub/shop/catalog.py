@@ -189,8 +189,8 @@ async def category_tree(pool: asyncpg.Pool) -> list[dict]:
     return roots
 
 
-async def create_category(pool: asyncpg.Pool, slug: str, name: str, parent_id: UUID | None, position: int) -> dict:
-    row = await pool.fetchrow(
+async def create_category(db: DB, slug: str, name: str, parent_id: UUID | None, position: int) -> dict:
+    row = await db.fetchrow(
         """INSERT INTO categories (slug, name, parent_id, position) VALUES ($1, $2, $3, $4)
            RETURNING id, slug, name""",
         slug,
@@ -199,3 +199,23 @@ async def create_category(pool: asyncpg.Pool, slug: str, name: str, parent_id: U
         position,
     )
     return {**dict(row), "children": []}
+
+
+async def update_category(db: DB, category_id: UUID, changes: dict) -> dict:
+    """Change a category's slug, name, position or parent (`parent_id: None` moves it to the top)."""
+    row = await db.fetchrow(
+        "SELECT id, slug, name FROM update_category($1, $2, $3, $4, $5, $6)",
+        category_id,
+        changes.get("slug"),
+        changes.get("name"),
+        changes.get("parent_id"),
+        "parent_id" in changes and changes["parent_id"] is None,
+        changes.get("position"),
+    )
+    return {**dict(row), "children": []}
+
+
+async def delete_category(db: DB, category_id: UUID, move_to: UUID | None) -> int:
+    """Delete a category; its products move to `move_to` (or none), its subcategories to its parent.
+    Returns how many products moved."""
+    return await db.fetchval("SELECT delete_category($1, $2)", category_id, move_to)

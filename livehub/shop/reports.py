@@ -26,6 +26,7 @@ async def find_wallets(db: DB, q: str | None, *, limit: int, cursor: UUID | None
             pass
     rows = await db.fetch(
         """SELECT u.id AS user_id, u.email, u.display_name, s.id AS seller_id, s.status AS seller_status,
+                  u.deactivated_at,
                   coalesce(sum(a.balance_cents) FILTER (WHERE a.kind = 'wallet'), 0) AS balance_cents,
                   coalesce(sum(a.balance_cents) FILTER (WHERE a.kind = 'earnings_pending'), 0)
                       AS earnings_pending_cents,
