@@ -98,12 +98,8 @@ async def role_in_stream(db: DB, stream_id: UUID, user_id: UUID | None) -> str:
 
 async def is_banned(db: DB, stream_id: UUID, user_id: UUID) -> bool:
     """Whether the stream's shop has banned the user (a ban covers all the shop's streams)."""
-    return await db.fetchval(
-        """SELECT EXISTS (SELECT 1 FROM seller_bans b JOIN streams s ON s.seller_id = b.seller_id
-                           WHERE s.id = $1 AND b.user_id = $2)""",
-        stream_id,
-        user_id,
-    )
+    # The same function the purchases ask (storage/functions/money.sql): one rule for every way in.
+    return await db.fetchval("SELECT banned_from_stream($1, $2)", stream_id, user_id)
 
 
 async def pin_product(db: DB, stream_id: UUID, actor_id: UUID, product_id: UUID | None) -> dict | None:

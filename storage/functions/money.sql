@@ -238,6 +238,15 @@ BEGIN
     RETURN o;
 END $$;
 
+-- Whether the stream's shop has banned the user (a ban covers all the shop's streams). Every purchase in a
+-- stream asks here, in its own transaction, so a ban holds the moment it commits, whichever way the buyer
+-- came in (REST, a websocket opened before the ban, another node).
+CREATE OR REPLACE FUNCTION banned_from_stream(p_stream uuid, p_user uuid) RETURNS boolean
+LANGUAGE sql STABLE AS $$
+    SELECT EXISTS (SELECT 1 FROM seller_bans b JOIN streams s ON s.seller_id = b.seller_id
+                    WHERE s.id = p_stream AND b.user_id = p_user);
+$$;
+
 -- Places an order for a cart or a direct purchase: [{variant_id, quantity}], optionally in a stream.
 -- Checks everything first and raises (out_of_stock, insufficient_funds, ...) before anything is written;
 -- splits the items into one order per seller. Returns the ids of the orders, in seller order.
@@ -269,6 +278,9 @@ BEGIN
     END IF;
     IF p_stream IS NOT NULL AND NOT EXISTS (SELECT 1 FROM streams WHERE id = p_stream AND status = 'live') THEN
         RAISE EXCEPTION 'the stream is not live' USING ERRCODE = 'LH409';
+    END IF;
+    IF p_stream IS NOT NULL AND banned_from_stream(p_stream, p_buyer) THEN
+        RAISE EXCEPTION 'banned from this seller''s streams' USING ERRCODE = 'LH403';
     END IF;
     -- Buying "in a stream" is for what it features: anything else would hand its host a commission.
     IF p_stream IS NOT NULL AND EXISTS (
@@ -369,8 +381,8 @@ $$;
 
 -- In-stream buying: many buyers, one variant, one transaction. p_requests, in arrival order:
 -- [{request_id, buyer_id, quantity, flash_sale_id?}] (with a flash sale named, only at its price). Stock
--- goes to requests in that order; a buyer who cannot pay or is
--- over the limit consumes nothing; a product not for sale (archived, suspended seller, or not featured
+-- goes to requests in that order; a buyer who cannot pay, is
+-- over the limit or is banned from the stream's shop ('banned') consumes nothing; a product not for sale (archived, suspended seller, or not featured
 -- in the live stream) answers 'error' to everyone. Buyer ids must be existing users. Returns {results: [{request_id, buyer_id, status, order_id?,
 -- order_number?}], available, flash_sale: {id, remaining, ended} | null}. Concurrent batches for the
 -- same variant (other processes) queue on the variant's row lock.
@@ -432,6 +444,9 @@ BEGIN
         IF rid IS NOT NULL AND (existing.id IS NOT NULL OR seen ? (buyer::text || ':' || rid)) THEN
             result := result || jsonb_build_object('status', 'duplicate', 'order_id', existing.id,
                                                    'order_number', existing.number);
+        ELSIF p_stream IS NOT NULL AND banned_from_stream(p_stream, buyer) THEN
+            -- Checked here, not only at connect: a buyer banned since (the kick still on its way) gets nothing.
+            result := result || jsonb_build_object('status', 'banned');
         ELSIF qty < 1 OR buyer = s.user_id OR NOT for_sale THEN
             result := result || jsonb_build_object('status', 'error');
         ELSIF req ? 'flash_sale_id' AND
