@@ -3,8 +3,17 @@ import { api, currentUser, renderHeader, submitting } from "./api.js";
 
 function nextPath() {
   const next = new URLSearchParams(location.search).get("next") || "/";
-  // Only a path on this site: never "//evil.example" or "https://...".
-  return next.startsWith("/") && !next.startsWith("//") && !next.startsWith("/\\") ? next : "/";
+  // The browser's own URL parser decides, not a look at the first characters: it strips tabs and
+  // newlines and reads a backslash as "/", so "/\t/evil.example" leads to //evil.example.
+  let url;
+  try {
+    url = new URL(next, location.origin);
+  } catch {
+    return "/";
+  }
+  // The whole URL, not its path: a path such as "//evil.example" (from "/.//evil.example") would be
+  // read as another host once handed back to location.assign.
+  return url.origin === location.origin ? url.href : "/";
 }
 
 function done() {
