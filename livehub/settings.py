@@ -98,6 +98,11 @@ class Settings(BaseSettings):
     presence_interval_s: float = 1.0
     # Prefix of every Redis key and channel, so several deployments can share one Redis.
     redis_prefix: str = "livehub"
+    # A product click counts once per person (a user, or one anonymous client) and product in this window.
+    click_window_s: float = Field(default=60.0, gt=0)
+    # Anonymous stream sockets from one client address on one node; past it the socket closes with 4029.
+    # High by default: carrier-grade NAT puts thousands of phones behind one address.
+    anonymous_sockets_per_address: int = Field(default=10_000, ge=1)
 
     # Media (WebRTC). "aiortc" relays through this node; "livekit" hands out LiveKit tokens instead.
     media_backend: Literal["aiortc", "livekit"] = "aiortc"

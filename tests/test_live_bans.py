@@ -40,7 +40,9 @@ async def test_a_banned_user_cannot_order_in_the_stream_over_rest_even_at_the_fl
         await top_up(client, account, 5000)
     await ban(db, show, banned)
     host = await Viewer.connect(client, show.id, show.seller)
-    sale = await host.request("flash_sale", variant_id=show.variant(), price_cents=FLASH_PRICE, quantity=5, duration_s=60)
+    sale = await host.request(
+        "flash_sale", variant_id=show.variant(), price_cents=FLASH_PRICE, quantity=5, duration_s=60
+    )
     assert sale["type"] == "ack", sale
 
     items = [{"variant_id": show.variant(), "quantity": 1}]

@@ -4,10 +4,14 @@ stream's stats (unique viewers, product clicks, reactions, peak viewers) until t
 Reactions are counted here and leave once per tick as one increment per kind, never one message per tap.
 Stats are written every `presence_interval_s` only when something changed; a failed write keeps them
 for the next round.
+
+Figures count people, not sockets or frames: a viewer key is a user id, or one anonymous client (see
+livehub/live/ws.py), and a product click counts once per viewer key and product per `click_window_s`.
 """
 
 import collections
 import logging
+import time
 from uuid import UUID
 
 import asyncpg
@@ -18,12 +22,16 @@ log = logging.getLogger(__name__)
 
 
 class Audience:
-    def __init__(self, stream_id: UUID, pool: asyncpg.Pool):
+    def __init__(self, stream_id: UUID, pool: asyncpg.Pool, *, click_window_s: float = 60.0):
         self._stream_id = stream_id
         self._pool = pool
         self._seen: set[str] = set()
         self._new_viewer_keys: set[str] = set()
         self._clicks: collections.Counter[str] = collections.Counter()
+        self._click_window_s = click_window_s
+        # (viewer key, product id) -> when its click last counted; entries older than the window are pruned.
+        self._counted: dict[tuple[str, str], float] = {}
+        self._pruned_at = time.monotonic()
         self._reactions: collections.Counter[str] = collections.Counter()  # for the stats, not yet written
         self._reaction_delta: collections.Counter[str] = collections.Counter()  # for the totals, this tick
         self._recorded_peak = 0
@@ -34,8 +42,24 @@ class Audience:
             self._seen.add(viewer_key)
             self._new_viewer_keys.add(viewer_key)
 
-    def click(self, product_id: str) -> None:
+    def click(self, viewer_key: str, product_id: str) -> bool:
+        """A viewer opened a product's card; whether it counted (once per person and product per window)."""
+        now = time.monotonic()
+        if now - self._pruned_at > self._click_window_s:
+            # Dicts keep insertion order and a counted click is re-inserted, so the oldest come first.
+            self._pruned_at = now
+            while self._counted:
+                key, at = next(iter(self._counted.items()))
+                if now - at <= self._click_window_s:
+                    break
+                del self._counted[key]
+        key = (viewer_key, product_id)
+        if (at := self._counted.get(key)) is not None and now - at <= self._click_window_s:
+            return False
+        self._counted.pop(key, None)
+        self._counted[key] = now
         self._clicks[product_id] += 1
+        return True
 
     def react(self, kind: str) -> None:
         self._reaction_delta[kind] += 1

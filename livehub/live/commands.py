@@ -67,7 +67,9 @@ async def react(room: Room, conn: Connection, frame: protocol.React) -> dict | N
 
 async def click(room: Room, conn: Connection, frame: protocol.Click) -> dict | None:
     if room.state.product(frame.product_id) is not None:
-        room.audience.click(str(frame.product_id))
+        # A click that does not count (the same person and product within the window) is acked all the same:
+        # the page has nothing to do about it.
+        room.audience.click(conn.viewer_key, str(frame.product_id))
     return ack(frame)
 
 

@@ -26,6 +26,8 @@ CLOSE_UNAUTHORIZED = 4001
 CLOSE_BANNED = 4003
 CLOSE_NOT_FOUND = 4004
 CLOSE_TOO_SLOW = 4008
+# Too many anonymous sockets from the client's address (`anonymous_sockets_per_address`): reconnect later.
+CLOSE_TOO_MANY = 4029
 CLOSE_GOING_AWAY = 1001
 # The room cannot be opened right now (Redis or the database is away): reconnect after a pause.
 CLOSE_TRY_AGAIN = 1013

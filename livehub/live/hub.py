@@ -6,6 +6,7 @@ subscribed to the room's events.
 """
 
 import asyncio
+import collections
 import logging
 from uuid import UUID
 
@@ -36,6 +37,8 @@ class Hub:
         self._loading: dict[UUID, asyncio.Task] = {}
         self._releasing: dict[UUID, asyncio.Task] = {}
         self.users: dict[UUID, set[Connection]] = {}
+        # Anonymous stream sockets per client address on this node.
+        self._anonymous: collections.Counter[str] = collections.Counter()
         self.chatlog = ChatLog(pool, max_buffered=settings.chat_buffer_max)
         self._loops: list[asyncio.Task] = []
 
@@ -96,6 +99,19 @@ class Hub:
         """A signed-in viewer's display name, and whether the stream's seller has banned them."""
         name = await self._pool.fetchval("SELECT display_name FROM users WHERE id = $1", user_id)
         return name, await streams.is_banned(self._pool, stream_id, user_id)
+
+    def take_anonymous(self, address: str) -> bool:
+        """Count an anonymous socket from this address; False (and not counted) when the address is at
+        `anonymous_sockets_per_address` on this node. Pair each True with `release_anonymous`."""
+        if self._anonymous[address] >= self._settings.anonymous_sockets_per_address:
+            return False
+        self._anonymous[address] += 1
+        return True
+
+    def release_anonymous(self, address: str) -> None:
+        self._anonymous[address] -= 1
+        if self._anonymous[address] <= 0:
+            del self._anonymous[address]
 
     def joined(self, room: Room | None, conn: Connection) -> None:
         if conn.user_id is not None:

@@ -12,6 +12,7 @@ same events in the same order. The room is the core that wires the parts togethe
 """
 
 import asyncio
+import collections
 import logging
 from collections.abc import Coroutine
 from typing import Any
@@ -70,7 +71,7 @@ class Room:
             max_chat_chars=settings.chat_max_chars,
         )
         self.fanout = FanOut(STRATEGIES[settings.fanout])
-        self.audience = Audience(stream_id, pool)
+        self.audience = Audience(stream_id, pool, click_window_s=settings.click_window_s)
         self.formats: list[ShowFormat] = [cls(self) for cls in all_formats()]
         self._handlers: dict[type[protocol.Frame], Handler] = commands.core_handlers(self)
         self._format_of_event: dict[str, ShowFormat] = {}
@@ -78,6 +79,9 @@ class Room:
             self._handlers.update(show_format.handlers())
             self._format_of_event.update({_event_type(e): show_format for e in show_format.events})
         self._limits: dict[UUID, UserLimits] = {}
+        # Sockets per viewer key: the viewer count is people (a user's tabs, one anonymous client's sockets
+        # count once), not sockets.
+        self._people: collections.Counter[str] = collections.Counter()
         self._checkouts: dict[UUID, Checkout] = {}
         self._loaded = False
         self._early: list[dict] = []
@@ -139,12 +143,16 @@ class Room:
         self.fanout.add(conn, self.state.offset)
         if conn.user_id is not None:
             self.limits_of(conn.user_id).connections += 1
+        self._people[conn.viewer_key] += 1
         self.audience.saw(conn.viewer_key)
 
     def leave(self, conn: Connection) -> None:
         if conn not in self.fanout.viewers:
             return
         self.fanout.remove(conn)
+        self._people[conn.viewer_key] -= 1
+        if self._people[conn.viewer_key] <= 0:
+            del self._people[conn.viewer_key]
         if conn.user_id is not None and (limits := self._limits.get(conn.user_id)) is not None:
             limits.connections -= 1
             if limits.connections <= 0:
@@ -284,7 +292,8 @@ class Room:
     async def report_presence(self) -> None:
         """Aggregate viewers over the nodes; write this node's new stats. Called by the hub every
         `presence_interval_s`."""
-        total = await self._backplane.presence.set_viewers(self.key, len(self.connections))
+        # Summed over nodes: someone with sockets on two nodes counts on each (a balancer rarely splits them).
+        total = await self._backplane.presence.set_viewers(self.key, len(self._people))
         if total != self.state.viewers:
             self.fanout.latest("viewers", self.state.apply_state({"type": "viewers", "count": total}))
         self._prune_checkouts()

@@ -7,6 +7,7 @@ notifications, for pages that are not in a stream. docs/PROTOCOL.md describes ev
 
 import hashlib
 import logging
+import re
 from uuid import UUID
 
 import asyncpg
@@ -21,6 +22,7 @@ from livehub.live import protocol
 from livehub.live.connection import (
     CLOSE_BANNED,
     CLOSE_NOT_FOUND,
+    CLOSE_TOO_MANY,
     CLOSE_TRY_AGAIN,
     CLOSE_UNAUTHORIZED,
     Connection,
@@ -34,6 +36,8 @@ log = logging.getLogger(__name__)
 HEARTBEAT_S = 25.0
 # Buys of one connection waiting for their reply at once.
 MAX_BUYS_IN_FLIGHT = 4
+# An anonymous page's id for itself; anything else is ignored (the client counts by its address alone).
+CLIENT_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 async def stream_socket(request: web.Request) -> web.WebSocketResponse:
@@ -50,6 +54,24 @@ async def stream_socket(request: web.Request) -> web.WebSocketResponse:
     if refused is not None:
         await ws.close(code=CLOSE_UNAUTHORIZED, message=refused.encode())
         return ws
+    if principal is not None:
+        return await _serve(request, ws, stream_id, principal)
+    address = client_address(request)
+    if not hub.take_anonymous(address):
+        await ws.close(code=CLOSE_TOO_MANY, message=b"too many connections from this address, reconnect later")
+        return ws
+    try:
+        return await _serve(request, ws, stream_id, None)
+    finally:
+        hub.release_anonymous(address)
+
+
+async def _serve(
+    request: web.Request, ws: web.WebSocketResponse, stream_id: UUID, principal: Principal | None
+) -> web.WebSocketResponse:
+    """An admitted socket: open the stream's room, join it, and run its frames until it closes."""
+    settings = request.app[keys.SETTINGS]
+    hub = request.app[keys.HUB]
     try:
         name, banned = await hub.admit(stream_id, principal.user_id) if principal else (None, False)
         room = await hub.room(stream_id)
@@ -159,9 +181,13 @@ def _since(request: web.Request) -> tuple[int | None, str | None]:
 
 
 def _anonymous_key(request: web.Request) -> str:
-    # Anonymous viewers count once per address for the unique-viewer figure; the address is not stored.
-    address = client_address(request)
-    return "anon:" + hashlib.sha256(address.encode()).hexdigest()[:24]
+    # One anonymous client is its address plus the id its page keeps (`?client_id=`), so browsers behind
+    # one NAT count apart while a script's thousand sockets without an id count once. Only a hash is
+    # kept: the address is not stored.
+    client_id = request.query.get("client_id", "")
+    if not CLIENT_ID.fullmatch(client_id):
+        client_id = ""
+    return "anon:" + hashlib.sha256(f"{client_address(request)} {client_id}".encode()).hexdigest()[:24]
 
 
 async def _handle(room: Room, conn: Connection, raw: str, tasks: Supervisor) -> None:

@@ -5,6 +5,22 @@
 // fresh snapshot (recovered = false) that the page rebuilds from.
 import { wsUrl } from "./api.js";
 
+// This browser's id for itself, so anonymous viewers behind one address (a household, a carrier's NAT)
+// count apart in viewer figures while one page's reconnects count once (docs/PROTOCOL.md, client_id).
+function clientId() {
+  try {
+    let id = localStorage.getItem("livehub_client_id");
+    if (!id) {
+      // getRandomValues, unlike randomUUID, works on plain-HTTP pages too.
+      id = Array.from(crypto.getRandomValues(new Uint8Array(16)), (b) => b.toString(16).padStart(2, "0")).join("");
+      localStorage.setItem("livehub_client_id", id);
+    }
+    return id;
+  } catch {
+    return null; // storage blocked: the server counts this browser by its address alone
+  }
+}
+
 // Close codes after which reconnecting cannot help.
 const FINAL = { 4001: "Your session is not valid any more. Sign in again.", 4003: "You are banned from this shop's streams.", 4004: "This stream does not exist." };
 
@@ -26,6 +42,8 @@ export class Room {
 
   connect() {
     const q = new URLSearchParams();
+    const id = clientId();
+    if (id) q.set("client_id", id);
     if (this.offset !== null && this.epoch) {
       q.set("since", String(this.offset));
       q.set("epoch", this.epoch);

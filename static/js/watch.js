@@ -264,6 +264,7 @@ const PURCHASE_TEXT = {
   sold_out: "Sold out, sorry: someone was faster.",
   insufficient_funds: "Not enough money in your wallet.",
   limit_reached: "You already have as many as one buyer may take.",
+  banned: "This shop has banned you from its streams.",
   error: "The purchase did not go through. Try again.",
 };
 
