@@ -117,6 +117,10 @@ class Settings(BaseSettings):
     media_max_viewers: int = Field(default=200, ge=0)
     # A media session with no packets and no heartbeat for this long is closed (a tab that went away).
     media_session_timeout_s: float = Field(default=10.0, gt=0)
+    # Watch sessions one client address may hold on this node; past it, watch answers 429.
+    media_watch_per_address: int = Field(default=4, ge=1)
+    # A media session whose ICE has not connected this long after its offer is closed, heartbeats or not.
+    media_ice_timeout_s: float = Field(default=10.0, gt=0)
     # LiveKit (media_backend = "livekit"): the server's websocket URL, API key and secret; tokens last this long.
     livekit_url: str = "ws://127.0.0.1:7880"
     livekit_api_key: str | None = None

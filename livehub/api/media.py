@@ -14,6 +14,7 @@ from pydantic import Field
 from livehub import keys
 from livehub.api.routing import PRINCIPAL, Api, Model, Out, db, path_id, principal
 from livehub.errors import Conflict, Forbidden, NotFound
+from livehub.http import client_address
 from livehub.media.backends import media_info
 from livehub.shop import streams
 
@@ -113,7 +114,7 @@ async def watch(request: web.Request, body: OfferIn) -> AnswerOut:
     me = request.get(PRINCIPAL)
     if me is not None and await streams.is_banned(db(request), stream_id, me.user_id):
         raise Forbidden("banned from this seller's streams")
-    answer, session_id = await node.watch(stream_id, body.sdp)
+    answer, session_id = await node.watch(stream_id, body.sdp, client_address(request))
     return AnswerOut(sdp=answer.sdp, type="answer", session_id=session_id)
 
 

@@ -4,11 +4,14 @@ Signalling is one HTTP round trip each way: the client POSTs an SDP offer and ge
 already carries the node's ICE candidates (gathered before answering; no trickle). A session ends on
 DELETE, when its peer connection fails or closes, when nothing (no packet, no heartbeat) has come from
 it for `media_session_timeout_s` (a closed tab is noticed in seconds, not at ICE consent expiry), when
-its stream ends, or for viewers when the publisher leaves (they watch again once the host is back).
+its connection has not come up `media_ice_timeout_s` after the offer (heartbeats do not keep a session
+that never connected), when its stream ends, or for viewers when the publisher leaves (they watch again
+once the host is back). One client address holds at most `media_watch_per_address` watch sessions.
 """
 
 import asyncio
 import logging
+import math
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -25,8 +28,9 @@ from aiortc import (
 )
 from aiortc.sdp import SessionDescription
 
-from livehub.errors import Conflict, NotFound, Unavailable, ValidationFailed
+from livehub.errors import Conflict, NotFound, RateLimited, Unavailable, ValidationFailed
 from livehub.media import internals
+from livehub.media.offers import check_offer
 from livehub.media.relay import DecodedSource, EncodedSource
 from livehub.settings import Settings
 from livehub.tasks import Supervisor, cancel
@@ -47,6 +51,9 @@ class Session:
     last_heartbeat: float = field(default_factory=time.monotonic)
     tracks: list = field(default_factory=list)
     closed: bool = False
+    address: str | None = None  # the watching client's address
+    created: float = field(default_factory=time.monotonic)
+    connected: bool = False  # the peer connection came up (ICE and DTLS) at least once
 
     heartbeats: bool = False
 
@@ -108,7 +115,8 @@ class MediaNode:
         return sum(len(p.viewers) for p in self.publications.values())
 
     async def start(self) -> None:
-        interval = min(1.0, self._settings.media_session_timeout_s / 4)
+        s = self._settings
+        interval = min(1.0, s.media_session_timeout_s / 4, s.media_ice_timeout_s / 4)
         self._reaper = self._tasks.every(interval, self._reap, name="media-reaper")
 
     async def close(self) -> None:
@@ -121,7 +129,8 @@ class MediaNode:
         return RTCPeerConnection(RTCConfiguration(iceServers=ice_servers(self._settings)))
 
     async def _answer(self, session: Session, sdp: str) -> RTCSessionDescription:
-        """Apply the offer, gather candidates and return the answer; ValidationFailed for a bad offer."""
+        """Apply the offer (already checked by `check_offer`), gather candidates and return the answer;
+        ValidationFailed if aiortc still cannot use it."""
         pc = session.pc
         try:
             await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
@@ -131,19 +140,24 @@ class MediaNode:
             await pc.setLocalDescription(await pc.createAnswer())
         except Exception as exc:
             await self.end_session(session)
+            # aiortc's own words ("None is not in list") say nothing to the client: they stay in the log.
             log.info("refused an SDP offer for stream %s: %r", session.stream_id, exc)
             raise ValidationFailed(
-                "the SDP offer could not be used", {"reason": str(exc) or type(exc).__name__}
+                "the SDP offer could not be used: check it offers audio or video this node can send or "
+                "receive (VP8 or H.264 video, Opus audio)",
+                {"field": "sdp"},
             ) from None
         return pc.localDescription
 
-    def _new_session(self, stream_id: UUID, role: str) -> Session:
-        session = Session(secrets.token_urlsafe(16), stream_id, role, self._peer())
+    def _new_session(self, stream_id: UUID, role: str, address: str | None = None) -> Session:
+        session = Session(secrets.token_urlsafe(16), stream_id, role, self._peer(), address=address)
         self.sessions[session.id] = session
 
         @session.pc.on("connectionstatechange")
         def on_state() -> None:
-            if session.pc.connectionState in ("failed", "closed"):
+            if session.pc.connectionState == "connected":
+                session.connected = True
+            elif session.pc.connectionState in ("failed", "closed"):
                 self._end_soon(session)
 
         return session
@@ -157,6 +171,8 @@ class MediaNode:
 
     async def publish(self, stream_id: UUID, sdp: str) -> tuple[RTCSessionDescription, str]:
         """Take the host's offer; a new publication replaces the stream's previous one (a reloaded tab)."""
+        # Checked before the running publication is replaced: a bad offer leaves it as it is.
+        check_offer(sdp, kinds=("audio", "video"), sending=True)
         if (old := self.publications.get(stream_id)) is not None:
             await self.end_session(old.session)
         session = self._new_session(stream_id, "publisher")
@@ -211,17 +227,32 @@ class MediaNode:
 
     # -- watching ----------------------------------------------------------------------------------
 
-    async def watch(self, stream_id: UUID, sdp: str) -> tuple[RTCSessionDescription, str]:
+    async def watch(self, stream_id: UUID, sdp: str, address: str | None = None) -> tuple[RTCSessionDescription, str]:
+        """A viewer's offer in, the answer and session id out. `address`: the client's, for the limit per
+        address."""
         publication = self.publications.get(stream_id)
         if publication is None:
             raise Conflict("the host is not publishing yet; try again shortly")
+        if self.relay == "encoded":
+            needed = {kind: [codec.mimeType] for kind, codec in publication.codecs.items()}
+        else:
+            needed = {"video": list(VIDEO_CODECS)}
+        check_offer(sdp, kinds=publication.sources.keys(), sending=False, codecs=needed)
+        limit = self._settings.media_watch_per_address
+        if address is not None and sum(s.address == address for s in self.sessions.values()) >= limit:
+            raise RateLimited(
+                f"this address already watches in {limit} sessions on this node; stop one to start another",
+                {"max_per_address": limit},
+                # A tab that went away without saying so frees its slot within the session timeout.
+                retry_after_s=math.ceil(self._settings.media_session_timeout_s),
+            )
         if self.viewer_count >= self._settings.media_max_viewers:
             raise Unavailable(
                 f"this node relays to at most {self._settings.media_max_viewers} viewers; "
                 "run with LIVEHUB_MEDIA_BACKEND=livekit to scale out",
                 {"max_viewers": self._settings.media_max_viewers, "scale_out_backend": "livekit"},
             )
-        session = self._new_session(stream_id, "viewer")
+        session = self._new_session(stream_id, "viewer", address)
         publication.viewers.add(session)
         for kind, source in publication.sources.items():
             track = source.subscribe()
@@ -277,6 +308,10 @@ class MediaNode:
         for session in list(self.sessions.values()):
             if session.idle_for(now) > self._settings.media_session_timeout_s:
                 log.info("stream %s: %s session gone quiet, closing it", session.stream_id, session.role)
+                await self.end_session(session)
+            elif not session.connected and now - session.created > self._settings.media_ice_timeout_s:
+                # Heartbeats alone would hold a slot forever for a peer that never connects.
+                log.info("stream %s: %s session never connected, closing it", session.stream_id, session.role)
                 await self.end_session(session)
         if self._pool is not None and self.publications and now - self._streams_checked > 5.0:
             self._streams_checked = now
