@@ -1,54 +1,15 @@
 // The admin console (/admin): platform figures with a chart and the books check, sellers to approve or
-// suspend, every order with refunds, wallets (find, adjust), payout approvals and categories.
+// suspend, every order with refunds, wallets (find, adjust, deactivate or reactivate the account), payout
+// approvals, categories (admin-categories.js) and the audit log (admin-audit.js).
 // Everything users typed (shop names, titles, reasons) reaches the page as text, never as HTML.
-import { api, h, money, newKey, renderHeader, showError, showTab, submitting, toast, toCents as cents } from "/static/js/api.js";
+import { api, h, newKey, renderHeader, showError, showTab, submitting, toast, toCents as cents } from "/static/js/api.js";
 import { refundForm } from "/static/js/orders.js";
+import { $, badge, emptyRow, fmt, loadPage, personCell, state, when } from "/static/js/admin-common.js";
+import { accountAction } from "/static/js/admin-accounts.js";
+import { loadAudit, setupAudit } from "/static/js/admin-audit.js";
+import { loadCategories, setupCategories } from "/static/js/admin-categories.js";
 
-const $ = (id) => document.getElementById(id);
-const state = { currency: "USD", cursors: {}, people: new Map(), series: null };
-const fmt = (cents) => money(cents, state.currency);
-const when = (iso) => (iso ? new Date(iso).toLocaleString() : "");
 const day = (iso) => new Date(`${iso}T00:00:00Z`).toLocaleDateString(undefined, { month: "short", day: "numeric", timeZone: "UTC" });
-
-function badge(status, label = status.replace("_", " ")) {
-  return h("span", { class: `badge status-${status}` }, label);
-}
-
-function emptyRow(columns, text) {
-  return h("tr", {}, h("td", { colspan: String(columns), class: "muted" }, text));
-}
-
-// Who a user id is ("Name <email>"), looked up once per page through the wallet search.
-function who(userId) {
-  if (!state.people.has(userId)) {
-    state.people.set(
-      userId,
-      api("GET", `/api/admin/wallets?q=${encodeURIComponent(userId)}&limit=1`).then(
-        (page) => (page.items[0] ? `${page.items[0].display_name} <${page.items[0].email}>` : userId),
-        () => userId,
-      ),
-    );
-  }
-  return state.people.get(userId);
-}
-
-function personCell(userId) {
-  const cell = h("td", { class: "person" }, "…");
-  who(userId).then((text) => (cell.textContent = text));
-  return cell;
-}
-
-// A page of a list into a table body; `more` shows the next page after the rows already there.
-async function loadPage(name, path, params, body, render, columns, emptyText, more) {
-  const query = new URLSearchParams(params);
-  if (more && state.cursors[name]) query.set("cursor", state.cursors[name]);
-  const page = await api("GET", `${path}?${query}`);
-  const rows = page.items.map(render);
-  if (!more) body.replaceChildren(...(rows.length ? rows : [emptyRow(columns, emptyText)]));
-  else body.append(...rows);
-  state.cursors[name] = page.next_cursor;
-  $(`${name}-more`).hidden = !page.next_cursor;
-}
 
 // -- tabs ------------------------------------------------------------------------------------------------
 
@@ -59,6 +20,7 @@ const loaders = {
   wallets: () => loadWallets(false),
   payouts: () => loadPayouts(false),
   categories: loadCategories,
+  audit: () => loadAudit(false),
 };
 
 // -- overview: figures, chart, top streams, books ---------------------------------------------------------
@@ -281,6 +243,13 @@ function loadWallets(more) {
 }
 
 function walletRow(w) {
+  const row = h("tr", { dataset: { userId: w.user_id } });
+  fillWalletRow(row, w);
+  return row;
+}
+
+// `note`: what the last account action on this row did, kept in view.
+function fillWalletRow(row, w, note = null) {
   const balance = h("td", { class: "price" }, fmt(w.balance_cents));
   const amount = h("input", {
     type: "number", step: "0.01", required: true, class: "narrow", placeholder: "+5.00 / -5.00",
@@ -310,16 +279,19 @@ function walletRow(w) {
       toast(`${w.email}'s wallet is now ${fmt(result.balance_cents)}.`, "ok");
     }
   });
-  return h(
-    "tr",
-    { dataset: { userId: w.user_id } },
+  const actions = h("div", { class: "row" }, h("details", { class: "inline" }, h("summary", {}, "Adjust…"), form));
+  // An admin cannot deactivate their own account (the API refuses): no button to try.
+  if (w.user_id !== state.me) actions.append(accountAction(w, (fresh, said) => fillWalletRow(row, fresh, said)));
+  row.replaceChildren(
     h("td", {}, h("strong", {}, w.display_name), h("div", { class: "muted" }, w.email),
-      w.seller_status ? badge(w.seller_status, `seller: ${w.seller_status}`) : null),
+      w.seller_status ? badge(w.seller_status, `seller: ${w.seller_status}`) : null,
+      w.deactivated_at ? badge("deactivated", "Deactivated") : null,
+      note ? h("div", { class: "muted", role: "status" }, note) : null),
     balance,
     h("td", { class: "price" }, fmt(w.earnings_pending_cents)),
     h("td", { class: "price" }, fmt(w.earnings_available_cents)),
     h("td", { class: "price" }, fmt(w.payouts_requested_cents)),
-    h("td", {}, h("details", { class: "inline" }, h("summary", {}, "Adjust…"), form)),
+    h("td", {}, actions),
   );
 }
 
@@ -393,60 +365,6 @@ function fillPayoutRow(row, payout) {
   );
 }
 
-// -- categories ------------------------------------------------------------------------------------------
-
-async function loadCategories() {
-  const tree = await api("GET", "/api/categories");
-  const options = [h("option", { value: "" }, "None (top level)")];
-  const list = (items, depth) =>
-    h(
-      "ul",
-      { class: "tree" },
-      ...items.map((c) => {
-        options.push(h("option", { value: c.id }, `${"\u2014 ".repeat(depth)}${c.name}`));
-        return h(
-          "li",
-          {},
-          h("span", {}, c.name), " ", h("code", { class: "muted" }, c.slug),
-          c.children && c.children.length ? list(c.children, depth + 1) : null,
-        );
-      }),
-    );
-  $("category-tree").replaceChildren(
-    tree.items.length ? list(tree.items, 0) : h("p", { class: "muted" }, "No categories yet."),
-  );
-  const parent = $("cat-parent");
-  const chosen = parent.value;
-  parent.replaceChildren(...options);
-  parent.value = chosen;
-}
-
-async function createCategory(event) {
-  event.preventDefault();
-  const form = event.target;
-  const data = new FormData(form);
-  const created = await submitting(form, () =>
-    api("POST", "/api/admin/categories", {
-      name: data.get("name"),
-      slug: data.get("slug"),
-      parent_id: data.get("parent_id") || null,
-      position: Number(data.get("position") || 0),
-    }),
-  ).catch(() => null);
-  if (!created) return;
-  form.reset();
-  delete $("cat-slug").dataset.edited;
-  toast(`Category ${created.name} created.`, "ok");
-  await loadCategories();
-}
-
-// A slug suggested from the name until the admin edits the slug.
-function suggestSlug() {
-  const slug = $("cat-slug");
-  if (slug.dataset.edited) return;
-  slug.value = $("cat-name").value.toLowerCase().normalize("NFKD").replace(/[^a-z0-9]+/g, "-").replace(/^-|-$/g, "").slice(0, 64);
-}
-
 // -- start ----------------------------------------------------------------------------------------------
 
 async function start() {
@@ -461,6 +379,7 @@ async function start() {
     return;
   }
   $("console").hidden = false;
+  state.me = user.id;
   const wallet = await api("GET", "/api/wallet").catch(() => null);
   if (wallet) state.currency = wallet.currency;
   $("stats-days").addEventListener("change", () => loadStats().catch(showError));
@@ -475,9 +394,8 @@ async function start() {
     loadWallets(false).catch(showError);
   });
   $("wallets-more").addEventListener("click", () => loadWallets(true).catch(showError));
-  $("category-form").addEventListener("submit", createCategory);
-  $("cat-name").addEventListener("input", suggestSlug);
-  $("cat-slug").addEventListener("input", () => ($("cat-slug").dataset.edited = "1"));
+  setupCategories();
+  setupAudit();
   window.addEventListener("hashchange", () => showTab(loaders));
   new ResizeObserver(drawChart).observe($("stats-chart"));
   showTab(loaders);
