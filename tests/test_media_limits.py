@@ -95,6 +95,27 @@ async def test_a_session_whose_ice_never_connects_is_closed_despite_heartbeats(a
         await peer.close()
 
 
+async def test_a_viewer_banned_while_watching_loses_the_video(client, make, db, monkeypatch):
+    from livehub.media import sessions
+
+    monkeypatch.setattr(sessions, "STREAM_CHECK_S", 0.2)
+    node = client.app[keys.MEDIA]
+    stream, seller = await live_stream(client, make)
+    publisher = await Publisher(client, stream["id"], seller).start()
+    troll, fan = await make.user(), await make.user()
+    banned = await Viewer(client, stream["id"], troll.headers).start()
+    kept = await Viewer(client, stream["id"], fan.headers).start()
+    for viewer in (banned, kept):
+        assert_frame_is(await viewer.frame())
+    # Stored as any node's ban is; this node learns of it from the database.
+    await db.execute("INSERT INTO seller_bans (seller_id, user_id) VALUES ($1, $2)", seller.seller["id"], troll.id)
+    await until(lambda: banned.session_id not in node.sessions)
+    assert kept.session_id in node.sessions
+    assert_frame_is(await kept.frame())
+    for peer in (banned, kept, publisher):
+        await peer.close()
+
+
 # -- SDP offers ----------------------------------------------------------------------------------------
 
 INTERNAL = re.compile(r"None is not in list|object has no attribute|assert|Traceback|not in list", re.IGNORECASE)
@@ -165,5 +186,14 @@ async def test_bad_publish_offers_are_refused_with_a_clear_message(client, make)
     await refused(await publish(await real_offer()), needle="send")  # recvonly: nothing to publish
     good = await real_offer(kinds=("video",), direction="sendonly")
     await refused(await publish(without(good, "a=ice-pwd")), needle="ICE")
-    assert client.app[keys.MEDIA].sessions == {}
-    assert uuid.UUID(stream["id"]) not in client.app[keys.MEDIA].publications
+    node = client.app[keys.MEDIA]
+    assert node.sessions == {} and uuid.UUID(stream["id"]) not in node.publications
+
+    # A bad offer from a reloaded studio tab leaves the running publication alone.
+    publisher = await Publisher(client, stream["id"], seller).start()
+    viewer = await Viewer(client, stream["id"]).start()
+    await refused(await publish("0"), needle="SDP")
+    assert node.publications[uuid.UUID(stream["id"])].session.id == publisher.session_id
+    assert_frame_is(await viewer.frame())
+    for peer in (viewer, publisher):
+        await peer.close()

@@ -114,7 +114,9 @@ async def watch(request: web.Request, body: OfferIn) -> AnswerOut:
     me = request.get(PRINCIPAL)
     if me is not None and await streams.is_banned(db(request), stream_id, me.user_id):
         raise Forbidden("banned from this seller's streams")
-    answer, session_id = await node.watch(stream_id, body.sdp, client_address(request))
+    answer, session_id = await node.watch(
+        stream_id, body.sdp, client_address(request), me.user_id if me is not None else None
+    )
     return AnswerOut(sdp=answer.sdp, type="answer", session_id=session_id)
 
 

@@ -39,6 +39,8 @@ log = logging.getLogger(__name__)
 
 # Video codecs in order of preference: VP8 by default, H.264 for Safari.
 VIDEO_CODECS = ("video/VP8", "video/H264")
+# How often the reaper asks the database what other nodes decided (streams ended, viewers banned).
+STREAM_CHECK_S = 5.0
 
 
 @dataclass(eq=False)
@@ -52,6 +54,7 @@ class Session:
     tracks: list = field(default_factory=list)
     closed: bool = False
     address: str | None = None  # the watching client's address
+    user_id: UUID | None = None  # the signed-in viewer, whose shop may ban them while they watch
     created: float = field(default_factory=time.monotonic)
     connected: bool = False  # the peer connection came up (ICE and DTLS) at least once
 
@@ -227,9 +230,11 @@ class MediaNode:
 
     # -- watching ----------------------------------------------------------------------------------
 
-    async def watch(self, stream_id: UUID, sdp: str, address: str | None = None) -> tuple[RTCSessionDescription, str]:
+    async def watch(
+        self, stream_id: UUID, sdp: str, address: str | None = None, user_id: UUID | None = None
+    ) -> tuple[RTCSessionDescription, str]:
         """A viewer's offer in, the answer and session id out. `address`: the client's, for the limit per
-        address."""
+        address; `user_id`: the signed-in viewer's, whose session ends if the stream's shop bans them."""
         publication = self.publications.get(stream_id)
         if publication is None:
             raise Conflict("the host is not publishing yet; try again shortly")
@@ -253,6 +258,7 @@ class MediaNode:
                 {"max_viewers": self._settings.media_max_viewers, "scale_out_backend": "livekit"},
             )
         session = self._new_session(stream_id, "viewer", address)
+        session.user_id = user_id
         publication.viewers.add(session)
         for kind, source in publication.sources.items():
             track = source.subscribe()
@@ -313,10 +319,29 @@ class MediaNode:
                 # Heartbeats alone would hold a slot forever for a peer that never connects.
                 log.info("stream %s: %s session never connected, closing it", session.stream_id, session.role)
                 await self.end_session(session)
-        if self._pool is not None and self.publications and now - self._streams_checked > 5.0:
+        if self._pool is not None and self.publications and now - self._streams_checked > STREAM_CHECK_S:
             self._streams_checked = now
-            ended = await self._pool.fetch(
-                "SELECT id FROM streams WHERE id = ANY($1::uuid[]) AND status <> 'live'", list(self.publications)
-            )
-            for row in ended:
-                await self.stream_ended(row["id"])
+            await self._check_streams()
+
+    async def _check_streams(self) -> None:
+        """What other nodes decided: streams ended there, and viewers their shops banned since they started
+        watching (the same rule the purchases ask, `banned_from_stream`)."""
+        ended = await self._pool.fetch(
+            "SELECT id FROM streams WHERE id = ANY($1::uuid[]) AND status <> 'live'", list(self.publications)
+        )
+        for row in ended:
+            await self.stream_ended(row["id"])
+        signed_in = [s for s in self.sessions.values() if s.user_id is not None]
+        if not signed_in:
+            return
+        banned = await self._pool.fetch(
+            """SELECT w.id FROM unnest($1::text[], $2::uuid[], $3::uuid[]) AS w (id, stream_id, user_id)
+                WHERE banned_from_stream(w.stream_id, w.user_id)""",
+            [s.id for s in signed_in],
+            [s.stream_id for s in signed_in],
+            [s.user_id for s in signed_in],
+        )
+        for row in banned:
+            if (session := self.sessions.get(row["id"])) is not None:
+                log.info("stream %s: closing a banned viewer's session", session.stream_id)
+                await self.end_session(session)
