@@ -146,6 +146,8 @@ async def one_run(dsn: str, mode: str, n: int, opts: argparse.Namespace) -> dict
         "LIVEHUB_MEDIA_RELAY": mode,
         "LIVEHUB_MEDIA_HOST_ADDRESSES": '["127.0.0.1"]',
         "LIVEHUB_MEDIA_MAX_VIEWERS": "1000",
+        # Every load-generator peer comes from 127.0.0.1.
+        "LIVEHUB_MEDIA_WATCH_PER_ADDRESS": "1000",
         **CHEAP_PASSWORD_HASHING,
         "LIVEHUB_LOG_LEVEL": "WARNING",
     }
