@@ -185,6 +185,8 @@ def start_server(args: argparse.Namespace, dsn: str, port: int, mode: str, redis
         "LIVEHUB_CHAT_RATE_PER_S": str(args.sender_rate),
         "LIVEHUB_CHAT_BURST": str(args.sender_burst),
         "LIVEHUB_REACTIONS_PER_S": str(args.sender_reactions),
+        # Every viewer comes from 127.0.0.1: the per-address cap on anonymous sockets must not be what stops them.
+        "LIVEHUB_ANONYMOUS_SOCKETS_PER_ADDRESS": "1000000",
         **CHEAP_PASSWORD_HASHING,
         "LIVEHUB_LOG_LEVEL": "WARNING",
         "LIVEHUB_FANOUT": "per_event" if mode == "per-event" else "tick",
