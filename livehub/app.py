@@ -23,6 +23,7 @@ from livehub.api import (
 )
 from livehub.api.cache import ListingCache
 from livehub.api.errors import error_middleware
+from livehub.api.headers import security_headers
 from livehub.api.openapi import build_openapi
 from livehub.auth import LoginLimiter, PasswordHasher
 from livehub.broker import open_backplane
@@ -161,6 +162,7 @@ def create_app(settings: Settings | None = None) -> web.Application:
     for api in APIS:
         app.router.add_routes(api.table())
     app.on_shutdown.append(close_live_connections)
+    app.on_response_prepare.append(security_headers(PAGES))
     app.router.add_get("/ws/streams/{id}", ws.stream_socket)
     app.router.add_get("/ws/me", ws.user_socket)
     app.router.add_get("/api/openapi.json", openapi_json)

@@ -6,10 +6,13 @@ to the conventional `DATABASE_URL` and `REDIS_URL`.
 """
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# A CSP source naming one origin: scheme, host (a leading "*." for subdomains), optional port.
+FrameAncestor = Annotated[str, Field(pattern=r"^https?://(\*\.)?[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*(:(\d{1,5}|\*))?$")]
 
 
 class Settings(BaseSettings):
@@ -32,6 +35,9 @@ class Settings(BaseSettings):
     cookie_secure: bool = False
     # Origins (scheme://host[:port]) allowed to make cookie-authenticated writes besides the server's own.
     allowed_origins: list[str] = []
+    # Origins (https://blog.example, https://*.example:8443) whose pages may embed the viewer page
+    # (/watch/{id}) in a frame; no other page is ever embeddable. Checked, since each goes into a header.
+    frame_ancestors: list[FrameAncestor] = []
 
     # Failed logins per window, counted per account and per client address. Successful logins and
     # registrations are not limited.

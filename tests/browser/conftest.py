@@ -65,6 +65,8 @@ def open_page(browser, base_url):
         # A page's uncaught script error fails the test instead of passing unnoticed.
         errors: list[str] = []
         page.on("pageerror", lambda exc: errors.append(str(exc)))
+        # So is anything the Content-Security-Policy refused: a page must work within it.
+        page.on("console", lambda m: "Content Security Policy" in m.text and errors.append(m.text))
         page.script_errors = errors
         await page.goto(path)
         return page

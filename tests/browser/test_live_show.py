@@ -2,7 +2,9 @@
 camera, pins a product and starts a flash sale; viewers in other browser contexts watch the video, chat,
 buy, and see the stock drop; the seller sees the order and moderates the chat."""
 
+import asyncio
 import re
+import time
 
 import pytest
 from playwright.async_api import expect
@@ -19,11 +21,20 @@ def settings(database_url):
     return settings_for(database_url).model_copy(update={"media_host_addresses": ["127.0.0.1"]})
 
 
+async def until(page, expression: str) -> None:
+    # Polled from here: wait_for_function compiles its predicate in the page, which the page's
+    # Content-Security-Policy (no eval) refuses.
+    deadline = time.monotonic() + WAIT_MS / 1000
+    while not await page.evaluate(expression):
+        assert time.monotonic() < deadline, f"never true: {expression}"
+        await asyncio.sleep(0.05)
+
+
 async def video_playing(page) -> None:
     """The viewer's video has frames and its clock moves."""
-    await page.wait_for_function("document.getElementById('video').videoWidth > 0", timeout=WAIT_MS)
+    await until(page, "document.getElementById('video').videoWidth > 0")
     start = await page.evaluate("document.getElementById('video').currentTime")
-    await page.wait_for_function(f"document.getElementById('video').currentTime > {start} + 0.5", timeout=WAIT_MS)
+    await until(page, f"document.getElementById('video').currentTime > {start} + 0.5")
 
 
 async def test_live_show(open_page, make, screenshot):

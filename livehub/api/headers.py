@@ -1,0 +1,87 @@
+"""Security headers on every response the node sends: pages, the API, static files, errors.
+
+- Pages (`text/html`) load only this server's scripts and styles (`Content-Security-Policy`), and may be
+  framed by no one, except the viewer page (`/watch/{id}`), which the origins in
+  `LIVEHUB_FRAME_ANCESTORS` may embed.
+- Swagger UI (`/api/docs`) starts with one inline script: it is allowed by its SHA-256, nothing else inline.
+- Everything else (JSON, scripts, styles, images) gets `default-src 'none'`: opened on its own in a
+  browser, it can run and load nothing.
+- Camera and microphone only for the studio page, where the host goes live; no page asks for anything else.
+
+Set on `on_response_prepare`, not in a middleware, so that responses no handler wrote (aiohttp's static
+files, a 404 the router raised, a websocket handshake) get them too. Which policy a response gets follows
+from its route, not its content type: a `304 Not Modified` of a page has none, and a browser replaces the
+cached page's headers with the 304's.
+"""
+
+import base64
+import functools
+import hashlib
+import re
+from collections.abc import Iterable
+
+from aiohttp import web
+
+from livehub import keys
+
+# Only the form that style attributes take: the pages set a few (chart swatches, a reaction's position),
+# which cannot load anything while img-src and default-src stay 'self'. <style> elements stay refused.
+_PAGE = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; style-src-attr 'unsafe-inline'; "
+    "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors {ancestors}"
+)
+# Swagger UI's React view writes inline styles and uses data: images; its script runs by hash only.
+_DOCS = (
+    "default-src 'self'; script-src 'self' {hashes}; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+    "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
+_OTHER = "default-src 'none'; frame-ancestors 'none'"
+
+_FEATURES = ("camera", "microphone", "geolocation", "payment", "usb", "display-capture")
+_NO_FEATURES = ", ".join(f"{f}=()" for f in _FEATURES)
+_STUDIO_FEATURES = ", ".join(f"{f}=(self)" if f in ("camera", "microphone") else f"{f}=()" for f in _FEATURES)
+
+_INLINE_SCRIPT = re.compile(rb"<script>(.*?)</script>", re.S)
+DOCS_PREFIX = "/api/docs"
+
+
+@functools.lru_cache(maxsize=4)
+def _script_hashes(html: bytes) -> str:
+    return " ".join(
+        "'sha256-" + base64.b64encode(hashlib.sha256(script).digest()).decode() + "'"
+        for script in _INLINE_SCRIPT.findall(html)
+    )
+
+
+def security_headers(pages: Iterable[str], *, studio: str = "/studio", viewer: str = "/watch/{id}"):
+    """aiohttp's `on_response_prepare` hook setting the headers above; `pages` are the routes (as
+    declared, "/watch/{id}") that serve the HTML pages."""
+    pages = frozenset(pages)
+
+    async def hook(request: web.Request, response: web.StreamResponse) -> None:
+        headers = response.headers
+        headers["X-Content-Type-Options"] = "nosniff"
+        # Nothing of a URL (a sign-in's ?next=, a stream id) goes to another site.
+        headers["Referrer-Policy"] = "same-origin"
+        headers["Permissions-Policy"] = _NO_FEATURES
+        resource = request.match_info.route.resource
+        route = resource.canonical if resource is not None else None
+        ancestors = "'none'"
+        if route in pages:
+            if route == studio:
+                headers["Permissions-Policy"] = _STUDIO_FEATURES
+            if route == viewer and (allowed := request.app[keys.SETTINGS].frame_ancestors):
+                ancestors = " ".join(allowed)
+            csp = _PAGE.format(ancestors=ancestors)
+        elif route in (DOCS_PREFIX, DOCS_PREFIX + "/") and isinstance(body := getattr(response, "body", None), bytes):
+            csp = _DOCS.format(hashes=_script_hashes(body))
+        else:
+            csp = _OTHER
+        headers["Content-Security-Policy"] = csp
+        # For browsers that know no frame-ancestors; it cannot name origins, so it goes when some may embed.
+        if ancestors == "'none'":
+            headers["X-Frame-Options"] = "DENY"
+        else:
+            headers.pop("X-Frame-Options", None)
+
+    return hook
