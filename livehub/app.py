@@ -22,6 +22,7 @@ from livehub.api import (
     wallet,
 )
 from livehub.api.cache import ListingCache
+from livehub.api.access_log import RedactingAccessLogger
 from livehub.api.errors import error_middleware
 from livehub.api.headers import security_headers
 from livehub.api.openapi import build_openapi
@@ -177,6 +178,8 @@ def create_app(settings: Settings | None = None) -> web.Application:
 def serve(settings: Settings, *, reuse_port: bool = False, **run_app_options) -> None:
     """Run a node until SIGINT/SIGTERM. (uvloop was measured and made no difference to the fan-out: its
     cost is one send() per viewer either way; docs/BENCHMARKS.md.)"""
+    # Websocket session tokens ride in the URL: the access log shows secrets redacted.
+    run_app_options.setdefault("access_log_class", RedactingAccessLogger)
     web.run_app(
         create_app(settings),
         host=settings.host,

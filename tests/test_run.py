@@ -89,6 +89,17 @@ class Node:
             self.proc.stdout.close()
         return code
 
+    def stop_and_read(self) -> str:
+        """Stop the node (SIGTERM) and return everything it wrote after its banner."""
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            output, _ = self.proc.communicate(timeout=30)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.communicate()
+        return output
+
 
 async def wait_ready(session: aiohttp.ClientSession, url: str) -> None:
     for _ in range(100):
@@ -184,3 +195,31 @@ async def test_workers_share_one_port_and_need_redis(data_dir, redis_url):  # no
         assert len(seen) == 2, "only one worker answered"
     finally:
         assert node.stop() == 0
+
+
+async def test_the_access_log_never_shows_secrets(data_dir, database_url):
+    """A node's access log as it is written, for requests carrying secrets in their query string (a
+    websocket's ?token=, however spelt) and in a Referer: the secrets are replaced, the rest stays."""
+    node = Node(data_dir, env={"DATABASE_URL": database_url, "LIVEHUB_LOG_LEVEL": "INFO"})
+    secrets = [f"S3CRET{i}x" for i in range(7)]
+    try:
+        async with aiohttp.ClientSession() as session:
+            await wait_ready(session, node.url)
+            ws_url = node.url.replace("http", "ws")
+            async with session.ws_connect(f"{ws_url}/ws/me?token={secrets[0]}") as ws:
+                await ws.close()
+            for path in (
+                f"/api/products?limit=5&access_token={secrets[1]}",
+                f"/api/me?%74oken={secrets[2]}&Password={secrets[3]}",
+                f"/healthz?api_key={secrets[4]}&client_secret={secrets[5]}",
+            ):
+                async with session.get(node.url + path, headers={"Referer": f"{node.url}/x?code={secrets[6]}"}) as res:
+                    await res.read()
+    finally:
+        log = node.stop_and_read()
+    requests = [line for line in log.splitlines() if '"GET /' in line]
+    assert len(requests) >= 5, log
+    assert not [s for s in secrets if s in log], log
+    assert "/api/products?limit=5&access_token=[redacted]" in log
+    assert "/ws/me?token=[redacted]" in log
+    assert "/x?code=[redacted]" in log
