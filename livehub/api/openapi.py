@@ -10,6 +10,8 @@ from livehub.api.routing import Api, Route
 
 REF = "#/components/schemas/{model}"
 _PATH_PARAM = re.compile(r"\{(\w+)\}")
+# aiohttp's `{name:regex}` (a parameter that must look like an id) is plain `{name}` in the document.
+_CONSTRAINED_PARAM = re.compile(r"\{(\w+):[^/]*\}")
 
 ERROR_STATUSES = {
     "user": ("401", "403", "404", "409", "422", "429"),
@@ -30,7 +32,7 @@ def build_openapi(apis: list[Api], *, title: str, version: str, description: str
 
     paths: dict[str, dict] = {}
     for r in routes:
-        paths.setdefault(r.path, {})[r.method.lower()] = _operation(r, refs, components)
+        paths.setdefault(openapi_path(r.path), {})[r.method.lower()] = _operation(r, refs, components)
     return {
         "openapi": "3.1.0",
         "info": {"title": title, "version": version, "description": description},
@@ -45,11 +47,16 @@ def build_openapi(apis: list[Api], *, title: str, version: str, description: str
     }
 
 
+def openapi_path(path: str) -> str:
+    """A route's path as the document writes it: `/api/sellers/{id}` for `/api/sellers/{id:[0-9a-f-]+}`."""
+    return _CONSTRAINED_PARAM.sub(r"{\1}", path)
+
+
 def _operation(r: Route, refs: dict, components: dict) -> dict[str, Any]:
     op: dict[str, Any] = {"operationId": r.handler.__name__, "summary": r.summary, "tags": [r.tag]}
     params = [
         {"name": name, "in": "path", "required": True, "schema": {"type": "string", "format": "uuid"}}
-        for name in _PATH_PARAM.findall(r.path)
+        for name in _PATH_PARAM.findall(openapi_path(r.path))
     ]
     if r.query is not None:
         schema = r.query.model_json_schema(ref_template=REF)

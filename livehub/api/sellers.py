@@ -11,6 +11,9 @@ from livehub.api.routing import Api, Model, Out, path_id, principal, resolve_pri
 from livehub.shop import sellers
 
 api = Api("sellers")
+# A seller's id in the path, a UUID with or without dashes. Left unconstrained, the parameter would also
+# match "apply": GET /api/sellers/apply would look for a seller named so, and OPTIONS would offer GET there.
+SELLER = "/api/sellers/{id:[0-9a-fA-F-]{32,36}}"
 
 
 class SellerApplyIn(Model):
@@ -47,21 +50,21 @@ async def apply(request: web.Request, body: SellerApplyIn) -> SellerEnvelope:
     return SellerEnvelope(seller=seller)
 
 
-@api.get("/api/sellers/{id}", auth="optional", response=SellerEnvelope)
+@api.get(SELLER, auth="optional", response=SellerEnvelope)
 async def get_seller(request: web.Request) -> SellerEnvelope:
     """A shop's public profile"""
     viewer = await resolve_principal(request)
     return SellerEnvelope(seller=await sellers.public_seller(request.app[keys.POOL], path_id(request), viewer))
 
 
-@api.post("/api/sellers/{id}/follow", auth="user", response=FollowOut)
+@api.post(SELLER + "/follow", auth="user", response=FollowOut)
 async def follow(request: web.Request) -> FollowOut:
     """Follow a shop (get notified when it goes live)"""
     result = await sellers.follow(request.app[keys.POOL], principal(request).user_id, path_id(request), True)
     return FollowOut.model_validate(result)
 
 
-@api.delete("/api/sellers/{id}/follow", auth="user", response=FollowOut)
+@api.delete(SELLER + "/follow", auth="user", response=FollowOut)
 async def unfollow(request: web.Request) -> FollowOut:
     """Stop following a shop"""
     result = await sellers.follow(request.app[keys.POOL], principal(request).user_id, path_id(request), False)
