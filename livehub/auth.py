@@ -57,6 +57,10 @@ def new_token() -> str:
     return secrets.token_urlsafe(32)
 
 
+# What new_token makes. Anything else (a byte that is not UTF-8 included) names no session.
+_TOKEN = re.compile(r"[A-Za-z0-9_-]{1,256}")
+
+
 def hash_token(token: str) -> bytes:
     return hashlib.sha256(token.encode()).digest()
 
@@ -96,6 +100,9 @@ async def user_json(conn, user_id: UUID) -> dict:
 
 
 async def principal_for_token(pool: asyncpg.Pool, token: str) -> Principal | None:
+    """The session's account, or None for a token that names no live session."""
+    if not _TOKEN.fullmatch(token):
+        return None
     row = await pool.fetchrow(
         """SELECT u.id, u.roles, s.id AS seller_id, s.status AS seller_status
              FROM sessions t JOIN users u ON u.id = t.user_id LEFT JOIN sellers s ON s.user_id = u.id

@@ -2,7 +2,9 @@
 
 import asyncio
 import hashlib
+import uuid
 
+import orjson
 import pytest
 
 from livehub.app import create_app
@@ -173,6 +175,41 @@ async def test_me_requires_a_valid_session(client):
     await error_of(await client.get("/api/me"), 401, "unauthorized")
     await error_of(await me(client, "not-a-token"), 401, "unauthorized")
     await error_of(await client.get("/api/me", headers={"Authorization": "Bearer "}), 401, "unauthorized")
+
+
+async def raw_request(client, head: bytes) -> tuple[int, dict]:
+    """Send a request as bytes (aiohttp's client would refuse these headers); its status and JSON body."""
+    reader, writer = await asyncio.open_connection(client.host, client.port)
+    try:
+        writer.write(head + b"Host: livehub.test\r\nConnection: close\r\n\r\n")
+        await writer.drain()
+        response = await reader.read()
+    finally:
+        writer.close()
+    status_line, _, rest = response.partition(b"\r\n")
+    return int(status_line.split()[1]), orjson.loads(rest.partition(b"\r\n\r\n")[2])
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        b"Authorization: Bearer \xff\xfe\xfd",
+        b"Authorization: Bearer abc\xc3(def",
+        b"Authorization: Bearer \xed\xa0\x80",
+        b"Cookie: livehub_session=\xff\xfe",
+        b"Cookie: livehub_session=abc\xe9def",
+    ],
+)
+async def test_a_token_that_is_not_utf8_is_unauthorized_not_a_crash(client, header):
+    await register(client, 1)
+    status, data = await raw_request(client, b"GET /api/me HTTP/1.1\r\n" + header + b"\r\n")
+    assert (status, data["error"]["code"]) == (401, "unauthorized")
+    status, _ = await raw_request(client, b"POST /api/auth/logout HTTP/1.1\r\n" + header + b"\r\n")
+    assert status == 401
+    # A route open to anyone takes such a caller as anonymous (no such seller, rather than a crash).
+    path = f"/api/sellers/{uuid.uuid4()}".encode()
+    status, data = await raw_request(client, b"GET " + path + b" HTTP/1.1\r\n" + header + b"\r\n")
+    assert (status, data["error"]["code"]) == (404, "not_found")
 
 
 async def test_sessions_and_passwords_are_stored_hashed(client, db):
