@@ -16,6 +16,7 @@ import argon2
 import asyncpg
 
 from livehub.errors import Conflict, Forbidden, RateLimited, Unauthorized
+from livehub.passwords import check_new_password
 from livehub.settings import Settings
 
 
@@ -142,7 +143,9 @@ async def register(
     display_name: str,
     phone: str | None = None,
 ) -> tuple[dict, str]:
-    """Create an account and its first session. Returns (user, token)."""
+    """Create an account and its first session. Returns (user, token); ValidationFailed for a password
+    livehub/passwords.py refuses."""
+    await check_new_password(password, email=email, display_name=display_name, phone=phone)
     password_hash = await hasher.hash(password)
     async with pool.acquire() as conn, conn.transaction():
         try:

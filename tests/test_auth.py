@@ -121,6 +121,39 @@ async def test_register_rejects_invalid_input(client, db, payload):
     assert await db.fetchval("SELECT count(*) FROM users") == 0
 
 
+@pytest.mark.parametrize(
+    ("password", "why"),
+    [
+        ("aaaaaaaa", "repeats"),
+        ("password", "common"),
+        ("12345678", "common"),
+        ("qwertyuiop", "common"),
+        ("Password1", "common"),
+        ("P@ssw0rd!", "common"),
+        ("iloveyou2", "common"),
+        ("abcdefghij", "sequences"),
+        ("user1@example.test", "your email"),
+        ("USER1@example.test", "your email"),
+        ("Ada Lovelace-Byron", "your email, phone or name"),
+        ("+15550001234", "your email, phone or name"),
+    ],
+)
+async def test_guessable_passwords_and_the_accounts_own_details_are_refused(client, db, password, why):
+    payload = body(1, display_name="Ada Lovelace-Byron", phone="+15550001234") | {"password": password}
+    err = await error_of(await client.post("/api/auth/register", json=payload), 422, "validation_error")
+    assert why in err["message"].lower()
+    (problem,) = err["details"]["errors"]
+    assert problem["loc"] == ["password"] and problem["msg"] == err["message"]
+    assert await db.fetchval("SELECT count(*) FROM users") == 0
+
+
+async def test_a_long_password_is_judged_by_its_beginning_and_strong_ones_pass(client, db):
+    res = await client.post("/api/auth/register", json=body(1) | {"password": "a" * 256})
+    await error_of(res, 422, "validation_error")
+    for n, password in enumerate(["correct horse battery", "пароль-🔑-secret", "x7#Kq!" + "z" * 250], start=2):
+        assert (await client.post("/api/auth/register", json=body(n) | {"password": password})).status == 201
+
+
 # -- login / logout ---------------------------------------------------------------------------------
 
 
