@@ -175,6 +175,16 @@ def _from_interface(exc: asyncpg.InterfaceError) -> LiveHubError | None:
     return None
 
 
+def _from_internal(exc: asyncpg.InternalClientError) -> LiveHubError | None:
+    # A session the server ended (shutdown, crash, an operator) mid-transaction can leave asyncpg's
+    # protocol consuming the FATAL error when the ROLLBACK or the next statement comes: "cannot switch to
+    # state 15; another operation (2) is in progress". The connection is lost (the pool drops it on
+    # release); the database is away. Other internal errors (a stale statement cache) are our bugs.
+    if str(exc).startswith("cannot switch to state"):
+        return Unavailable(DATABASE_AWAY)
+    return None
+
+
 # Exception class -> translation, looked up along the exception's MRO (most specific first), as
 # Starlette's exception handlers are. A translation returning None means "our bug".
 _TRANSLATIONS: dict[type[BaseException], Callable[[Any], LiveHubError | None]] = {
@@ -182,6 +192,7 @@ _TRANSLATIONS: dict[type[BaseException], Callable[[Any], LiveHubError | None]] =
     pydantic.ValidationError: lambda exc: ValidationFailed("invalid request", validation_details(exc)),
     asyncpg.PostgresError: _from_postgres,
     asyncpg.InterfaceError: _from_interface,
+    asyncpg.InternalClientError: _from_internal,
     # The database went away mid-request or cannot be reached (ConnectionError and TimeoutError are
     # OSErrors too; an unreachable host is a bare OSError).
     OSError: lambda exc: Unavailable(DATABASE_AWAY),

@@ -161,7 +161,7 @@ async def test_conflict(client, make):
 
 
 async def test_rate_limited(aiohttp_client, settings, db):
-    client = await aiohttp_client(create_app(settings.model_copy(update={"login_max_failures_per_account": 1})))
+    client = await aiohttp_client(create_app(settings.model_copy(update={"login_max_failures_per_pair": 1})))
     bad = {"email": "who@example.test", "password": "nope"}
     await error_of(await client.post("/api/auth/login", json=bad), 401, "unauthorized")
     res = await client.post("/api/auth/login", json=bad)
@@ -389,3 +389,58 @@ async def test_a_database_session_ended_mid_request_is_unavailable(client, db, m
     # The pool replaces the lost connection: the same request works now.
     res = await send()
     assert res.status in (200, 201), await res.text()
+
+
+async def test_sessions_ended_mid_transaction_over_and_over_are_never_a_500(client, db, make):
+    """The server ending sessions while they are in a transaction, again and again (as when it shuts down
+    or crashes). Some of those interrupted transactions leave asyncpg's protocol half-way (its ROLLBACK
+    finds the FATAL error still being consumed: InternalClientError "cannot switch to state 15"):
+    every answer is still the request's own or 503 unavailable."""
+    seller = await make.seller()
+    variant = (await make.product(seller))["variants"][0]["id"]
+    buyers = [await make.user() for _ in range(8)]
+    statuses: dict[int, int] = {}
+    done = False
+
+    async def shop(buyer):
+        while not done:
+            res = await client.post(
+                "/api/cart/items", json={"variant_id": variant, "quantity": 1}, headers=buyer.headers
+            )
+            body = await res.json()
+            statuses[res.status] = statuses.get(res.status, 0) + 1
+            assert res.status in (200, 503), body
+            if res.status == 503:
+                assert body["error"]["code"] == "unavailable"
+
+    shoppers = [asyncio.ensure_future(shop(b)) for b in buyers]
+    ended = 0
+    deadline = asyncio.get_running_loop().time() + 20
+    try:
+        while ended < 300 and asyncio.get_running_loop().time() < deadline:
+            if any(s.done() for s in shoppers):
+                break
+            ended += await db.fetchval(
+                """SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+                    WHERE datname = current_database() AND pid <> pg_backend_pid()
+                      AND state = 'active' AND xact_start IS NOT NULL"""
+            )
+    finally:
+        done = True
+        await asyncio.gather(*shoppers)
+    assert statuses.get(503, 0) > 0, statuses
+    res = await client.post("/api/cart/items", json={"variant_id": variant, "quantity": 1}, headers=buyers[0].headers)
+    assert res.status == 200, await res.text()
+
+
+def test_only_asyncpgs_lost_protocol_state_is_unavailable():
+    import asyncpg
+
+    from livehub.errors import Unavailable, to_error
+
+    for message in (
+        "cannot switch to state 15; another operation (2) is in progress",
+        'cannot switch to state 12; protocol is in the "failed" state',
+    ):
+        assert isinstance(to_error(asyncpg.InternalClientError(message)), Unavailable)
+    assert to_error(asyncpg.exceptions.OutdatedSchemaCacheError("cached statement plan is invalid")) is None
