@@ -26,14 +26,16 @@ from livehub.api.access_log import RedactingAccessLogger
 from livehub.api.errors import error_middleware
 from livehub.api.headers import security_headers
 from livehub.api.openapi import build_openapi
-from livehub.auth import LoginLimiter, PasswordHasher
+from livehub.auth import PasswordHasher
 from livehub.broker import open_backplane
 from livehub.jsonx import json_response
 from livehub.live import ws
 from livehub.live.hub import Hub
 from livehub.settings import Settings
 from livehub.shop.payments import provider_named
+from livehub.signin_limits import LoginLimiter
 from livehub.tasks import Supervisor, cancel
+from livehub.twofactor import TwoFactor
 from storage.db import create_pool, migrate
 
 log = logging.getLogger(__name__)
@@ -69,10 +71,19 @@ async def database(app: web.Application):
 
 
 async def accounts(app: web.Application):
+    """Password hashing, the sign-in limits (and their sweep), two-factor secrets sealed under the first key."""
     settings = app[keys.SETTINGS]
+    pool = app[keys.POOL]
     app[keys.HASHER] = PasswordHasher(settings)
-    app[keys.LOGIN_LIMITER] = LoginLimiter(settings)
+    limiter = app[keys.LOGIN_LIMITER] = LoginLimiter(settings)
+    two_factor = app[keys.TWO_FACTOR] = TwoFactor(settings)
+    if not two_factor.box.encrypts:
+        log.warning("LIVEHUB_TWO_FACTOR_KEYS is not set: two-factor secrets are stored unencrypted")
+    if resealed := await two_factor.box.reseal_all(pool):
+        log.info("sealed %d two-factor secrets under the first of LIVEHUB_TWO_FACTOR_KEYS", resealed)
+    sweep = app[keys.TASKS].every(60, lambda: limiter.sweep(pool), name="sign-in-sweep")
     yield
+    await cancel(sweep)
 
 
 async def background(app: web.Application):
@@ -141,6 +152,7 @@ PAGES = {
     "/studio": "studio.html",
     "/seller": "seller.html",
     "/admin": "admin.html",
+    "/security": "security.html",
 }
 
 

@@ -1,4 +1,5 @@
-"""Accounts and sessions: password hashing, session tokens, failed-login limits.
+"""Accounts and sessions: password hashing, session tokens, signing in (with the limits of
+livehub/signin_limits.py and the second factor of livehub/twofactor.py).
 
 Passwords are hashed with argon2id (memory-hard) in a worker thread so a login never stalls the event
 loop. Session tokens are 256 random bits handed to the client once; only their SHA-256 is stored, which
@@ -15,9 +16,11 @@ from uuid import UUID
 import argon2
 import asyncpg
 
-from livehub.errors import Conflict, Forbidden, RateLimited, Unauthorized
+from livehub.errors import Conflict, Forbidden, Unauthorized
 from livehub.passwords import check_new_password
 from livehub.settings import Settings
+from livehub.signin_limits import LoginLimiter, Outcome, account_key
+from livehub.twofactor import TwoFactor
 
 
 class PasswordHasher:
@@ -68,17 +71,20 @@ def hash_token(token: str) -> bytes:
 
 @dataclass(frozen=True)
 class Principal:
-    """Who is making a request: the account, its roles, and its seller profile if any."""
+    """Who is making a request: the account, its roles, its seller profile if any, and whether it has
+    two-factor sign-in on."""
 
     user_id: UUID
     roles: tuple[str, ...]
     seller_id: UUID | None = None
     seller_status: str | None = None
+    two_factor: bool = False
     via_cookie: bool = field(default=False, compare=False)
 
     @property
     def is_admin(self) -> bool:
-        return "admin" in self.roles
+        """An admin acts as one only with two-factor sign-in on (docs/API.md, Roles)."""
+        return "admin" in self.roles and self.two_factor
 
     @property
     def is_seller(self) -> bool:
@@ -105,7 +111,9 @@ async def principal_for_token(pool: asyncpg.Pool, token: str) -> Principal | Non
     if not _TOKEN.fullmatch(token):
         return None
     row = await pool.fetchrow(
-        """SELECT u.id, u.roles, s.id AS seller_id, s.status AS seller_status
+        """SELECT u.id, u.roles, s.id AS seller_id, s.status AS seller_status,
+                  EXISTS (SELECT 1 FROM two_factor f WHERE f.user_id = u.id AND f.enabled_at IS NOT NULL)
+                      AS two_factor
              FROM sessions t JOIN users u ON u.id = t.user_id LEFT JOIN sellers s ON s.user_id = u.id
             WHERE t.token_hash = $1 AND t.expires_at > now() AND u.deactivated_at IS NULL""",
         hash_token(token),
@@ -113,7 +121,7 @@ async def principal_for_token(pool: asyncpg.Pool, token: str) -> Principal | Non
     if row is None:
         return None
     roles = tuple(row["roles"]) + (("seller",) if row["seller_status"] == "approved" else ())
-    return Principal(row["id"], roles, row["seller_id"], row["seller_status"])
+    return Principal(row["id"], roles, row["seller_id"], row["seller_status"], row["two_factor"])
 
 
 async def create_session(conn, user_id: UUID, ttl_s: int) -> str:
@@ -136,15 +144,17 @@ async def end_session(pool: asyncpg.Pool, token: str) -> None:
 async def register(
     pool: asyncpg.Pool,
     hasher: PasswordHasher,
+    limiter: LoginLimiter,
     settings: Settings,
     *,
     email: str,
     password: str,
     display_name: str,
+    address: str,
     phone: str | None = None,
 ) -> tuple[dict, str]:
-    """Create an account and its first session. Returns (user, token); ValidationFailed for a password
-    livehub/passwords.py refuses."""
+    """Create an account and its first session (its address is then one of the account's own). Returns
+    (user, token); ValidationFailed for a password livehub/passwords.py refuses."""
     await check_new_password(password, email=email, display_name=display_name, phone=phone)
     password_hash = await hasher.hash(password)
     async with pool.acquire() as conn, conn.transaction():
@@ -161,102 +171,80 @@ async def register(
             field_name = "phone" if exc.constraint_name == "users_phone_key" else "email"
             raise Conflict(f"an account with this {field_name} already exists", {"field": field_name}) from None
         token = await create_session(conn, user_id, settings.session_ttl_s)
+        await limiter.remember(conn, account_key(user_id, ""), address)
         return await user_json(conn, user_id), token
 
 
-class LoginLimiter:
-    """Counts failed logins per account and per client address over a sliding window, in Postgres so
-    that every node of a deployment shares the count.
-
-    An attempt is recorded before its password is checked. While in progress its row has no address
-    yet and counts against its account only, counted after the row is committed: the k-th concurrent
-    attempt on an account sees at least k rows, so however many arrive together no more than the limit
-    get to try a password. A failed attempt then gets its address; a successful one clears the
-    account's rows. Many people signing in at once behind one NAT are therefore not limited."""
-
-    def __init__(self, settings: Settings):
-        self.window_s = settings.login_window_s
-        self.per_account = settings.login_max_failures_per_account
-        self.per_address = settings.login_max_failures_per_address
-
-    def _limited(self) -> RateLimited:
-        return RateLimited(
-            "too many failed sign-in attempts; try again later",
-            {"retry_after_s": self.window_s},
-            retry_after_s=self.window_s,
-        )
-
-    async def attempt(self, pool: asyncpg.Pool, account: str, address: str) -> int:
-        """Record an attempt and return its id, or raise RateLimited (recording nothing)."""
-        async with pool.acquire() as conn:
-            by_address = await conn.fetchval(
-                """SELECT count(*) FROM login_failures
-                    WHERE address = $1 AND failed_at > now() - make_interval(secs => $2)""",
-                address,
-                self.window_s,
-            )
-            if by_address >= self.per_address:
-                raise self._limited()
-            async with conn.transaction():
-                # Forget what has left the window so the table stays the size of recent failures.
-                await conn.execute(
-                    "DELETE FROM login_failures WHERE account = $1 AND failed_at < now() - make_interval(secs => $2)",
-                    account,
-                    self.window_s,
-                )
-                attempt_id = await conn.fetchval(
-                    "INSERT INTO login_failures (account, address) VALUES ($1, '') RETURNING id", account
-                )
-            # A separate statement after the commit, so it sees every attempt recorded before this one.
-            by_account = await conn.fetchval(
-                """SELECT count(*) FROM login_failures
-                    WHERE account = $1 AND failed_at > now() - make_interval(secs => $2)""",
-                account,
-                self.window_s,
-            )
-            if by_account > self.per_account:
-                await conn.execute("DELETE FROM login_failures WHERE id = $1", attempt_id)
-                raise self._limited()
-        return attempt_id
-
-    async def failed(self, pool: asyncpg.Pool, attempt_id: int, address: str) -> None:
-        await pool.execute("UPDATE login_failures SET address = $2 WHERE id = $1", attempt_id, address)
-
-    async def succeeded(self, pool: asyncpg.Pool, account: str) -> None:
-        await pool.execute("DELETE FROM login_failures WHERE account = $1", account)
+def login_account(login_id: str) -> str:
+    """One account, one failure count, however the email is cased or the phone number punctuated."""
+    account = login_id.strip().lower()
+    return account if "@" in account else normalise_phone(account)
 
 
 async def login(
     pool: asyncpg.Pool,
     hasher: PasswordHasher,
     limiter: LoginLimiter,
+    two_factor: TwoFactor,
     settings: Settings,
     *,
     login_id: str,
     password: str,
+    code: str | None,
     address: str,
 ) -> tuple[dict, str]:
-    """Sign in by email or phone. Returns (user, token); raises Unauthorized or RateLimited."""
-    # One account, one failure count, however the email is cased or the phone number punctuated.
-    account = login_id.strip().lower()
-    if "@" not in account:
-        account = normalise_phone(account)
-    attempt_id = await limiter.attempt(pool, account, address)
+    """Sign in by email or phone, password, and a code when two-factor sign-in is on. Returns (user,
+    token); raises RateLimited, or Unauthorized (details.two_factor_required when the password was right
+    and a code is missing or wrong)."""
+    account = login_account(login_id)
     row = await pool.fetchrow(
-        "SELECT id, password_hash, deactivated_at FROM users WHERE email = $1 OR phone = $2",
+        """SELECT u.id, u.password_hash, u.deactivated_at,
+                  EXISTS (SELECT 1 FROM two_factor f WHERE f.user_id = u.id AND f.enabled_at IS NOT NULL)
+                      AS two_factor
+             FROM users u WHERE u.email = $1 OR u.phone = $2""",
         account,
         normalise_phone(login_id),
     )
-    if not await hasher.verify(row["password_hash"] if row else None, password):
-        await limiter.failed(pool, attempt_id, address)
-        raise Unauthorized("wrong email or password")
-    if row["deactivated_at"] is not None:
-        # Said only to someone who knows the password: the owner learns why, nobody else learns anything.
-        raise Forbidden("this account has been deactivated by an admin")
-    await limiter.succeeded(pool, account)
+    # Decided before the password is looked at: a refused attempt learns nothing about it.
+    attempt_id = await limiter.attempt(pool, account_key(row["id"] if row else None, account), address)
+    outcome: Outcome = "neutral"
+    try:
+        if not await hasher.verify(row["password_hash"] if row else None, password):
+            outcome = "failed"
+            raise Unauthorized("wrong email or password")
+        if row["two_factor"]:
+            if not code:
+                raise Unauthorized(
+                    "enter the code from your authenticator app, or a recovery code", {"two_factor_required": True}
+                )
+            if not await two_factor.accept(pool, row["id"], code):
+                outcome = "failed"
+                raise Unauthorized("wrong or already used code", {"two_factor_required": True})
+        if row["deactivated_at"] is not None:
+            # Said only to someone who has proven to be the owner, who learns why; nobody else learns anything.
+            raise Forbidden("this account has been deactivated by an admin")
+        outcome = "signed_in"
+    finally:
+        await limiter.settle(pool, attempt_id, outcome)
     async with pool.acquire() as conn:
         token = await create_session(conn, row["id"], settings.session_ttl_s)
         return await user_json(conn, row["id"]), token
+
+
+async def confirm_password(
+    pool: asyncpg.Pool, hasher: PasswordHasher, limiter: LoginLimiter, user_id: UUID, password: str, address: str
+) -> None:
+    """Forbidden unless `password` is the account's (asked again before a change to how it signs in). A
+    wrong one counts as a failed sign-in of the account from `address`."""
+    attempt_id = await limiter.attempt(pool, account_key(user_id, ""), address)
+    outcome: Outcome = "neutral"
+    try:
+        password_hash = await pool.fetchval("SELECT password_hash FROM users WHERE id = $1", user_id)
+        outcome = "passed" if await hasher.verify(password_hash, password) else "failed"
+    finally:
+        await limiter.settle(pool, attempt_id, outcome)
+    if outcome == "failed":
+        raise Forbidden("wrong password")
 
 
 async def ensure_admin(pool: asyncpg.Pool, hasher: PasswordHasher, email: str, password: str) -> bool:

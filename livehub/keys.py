@@ -6,11 +6,13 @@ import asyncpg
 from aiohttp import web
 
 from livehub.api.cache import ListingCache
-from livehub.auth import LoginLimiter, PasswordHasher
+from livehub.auth import PasswordHasher
 from livehub.live.hub import Hub
 from livehub.settings import Settings
 from livehub.shop.payments import PaymentProvider
+from livehub.signin_limits import LoginLimiter
 from livehub.tasks import Supervisor
+from livehub.twofactor import TwoFactor
 
 if TYPE_CHECKING:
     from livehub.media.sessions import MediaNode
@@ -20,6 +22,7 @@ TASKS = web.AppKey("tasks", Supervisor)
 POOL = web.AppKey("pool", asyncpg.Pool)
 HASHER = web.AppKey("hasher", PasswordHasher)
 LOGIN_LIMITER = web.AppKey("login_limiter", LoginLimiter)
+TWO_FACTOR = web.AppKey("two_factor", TwoFactor)
 OPENAPI = web.AppKey("openapi", dict)
 PAYMENTS = web.AppKey("payments", PaymentProvider)
 HUB = web.AppKey("hub", Hub)

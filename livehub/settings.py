@@ -39,13 +39,26 @@ class Settings(BaseSettings):
     # (/watch/{id}) in a frame; no other page is ever embeddable. Checked, since each goes into a header.
     frame_ancestors: list[FrameAncestor] = []
 
-    # Failed logins per window, counted per account and per client address. Successful logins and
-    # registrations are not limited.
-    login_window_s: int = 900
+    # Sign-in limits (docs/OPERATIONS.md, "Sign-in limits"): failures are counted over this window.
+    login_window_s: int = Field(default=900, ge=1)
     # Behind N reverse proxies, the client address is the Nth entry from the right of X-Forwarded-For.
     trusted_proxy_count: int = 0
-    login_max_failures_per_account: int = 5
-    login_max_failures_per_address: int = 50
+    # Failures one (account, address) pair may have in the window; past it the pair gets 429.
+    login_max_failures_per_pair: int = Field(default=5, ge=1)
+    # With this many failures in the window on one account, or from one address, attempts from addresses
+    # that have not signed in to that account wait: login_delay_s, doubling per further failure, at most
+    # login_max_delay_s after the last attempt. Addresses the account signed in from are never slowed.
+    login_slow_account_after: int = Field(default=10, ge=1)
+    login_slow_address_after: int = Field(default=20, ge=1)
+    login_delay_s: float = Field(default=1.0, gt=0)
+    login_max_delay_s: float = Field(default=60.0, gt=0)
+    # How long an address an account signed in from is remembered as its own (refreshed at each sign-in).
+    login_known_address_ttl_s: int = Field(default=90 * 24 * 3600, ge=0)
+    # Fernet keys (from `Fernet.generate_key()`) sealing two-factor secrets in the database; the first seals,
+    # any opens. Empty: secrets are stored as they are.
+    two_factor_keys: list[str] = []
+    # The name authenticator apps show for a LiveHub account.
+    two_factor_issuer: str = "LiveHub"
 
     # argon2id cost; the defaults are argon2-cffi's (RFC 9106 low-memory profile).
     password_time_cost: int = 3

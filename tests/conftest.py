@@ -10,12 +10,15 @@ import os
 import secrets
 import shutil
 import tempfile
+import time
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
+import pyotp
 import pytest
 
 from livehub.app import create_app
@@ -140,20 +143,60 @@ async def client(aiohttp_client, settings, db):
     return await aiohttp_client(create_app(settings))
 
 
+class AccountHeaders(Mapping):
+    """An account's request headers: its bearer token and, once it has two-factor sign-in on, a current code
+    (X-Two-Factor-Code, which admin money actions need), computed whenever the headers are read."""
+
+    def __init__(self, account: "Account"):
+        self._account = account
+
+    def _now(self) -> dict[str, str]:
+        headers = {"Authorization": f"Bearer {self._account.token}"}
+        if self._account.totp is not None:
+            headers["X-Two-Factor-Code"] = self._account.totp.now()
+        return headers
+
+    def __getitem__(self, name: str) -> str:
+        return self._now()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._now())
+
+    def __len__(self) -> int:
+        return len(self._now())
+
+
 @dataclass
 class Account:
     user: dict
     token: str
     password: str
     seller: dict | None = None
-    headers: dict[str, str] = field(init=False)
+    # With two-factor sign-in on (Factory.two_factor): the authenticator app, and the recovery codes.
+    totp: pyotp.TOTP | None = None
+    recovery_codes: list[str] = field(default_factory=list)
+    headers: AccountHeaders = field(init=False)
+    _last_step: int = field(default=0, init=False)
 
     def __post_init__(self):
-        self.headers = {"Authorization": f"Bearer {self.token}"}
+        self.headers = AccountHeaders(self)
 
     @property
     def id(self) -> str:
         return self.user["id"]
+
+    async def sign_in_code(self) -> str:
+        """A code the server has not accepted yet (a sign-in code works once): the current step's, or the
+        next one's (accepted too, for clock drift); after that, the clock has to move on."""
+        deadline = time.monotonic() + 70
+        while True:
+            current = int(time.time() // 30)
+            step = max(self._last_step + 1, current)
+            if step <= current + 1:
+                self._last_step = step
+                return self.totp.generate_otp(step)
+            assert time.monotonic() < deadline, "the clock did not move on"
+            await asyncio.sleep(0.2)
 
 
 class Factory:
@@ -179,13 +222,33 @@ class Factory:
         data = await res.json()
         return Account(data["user"], data["token"], password)
 
-    async def admin(self) -> Account:
-        account = await self.user()
-        await self.db.execute("UPDATE users SET roles = '{viewer,admin}' WHERE id = $1", account.user["id"])
+    async def two_factor(self, account: Account) -> Account:
+        """Turn two-factor sign-in on for `account` through the API; its headers carry a current code from then on."""
+        res = await self.client.post(
+            "/api/me/two-factor/setup", json={"password": account.password}, headers=account.headers
+        )
+        assert res.status == 200, await res.text()
+        totp = pyotp.TOTP((await res.json())["secret"])
+        step = int(time.time() // 30)
+        res = await self.client.post(
+            "/api/me/two-factor/enable", json={"code": totp.generate_otp(step)}, headers=account.headers
+        )
+        assert res.status == 200, await res.text()
+        account.totp, account._last_step = totp, step
+        account.recovery_codes = (await res.json())["recovery_codes"]
         return account
 
-    async def seller(self, *, approved: bool = True, shop_name: str | None = None) -> Account:
+    async def admin(self) -> Account:
+        """An admin, with the two-factor sign-in every admin needs."""
         account = await self.user()
+        await self.db.execute("UPDATE users SET roles = '{viewer,admin}' WHERE id = $1", account.user["id"])
+        return await self.two_factor(account)
+
+    async def seller(self, *, approved: bool = True, shop_name: str | None = None, two_factor: bool = False) -> Account:
+        """A seller (approved unless told); with two_factor, able to ask for payouts."""
+        account = await self.user()
+        if two_factor:
+            await self.two_factor(account)
         res = await self.client.post(
             "/api/sellers/apply", json={"shop_name": shop_name or f"Shop {self._n}"}, headers=account.headers
         )

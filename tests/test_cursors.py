@@ -34,7 +34,8 @@ async def test_the_spec_states_each_cursors_format(client):
 
 
 async def test_cursors_of_the_stated_format_are_accepted_and_others_refused(client, make, db):
-    admin = await make.seller()  # an admin with a shop of their own, so every list is theirs to read
+    # An admin (with the second factor admins need) with a shop of their own, so every list is theirs to read.
+    admin = await make.seller(two_factor=True)
     await db.execute("UPDATE users SET roles = '{viewer,admin}' WHERE id = $1", uuid.UUID(admin.id))
     await make.product(admin)
     for path in LISTS:

@@ -34,6 +34,7 @@ from collections.abc import Coroutine
 from typing import Any
 
 import hypothesis
+import pyotp
 import pytest
 import requests
 import schemathesis
@@ -195,6 +196,10 @@ class World:
         session = self.call("POST", "/api/auth/register", json=body)
         return session["user"]["id"], session["token"]
 
+    def two_factor(self, token: str) -> None:
+        secret = self.call("POST", "/api/me/two-factor/setup", token, json={"password": "fuzz-password"})["secret"]
+        self.call("POST", "/api/me/two-factor/enable", token, json={"code": pyotp.TOTP(secret).now()})
+
     def product(self, token: str, sku: str, category_id: str | None = None) -> dict:
         body = {
             "title": f"Fuzz {sku}",
@@ -215,6 +220,7 @@ class World:
     def seed(self) -> None:
         self.user_id, self.token = me, token = self.register("fuzzer")
         self.sql("UPDATE users SET roles = '{viewer,admin}' WHERE id = $1", me)
+        self.two_factor(token)  # admins act as admins, and payouts are asked for, only with a second factor
         seller_id = self.call("POST", "/api/sellers/apply", token, json={"shop_name": "Fuzz shop"})["seller"]["id"]
         self.call("POST", f"/api/admin/sellers/{seller_id}/approve", token)
         category = self.call("POST", "/api/admin/categories", token, json={"slug": "fuzz", "name": "Fuzz"})

@@ -57,14 +57,15 @@ async def done(client, account, order_id, action: str, body: dict | None = None)
 
 
 class World:
-    """A seller with a product (PRICE, 10 in stock), a funded buyer and an admin."""
+    """A seller (with two-factor sign-in on, so it may ask for payouts) with a product (PRICE, 10 in stock), a
+    funded buyer and an admin."""
 
     def __init__(self, client, db):
         self.client, self.db = client, db
 
     async def build(self, make, *, funds: int = 10_000, price: int = PRICE):
         self.admin = await make.admin()
-        self.seller = await make.seller()
+        self.seller = await make.seller(two_factor=True)
         self.buyer = await make.user()
         product = await make.product(
             self.seller, variants=[{"sku": f"SKU-{uuid.uuid4().hex[:10]}", "price_cents": price, "stock": 10}]
@@ -364,7 +365,7 @@ async def test_concurrent_approvals_pay_once(client, make, db):
 
 async def test_stream_host_earns_commission(client, make, db):
     w = await world(client, db, make)
-    host = await make.user()
+    host = await make.two_factor(await make.user())  # paid out below, which needs the second factor
     stream = await db.fetchval(
         """INSERT INTO streams (seller_id, host_id, title, status, host_commission_bps)
            VALUES ($1, $2, 'Live', 'live', 500) RETURNING id""",

@@ -154,6 +154,7 @@ class BooksOut(Out):
     response=WalletOut,
     idempotent=True,
     audit="wallet.adjust",
+    fresh_code=True,
 )
 async def adjust_wallet(request: web.Request, body: WalletAdjustIn) -> WalletOut:
     """Credit (positive) or debit (negative) a user's wallet, with a reason"""
@@ -177,13 +178,22 @@ async def list_all_payouts(request: web.Request, query: PayoutQuery) -> Page[Pay
     return Page[PayoutOut].model_validate(page)
 
 
-@api.post("/api/admin/payouts/{id}/approve", auth="admin", response=PayoutEnvelope, audit="payout.approve")
+@api.post(
+    "/api/admin/payouts/{id}/approve", auth="admin", response=PayoutEnvelope, audit="payout.approve", fresh_code=True
+)
 async def approve_payout(request: web.Request) -> PayoutEnvelope:
     """Approve a payout: the payment provider sends the money"""
     return await _decide(request, approve=True, reason=None)
 
 
-@api.post("/api/admin/payouts/{id}/reject", auth="admin", body=RejectIn, response=PayoutEnvelope, audit="payout.reject")
+@api.post(
+    "/api/admin/payouts/{id}/reject",
+    auth="admin",
+    body=RejectIn,
+    response=PayoutEnvelope,
+    audit="payout.reject",
+    fresh_code=True,
+)
 async def reject_payout(request: web.Request, body: RejectIn) -> PayoutEnvelope:
     """Reject a payout: the amount returns to the seller's available earnings"""
     return await _decide(request, approve=False, reason=body.reason)

@@ -1,19 +1,30 @@
-"""Register, sign in and out, and who am I."""
+"""Register, sign in and out, who am I, and two-factor sign-in (docs/API.md, Authentication)."""
 
+from datetime import datetime
 from typing import Annotated
 
 from aiohttp import web
-from pydantic import StringConstraints
+from pydantic import Field, StringConstraints
 
 from livehub import auth, keys
 from livehub.api.models import Email, Phone, Text, UserOut
 from livehub.api.routing import Api, Model, Out, principal
+from livehub.auth import Principal
+from livehub.errors import Conflict, ValidationFailed
 from livehub.http import SESSION_COOKIE, client_address, request_token
 from livehub.jsonx import json_response
+from livehub.signin_limits import Outcome
 
 api = Api("auth")
 
-Password = Annotated[str, StringConstraints(min_length=8, max_length=256)]
+# Text PostgreSQL cannot store is refused (livehub/storable.py); the document says so.
+_NO_NUL = Field(json_schema_extra={"pattern": r"^[^\x00]*$"})
+Password = Annotated[str, StringConstraints(min_length=8, max_length=256), _NO_NUL]
+AnyPassword = Annotated[str, StringConstraints(max_length=256), _NO_NUL]
+# A TOTP code ("123456", spaces allowed) or a recovery code ("abcd-efgh-jkmn-pqrs").
+Code = Annotated[
+    str, StringConstraints(strip_whitespace=True, max_length=32, pattern=r"^[0-9A-Za-z -]*[0-9A-Za-z][0-9A-Za-z -]*$")
+]
 
 
 class RegisterIn(Model):
@@ -25,7 +36,9 @@ class RegisterIn(Model):
 
 class LoginIn(Model):
     email: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=254)]
-    password: Annotated[str, StringConstraints(max_length=256)]
+    password: AnyPassword
+    # Needed when the account has two-factor sign-in on (a first try without it says so).
+    code: Code | None = None
 
 
 class SessionOut(Out):
@@ -60,26 +73,39 @@ async def register(request: web.Request, body: RegisterIn) -> web.Response:
     user, token = await auth.register(
         app[keys.POOL],
         app[keys.HASHER],
+        app[keys.LOGIN_LIMITER],
         app[keys.SETTINGS],
         email=body.email,
         password=body.password,
         display_name=body.display_name,
         phone=body.phone,
+        address=client_address(request),
     )
     return _signed_in(request, user, token, 201)
 
 
-@api.post("/api/auth/login", body=LoginIn, response=SessionOut)
+@api.post(
+    "/api/auth/login",
+    body=LoginIn,
+    response=SessionOut,
+    errors={
+        401: "wrong email, phone or password; or, with details.two_factor_required, the password was right "
+        "and `code` is missing, wrong or already used",
+        403: "the account has been deactivated",
+    },
+)
 async def login(request: web.Request, body: LoginIn) -> web.Response:
-    """Sign in with email (or phone) and password; sets the session cookie too"""
+    """Sign in with email (or phone), password and, with two-factor sign-in on, a code; sets the session cookie"""
     app = request.app
     user, token = await auth.login(
         app[keys.POOL],
         app[keys.HASHER],
         app[keys.LOGIN_LIMITER],
+        app[keys.TWO_FACTOR],
         app[keys.SETTINGS],
         login_id=body.email,
         password=body.password,
+        code=body.code,
         address=client_address(request),
     )
     return _signed_in(request, user, token, 200)
@@ -100,3 +126,98 @@ async def me(request: web.Request) -> MeOut:
     """The signed-in account with its roles and seller profile id"""
     async with request.app[keys.POOL].acquire() as conn:
         return MeOut(user=await auth.user_json(conn, principal(request).user_id))
+
+
+# -- two-factor sign-in ---------------------------------------------------------------------------------
+
+
+class TwoFactorOut(Out):
+    enabled: bool
+    enabled_at: datetime | None
+    recovery_codes_left: int
+
+
+class PasswordIn(Model):
+    password: AnyPassword
+
+
+class SetupOut(Out):
+    secret: str = Field(description="base32, for typing into an authenticator app")
+    otpauth_uri: str = Field(description="the otpauth:// URI that a QR code carries to the app")
+    qr_matrix: list[str] = Field(description="that QR code: rows top to bottom, '1' a dark module, no quiet zone")
+
+
+class CodeIn(Model):
+    code: Code
+
+
+class RecoveryCodesOut(Out):
+    recovery_codes: list[str]
+
+
+def _require_on(me: Principal) -> None:
+    if not me.two_factor:
+        raise Conflict("two-factor sign-in is off")
+
+
+@api.get("/api/me/two-factor", auth="user", response=TwoFactorOut)
+async def two_factor_status(request: web.Request) -> TwoFactorOut:
+    """Whether two-factor sign-in is on, and how many recovery codes are left"""
+    status = await request.app[keys.TWO_FACTOR].status(request.app[keys.POOL], principal(request).user_id)
+    return TwoFactorOut.model_validate(dict(status))
+
+
+@api.post("/api/me/two-factor/setup", auth="user", body=PasswordIn, response=SetupOut)
+async def two_factor_setup(request: web.Request, body: PasswordIn) -> SetupOut:
+    """Start turning two-factor sign-in on (the password again): a secret for an authenticator app"""
+    app = request.app
+    pool, me = app[keys.POOL], principal(request)
+    await auth.confirm_password(
+        pool, app[keys.HASHER], app[keys.LOGIN_LIMITER], me.user_id, body.password, client_address(request)
+    )
+    email = await pool.fetchval("SELECT email FROM users WHERE id = $1", me.user_id)
+    return SetupOut.model_validate(await app[keys.TWO_FACTOR].begin(pool, me.user_id, email))
+
+
+@api.post("/api/me/two-factor/enable", auth="user", body=CodeIn, response=RecoveryCodesOut)
+async def two_factor_enable(request: web.Request, body: CodeIn) -> RecoveryCodesOut:
+    """Turn two-factor sign-in on with a first code from the app; answers ten recovery codes, shown once"""
+    app = request.app
+    pool, me = app[keys.POOL], principal(request)
+    limiter = app[keys.LOGIN_LIMITER]
+    # A wrong code counts like any other, so a stolen session cannot try codes endlessly.
+    attempt = await limiter.attempt(pool, str(me.user_id), client_address(request))
+    outcome: Outcome = "neutral"
+    try:
+        codes = await app[keys.TWO_FACTOR].confirm(pool, me.user_id, body.code)
+        outcome = "failed" if codes is None else "passed"
+    finally:
+        await limiter.settle(pool, attempt, outcome)
+    if codes is None:
+        raise ValidationFailed(
+            "the code does not match: check that the phone's clock is right and type the newest code",
+            {"errors": [{"loc": ["code"], "msg": "the code does not match", "type": "code_mismatch"}]},
+        )
+    return RecoveryCodesOut(recovery_codes=codes)
+
+
+@api.post("/api/me/two-factor/disable", auth="user", body=CodeIn, status=204)
+async def two_factor_disable(request: web.Request, body: CodeIn) -> None:
+    """Turn two-factor sign-in off, with a code from the app or a recovery code"""
+    app = request.app
+    pool, me = app[keys.POOL], principal(request)
+    two_factor = app[keys.TWO_FACTOR]
+    _require_on(me)
+    await two_factor.prove(pool, app[keys.LOGIN_LIMITER], me.user_id, body.code, client_address(request))
+    await two_factor.disable(pool, me.user_id)
+
+
+@api.post("/api/me/two-factor/recovery-codes", auth="user", body=CodeIn, response=RecoveryCodesOut)
+async def two_factor_recovery_codes(request: web.Request, body: CodeIn) -> RecoveryCodesOut:
+    """Ten new recovery codes, shown once, with a code from the app (or a recovery code); the old ones stop working"""
+    app = request.app
+    pool, me = app[keys.POOL], principal(request)
+    two_factor = app[keys.TWO_FACTOR]
+    _require_on(me)
+    await two_factor.prove(pool, app[keys.LOGIN_LIMITER], me.user_id, body.code, client_address(request))
+    return RecoveryCodesOut(recovery_codes=await two_factor.regenerate(pool, me.user_id))

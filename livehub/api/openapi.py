@@ -6,7 +6,7 @@ from typing import Any
 from pydantic.json_schema import models_json_schema
 
 from livehub.api.models import ErrorOut
-from livehub.api.routing import Api, Route
+from livehub.api.routing import FRESH_CODE_HEADER, Api, Route
 
 REF = "#/components/schemas/{model}"
 _PATH_PARAM = re.compile(r"\{(\w+)\}")
@@ -76,6 +76,16 @@ def _operation(r: Route, refs: dict, components: dict) -> dict[str, Any]:
                 "schema": {"type": "string", "maxLength": 255},
             }
         )
+    if r.fresh_code:
+        params.append(
+            {
+                "name": FRESH_CODE_HEADER,
+                "in": "header",
+                "required": True,
+                "description": "the current code of the caller's authenticator app (two-factor sign-in)",
+                "schema": {"type": "string", "pattern": "^[0-9]{6}$"},
+            }
+        )
     if params:
         op["parameters"] = params
     if r.body is not None:
@@ -95,6 +105,8 @@ def _operation(r: Route, refs: dict, components: dict) -> dict[str, Any]:
         op["responses"][status] = error
     if r.body is not None or r.content_type != "application/json":
         op["responses"]["413"] = error
+    for status, when in r.errors.items():
+        op["responses"][str(status)] = {**error, "description": when}
     if r.auth not in ("none", "optional"):
         op["security"] = [{"bearer": []}, {"cookie": []}]
     return op

@@ -9,6 +9,7 @@ from aiohttp import web
 from livehub.api.models import Amount, Page, PageQuery
 from livehub.api.routing import Api, Model, Out, db, principal
 from livehub.shop import payouts
+from livehub.twofactor import require_enabled
 
 api = Api("payouts")
 
@@ -64,7 +65,8 @@ async def get_earnings(request: web.Request) -> EarningsOut:
 
 @api.post("/api/seller/payouts", auth="user", body=PayoutIn, response=PayoutEnvelope, status=201, idempotent=True)
 async def request_payout(request: web.Request, body: PayoutIn) -> PayoutEnvelope:
-    """Ask for a payout of available earnings; an admin approves it"""
+    """Ask for a payout of available earnings (two-factor sign-in must be on); an admin approves it"""
+    require_enabled(principal(request).two_factor, "payouts go only to accounts with a second factor")
     return PayoutEnvelope(payout=await payouts.request(db(request), principal(request).user_id, body.amount_cents))
 
 

@@ -9,6 +9,7 @@ per Idempotency-Key, and returns the handler's result as JSON.
 The same declarations generate the OpenAPI document, so the spec cannot drift from the code.
 """
 
+import dataclasses
 import functools
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ import asyncpg
 import pydantic
 from aiohttp import web
 
-from livehub import keys
+from livehub import keys, twofactor
 from livehub.api import idempotency
 from livehub.auth import Principal, principal_for_token
 from livehub.errors import Forbidden, NotFound, PayloadTooLarge, Unauthorized, ValidationFailed
@@ -31,6 +32,8 @@ from storage.db import transaction
 
 Auth = Literal["none", "optional", "user", "seller", "admin"]
 PRINCIPAL = web.RequestKey("principal", Principal | None)
+# Where a route declared with fresh_code=True takes the caller's current two-factor code.
+FRESH_CODE_HEADER = "X-Two-Factor-Code"
 _SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 
 
@@ -67,6 +70,11 @@ class Route:
     # Recorded in the audit log under this action (e.g. "seller.approve") in the same transaction as the
     # handler's writes, which must go through `db(request)`: the action never happens without its row.
     audit: str | None = None
+    # A money action an admin takes: the caller's current two-factor code must come in X-Two-Factor-Code
+    # with every request (403 forbidden otherwise; wrong codes count as failed sign-ins).
+    fresh_code: bool = False
+    # Statuses this route answers besides the usual ones (openapi.py), with when: {401: "wrong password"}.
+    errors: dict[int, str] = dataclasses.field(default_factory=dict)
 
 
 class Api:
@@ -108,6 +116,8 @@ def _wrap(route: Route):
         check_storable(dict(request.query), where=("query",))
         principal = await resolve_principal(request) if route.auth != "none" else None
         _authorise(request, principal, route.auth)
+        if route.fresh_code:
+            await _check_fresh_code(request, principal)
         kwargs: dict[str, Any] = {}
         raw = b""
         if route.body is not None or route.content_type != "application/json":
@@ -199,9 +209,7 @@ async def resolve_principal(request: web.Request) -> Principal | None:
     if token:
         principal = await principal_for_token(request.app[keys.POOL], token)
         if principal is not None and via_cookie:
-            principal = Principal(
-                principal.user_id, principal.roles, principal.seller_id, principal.seller_status, via_cookie=True
-            )
+            principal = dataclasses.replace(principal, via_cookie=True)
     request[PRINCIPAL] = principal
     return principal
 
@@ -214,9 +222,25 @@ def _authorise(request: web.Request, principal: Principal | None, auth: Auth) ->
     if principal.via_cookie and request.method not in _SAFE_METHODS:
         check_origin(request)
     if auth == "admin" and not principal.is_admin:
+        if "admin" in principal.roles:
+            twofactor.require_enabled(False, "admins act as admins only with a second factor")
         raise Forbidden("admins only")
     if auth == "seller" and not principal.is_seller:
         raise Forbidden("an approved seller profile is required")
+
+
+async def _check_fresh_code(request: web.Request, principal: Principal | None) -> None:
+    assert principal is not None, "fresh_code needs a signed-in route"
+    twofactor.require_enabled(principal.two_factor, "this action needs a code from your authenticator app")
+    app = request.app
+    await app[keys.TWO_FACTOR].prove(
+        app[keys.POOL],
+        app[keys.LOGIN_LIMITER],
+        principal.user_id,
+        request.headers.get(FRESH_CODE_HEADER),
+        client_address(request),
+        step_up=True,
+    )
 
 
 def db(request: web.Request) -> asyncpg.Pool | asyncpg.Connection:

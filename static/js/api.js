@@ -12,7 +12,20 @@ export class ApiError extends Error {
 
 // JSON in and out. `body` may also be a string or Blob sent with `contentType` (the CSV import).
 // Errors come back in the contract's shape {error: {code, message, details}} and are thrown as ApiError.
-export async function api(method, path, body, { contentType, headers = {} } = {}) {
+// An admin's money action needs a current code from the authenticator app: when the server asks for one,
+// a dialog does, and the request goes again with it (unless `stepUp` is false: the code is in the body).
+export async function api(method, path, body, { contentType, headers = {}, stepUp = true } = {}) {
+  try {
+    return await request(method, path, body, { contentType, headers });
+  } catch (err) {
+    if (!stepUp || err.status !== 403 || !err.details.two_factor_code_required) throw err;
+    const code = await askCode(err.message);
+    if (!code) throw err;
+    return api(method, path, body, { contentType, headers: { ...headers, "X-Two-Factor-Code": code } });
+  }
+}
+
+async function request(method, path, body, { contentType, headers }) {
   const init = { method, headers: { ...headers }, credentials: "same-origin" };
   if (body !== undefined) {
     if (contentType) {
@@ -36,6 +49,31 @@ export async function api(method, path, body, { contentType, headers = {} } = {}
     throw new ApiError(res.status, e.code || "error", e.message || res.statusText, e.details);
   }
   return data;
+}
+
+// A modal asking for the authenticator app's code; the code, or null when cancelled.
+function askCode(message) {
+  return new Promise((resolve) => {
+    const input = h("input", {
+      id: "step-up-code", name: "code", inputmode: "numeric", autocomplete: "one-time-code", maxlength: "9", required: true,
+    });
+    const dialog = h("dialog", { "aria-labelledby": "step-up-title", class: "card" });
+    dialog.append(h("form", { method: "dialog", class: "stack" },
+      h("h2", { id: "step-up-title" }, "Confirm with your authenticator app"),
+      h("p", { class: "muted" }, message),
+      h("label", { for: "step-up-code" }, "Code from your authenticator app"),
+      input,
+      h("div", { class: "row" },
+        h("button", { type: "submit", class: "primary", value: "ok" }, "Confirm"),
+        h("button", { type: "button", onclick: () => dialog.close("") }, "Cancel"))));
+    dialog.addEventListener("close", () => {
+      const code = dialog.returnValue === "ok" ? input.value.trim() : "";
+      dialog.remove();
+      resolve(code || null);
+    });
+    document.body.append(dialog);
+    dialog.showModal();
+  });
 }
 
 let mePromise = null;
@@ -135,6 +173,7 @@ export async function renderHeader() {
     }
     if (user.roles.includes("admin")) nav.append(h("a", { href: "/admin" }, "Admin"));
     nav.append(
+      h("a", { href: "/security" }, "Security"),
       h("span", { class: "who" }, user.display_name),
       h("button", { type: "button", class: "link", onclick: signOut }, "Sign out"),
     );

@@ -20,11 +20,25 @@ function done() {
   location.assign(nextPath());
 }
 
+// With two-factor sign-in on, the server answers the right password with two_factor_required: the code
+// field appears and the next submit sends the code along.
+const codeStep = document.getElementById("signin-code-step");
+
 document.getElementById("signin").addEventListener("submit", async (e) => {
   e.preventDefault();
   const form = e.currentTarget;
   const body = { email: form.email.value.trim(), password: form.password.value };
-  await submitting(form, () => api("POST", "/api/auth/login", body)).then(done, () => form.password.focus());
+  if (!codeStep.hidden && form.code.value.trim()) body.code = form.code.value.trim();
+  await submitting(form, () => api("POST", "/api/auth/login", body)).then(done, (err) => {
+    if (err.details.two_factor_required) {
+      codeStep.hidden = false;
+      form.code.required = true;
+      form.code.value = "";
+      form.code.focus();
+    } else {
+      form.password.focus();
+    }
+  });
 });
 
 document.getElementById("register").addEventListener("submit", async (e) => {

@@ -13,13 +13,20 @@ async def ok(res, status: int = 200) -> dict:
     return await res.json()
 
 
+async def confirm_with_code(page, admin) -> None:
+    """A money action: the page asks for the admin's current two-factor code."""
+    dialog = page.get_by_role("dialog", name="Confirm with your authenticator app")
+    await dialog.get_by_label("Code from your authenticator app").fill(admin.totp.now())
+    await dialog.get_by_role("button", name="Confirm").click()
+
+
 async def test_admin_approves_a_seller_and_a_payout_and_sees_balanced_books_and_figures(
     client, db, make, open_page, screenshot
 ):
     admin = await make.admin()
     pending = await make.seller(approved=False, shop_name="Pending <i>Pottery</i>")
     # A sale in a live stream, shipped and delivered: its earnings are available, and paid out in part.
-    seller = await make.seller(shop_name="Lamp Shop")
+    seller = await make.seller(shop_name="Lamp Shop", two_factor=True)  # payouts need it
     lamp = await make.product(seller, title="Desk lamp", variants=[{"sku": "LAMP-1", "price_cents": 4000, "stock": 9}])
     body = {"title": "Lamps after dark", "products": [{"product_id": lamp["id"]}]}
     stream = (await ok(await client.post("/api/streams", json=body, headers=seller.headers), 201))["stream"]
@@ -77,6 +84,7 @@ async def test_admin_approves_a_seller_and_a_payout_and_sees_balanced_books_and_
     row = page.locator("#payouts-table tbody tr", has_text="$50.00")
     await expect(row).to_contain_text(seller.user["display_name"])
     await row.get_by_role("button", name="Approve payout of $50.00").click()
+    await confirm_with_code(page, admin)
     await expect(row.locator(".badge")).to_have_text("paid")
     paid = await ok(await client.get("/api/seller/payouts", headers=seller.headers))
     assert [(p["id"], p["status"]) for p in paid["items"]] == [(payout["id"], "paid")]
@@ -102,6 +110,7 @@ async def test_admin_finds_a_wallet_and_adjusts_it(client, make, open_page):
     await row.get_by_label("Adjustment for carol@example.test").fill("2.50")
     await row.get_by_label("Adjustment reason for carol@example.test").fill("goodwill credit")
     await row.get_by_role("button", name="Apply adjustment to carol@example.test").click()
+    await confirm_with_code(page, admin)
     await expect(row.locator("td").nth(1)).to_have_text("$12.50")
     wallet = await ok(await client.get("/api/wallet", headers=user.headers))
     assert wallet["balance_cents"] == 1_250
