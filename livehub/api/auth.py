@@ -17,9 +17,16 @@ from livehub.signin_limits import Outcome
 
 api = Api("auth")
 
-# Text PostgreSQL cannot store is refused (livehub/storable.py); the document says so.
+# The document states what is refused, so a request valid by it is never refused as malformed: text
+# PostgreSQL cannot store (livehub/storable.py), and what is too short once whitespace as Python strips it
+# (\s, and \x1c-\x1f and \x85 besides) is gone from both ends.
 _NO_NUL = Field(json_schema_extra={"pattern": r"^[^\x00]*$"})
-Password = Annotated[str, StringConstraints(min_length=8, max_length=256), _NO_NUL]
+_WS, _SOLID = r"[\s\x1c-\x1f\x85]", r"[^\s\x1c-\x1f\x85\x00]"
+Password = Annotated[
+    str,
+    StringConstraints(min_length=8, max_length=256),
+    Field(json_schema_extra={"pattern": rf"^{_WS}*{_SOLID}[^\x00]{{6,}}{_SOLID}{_WS}*$"}),
+]
 AnyPassword = Annotated[str, StringConstraints(max_length=256), _NO_NUL]
 # A TOTP code ("123456", spaces allowed) or a recovery code ("abcd-efgh-jkmn-pqrs").
 Code = Annotated[
@@ -35,7 +42,11 @@ class RegisterIn(Model):
 
 
 class LoginIn(Model):
-    email: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=254)]
+    email: Annotated[
+        str,
+        StringConstraints(strip_whitespace=True, min_length=1, max_length=254),
+        Field(json_schema_extra={"pattern": rf"^{_WS}*{_SOLID}[^\x00]*$"}),
+    ]
     password: AnyPassword
     # Needed when the account has two-factor sign-in on (a first try without it says so).
     code: Code | None = None
