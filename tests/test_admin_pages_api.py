@@ -191,6 +191,7 @@ async def test_admin_finds_wallets_with_every_balance(client, make, shop):
         "earnings_pending_cents": 0,
         "earnings_available_cents": 0,
         "payouts_requested_cents": 0,
+        "deactivated_at": None,
     }
     assert [w["email"] for w in await find(bob.id)] == ["bob_buyer@example.test"]
     # LIKE wildcards in the query are taken literally: "_" matches bob's underscore, not ann's dot.

@@ -15,7 +15,6 @@ from livehub.api.payouts import PayoutEnvelope, PayoutOut, PayoutQuery
 from livehub.api.routing import Api, Model, Out, db, path_id, principal
 from livehub.api.sellers import SellerEnvelope, SellerOut
 from livehub.api.wallet import WalletOut
-from livehub.errors import ValidationFailed
 from livehub.shop import catalog, orders, payouts, reports, sellers, wallet
 
 api = Api("admin")
@@ -78,11 +77,11 @@ async def create_category(request: web.Request, body: CategoryIn) -> CategoryOut
 
 
 class CategoryPatch(Model):
-    slug: Slug | None = None
-    name: Text | None = None
-    # Another category's id, or null for the top level; leave it out to keep the parent.
+    # Leave a field out to keep it. parent_id: another category's id, or null for the top level.
+    slug: Slug = None
+    name: Text = None
     parent_id: UUID | None = None
-    position: Annotated[int, Field(ge=0, le=100_000)] | None = None
+    position: Annotated[int, Field(ge=0, le=100_000)] = None
 
 
 @api.patch(
@@ -96,8 +95,6 @@ class CategoryPatch(Model):
 async def update_category(request: web.Request, body: CategoryPatch) -> CategoryOut:
     """Rename a category, change its slug or position, or move it under another (or to the top)"""
     changes = body.model_dump(exclude_unset=True)
-    if changes.get("slug", "") is None or changes.get("name", "") is None:
-        raise ValidationFailed("slug and name cannot be null")
     category = await catalog.update_category(db(request), path_id(request), changes)
     return CategoryOut.model_validate(category)
 
@@ -126,7 +123,7 @@ async def delete_category(request: web.Request, query: CategoryDeleteQuery) -> C
 
 
 class WalletAdjustIn(Model):
-    amount_cents: Annotated[int, Field(ge=-(10**12), le=10**12)]
+    amount_cents: Annotated[int, Field(ge=-(10**12), le=10**12, json_schema_extra={"not": {"const": 0}})]
     reason: Text
 
 
@@ -245,9 +242,15 @@ def _searchable(value: str) -> str:
 
 
 class WalletQuery(PageQuery):
-    q: Annotated[str, StringConstraints(strip_whitespace=True, max_length=200), AfterValidator(_searchable)] | None = (
-        Field(default=None, description="part of an email or display name, or a user id")
-    )
+    q: (
+        Annotated[
+            str,
+            StringConstraints(strip_whitespace=True, max_length=200),
+            AfterValidator(_searchable),
+            Field(json_schema_extra={"pattern": r"^[^\x00-\x1f\x7f]*$"}),
+        ]
+        | None
+    ) = Field(default=None, description="part of an email or display name, or a user id")
 
 
 class UserWalletOut(Out):

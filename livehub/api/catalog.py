@@ -4,11 +4,12 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
+import pydantic
 from aiohttp import web
-from pydantic import Field, StringConstraints, field_validator
+from pydantic import AfterValidator, Field, StringConstraints, WithJsonSchema
 
 from livehub import keys
-from livehub.api.models import Cents, LongText, Page, PageQuery, Text
+from livehub.api.models import Cents, LongText, Page, PageQuery, Text, text_map
 from livehub.api.routing import Api, Model, Out, db, path_id, principal
 from livehub.errors import ValidationFailed
 from livehub.jsonx import dumps
@@ -19,8 +20,45 @@ api = Api("catalog")
 Sku = Annotated[
     str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._/-]+$")
 ]
-Options = Annotated[dict[str, Annotated[str, StringConstraints(max_length=100)]], Field(max_length=20)]
-Attributes = Annotated[dict[str, Any], Field(max_length=50)]
+Options = text_map(20, 100)
+_NO_NUL = {"type": "string", "pattern": r"^[^\x00]*$"}
+# Numbers every JSON reader keeps exactly (and jsonb stores): JavaScript's safe integer range.
+_SAFE = 2**53 - 1
+
+
+def _plain_numbers(value: Any) -> Any:
+    if isinstance(value, dict):
+        for item in value.values():
+            _plain_numbers(item)
+    elif isinstance(value, list):
+        for item in value:
+            _plain_numbers(item)
+    elif isinstance(value, int | float) and not isinstance(value, bool) and not -_SAFE <= value <= _SAFE:
+        raise ValueError(f"numbers must be between {-_SAFE} and {_SAFE}")
+    return value
+
+
+# Free-form product attributes: texts, numbers, flags, lists; no text may hold NUL (checked on arrival).
+Attributes = Annotated[
+    dict[str, Any],
+    Field(max_length=50),
+    AfterValidator(_plain_numbers),
+    WithJsonSchema(
+        {
+            "type": "object",
+            "maxProperties": 50,
+            "propertyNames": _NO_NUL,
+            "additionalProperties": {
+                "anyOf": [
+                    _NO_NUL,
+                    {"type": "number", "minimum": -_SAFE, "maximum": _SAFE},
+                    {"type": ["boolean", "null"]},
+                    {"type": "array", "items": _NO_NUL},
+                ]
+            },
+        }
+    ),
+]
 Stock = Annotated[int, Field(ge=0, le=10_000_000)]
 
 
@@ -36,6 +74,14 @@ class CategoryTreeOut(Out):
 
 
 class VariantIn(Model):
+    # A digital variant's stock is its codes, imported after it is created.
+    model_config = pydantic.ConfigDict(
+        json_schema_extra={
+            "if": {"properties": {"digital": {"const": True}}, "required": ["digital"]},
+            "then": {"properties": {"stock": {"const": 0}}},
+        }
+    )
+
     sku: Sku
     options: Options = {}
     price_cents: Cents
@@ -50,36 +96,25 @@ class ProductIn(Model):
     attributes: Attributes = {}
     variants: Annotated[list[VariantIn], Field(min_length=1, max_length=100)]
 
-    @field_validator("variants")
-    @classmethod
-    def distinct_skus(cls, variants: list[VariantIn]) -> list[VariantIn]:
-        skus = [v.sku for v in variants]
-        if len(set(skus)) != len(skus):
-            raise ValueError("each variant needs its own sku")
-        return variants
-
 
 class ProductPatch(Model):
-    title: Text | None = None
-    description: LongText | None = None
+    # Leave a field out to keep it; only category_id may be null (no category).
+    title: Text = None
+    description: LongText = None
     category_id: UUID | None = None
-    attributes: Attributes | None = None
-    status: Literal["active", "archived"] | None = None
+    attributes: Attributes = None
+    status: Literal["active", "archived"] = None
 
 
 class VariantsIn(Model):
     variants: Annotated[list[VariantIn], Field(min_length=1, max_length=100)]
 
-    @field_validator("variants")
-    @classmethod
-    def distinct_skus(cls, variants: list[VariantIn]) -> list[VariantIn]:
-        return ProductIn.distinct_skus(variants)
-
 
 class VariantPatch(Model):
-    sku: Sku | None = None
-    options: Options | None = None
-    price_cents: Cents | None = None
+    # Leave a field out to keep it.
+    sku: Sku = None
+    options: Options = None
+    price_cents: Cents = None
 
 
 class StockIn(Model):
@@ -180,6 +215,7 @@ async def get_product(request: web.Request) -> dict:
 @api.post("/api/products", auth="seller", changes_listings=True, body=ProductIn, response=ProductEnvelope, status=201)
 async def create_product(request: web.Request, body: ProductIn) -> ProductEnvelope:
     """List a new product with its variants"""
+    _distinct_skus(body.variants)
     product = await catalog.create_product(request.app[keys.POOL], principal(request).user_id, body.model_dump())
     return ProductEnvelope(product=product)
 
@@ -188,9 +224,6 @@ async def create_product(request: web.Request, body: ProductIn) -> ProductEnvelo
 async def update_product(request: web.Request, body: ProductPatch) -> ProductEnvelope:
     """Change your product's fields"""
     changes = body.model_dump(exclude_unset=True)
-    for name in ("title", "description", "attributes", "status"):
-        if name in changes and changes[name] is None:
-            raise ValidationFailed(f"{name} cannot be null", {"field": name})
     product = await catalog.update_product(
         request.app[keys.POOL], principal(request).user_id, path_id(request), changes
     )
@@ -216,6 +249,7 @@ async def archive_product(request: web.Request) -> ProductEnvelope:
 )
 async def add_variants(request: web.Request, body: VariantsIn) -> ProductEnvelope:
     """Add variants to your product"""
+    _distinct_skus(body.variants)
     product = await catalog.add_variants(
         request.app[keys.POOL], principal(request).user_id, path_id(request), body.model_dump()["variants"]
     )
@@ -226,8 +260,6 @@ async def add_variants(request: web.Request, body: VariantsIn) -> ProductEnvelop
 async def update_variant(request: web.Request, body: VariantPatch) -> ProductEnvelope:
     """Change your variant's SKU, options or price"""
     changes = body.model_dump(exclude_unset=True)
-    if any(v is None for v in changes.values()):
-        raise ValidationFailed("fields cannot be null")
     product = await catalog.update_variant(
         request.app[keys.POOL], principal(request).user_id, path_id(request), changes
     )
@@ -268,3 +300,12 @@ async def import_units(request: web.Request, data: bytes) -> ImportOut:
         max_codes=request.app[keys.SETTINGS].max_units_per_import,
     )
     return ImportOut.model_validate(report)
+
+
+def _distinct_skus(variants: list[VariantIn]) -> None:
+    # A rule the OpenAPI document cannot state (unique by one field), so it is checked here, not by the model.
+    seen: set[str] = set()
+    for variant in variants:
+        if variant.sku in seen:
+            raise ValidationFailed("each variant needs its own sku", {"sku": variant.sku})
+        seen.add(variant.sku)

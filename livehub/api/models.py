@@ -5,7 +5,7 @@ from datetime import datetime
 from typing import Annotated, Any, Generic, TypeVar
 from uuid import UUID
 
-from pydantic import AfterValidator, BeforeValidator, Field, StringConstraints
+from pydantic import AfterValidator, BeforeValidator, Field, StringConstraints, WithJsonSchema
 
 from livehub.api.routing import Model, Out
 from livehub.auth import normalise_phone
@@ -13,7 +13,13 @@ from livehub.auth import normalise_phone
 T = TypeVar("T")
 
 Email = Annotated[
-    str, StringConstraints(strip_whitespace=True, to_lower=True, max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+    str,
+    StringConstraints(
+        strip_whitespace=True,
+        to_lower=True,
+        max_length=254,
+        pattern=r"^[^@\s\x00-\x1f\x7f\x85]+@[^@\s\x00-\x1f\x7f\x85]+\.[^@\s\x00-\x1f\x7f\x85]+$",
+    ),
 ]
 # Control characters, and the bidirectional overrides that can make a name read backwards in chat.
 _UNPRINTABLE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\u202a-\u202e\u2066-\u2069]")
@@ -35,9 +41,54 @@ Phone = Annotated[
     str,
     BeforeValidator(lambda v: normalise_phone(v) if isinstance(v, str) else v),
     StringConstraints(pattern=r"^\+?[0-9]{6,15}$"),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": r"^\+?[0-9]{6,15}$",
+            "description": "6 to 15 digits, optionally after a +; spaces, dashes, dots and parentheses are ignored",
+        }
+    ),
 ]
-Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), AfterValidator(_one_line)]
-LongText = Annotated[str, StringConstraints(max_length=10_000), AfterValidator(_printable)]
+# The OpenAPI document states what the validators refuse, so that every request valid by the schema is
+# accepted (the fuzz test counts refusals of schema-valid requests).
+_CONTROL = r"\x00-\x1f\x7f\u202a-\u202e\u2066-\u2069"
+# One line of text with at least one character that stripping leaves (\x85 is whitespace to Python only).
+_ONE_LINE = rf"^[^{_CONTROL}]*[^\s\x85{_CONTROL}][^{_CONTROL}]*$"
+_PRINTABLE = r"^[^\x00-\x08\x0b-\x1f\x7f\u202a-\u202e\u2066-\u2069]*$"
+
+
+_NO_NUL = r"^[^\x00]*$"
+
+
+def text_map(max_items: int, max_value_length: int):
+    """A JSON object of short texts (variant options, an address): keys and values without NUL."""
+    value = {"type": "string", "maxLength": max_value_length, "pattern": _NO_NUL}
+    return Annotated[
+        dict[str, Annotated[str, StringConstraints(max_length=max_value_length)]],
+        Field(max_length=max_items),
+        WithJsonSchema(
+            {
+                "type": "object",
+                "maxProperties": max_items,
+                "propertyNames": {"pattern": _NO_NUL},
+                "additionalProperties": value,
+            }
+        ),
+    ]
+
+
+Text = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=200),
+    AfterValidator(_one_line),
+    Field(json_schema_extra={"pattern": _ONE_LINE}),
+]
+LongText = Annotated[
+    str,
+    StringConstraints(max_length=10_000),
+    AfterValidator(_printable),
+    Field(json_schema_extra={"pattern": _PRINTABLE}),
+]
 Cents = Annotated[int, Field(ge=0, le=10**12)]
 # An amount of money moved (top-up, refund, payout): positive, and inside what Postgres' bigint holds.
 Amount = Annotated[int, Field(gt=0, le=10**12)]

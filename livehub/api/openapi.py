@@ -33,6 +33,8 @@ def build_openapi(apis: list[Api], *, title: str, version: str, description: str
     paths: dict[str, dict] = {}
     for r in routes:
         paths.setdefault(openapi_path(r.path), {})[r.method.lower()] = _operation(r, refs, components)
+    for schema in components.values():
+        _drop_null_defaults(schema)
     return {
         "openapi": "3.1.0",
         "info": {"title": title, "version": version, "description": description},
@@ -110,3 +112,18 @@ def _operation(r: Route, refs: dict, components: dict) -> dict[str, Any]:
     if r.auth not in ("none", "optional"):
         op["security"] = [{"bearer": []}, {"cookie": []}]
     return op
+
+
+def _drop_null_defaults(schema: dict) -> None:
+    """A PATCH field that may be left out but not set to null has the default None in Python; in the
+    document that default would contradict its type, so it goes (leaving the field out keeps the value)."""
+    for prop in schema.get("properties", {}).values():
+        if "default" in prop and prop["default"] is None and not _allows_null(prop):
+            del prop["default"]
+
+
+def _allows_null(prop: dict) -> bool:
+    kinds = prop.get("type")
+    if kinds == "null" or (isinstance(kinds, list) and "null" in kinds):
+        return True
+    return any(_allows_null(option) for option in prop.get("anyOf", []) + prop.get("oneOf", []))

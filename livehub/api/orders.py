@@ -8,7 +8,7 @@ from aiohttp import web
 from pydantic import Field, StringConstraints
 
 from livehub import keys
-from livehub.api.models import Amount, Page, PageQuery
+from livehub.api.models import Amount, Page, PageQuery, text_map
 from livehub.api.routing import Api, Model, Out, db, path_id, principal
 from livehub.shop import cart, orders
 
@@ -16,7 +16,7 @@ api = Api("orders")
 
 Quantity = Annotated[int, Field(ge=1, le=1000)]
 Reason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
-Address = Annotated[dict[str, Annotated[str, StringConstraints(max_length=200)]], Field(max_length=20)]
+Address = text_map(20, 200)
 OrderStatus = Literal["paid", "shipped", "delivered", "cancelled", "refunded", "partially_refunded"]
 
 

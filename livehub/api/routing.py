@@ -11,6 +11,7 @@ The same declarations generate the OpenAPI document, so the spec cannot drift fr
 
 import dataclasses
 import functools
+import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -123,9 +124,16 @@ def _wrap(route: Route):
         if route.body is not None or route.content_type != "application/json":
             raw = await _read_body(request, getattr(request.app[keys.SETTINGS], settings_limit))
         if route.body is not None:
-            check_storable(parse_json(raw), where=("body",))
-            # Strict, as websocket frames are: "2" is not a quantity and false is not a price.
-            kwargs["body"] = route.body.model_validate_json(raw, strict=True)
+            data = parse_json(raw)
+            check_storable(data, where=("body",))
+            # Strict, as websocket frames are: "2" is not a quantity and false is not a price. But 2.0 is the
+            # integer 2, as JSON Schema (so the OpenAPI document) has it.
+            if _has_whole_floats(data):
+                # Rare: re-encoded with the standard library, which keeps integers of any size.
+                raw_body: bytes | str = json.dumps(_whole_numbers(data))
+            else:
+                raw_body = raw
+            kwargs["body"] = route.body.model_validate_json(raw_body, strict=True)
         elif route.content_type != "application/json":
             kwargs["data"] = raw
         if route.query is not None:
@@ -158,6 +166,26 @@ def _wrap(route: Route):
         return response
 
     return wrapper
+
+
+def _has_whole_floats(value: Any) -> bool:
+    if isinstance(value, float):
+        return value.is_integer()
+    if isinstance(value, list):
+        return any(_has_whole_floats(v) for v in value)
+    if isinstance(value, dict):
+        return any(_has_whole_floats(v) for v in value.values())
+    return False
+
+
+def _whole_numbers(value: Any) -> Any:
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, list):
+        return [_whole_numbers(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _whole_numbers(v) for k, v in value.items()}
+    return value
 
 
 async def _record(request: web.Request, action: str, actor: Principal | None, body: Any) -> None:
