@@ -21,8 +21,8 @@ from livehub.api import (
     streams,
     wallet,
 )
-from livehub.api.cache import ListingCache
 from livehub.api.access_log import RedactingAccessLogger
+from livehub.api.cache import ListingCache
 from livehub.api.errors import error_middleware
 from livehub.api.headers import security_headers
 from livehub.api.openapi import build_openapi
@@ -36,7 +36,7 @@ from livehub.shop.payments import provider_named
 from livehub.signin_limits import LoginLimiter
 from livehub.tasks import Supervisor, cancel
 from livehub.twofactor import TwoFactor
-from storage.db import create_pool, migrate
+from storage.db import create_pool, long_statements, migrate
 
 log = logging.getLogger(__name__)
 
@@ -62,8 +62,17 @@ async def database(app: web.Application):
     settings = app[keys.SETTINGS]
     if not settings.database_url:
         raise RuntimeError("no database: set DATABASE_URL, or start through run.py for the embedded one")
-    pool = await create_pool(settings.database_url, min_size=settings.db_pool_min, max_size=settings.db_pool_max)
-    async with pool.acquire() as conn:
+    pool = await create_pool(
+        settings.database_url,
+        min_size=settings.db_pool_min,
+        max_size=settings.db_pool_max,
+        acquire_timeout_s=settings.db_acquire_timeout_s,
+        command_timeout_s=settings.db_command_timeout_s,
+        statement_timeout_s=settings.db_statement_timeout_s,
+        long_statement_timeout_s=settings.db_long_statement_timeout_s,
+    )
+    # A migration may take as long as it takes (a new index on a big table): no budget.
+    async with long_statements(pool, unbounded=True) as conn:
         await migrate(conn)
     app[keys.POOL] = pool
     yield

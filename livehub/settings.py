@@ -29,6 +29,14 @@ class Settings(BaseSettings):
 
     db_pool_min: int = 2
     db_pool_max: int = 20
+    # Bounded waits on the database, so that one that stops answering costs a caller a 503 within a few
+    # seconds (docs/OPERATIONS.md, "Database faults"): for a pooled connection (opening one included), for
+    # each statement on the node's side (past it the connection is dropped), and on the server's side
+    # (statement_timeout; 0: none). Long statements by nature (CSV imports, reports) get the long budget.
+    db_acquire_timeout_s: float = Field(default=1.0, gt=0)
+    db_command_timeout_s: float = Field(default=2.0, gt=0)
+    db_statement_timeout_s: float = Field(default=3.0, ge=0)
+    db_long_statement_timeout_s: float = Field(default=120.0, gt=0)
 
     # Sessions and cookies
     session_ttl_s: int = 30 * 24 * 3600

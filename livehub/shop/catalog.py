@@ -12,7 +12,7 @@ from uuid import UUID
 import asyncpg
 
 from livehub.errors import NotFound
-from storage.db import DB
+from storage.db import DB, long_statements
 
 
 def utc(column: str) -> str:
@@ -176,7 +176,9 @@ async def adjust_stock(db: DB, user_id: UUID, variant_id: UUID, delta: int, reas
 
 async def import_units(db: DB, user_id: UUID, variant_id: UUID, codes: list[str]) -> set[str]:
     """Imports codes; returns those that were new (the rest were imported before)."""
-    rows = await db.fetch("SELECT code, imported FROM import_units($1, $2, $3)", variant_id, codes, user_id)
+    # Up to LIVEHUB_MAX_UNITS_PER_IMPORT codes in one statement: the long budget, not a request's.
+    async with long_statements(db) as conn:
+        rows = await conn.fetch("SELECT code, imported FROM import_units($1, $2, $3)", variant_id, codes, user_id)
     return {r["code"] for r in rows if r["imported"]}
 
 

@@ -6,7 +6,7 @@ reconcile with the ledger.
 
 from uuid import UUID
 
-from storage.db import DB
+from storage.db import DB, long_statements
 
 
 def _like(text: str) -> str:
@@ -51,4 +51,6 @@ async def find_wallets(db: DB, q: str | None, *, limit: int, cursor: UUID | None
 
 
 async def platform_stats(db: DB, days: int, top: int = 5) -> dict:
-    return await db.fetchval("SELECT platform_stats($1, $2)", days, top)
+    # Every order of the period and the ledger behind them: the long budget, not a request's.
+    async with long_statements(db) as conn:
+        return await conn.fetchval("SELECT platform_stats($1, $2)", days, top)

@@ -5,7 +5,7 @@ from uuid import UUID
 
 from livehub.errors import NotFound
 from livehub.shop.payments import PaymentProvider
-from storage.db import DB
+from storage.db import DB, long_statements
 
 
 async def wallet(db: DB, user_id: UUID, currency: str) -> dict:
@@ -44,4 +44,6 @@ async def adjust(db: DB, user_id: UUID, amount_cents: int, reason: str, admin_id
 
 
 async def books(db: DB) -> dict:
-    return await db.fetchval("SELECT check_books()")
+    # Reads the whole ledger: the long budget, not a request's.
+    async with long_statements(db) as conn:
+        return await conn.fetchval("SELECT check_books()")
