@@ -29,9 +29,10 @@ async def test_admin_actions_are_audited_with_who_what_and_from_where(client, ma
     # A failed action leaves no row: the row is written in the action's own transaction.
     await error_of(await client.post(f"/api/admin/sellers/{uuid.uuid4()}/approve", headers=headers), 404)
 
-    log = await audit(client, admin)
-    assert [e["action"] for e in log["items"]] == ["wallet.adjust", "seller.approve"]
-    adjust, approve = log["items"]
+    # (The factory's admin turned two-factor sign-in on first: admins act only with it.)
+    log = [e for e in (await audit(client, admin))["items"] if not e["action"].startswith("two_factor.")]
+    assert [e["action"] for e in log] == ["wallet.adjust", "seller.approve"]
+    adjust, approve = log
     assert adjust["actor_id"] == admin.id and adjust["actor_email"] == admin.user["email"]
     assert (adjust["target_type"], adjust["target_id"]) == ("wallet", user.id)
     assert adjust["details"] == {"amount_cents": 250, "reason": "goodwill"}
@@ -44,6 +45,13 @@ async def test_admin_actions_are_audited_with_who_what_and_from_where(client, ma
     first = await audit(client, admin, limit=1)
     assert first["items"] == [adjust] and first["next_cursor"] == str(adjust["id"])
     assert (await audit(client, admin, limit=1, cursor=first["next_cursor"]))["items"] == [approve]
+    paged, cursor = [], None
+    while True:
+        page = await audit(client, admin, limit=1, **({"cursor": cursor} if cursor else {}))
+        paged += page["items"]
+        if (cursor := page["next_cursor"]) is None:
+            break
+    assert paged == (await audit(client, admin))["items"]
 
     await error_of(await client.get("/api/admin/audit", headers=user.headers), 403, "forbidden")
     with pytest.raises(asyncpg.PostgresError, match="append-only"):
@@ -138,3 +146,30 @@ async def test_admins_rename_move_and_delete_categories(client, make, db):
     assert actions == ["category.delete", "category.update", "category.update", *["category.create"] * 3]
     await top_up(client, admin, 1)  # nothing else: an unaudited route writes no row
     assert (await audit(client, admin, action="wallet."))["items"] == []
+
+
+async def test_sign_ins_failures_sign_outs_and_two_factor_changes_are_audited(client, make):
+    admin = await make.admin()
+    user = await make.user(email="audited@example.test")
+    agent = {"User-Agent": "phone-browser/2"}
+    wrong = {"email": "Audited@Example.test", "password": "not the password"}
+    await error_of(await client.post("/api/auth/login", json=wrong, headers=agent), 401, "unauthorized")
+    res = await client.post(
+        "/api/auth/login", json={"email": "audited@example.test", "password": user.password}, headers=agent
+    )
+    assert res.status == 200, await res.text()
+    token = (await res.json())["token"]
+    res = await client.post("/api/auth/logout", headers={"Authorization": f"Bearer {token}", **agent})
+    assert res.status == 204
+    await make.two_factor(user)
+
+    log = (await audit(client, admin, target="audited@example.test"))["items"]
+    assert [e["action"] for e in log] == ["sign_in", "sign_in_failed"]
+    signed_in, failed = log
+    assert signed_in["actor_id"] == user.id and signed_in["user_agent"] == "phone-browser/2"
+    assert failed["actor_id"] is None and failed["details"] == {"why": "wrong email or password"}
+    assert failed["address"] == "127.0.0.1"
+    mine = [e["action"] for e in (await audit(client, admin, actor=user.id))["items"]]
+    assert mine[:2] == ["two_factor.enable", "sign_out"]
+    enable = (await audit(client, admin, action="two_factor.enable", actor=user.id))["items"][0]
+    assert enable["details"] == {"code": "[redacted]"}

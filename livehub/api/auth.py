@@ -2,15 +2,16 @@
 
 from datetime import datetime
 from typing import Annotated
+from uuid import UUID
 
 from aiohttp import web
 from pydantic import Field, StringConstraints
 
 from livehub import auth, keys
 from livehub.api.models import Email, Phone, Text, UserOut
-from livehub.api.routing import Api, Model, Out, principal
+from livehub.api.routing import Api, Model, Out, principal, record_audit
 from livehub.auth import Principal
-from livehub.errors import Conflict, ValidationFailed
+from livehub.errors import Conflict, Forbidden, Unauthorized, ValidationFailed
 from livehub.http import SESSION_COOKIE, client_address, request_token
 from livehub.jsonx import json_response
 from livehub.signin_limits import Outcome
@@ -108,16 +109,33 @@ async def register(request: web.Request, body: RegisterIn) -> web.Response:
 async def login(request: web.Request, body: LoginIn) -> web.Response:
     """Sign in with email (or phone), password and, with two-factor sign-in on, a code; sets the session cookie"""
     app = request.app
-    user, token = await auth.login(
-        app[keys.POOL],
-        app[keys.HASHER],
-        app[keys.LOGIN_LIMITER],
-        app[keys.TWO_FACTOR],
-        app[keys.SETTINGS],
-        login_id=body.email,
-        password=body.password,
-        code=body.code,
-        address=client_address(request),
+    try:
+        user, token = await auth.login(
+            app[keys.POOL],
+            app[keys.HASHER],
+            app[keys.LOGIN_LIMITER],
+            app[keys.TWO_FACTOR],
+            app[keys.SETTINGS],
+            login_id=body.email,
+            password=body.password,
+            code=body.code,
+            address=client_address(request),
+        )
+    except (Unauthorized, Forbidden) as exc:
+        # Wrong passwords and codes, and deactivated accounts; the limits bound how many rows an attacker
+        # makes (a limited attempt, 429, is not recorded: it was never checked).
+        account = auth.login_account(body.email)
+        await record_audit(
+            request,
+            "sign_in_failed",
+            actor_id=None,
+            target_type="account",
+            target_id=account,
+            details={"why": exc.message},
+        )
+        raise
+    await record_audit(
+        request, "sign_in", actor_id=UUID(str(user["id"])), target_type="account", target_id=user["email"]
     )
     return _signed_in(request, user, token, 200)
 
@@ -127,6 +145,7 @@ async def logout(request: web.Request) -> web.Response:
     """End this session"""
     token, _ = request_token(request)
     await auth.end_session(request.app[keys.POOL], token)
+    await record_audit(request, "sign_out", actor_id=principal(request).user_id)
     response = web.Response(status=204)
     response.del_cookie(SESSION_COOKIE, path="/")
     return response
@@ -190,7 +209,7 @@ async def two_factor_setup(request: web.Request, body: PasswordIn) -> SetupOut:
     return SetupOut.model_validate(await app[keys.TWO_FACTOR].begin(pool, me.user_id, email))
 
 
-@api.post("/api/me/two-factor/enable", auth="user", body=CodeIn, response=RecoveryCodesOut)
+@api.post("/api/me/two-factor/enable", auth="user", body=CodeIn, response=RecoveryCodesOut, audit="two_factor.enable")
 async def two_factor_enable(request: web.Request, body: CodeIn) -> RecoveryCodesOut:
     """Turn two-factor sign-in on with a first code from the app; answers ten recovery codes, shown once"""
     app = request.app
@@ -212,7 +231,7 @@ async def two_factor_enable(request: web.Request, body: CodeIn) -> RecoveryCodes
     return RecoveryCodesOut(recovery_codes=codes)
 
 
-@api.post("/api/me/two-factor/disable", auth="user", body=CodeIn, status=204)
+@api.post("/api/me/two-factor/disable", auth="user", body=CodeIn, status=204, audit="two_factor.disable")
 async def two_factor_disable(request: web.Request, body: CodeIn) -> None:
     """Turn two-factor sign-in off, with a code from the app or a recovery code"""
     app = request.app
@@ -223,7 +242,13 @@ async def two_factor_disable(request: web.Request, body: CodeIn) -> None:
     await two_factor.disable(pool, me.user_id)
 
 
-@api.post("/api/me/two-factor/recovery-codes", auth="user", body=CodeIn, response=RecoveryCodesOut)
+@api.post(
+    "/api/me/two-factor/recovery-codes",
+    auth="user",
+    body=CodeIn,
+    response=RecoveryCodesOut,
+    audit="two_factor.recovery_codes",
+)
 async def two_factor_recovery_codes(request: web.Request, body: CodeIn) -> RecoveryCodesOut:
     """Ten new recovery codes, shown once, with a code from the app (or a recovery code); the old ones stop working"""
     app = request.app

@@ -192,11 +192,32 @@ async def _record(request: web.Request, action: str, actor: Principal | None, bo
     ids = dict(request.match_info)
     target_id = ids.pop("id", None) or ids.pop("user_id", None)
     details = {**ids, **(body.model_dump(mode="json") if isinstance(body, pydantic.BaseModel) else {})}
-    await audit.record(
-        db(request),
+    await record_audit(
+        request,
         action,
         actor_id=actor.user_id if actor else None,
         target_type=action.split(".")[0],
+        target_id=target_id,
+        details=details,
+    )
+
+
+async def record_audit(
+    request: web.Request,
+    action: str,
+    *,
+    actor_id: UUID | None,
+    target_type: str | None = None,
+    target_id: str | None = None,
+    details: dict | None = None,
+) -> None:
+    """An audit row for this request (its address and browser), on the request's connection: inside an
+    idempotent or audited request's transaction, or on its own."""
+    await audit.record(
+        db(request),
+        action,
+        actor_id=actor_id,
+        target_type=target_type,
         target_id=target_id,
         address=client_address(request),
         user_agent=request.headers.get("User-Agent"),
