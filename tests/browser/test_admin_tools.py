@@ -94,12 +94,13 @@ async def test_admin_deactivates_a_seller_finds_it_in_the_audit_log_and_reactiva
 
 async def test_audit_log_pages_with_show_more(client, db, make, open_page):
     admin = await make.admin()
-    # 55 sign-outs of one user, oldest first: more than the tab's page of 50.
+    # 55 sign-outs of one user, the newest entries: more than the tab's page of 50, less than two pages.
     user = await make.user(email="dora@example.test")
     await db.executemany(
         "INSERT INTO audit_log (actor_id, action, details) VALUES ($1, 'sign_out', $2)",
         [(uuid.UUID(user.id), {"n": i}) for i in range(55)],
     )
+    total = await db.fetchval("SELECT count(*) FROM audit_log")  # with what making the accounts wrote
     page = await open_page("/admin#audit", admin)
     expect.set_options(timeout=TIMEOUT)
     rows = page.locator("#audit-table tbody tr")
@@ -107,8 +108,8 @@ async def test_audit_log_pages_with_show_more(client, db, make, open_page):
     await expect(rows.first).to_contain_text("n: 54")
     await expect(rows.first).to_contain_text("dora@example.test")
     await page.get_by_role("button", name="Show more").click()
-    await expect(rows).to_have_count(55)
-    await expect(rows.last).to_contain_text("n: 0")
+    await expect(rows).to_have_count(total)
+    await expect(rows.filter(has_text="n: 0")).to_have_count(1)
     await expect(page.get_by_role("button", name="Show more")).to_be_hidden()
 
 
