@@ -142,8 +142,10 @@ async def test_admins_rename_move_and_delete_categories(client, make, db):
     )
     tree = await (await client.get("/api/categories")).json()
     assert {c["slug"] for c in tree["items"]} == {"shoes", "hats"}
-    actions = [e["action"] for e in (await audit(client, admin, action="category."))["items"]]
+    entries = (await audit(client, admin, action="category."))["items"]
+    actions = [e["action"] for e in entries]
     assert actions == ["category.delete", "category.update", "category.update", *["category.create"] * 3]
+    assert entries[0]["details"] == {"move_to": hats["id"]}  # where the products went
     await top_up(client, admin, 1)  # nothing else: an unaudited route writes no row
     assert (await audit(client, admin, action="wallet."))["items"] == []
 

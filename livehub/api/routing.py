@@ -142,7 +142,7 @@ def _wrap(route: Route):
         async def call() -> web.StreamResponse:
             result = await route.handler(request, **kwargs)
             if route.audit is not None:
-                await _record(request, route.audit, principal, kwargs.get("body"))
+                await _record(request, route.audit, principal, kwargs.get("query"), kwargs.get("body"))
             if isinstance(result, web.StreamResponse):
                 return result
             if result is None:
@@ -188,10 +188,13 @@ def _whole_numbers(value: Any) -> Any:
     return value
 
 
-async def _record(request: web.Request, action: str, actor: Principal | None, body: Any) -> None:
+async def _record(request: web.Request, action: str, actor: Principal | None, query: Any, body: Any) -> None:
     ids = dict(request.match_info)
     target_id = ids.pop("id", None) or ids.pop("user_id", None)
-    details = {**ids, **(body.model_dump(mode="json") if isinstance(body, pydantic.BaseModel) else {})}
+    details = dict(ids)
+    for model in (query, body):
+        if isinstance(model, pydantic.BaseModel):
+            details.update(model.model_dump(mode="json", exclude_none=model is query))
     await record_audit(
         request,
         action,
