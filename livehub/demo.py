@@ -210,7 +210,7 @@ def sign_in_help(base_url: str) -> str:
         [
             f"LiveHub demo is running at {base_url}",
             f"  API docs:  {base_url}/api/docs",
-            f"  admin:     {ADMIN}",
+            f"  admin:     {ADMIN} (turn on two-factor sign-in under Security first: {base_url}/security)",
             f"  seller:    {SELLER}",
             "  viewers:   viewer1@demo.livehub … viewer20@demo.livehub",
             f"             {VIEWER_WALLET_CENTS // 100:,}.00 in each viewer's wallet",
