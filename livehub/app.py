@@ -1,6 +1,7 @@
 """The application factory: one aiohttp app per LiveHub node."""
 
 import logging
+import signal
 from pathlib import Path
 
 from aiohttp import web
@@ -28,6 +29,7 @@ from livehub.api.headers import security_headers
 from livehub.api.openapi import build_openapi
 from livehub.auth import PasswordHasher
 from livehub.broker import open_backplane
+from livehub.dbwatch import CHECK_EVERY_S, DatabaseState, EmbeddedWatch
 from livehub.jsonx import json_response
 from livehub.live import ws
 from livehub.live.hub import Hub
@@ -37,6 +39,7 @@ from livehub.signin_limits import LoginLimiter
 from livehub.tasks import Supervisor, cancel
 from livehub.twofactor import TwoFactor
 from storage.db import create_pool, long_statements, migrate
+from storage.embedded import EmbeddedPostgres
 
 log = logging.getLogger(__name__)
 
@@ -172,7 +175,15 @@ def page(name: str):
     return handler
 
 
-def create_app(settings: Settings | None = None) -> web.Application:
+async def watch_embedded(app: web.Application):
+    """The embedded PostgreSQL (run.py without DATABASE_URL) restarted if it dies (livehub/dbwatch.py)."""
+    loop = app[keys.TASKS].every(CHECK_EVERY_S, app[keys.EMBEDDED_WATCH].check, name="embedded-database")
+    yield
+    await cancel(loop)
+
+
+def create_app(settings: Settings | None = None, *, embedded: EmbeddedPostgres | None = None) -> web.Application:
+    """A node. `embedded`: the PostgreSQL server this process started for it, which the node keeps up."""
     settings = settings or Settings()
     app = web.Application(middlewares=[error_middleware], client_max_size=settings.max_upload_bytes)
     app[keys.SETTINGS] = settings
@@ -181,6 +192,14 @@ def create_app(settings: Settings | None = None) -> web.Application:
     app.cleanup_ctx.extend([database, background, accounts, money, live, media_plane])
     if settings.demo_video:
         app.cleanup_ctx.append(demo.demo_video)
+    if embedded is not None:
+        # Giving up stops the node as SIGTERM would (websockets closed first), then run.py exits with 1.
+        app[keys.EMBEDDED_WATCH] = EmbeddedWatch(
+            embedded,
+            give_up_after_s=settings.embedded_db_restart_s,
+            give_up=lambda: signal.raise_signal(signal.SIGTERM),
+        )
+        app.cleanup_ctx.append(watch_embedded)
     for api in APIS:
         app.router.add_routes(api.table())
     app.on_shutdown.append(close_live_connections)
@@ -196,16 +215,22 @@ def create_app(settings: Settings | None = None) -> web.Application:
     return app
 
 
-def serve(settings: Settings, *, reuse_port: bool = False, **run_app_options) -> None:
-    """Run a node until SIGINT/SIGTERM. (uvloop was measured and made no difference to the fan-out: its
-    cost is one send() per viewer either way; docs/BENCHMARKS.md.)"""
+def serve(
+    settings: Settings, *, embedded: EmbeddedPostgres | None = None, reuse_port: bool = False, **run_app_options
+) -> int:
+    """Run a node until SIGINT/SIGTERM; the exit status: 1 if its embedded database died for good. (uvloop was
+    measured and made no difference to the fan-out: its cost is one send() per viewer either way;
+    docs/BENCHMARKS.md.)"""
     # Websocket session tokens ride in the URL: the access log shows secrets redacted.
     run_app_options.setdefault("access_log_class", RedactingAccessLogger)
+    app = create_app(settings, embedded=embedded)
     web.run_app(
-        create_app(settings),
+        app,
         host=settings.host,
         port=settings.port,
         reuse_port=reuse_port,
         print=None,
         **run_app_options,
     )
+    watch = app.get(keys.EMBEDDED_WATCH)
+    return 1 if watch is not None and watch.state is DatabaseState.GONE else 0

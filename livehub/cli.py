@@ -17,6 +17,7 @@ import contextlib
 import getpass
 import logging
 import multiprocessing
+import multiprocessing.connection
 import resource
 import signal
 import sys
@@ -27,6 +28,7 @@ import asyncpg
 from livehub import demo
 from livehub.app import serve as serve_node
 from livehub.auth import PasswordHasher, ensure_admin
+from livehub.dbwatch import CHECK_EVERY_S, DatabaseState, EmbeddedWatch
 from livehub.settings import Settings
 from storage.db import create_pool, migrate
 
@@ -61,9 +63,10 @@ def command(name: str, help: str, *arguments: tuple[tuple, dict]) -> Callable[[H
 
 @contextlib.contextmanager
 def database(settings: Settings):
-    """Yields settings with a database_url: the configured one, or an embedded server's."""
+    """Yields (settings with a database_url, the embedded server or None): the configured database, or an
+    embedded server's."""
     if settings.database_url:
-        yield settings
+        yield settings, None
         return
     from storage.embedded import EmbeddedPostgres
 
@@ -71,7 +74,7 @@ def database(settings: Settings):
     with EmbeddedPostgres(data_dir / "pgdata") as pg:
         log.info("embedded PostgreSQL on %s (data in %s)", pg.dsn, data_dir / "pgdata")
         asyncio.run(_create_database(pg.dsn, EMBEDDED_DATABASE))
-        yield settings.model_copy(update={"database_url": pg.dsn.rsplit("/", 1)[0] + "/" + EMBEDDED_DATABASE})
+        yield settings.model_copy(update={"database_url": pg.dsn.rsplit("/", 1)[0] + "/" + EMBEDDED_DATABASE}), pg
 
 
 async def _create_database(dsn: str, name: str) -> None:
@@ -127,14 +130,13 @@ def serve(args: argparse.Namespace, settings: Settings) -> int:
         print("--workers N (N > 1) needs REDIS_URL: the processes share their rooms through Redis", file=sys.stderr)
         return 2
     raise_open_files_limit()
-    with database(settings) as settings:
+    with database(settings) as (settings, embedded):
         asyncio.run(_prepare(settings, seed_demo=args.demo))
         base_url = f"http://{settings.host}:{settings.port}"
         if args.workers == 1:
             print(demo.sign_in_help(base_url) if args.demo else f"LiveHub is running at {base_url}", flush=True)
-            serve_node(settings)
-            return 0
-        return _serve_workers(settings, args.workers, demo.sign_in_help(base_url) if args.demo else None)
+            return serve_node(settings, embedded=embedded)
+        return _serve_workers(settings, args.workers, demo.sign_in_help(base_url) if args.demo else None, embedded)
 
 
 def _worker(settings: Settings) -> None:
@@ -142,8 +144,9 @@ def _worker(settings: Settings) -> None:
     serve_node(settings, reuse_port=True)
 
 
-def _serve_workers(settings: Settings, count: int, demo_help: str | None) -> int:
-    """N processes on one port; stopping this one (SIGINT/SIGTERM) stops them all."""
+def _serve_workers(settings: Settings, count: int, demo_help: str | None, embedded=None) -> int:
+    """N processes on one port; stopping this one (SIGINT/SIGTERM) stops them all. This process keeps the
+    embedded database up (livehub/dbwatch.py) and, if it cannot, stops the workers and exits with 1."""
     spawn = multiprocessing.get_context("spawn")
     workers = [spawn.Process(target=_worker, args=(settings,), name=f"livehub-{i}") for i in range(count)]
     for w in workers:
@@ -156,13 +159,18 @@ def _serve_workers(settings: Settings, count: int, demo_help: str | None) -> int
                 w.terminate()
 
     signal.signal(signal.SIGTERM, stop)
+    watch = EmbeddedWatch(embedded, give_up_after_s=settings.embedded_db_restart_s, give_up=stop) if embedded else None
     try:
-        for w in workers:
-            w.join()
+        while any(w.is_alive() for w in workers):
+            multiprocessing.connection.wait([w.sentinel for w in workers], timeout=CHECK_EVERY_S)
+            if watch is not None and not embedded.alive():
+                asyncio.run(watch.check())
     except KeyboardInterrupt:
         stop()
-        for w in workers:
-            w.join()
+    for w in workers:
+        w.join()
+    if watch is not None and watch.state is DatabaseState.GONE:
+        return 1
     return max((w.exitcode or 0 for w in workers), default=0)
 
 
@@ -176,7 +184,7 @@ def create_admin(args: argparse.Namespace, settings: Settings) -> int:
     if len(password) < 8:
         print("the password needs at least 8 characters", file=sys.stderr)
         return 2
-    with database(settings) as settings:
+    with database(settings) as (settings, _):
         asyncio.run(_prepare(settings, seed_demo=False, admin=(args.email.strip().lower(), password)))
     return 0
 

@@ -15,6 +15,7 @@ from livehub.tasks import Supervisor
 from livehub.twofactor import TwoFactor
 
 if TYPE_CHECKING:
+    from livehub.dbwatch import EmbeddedWatch
     from livehub.media.sessions import MediaNode
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -29,3 +30,5 @@ HUB = web.AppKey("hub", Hub)
 LISTING_CACHE = web.AppKey("listing_cache", ListingCache)
 # The media node is imported with aiortc only when the app starts with the aiortc backend.
 MEDIA: web.AppKey["MediaNode"] = web.AppKey("media")
+# The embedded PostgreSQL's watcher, on a node run.py started with one.
+EMBEDDED_WATCH: web.AppKey["EmbeddedWatch"] = web.AppKey("embedded_watch")

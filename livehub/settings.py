@@ -37,6 +37,8 @@ class Settings(BaseSettings):
     db_command_timeout_s: float = Field(default=2.0, gt=0)
     db_statement_timeout_s: float = Field(default=3.0, ge=0)
     db_long_statement_timeout_s: float = Field(default=120.0, gt=0)
+    # run.py's embedded PostgreSQL is restarted if it dies; failing that for this long, the node exits (1).
+    embedded_db_restart_s: float = Field(default=30.0, ge=0)
 
     # Sessions and cookies
     session_ttl_s: int = 30 * 24 * 3600

@@ -28,6 +28,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 from pathlib import Path
 from urllib.parse import quote
@@ -101,7 +102,11 @@ class EmbeddedPostgres:
 
     ``user`` is the database superuser name (initdb ``-U``), not an OS user.
     Usable as a context manager. ``start()`` stops an orphaned postmaster left
-    in ``data_dir`` by a killed parent before starting a fresh one.
+    in ``data_dir`` by a killed parent before starting a fresh one. ``restart()``
+    brings a server that died (``kill -9``, the OOM killer) back on the same port,
+    so its clients' DSN stays valid. Start, restart and stop may come from
+    different threads (a watcher restarts while the main thread stops): they
+    take turns.
     """
 
     run_as = "nobody"  # OS user for the server processes when we are root
@@ -116,6 +121,7 @@ class EmbeddedPostgres:
         self._port: int | None = None
         self._ids: tuple[int, int] | None = None  # (uid, gid) to drop to, or None
         self._bin: Path | None = None
+        self._lock = threading.RLock()
 
     @property
     def dsn(self) -> str:
@@ -131,8 +137,12 @@ class EmbeddedPostgres:
 
     @property
     def port(self) -> int | None:
-        """The TCP port on 127.0.0.1 while running, else None."""
+        """The TCP port on 127.0.0.1 while running (or died, until restarted or stopped), else None."""
         return self._port
+
+    def alive(self) -> bool:
+        """Whether the server started here is still running (False once stopped, or if it died)."""
+        return self._pid is not None and _alive(self._pid)
 
     def __enter__(self) -> EmbeddedPostgres:
         self.start()
@@ -292,11 +302,24 @@ class EmbeddedPostgres:
 
     # -- lifecycle -----------------------------------------------------
 
-    def start(self) -> str:
+    def start(self, port: int | None = None) -> str:
         """Initialise the data dir if needed, start the server, wait until it accepts connections.
 
-        Returns the DSN. Idempotent while running. Raises EmbeddedPostgresError (with the log tail).
+        Returns the DSN. Idempotent while running. Listens on `port`, or a free port when None. Raises
+        EmbeddedPostgresError (with the log tail).
         """
+        with self._lock:
+            return self._start(port)
+
+    def restart(self) -> str:
+        """Start the server again on the port it had, after it died (its leftover processes, if any, must
+        have exited first: EmbeddedPostgresError until then). Returns the DSN, the same as before."""
+        with self._lock:
+            if self._port is None:
+                raise EmbeddedPostgresError("embedded postgres was never started")
+            return self._start(self._port)
+
+    def _start(self, fixed_port: int | None) -> str:
         if self._pid is not None and _alive(self._pid):
             return self.dsn
         self._prepare()
@@ -320,8 +343,9 @@ class EmbeddedPostgres:
             )
             if code != 0:
                 raise EmbeddedPostgresError(f"initdb failed in {self.data_dir} (exit {code}):\n{out}")
-        for _ in range(3):  # another process may grab the free port before postgres binds it
-            port = _free_port()
+        # Another process may grab a free port before postgres binds it: then another. A fixed one is tried once.
+        for _ in range(1 if fixed_port else 3):
+            port = fixed_port or _free_port()
             log_start = self.log_file.stat().st_size if self.log_file.exists() else 0
             code, out = self._run(
                 [
@@ -344,7 +368,7 @@ class EmbeddedPostgres:
                 return self.dsn
             self._kill_from_pidfile()  # a server that timed out may still be coming up
             log = _tail(self.log_file, start=log_start)
-            if "could not bind" not in log:
+            if "could not bind" not in log or fixed_port:
                 raise EmbeddedPostgresError(
                     f"postgres failed to start in {self.data_dir} (pg_ctl exit {code}): {out}\n"
                     f"--- {self.log_file} ---\n{log}"
@@ -395,8 +419,9 @@ class EmbeddedPostgres:
 
     def stop(self) -> None:
         """Fast shutdown (rolls back open transactions) and wait for exit. Idempotent."""
-        pid, self._pid, self._port = self._pid, None, None
-        if pid is None or not _alive(pid):
-            return
-        assert self._bin is not None
-        self._fast_stop(pid)
+        with self._lock:
+            pid, self._pid, self._port = self._pid, None, None
+            if pid is None or not _alive(pid):
+                return
+            assert self._bin is not None
+            self._fast_stop(pid)

@@ -223,3 +223,71 @@ async def test_the_access_log_never_shows_secrets(data_dir, database_url):
     assert "/api/products?limit=5&access_token=[redacted]" in log
     assert "/ws/me?token=[redacted]" in log
     assert "/x?code=[redacted]" in log
+
+
+def postmaster(data_dir: Path) -> tuple[int, int]:
+    """The embedded PostgreSQL's (pid, port), from its lock file."""
+    lines = (data_dir / "pgdata" / "postmaster.pid").read_text().splitlines()
+    return int(lines[0]), int(lines[3])
+
+
+async def test_a_killed_embedded_database_is_restarted_by_the_node(data_dir):
+    node = Node(data_dir)
+    try:
+        async with aiohttp.ClientSession() as session:
+            await wait_ready(session, node.url)
+            body = {"email": "kept@example.test", "password": "long enough pw", "display_name": "Kept"}
+            async with session.post(node.url + "/api/auth/register", json=body) as res:
+                assert res.status == 201, await res.text()
+            old_pid, port = postmaster(data_dir)
+            os.kill(old_pid, signal.SIGKILL)
+
+            # Back by itself, same data; the node says it was alive all along, and what its database does.
+            states = set()
+            deadline = time.monotonic() + STARTUP_S
+            while True:
+                async with session.get(node.url + "/healthz") as res:
+                    assert res.status == 200, await res.text()
+                    states.add((await res.json())["embedded_database"])
+                async with session.get(node.url + "/readyz") as res:
+                    if res.status == 200 and postmaster(data_dir)[0] != old_pid:
+                        break
+                assert time.monotonic() < deadline, f"the database never came back; states seen: {states}"
+                await asyncio.sleep(0.2)
+            await login(session, node.url, "kept@example.test", "long enough pw")
+            assert postmaster(data_dir)[1] == port
+            async with session.get(node.url + "/healthz") as res:
+                assert (await res.json())["embedded_database"] == "running"
+        new_pid = postmaster(data_dir)[0]
+    finally:
+        code = node.stop()
+    assert code == 0
+    assert not alive(new_pid), "the restarted PostgreSQL must stop with the node"
+
+
+async def test_an_embedded_database_that_cannot_come_back_stops_the_node_with_status_1(data_dir):
+    node = Node(data_dir, env={"LIVEHUB_EMBEDDED_DB_RESTART_S": "2"})
+    try:
+        async with aiohttp.ClientSession() as session:
+            await wait_ready(session, node.url)
+        pid, port = postmaster(data_dir)
+        os.kill(pid, signal.SIGKILL)
+        # Its port taken meanwhile: the server cannot listen where the node's connections point.
+        deadline = time.monotonic() + STARTUP_S
+        while True:
+            try:
+                squatter = socket.create_server(("127.0.0.1", port))
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "the port never came free"
+                await asyncio.sleep(0.05)
+        with squatter:
+            code = await asyncio.to_thread(node.proc.wait, STARTUP_S)
+        output = node.proc.stdout.read()
+    finally:
+        if node.proc.poll() is None:
+            node.stop()
+        else:
+            node.proc.stdout.close()
+    assert code == 1, output
+    assert "could not be restarted" in output

@@ -189,3 +189,28 @@ def test_root_refuses_untraversable_parent(pgdir):
     with pytest.raises(EmbeddedPostgresError, match="cannot traverse .*hidden"):
         EmbeddedPostgres(hidden / "pgdata").start()
     assert hidden.stat().st_mode & 0o777 == 0o700  # we did not chmod the caller's directory
+
+
+async def test_a_server_killed_comes_back_on_its_port_with_its_data(pgdir):
+    with EmbeddedPostgres(pgdir) as pg:
+        dsn, old_pid = pg.dsn, pg.pid
+        conn = await asyncpg.connect(dsn)
+        try:
+            await conn.execute("CREATE TABLE kept (v int); INSERT INTO kept VALUES (7)")
+        finally:
+            await conn.close()
+        os.kill(old_pid, signal.SIGKILL)
+        assert wait_dead(old_pid)
+        assert not pg.alive()
+        # Its backends notice their postmaster is gone and exit; until they have, the old shared memory is
+        # in use and a new server refuses to start.
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                assert pg.restart() == dsn
+                break
+            except EmbeddedPostgresError:
+                assert time.monotonic() < deadline, "never restarted"
+                time.sleep(0.2)
+        assert pg.alive() and pg.pid != old_pid
+        assert await fetchval(dsn, "SELECT v FROM kept") == 7
