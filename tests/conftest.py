@@ -67,6 +67,23 @@ def server_dsn():
         shutil.rmtree(base, ignore_errors=True)
 
 
+@pytest.fixture
+def private_postgres():
+    """A throwaway embedded PostgreSQL of this test's own, for tests that stop, stall or kill their server
+    (never the shared one)."""
+    from storage.embedded import EmbeddedPostgres
+
+    base = Path(tempfile.mkdtemp(prefix="livehub-private-"))
+    base.chmod(0o755)  # the server runs as `nobody` when we are root
+    pg = EmbeddedPostgres(base / "pgdata")
+    try:
+        pg.start()
+        yield pg
+    finally:
+        pg.stop()
+        shutil.rmtree(base, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
 def database_url(server_dsn):
     """A database of this run's own, migrated once, dropped at the end."""

@@ -2,10 +2,7 @@
 input that must never become a 500."""
 
 import asyncio
-import shutil
-import tempfile
 import uuid
-from pathlib import Path
 
 import pytest
 
@@ -319,21 +316,6 @@ async def test_garbage_headers_and_odd_content_types_do_not_crash(client, make):
 
 
 # -- unavailable ------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def private_postgres():
-    from storage.embedded import EmbeddedPostgres
-
-    base = Path(tempfile.mkdtemp(prefix="livehub-unavailable-"))
-    base.chmod(0o755)  # the server runs as `nobody` when we are root
-    pg = EmbeddedPostgres(base / "pgdata")
-    try:
-        pg.start()
-        yield pg
-    finally:
-        pg.stop()
-        shutil.rmtree(base, ignore_errors=True)
 
 
 async def test_database_down_is_unavailable(aiohttp_client, settings, private_postgres):

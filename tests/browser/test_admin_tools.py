@@ -88,7 +88,7 @@ async def test_admin_deactivates_a_seller_finds_it_in_the_audit_log_and_reactiva
     await expect(row.get_by_text("Deactivate…")).to_be_visible()
     body = {"email": email, "password": seller.password}
     await ok(await client.post("/api/auth/login", json=body))
-    entries = (await ok(await client.get("/api/admin/audit", params={"action": "user."}, headers=admin.headers)))
+    entries = await ok(await client.get("/api/admin/audit", params={"action": "user."}, headers=admin.headers))
     assert [e["action"] for e in entries["items"]] == ["user.reactivate", "user.deactivate"]
 
 

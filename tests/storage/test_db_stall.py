@@ -8,9 +8,7 @@ Never the shared server on 127.0.0.1:5432: other tests and engineers use it."""
 import asyncio
 import contextlib
 import os
-import shutil
 import signal
-import tempfile
 import time
 from collections import Counter
 from pathlib import Path
@@ -31,19 +29,10 @@ RESUME_WITHIN_S = 30
 
 
 @pytest.fixture
-def private_postgres():
-    from storage.embedded import EmbeddedPostgres
-
-    base = Path(tempfile.mkdtemp(prefix="livehub-stall-"))
-    base.chmod(0o755)  # the server runs as `nobody` when we are root
-    pg = EmbeddedPostgres(base / "pgdata")
-    try:
-        pg.start()
-        yield pg
-    finally:
-        resume(pg)  # whatever happened, never leave a stopped server behind
-        pg.stop()
-        shutil.rmtree(base, ignore_errors=True)
+def stallable(private_postgres):
+    """The test's own PostgreSQL, resumed whatever happened (before it is stopped): never left stopped."""
+    yield private_postgres
+    resume(private_postgres)
 
 
 def children(pid: int) -> list[int]:
@@ -97,7 +86,8 @@ class Calls:
             self.slow.append((kind, answer.get("as", "?"), round(took, 2)))
 
 
-async def test_a_stalled_database_costs_callers_seconds_and_nothing_is_half_done(aiohttp_client, private_postgres):
+async def test_a_stalled_database_costs_callers_seconds_and_nothing_is_half_done(aiohttp_client, stallable):
+    private_postgres = stallable
     url = private_postgres.dsn
     conn = await asyncpg.connect(url)
     await init_connection(conn)

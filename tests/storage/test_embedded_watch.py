@@ -4,33 +4,16 @@ and run.py's exit status, are tested on real node processes in tests/test_run.py
 
 import asyncio
 import os
-import shutil
 import signal
 import socket
-import tempfile
 import time
-from pathlib import Path
 
 import pytest
 
 from helpers import error_of
 from livehub.app import create_app
-from storage.embedded import EmbeddedPostgres
 
 WAIT_S = 60
-
-
-@pytest.fixture
-def embedded():
-    base = Path(tempfile.mkdtemp(prefix="livehub-watch-"))
-    base.chmod(0o755)  # the server runs as `nobody` when we are root
-    pg = EmbeddedPostgres(base / "pgdata")
-    try:
-        pg.start()
-        yield pg
-    finally:
-        pg.stop()
-        shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture
@@ -42,7 +25,10 @@ def sigterm():
     signal.signal(signal.SIGTERM, previous)
 
 
-async def test_healthz_is_503_when_the_embedded_database_is_gone_for_good(aiohttp_client, settings, embedded, sigterm):
+async def test_healthz_is_503_when_the_embedded_database_is_gone_for_good(
+    aiohttp_client, settings, private_postgres, sigterm
+):
+    embedded = private_postgres
     settings = settings.model_copy(update={"database_url": embedded.dsn, "embedded_db_restart_s": 0.5})
     client = await aiohttp_client(create_app(settings, embedded=embedded))
     res = await client.get("/healthz")
