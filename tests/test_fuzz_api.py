@@ -358,6 +358,25 @@ class World:
             self.http.cookies.clear()
 
 
+def reproducible(name: str, examples: int, *, shrink: bool = False):
+    """Hypothesis settings for one operation's run: a fixed seed of its own (the same inner function would
+    otherwise give every operation the same derandomised choices), no deadline, no example database."""
+    phases = [hypothesis.Phase.explicit, hypothesis.Phase.generate] + ([hypothesis.Phase.shrink] if shrink else [])
+
+    def decorate(test):
+        settings = hypothesis.settings(
+            max_examples=examples,
+            derandomize=True,
+            deadline=None,
+            database=None,
+            phases=phases,
+            suppress_health_check=list(hypothesis.HealthCheck),
+        )
+        return hypothesis.seed(SEED ^ zlib.crc32(name.encode()))(settings(test))
+
+    return decorate
+
+
 def past_bigint(value):
     """The value with every integer in it made one past PostgreSQL's bigint: valid JSON, and valid
     for any schema without a maximum."""
@@ -451,17 +470,7 @@ def test_bad_input_never_yields_a_server_error(api_schema, world, method, path):
         st.none() | st.integers(0, 5),
     )
 
-    # Reproducible: a fixed seed per operation (the same inner function would otherwise give every
-    # operation the same derandomised choices).
-    @hypothesis.seed(SEED ^ zlib.crc32(f"{method} {path}".encode()))
-    @hypothesis.settings(
-        max_examples=MAX_EXAMPLES,
-        derandomize=True,
-        deadline=None,
-        database=None,
-        phases=[hypothesis.Phase.explicit, hypothesis.Phase.generate, hypothesis.Phase.shrink],
-        suppress_health_check=list(hypothesis.HealthCheck),
-    )
+    @reproducible(f"{method} {path}", MAX_EXAMPLES, shrink=True)
     @hypothesis.given(case=strategy)
     def fuzz(case):
         world.send(case)
@@ -492,15 +501,7 @@ def test_random_credentials_never_yield_a_server_error(api_schema, world, method
         HEADER_SAFE.map(lambda v: v.strip(b" \t")),
     )
 
-    @hypothesis.seed(SEED ^ zlib.crc32(f"credentials {method} {path}".encode()))
-    @hypothesis.settings(
-        max_examples=8,
-        derandomize=True,
-        deadline=None,
-        database=None,
-        phases=[hypothesis.Phase.generate],
-        suppress_health_check=list(hypothesis.HealthCheck),
-    )
+    @reproducible(f"credentials {method} {path}", 8)
     @hypothesis.given(sent=strategy)
     def fuzz(sent):
         case, kind, value = sent
@@ -522,15 +523,7 @@ def test_requests_valid_by_the_schema_are_not_refused_as_invalid(api_schema, wor
     operation = api_schema[path][method]
     refused = []
 
-    @hypothesis.seed(SEED ^ zlib.crc32(f"positive {method} {path}".encode()))
-    @hypothesis.settings(
-        max_examples=15,
-        derandomize=True,
-        deadline=None,
-        database=None,
-        phases=[hypothesis.Phase.generate],
-        suppress_health_check=list(hypothesis.HealthCheck),
-    )
+    @reproducible(f"positive {method} {path}", 15)
     @hypothesis.given(
         case=st.builds(world.realise, operation.as_strategy(generation_mode=GenerationMode.POSITIVE), st.integers(0, 5))
     )
