@@ -86,13 +86,13 @@ class Supervisor:
         self.closing = True
         for task in self._loops:
             task.cancel()
-        await asyncio.gather(*self._loops, return_exceptions=True)
+        await _stopped(set(self._loops), drain_s)
         if self._steps:
             _, late = await asyncio.wait(set(self._steps), timeout=drain_s)
             for task in late:
                 log.warning("cancelling %s at shutdown", task.get_name())
                 task.cancel()
-            await asyncio.gather(*late, return_exceptions=True)
+            await _stopped(late, drain_s)
 
     @property
     def running(self) -> int:
@@ -111,6 +111,16 @@ class Supervisor:
         if (exc := task.exception()) is not None:
             self.failures += 1
             log.warning("%s failed: %r", task.get_name(), exc, exc_info=exc)
+
+
+async def _stopped(tasks: set[asyncio.Task], wait_s: float) -> None:
+    # A cancelled task normally stops at once; one that swallows its cancellation (a library catching it
+    # while it re-acquires a lock) must not hold the shutdown forever: it is named and left behind.
+    if not tasks:
+        return
+    _, stuck = await asyncio.wait(tasks, timeout=wait_s)
+    for task in stuck:
+        log.error("%s did not stop when cancelled; left behind at shutdown", task.get_name())
 
 
 async def cancel(task: asyncio.Task | None) -> None:

@@ -139,8 +139,8 @@ async def backplane(request) -> dict[str, Any]:
     url = request.getfixturevalue("redis_url")
     prefix = f"t{secrets.token_hex(4)}"
     yield {"redis_url": url, "redis_prefix": prefix, "room_history_ttl_s": 120}
-    async with Redis.from_url(url) as redis:
-        if stale := [key async for key in redis.scan_iter(match=f"{prefix}:*")]:
+    async with asyncio.timeout(30), Redis.from_url(url) as redis:
+        if stale := [key async for key in redis.scan_iter(match=f"{prefix}:*", count=1000)]:
             await redis.delete(*stale)
 
 

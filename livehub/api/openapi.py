@@ -13,6 +13,10 @@ _PATH_PARAM = re.compile(r"\{(\w+)\}")
 # aiohttp's `{name:regex}` (a parameter that must look like an id) is plain `{name}` in the document.
 _CONSTRAINED_PARAM = re.compile(r"\{(\w+):[^/]*\}")
 
+# Path parameters are ids (UUIDs), but for a media session's, a random token (livehub/media/sessions.py).
+UUID_PARAM = {"type": "string", "format": "uuid"}
+PATH_PARAMS = {"session_id": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"}}
+
 ERROR_STATUSES = {
     "user": ("401", "403", "404", "409", "422", "429"),
     "none": ("404", "409", "422", "429"),
@@ -57,7 +61,7 @@ def openapi_path(path: str) -> str:
 def _operation(r: Route, refs: dict, components: dict) -> dict[str, Any]:
     op: dict[str, Any] = {"operationId": r.handler.__name__, "summary": r.summary, "tags": [r.tag]}
     params = [
-        {"name": name, "in": "path", "required": True, "schema": {"type": "string", "format": "uuid"}}
+        {"name": name, "in": "path", "required": True, "schema": PATH_PARAMS.get(name, UUID_PARAM)}
         for name in _PATH_PARAM.findall(openapi_path(r.path))
     ]
     if r.query is not None:

@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 _BACKOFF_MIN_S, _BACKOFF_MAX_S = 0.1, 5.0
 _PING_S = 5.0  # an idle pub/sub connection is pinged this often, so a silently dead one is noticed
 _RESYNC_S = 0.2  # retry of a failed catch-up
+# How long close() keeps asking its tasks to stop.
+CLOSE_S = 5.0
 
 # Shared prelude: a room without an epoch has lost its state (expired, or Redis lost its data). Start it
 # clean, so offsets or history entries of an older epoch can never be served under the new one.
@@ -164,13 +166,18 @@ class RedisBroker(Broker):
     async def close(self) -> None:
         """Stop the tasks. The link (the client) is closed by its owner, after every part that uses it."""
         self._closing = True
+        give_up = asyncio.get_running_loop().time() + CLOSE_S
         while pending := [task for task in self._tasks if not task.done()]:
             # redis-py sends with asyncio.wait_for, which on Python 3.11 can swallow a cancellation that lands
-            # as the send completes (CPython gh-86296): ask again until the tasks have really stopped.
+            # as the send completes (CPython gh-86296): ask again until the tasks have really stopped. Bounded:
+            # a shutdown must end even if one never does.
+            if asyncio.get_running_loop().time() > give_up:
+                log.error("broker tasks still running after %s s, left behind: %s", CLOSE_S, pending)
+                break
             for task in pending:
                 task.cancel()
             await asyncio.wait(pending, timeout=0.1)
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*[task for task in self._tasks if task.done()], return_exceptions=True)
         self._tasks = []
         self._rooms.clear()
 
