@@ -164,6 +164,9 @@ async def test_sign_ins_failures_sign_outs_and_two_factor_changes_are_audited(cl
     res = await client.post("/api/auth/logout", headers={"Authorization": f"Bearer {token}", **agent})
     assert res.status == 204
     await make.two_factor(user)
+    # With two-factor on, the password alone asks for the code: the first step of a sign-in, no failure.
+    res = await client.post("/api/auth/login", json={"email": "audited@example.test", "password": user.password})
+    assert res.status == 401 and (await res.json())["error"]["details"] == {"two_factor_required": True}
 
     log = (await audit(client, admin, target="audited@example.test"))["items"]
     assert [e["action"] for e in log] == ["sign_in", "sign_in_failed"]

@@ -123,7 +123,10 @@ async def login(request: web.Request, body: LoginIn) -> web.Response:
         )
     except (Unauthorized, Forbidden) as exc:
         # Wrong passwords and codes, and deactivated accounts; the limits bound how many rows an attacker
-        # makes (a limited attempt, 429, is not recorded: it was never checked).
+        # makes (a limited attempt, 429, is not recorded: it was never checked). The first step of a
+        # two-factor sign-in (the right password, no code yet) is no failure.
+        if exc.details.get("two_factor_required") and not body.code:
+            raise
         account = auth.login_account(body.email)
         await record_audit(
             request,
