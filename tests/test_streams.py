@@ -447,6 +447,30 @@ async def test_flash_sale_rules(client, make, db, live):
     await refused("LH409", streams.start_flash_sale(db, sid, host, quantity=1, **args))
 
 
+async def test_a_flash_sale_is_below_the_price_in_the_stream(client, make, db, live):
+    """Viewers see a flash price struck through against the stream's price: one not below it would be a
+    fake discount. The stream's live price (700 here) is the one it must beat, not the list price (1000)."""
+    sid, host = live["stream"], U(live["host"].id)
+    args = {"variant_id": live["variant"], "quantity": 1, "duration_s": 60, "per_buyer_limit": None}
+    for price in (701, 700, 1000, 5000):
+        refusal = await refused("LH422", streams.start_flash_sale(db, sid, host, price_cents=price, **args))
+        assert "below" in refusal.args[0]
+        details = loads(refusal.detail)
+        assert details["price_cents"] == 700
+        assert details["errors"][0]["loc"] == ["price_cents"]
+    assert await db.fetchval("SELECT count(*) FROM flash_sales WHERE stream_id = $1", sid) == 0
+    sale = await streams.start_flash_sale(db, sid, host, price_cents=699, **args)
+    assert sale["price_cents"] == 699
+
+    # Without a live price, the list price is the one to beat.
+    seller = await make.seller()
+    item = await product(make, seller, price=1000, stock=5)
+    other = U((await live_stream(client, seller, [{"product_id": item["id"]}]))["id"])
+    plain = {**args, "variant_id": U(item["variants"][0]["id"])}
+    await refused("LH422", streams.start_flash_sale(db, other, U(seller.id), price_cents=1000, **plain))
+    assert (await streams.start_flash_sale(db, other, U(seller.id), price_cents=999, **plain))["price_cents"] == 999
+
+
 async def test_a_sold_out_flash_sale_ends_as_sold_out(client, make, db, live):
     sid = live["stream"]
     sale = await streams.start_flash_sale(

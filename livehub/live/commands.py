@@ -42,6 +42,9 @@ def staff(conn: Connection) -> UUID:
 
 async def chat(room: Room, conn: Connection, frame: protocol.Chat) -> dict | None:
     user_id = signed_in(conn)
+    # Viewers stay in an ended show's room to read it back; nobody is there to answer any more.
+    if room.state.stream.get("status") == "ended":
+        raise Conflict("the show has ended: chat is closed")
     now = datetime.now(UTC)
     room.state.rules.check(frame.text, str(user_id), room.limits_of(user_id), exempt=conn.role in STAFF, now=now)
     event = await room.publish(

@@ -23,7 +23,7 @@ CREATE OR REPLACE FUNCTION stream_product_json(sp stream_products) RETURNS jsonb
 LANGUAGE sql STABLE AS $$
     SELECT jsonb_build_object(
         'id', p.id, 'title', p.title, 'position', sp.position, 'live_price_cents', sp.live_price_cents,
-        'per_buyer_limit', sp.per_buyer_limit,
+        'per_buyer_limit', sp.per_buyer_limit, 'rating', product_rating(p.id),
         'variants', (SELECT coalesce(jsonb_agg(jsonb_build_object(
                                 'id', v.id, 'sku', v.sku, 'options', v.options,
                                 'price_cents', coalesce(sp.live_price_cents, v.price_cents), 'available', v.stock)
@@ -299,6 +299,7 @@ LANGUAGE plpgsql AS $$
 DECLARE
     s streams := moderated_stream(p_stream, p_actor);
     in_stock integer;
+    stream_price bigint;
     running uuid;
     f flash_sales;
 BEGIN
@@ -311,13 +312,23 @@ BEGIN
     IF s.status <> 'live' THEN
         RAISE EXCEPTION 'the stream is not live' USING ERRCODE = 'LH409';
     END IF;
-    SELECT v.stock INTO in_stock
+    SELECT v.stock, coalesce(sp.live_price_cents, v.price_cents) INTO in_stock, stream_price
       FROM variants v
       JOIN stream_products sp ON sp.product_id = v.product_id AND sp.stream_id = p_stream
       JOIN products p ON p.id = v.product_id AND p.status = 'active'
      WHERE v.id = p_variant;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'that variant is not featured in this stream' USING ERRCODE = 'LH404';
+    END IF;
+    -- Viewers see the sale's price against the stream's, struck through: one that is not below it would
+    -- be a discount that is not there.
+    IF p_price >= stream_price THEN
+        RAISE EXCEPTION 'a flash sale''s price must be below the price in the stream'
+            USING ERRCODE = 'LH422', DETAIL = jsonb_build_object(
+                'price_cents', stream_price,
+                'errors', jsonb_build_array(jsonb_build_object(
+                    'loc', jsonb_build_array('price_cents'), 'type', 'flash_price_not_below',
+                    'msg', 'must be below the price in the stream')))::text;
     END IF;
     -- A sale past its end whose timer has not fired yet is over: it does not block the next one.
     UPDATE flash_sales SET ended_at = ends_at, ended_reason = 'time'
