@@ -203,18 +203,116 @@ export function showTab(loaders) {
   loaders[current]().catch(showError);
 }
 
-// Disable a form's controls while `work` runs, and show its error next to the form.
+// Disable a form's controls while `work` runs, and show its error: the reason for each field next to it
+// (showFormError), and a summary in the form's `.form-error`.
 export async function submitting(form, work) {
   const controls = [...form.querySelectorAll("button, input, select, textarea")];
   controls.forEach((c) => (c.disabled = true));
-  const slot = form.querySelector(".form-error") || form.appendChild(h("p", { class: "form-error", role: "alert" }));
-  slot.textContent = "";
+  clearFormError(form);
   try {
     return await work();
   } catch (err) {
-    slot.textContent = err.message;
+    showFormError(form, err);
     throw err;
   } finally {
     controls.forEach((c) => (c.disabled = false));
   }
+}
+
+// ---- form errors: the server's reasons next to the fields they are about ------------------------------
+
+// A form's control answers for a field of the request by its name, or by the names in its `data-field`
+// (space-separated) where the form's names differ from the API's ("price" for `price_cents`).
+function answersTo(control, key) {
+  return control.name === key || (control.dataset.field || "").split(/\s+/).includes(key);
+}
+
+// The control for a validation error's `loc`, the field's path in the request (["variants", "0",
+// "price_cents"]): the one named after the whole path, else after its last name that one answers to (the
+// nth of them when the path has an index, as in a list of rows).
+function controlFor(form, loc) {
+  const parts = loc.map(String).filter((p) => p !== "body");
+  const controls = [...form.elements].filter((c) => c.name || c.dataset.field);
+  const exact = controls.find((c) => answersTo(c, parts.join(".")));
+  if (exact) return exact;
+  const index = Number(parts.find((p) => /^\d+$/.test(p)));
+  for (const key of parts.filter((p) => !/^\d+$/.test(p)).reverse()) {
+    const found = controls.filter((c) => answersTo(c, key));
+    if (found.length) return found[index] || found[0];
+  }
+  return null;
+}
+
+function labelOf(control) {
+  const text = control.labels?.[0]?.textContent || control.getAttribute("aria-label") || control.name || "";
+  return text.trim();
+}
+
+// What the server said about one field, as a sentence. A pattern the field did not match is told in the
+// field's own words (its `title`) rather than as a regular expression.
+function reasonText(error, control) {
+  if (error.type === "string_pattern_mismatch" && control?.title) return control.title;
+  const msg = String(error.msg || "").replace(/^Value error, /, "");
+  return msg.charAt(0).toUpperCase() + msg.slice(1);
+}
+
+// The errors of an ApiError (or a websocket `error` frame) that name a field: a validation_error's
+// `details.errors`, or a conflict's `details.field` or unique `details.constraint` ("variants_sku_key").
+function fieldProblems(form, err) {
+  const details = err.details || {};
+  if (Array.isArray(details.errors)) {
+    return details.errors.map((e) => {
+      const control = controlFor(form, Array.isArray(e.loc) ? e.loc : []);
+      return { control, text: reasonText(e, control), where: (e.loc || []).join(" ") };
+    });
+  }
+  const keys = details.field ? [details.field] : String(details.constraint || "").split("_");
+  const control = [...form.elements].find((c) => keys.some((k) => k && answersTo(c, k)));
+  return control ? [{ control, text: reasonText({ msg: err.message }, control) }] : [];
+}
+
+let fieldErrorCount = 0;
+
+function markField(control, text) {
+  const id = `field-error-${++fieldErrorCount}`;
+  const note = h("span", { class: "field-error", id }, text);
+  // A checkbox's label follows it: the reason goes after the label.
+  const next = control.nextElementSibling;
+  (next && next.tagName === "LABEL" && next.htmlFor === control.id ? next : control).after(note);
+  control.setAttribute("aria-invalid", "true");
+  const described = (control.getAttribute("aria-describedby") || "").split(/\s+/).filter(Boolean);
+  control.setAttribute("aria-describedby", [...described, id].join(" "));
+  const clear = () => clearField(control);
+  control.addEventListener("input", clear, { once: true });
+  control.addEventListener("change", clear, { once: true });
+}
+
+function clearField(control) {
+  const described = (control.getAttribute("aria-describedby") || "").split(/\s+/).filter(Boolean);
+  const mine = described.filter((id) => id.startsWith("field-error-"));
+  for (const id of mine) document.getElementById(id)?.remove();
+  const rest = described.filter((id) => !mine.includes(id));
+  if (rest.length) control.setAttribute("aria-describedby", rest.join(" "));
+  else control.removeAttribute("aria-describedby");
+  control.removeAttribute("aria-invalid");
+}
+
+export function clearFormError(form) {
+  for (const control of form.querySelectorAll("[aria-invalid]")) clearField(control);
+  const slot = form.querySelector(".form-error");
+  if (slot) slot.textContent = "";
+}
+
+// Shows why the server refused a form: each field's reason next to it (aria-invalid, aria-describedby),
+// and in the form's `.form-error` which fields, or the message when no field is named.
+export function showFormError(form, err) {
+  clearFormError(form);
+  const slot = form.querySelector(".form-error") || form.appendChild(h("p", { class: "form-error", role: "alert" }));
+  const problems = fieldProblems(form, err);
+  for (const p of problems) if (p.control) markField(p.control, p.text);
+  const lines = problems.map((p) => {
+    const name = p.control ? labelOf(p.control) : p.where;
+    return name ? `${name}: ${p.text}` : p.text;
+  });
+  slot.textContent = lines.length ? lines.join(" · ") : err.message;
 }

@@ -6,11 +6,11 @@ import { api, h, money, newKey, submitting, toast, toCents } from "/static/js/ap
 export function refundForm(order, done, currency = "USD") {
   const left = order.total_cents - order.refunded_cents;
   const amount = h("input", {
-    type: "number", min: "0.01", step: "0.01", class: "narrow", placeholder: (left / 100).toFixed(2),
+    type: "number", min: "0.01", step: "0.01", class: "narrow", name: "amount", dataset: { field: "amount_cents" }, placeholder: (left / 100).toFixed(2),
     "aria-label": `Refund amount for ${order.number} (empty: all)`,
   });
   const reason = h("input", {
-    required: true, maxlength: "500", placeholder: "Reason", "aria-label": `Refund reason for ${order.number}`,
+    required: true, maxlength: "500", placeholder: "Reason", name: "reason", "aria-label": `Refund reason for ${order.number}`,
   });
   const form = h(
     "form",

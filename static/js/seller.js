@@ -160,6 +160,7 @@ function variantRow(product, variant) {
 function priceForm(variant) {
   const price = h("input", {
     type: "number", min: "0", step: "0.01", required: true, class: "narrow", value: (variant.price_cents / 100).toFixed(2),
+    name: "price", dataset: { field: "price_cents" },
     "aria-label": `New price of ${variant.sku}`,
   });
   const form = h(
@@ -211,9 +212,9 @@ function editForm(product) {
 }
 
 function variantForm(product) {
-  const sku = h("input", { name: "sku", required: true, maxlength: "64", pattern: "[A-Za-z0-9._/\\-]+" });
+  const sku = h("input", { name: "sku", required: true, maxlength: "64", pattern: "[A-Za-z0-9._\\/\\-]+", title: "Letters, digits and . _ / -" });
   const options = h("input", { name: "options", placeholder: "size=L" });
-  const price = h("input", { name: "price", type: "number", min: "0", step: "0.01", required: true });
+  const price = h("input", { name: "price", dataset: { field: "price_cents" }, type: "number", min: "0", step: "0.01", required: true });
   const stock = h("input", { name: "stock", type: "number", min: "0", step: "1", value: "0" });
   const digital = h("input", { name: "digital", type: "checkbox" });
   const digitalId = `d-${product.id}`;
