@@ -1,6 +1,6 @@
 // The seller's live dashboard: plan a show, camera and Go live / End, pin and flash sales over the
 // host's websocket, the live orders feed, viewers and sales chart, chat moderation, stats afterwards.
-import { api, h, money, renderHeader, submitting, toast } from "./api.js";
+import { api, h, money, renderHeader, showFormError, submitting, toast } from "./api.js";
 import { ChatView } from "./chat.js";
 import * as media from "./media.js";
 import { Room, clock, variantLabel } from "./room.js";
@@ -16,8 +16,8 @@ const state = {
   streams: [],
   stream: null, // the chosen show (GET /api/streams/{id})
   pinned: null,
-  flash: null,
-  stock: new Map(),
+  flash: null, // the running sale; its `remaining` are the sale's units, apart from the variant's stock
+  stock: new Map(), // variant id -> units in stock
   viewers: 0,
   samples: [], // {t, viewers} every SAMPLE_MS
   orders: new Map(), // id -> order, this show's
@@ -128,6 +128,13 @@ function renderStatus() {
   const option = [...$("stream-select").options].find((o) => o.value === s.id);
   if (option) option.textContent = `${s.title} (${s.status})`;
   $("viewers").textContent = `${state.viewers} watching`;
+  // An ended show has no audience to count, and nobody left to talk to or moderate.
+  const ended = s.status === "ended";
+  $("viewers").hidden = ended;
+  $("chat-form").hidden = ended;
+  $("chat-closed").hidden = !ended;
+  $("slow-mode").disabled = ended;
+  if (ended) for (const tools of $("chat-list").querySelectorAll(".chat-actions")) tools.remove();
   $("go-live").hidden = s.status === "ended";
   $("go-live").textContent = s.status === "live" ? (state.publisher ? "Publishing" : "Send camera") : "Go live";
   $("go-live").disabled = s.status === "live" && !!state.publisher;
@@ -240,7 +247,8 @@ function renderProducts() {
     ...s.products.map((p) => {
       const pinned = state.pinned?.id === p.id;
       const flash = state.flash && state.flash.product_id === p.id ? state.flash : null;
-      const units = p.variants.map((v) => `${variantLabel(v)}: ${state.stock.get(v.id) ?? v.available} left`).join(" · ");
+      const inStock = (v) => state.stock.get(v.id) ?? v.available;
+      const units = `Stock: ${p.variants.length === 1 ? inStock(p.variants[0]) : p.variants.map((v) => `${inStock(v)} (${variantLabel(v)})`).join(" · ")}`;
       return h(
         "li",
         { class: pinned ? "pinned" : "", dataset: { productId: p.id } },
@@ -267,7 +275,7 @@ function renderProducts() {
               "p",
               { class: "row flash-running" },
               h("span", { class: "badge flash" }, "Flash sale"),
-              h("span", {}, `${money(flash.price_cents)} · ${state.stock.get(flash.variant_id) ?? flash.remaining} of ${flash.quantity} left · ends in `, h("span", { class: "flash-clock" }, clock((new Date(flash.ends_at) - Date.now()) / 1000))),
+              h("span", {}, `${money(flash.price_cents)}${p.variants.length > 1 ? ` (${variantLabel(p.variants.find((v) => v.id === flash.variant_id) || {})})` : ""} · ${flash.remaining} of ${flash.quantity} sale units left · ends in `, h("span", { class: "flash-clock" }, clock((new Date(flash.ends_at) - Date.now()) / 1000))),
               h("button", { type: "button", id: `end-flash-${p.id}`, onclick: () => send({ type: "end_flash_sale" }) }, "End flash sale"),
             )
           : flashForm(p, live && !state.flash),
@@ -285,9 +293,9 @@ function flashForm(p, enabled) {
     p.variants.length > 1
       ? h("div", {}, h("label", { for: `fs-variant-${id}` }, "Option"), h("select", { id: `fs-variant-${id}`, name: "variant" }, p.variants.map((v) => h("option", { value: v.id }, variantLabel(v)))))
       : null,
-    h("div", {}, h("label", { for: `fs-price-${id}` }, "Flash price"), h("input", { id: `fs-price-${id}`, name: "price", type: "number", min: "0", step: "0.01", required: true, value: ((p.variants[0].price_cents * 0.7) / 100).toFixed(2) })),
+    h("div", {}, h("label", { for: `fs-price-${id}` }, "Flash price"), h("input", { id: `fs-price-${id}`, name: "price", dataset: { field: "price_cents" }, type: "number", min: "0", step: "0.01", required: true, value: ((p.variants[0].price_cents * 0.7) / 100).toFixed(2) })),
     h("div", {}, h("label", { for: `fs-qty-${id}` }, "Units"), h("input", { id: `fs-qty-${id}`, name: "quantity", type: "number", min: "1", step: "1", required: true, value: String(Math.max(1, Math.min(10, state.stock.get(p.variants[0].id) ?? 1))) })),
-    h("div", {}, h("label", { for: `fs-dur-${id}` }, "Seconds"), h("input", { id: `fs-dur-${id}`, name: "duration", type: "number", min: "5", max: "3600", step: "1", required: true, value: "60" })),
+    h("div", {}, h("label", { for: `fs-dur-${id}` }, "Seconds"), h("input", { id: `fs-dur-${id}`, name: "duration", dataset: { field: "duration_s" }, type: "number", min: "5", max: "3600", step: "1", required: true, value: "60" })),
     h("button", { type: "submit", class: "primary", disabled: !enabled }, "Start flash sale"),
   );
   form.addEventListener("submit", async (e) => {
@@ -302,8 +310,17 @@ function flashForm(p, enabled) {
     };
     const reply = await send(frame);
     if (reply?.type === "ack") toast("Flash sale started.", "ok");
+    else if (reply?.type === "error") showFormError(form, flashRefusal(reply));
   });
   return form;
+}
+
+// The server names the price a flash sale must beat (details.price_cents): say it in money.
+function flashRefusal(reply) {
+  const details = reply.details || {};
+  if (details.price_cents === undefined) return reply;
+  const msg = `must be below ${money(details.price_cents)}, the price in this show`;
+  return { message: reply.message, details: { errors: [{ loc: ["price_cents"], msg, type: "flash_price_not_below" }] } };
 }
 
 setInterval(() => {
@@ -318,7 +335,6 @@ function welcome(w) {
   state.pinned = w.state.pinned;
   state.flash = w.state.flash_sale && !w.state.flash_sale.ended ? w.state.flash_sale : null;
   for (const p of state.stream.products) for (const v of p.variants) state.stock.set(v.id, v.available);
-  if (state.flash) state.stock.set(state.flash.variant_id, state.flash.remaining);
   state.viewers = w.state.viewers;
   $("slow-mode").value = String(w.state.slow_mode_s || 0);
   if (!w.recovered) chat.reset(w.recent);
@@ -335,14 +351,19 @@ function events(list) {
     else if (e.type === "unpin") (state.pinned = null), (products = true);
     else if (e.type === "flash_sale") {
       state.flash = e.flash_sale.ended ? null : e.flash_sale;
-      if (state.flash) state.stock.set(state.flash.variant_id, state.flash.remaining);
-      else {
+      if (!state.flash) {
         chat.note(`Flash sale ended (${e.flash_sale.ended_reason.replace("_", " ")}).`);
         refreshStock();
       }
       products = true;
     } else if (e.type === "stock") {
-      state.stock.set(e.variant_id, e.available);
+      // While a sale runs on the variant, `available` is what buyers can get: the sale's units. Its
+      // stock fell as much; the stream's figures tell both exactly.
+      if (state.flash?.variant_id === e.variant_id) {
+        state.flash.remaining = e.available;
+        clearTimeout(stockTimer);
+        stockTimer = setTimeout(() => refreshStock().catch(() => null), 300);
+      } else state.stock.set(e.variant_id, e.available);
       products = true;
       // Someone bought: fetch the new orders now rather than at the next poll.
       clearTimeout(pollTimer);
@@ -366,9 +387,11 @@ function events(list) {
   if (products) renderProducts();
 }
 
+let stockTimer = null;
 async function refreshStock() {
   const { stream } = await api("GET", `/api/streams/${state.stream.id}`);
   for (const p of stream.products) for (const v of p.variants) state.stock.set(v.id, v.available);
+  if (state.flash && stream.flash_sale?.id === state.flash.id) state.flash.remaining = stream.flash_sale.remaining;
   renderProducts();
 }
 
@@ -380,7 +403,7 @@ function nameOf(userId) {
 }
 
 function chatActions(m) {
-  if (m.user.role === "host" || m.user.role === "moderator") return [];
+  if (m.user.role === "host" || m.user.role === "moderator" || state.stream?.status === "ended") return [];
   const act = (label, frame, done) =>
     h(
       "button",
@@ -444,7 +467,8 @@ async function pollOrders() {
       );
     }
     const total = [...state.orders.values()].reduce((sum, o) => sum + o.total_cents, 0);
-    $("orders-summary").textContent = state.orders.size ? `${state.orders.size} order${state.orders.size === 1 ? "" : "s"} · ${money(total)}` : "No orders yet.";
+    // What buyers paid as the orders came in; the stats after the show count it net of refunds.
+    $("orders-summary").textContent = state.orders.size ? `${state.orders.size} order${state.orders.size === 1 ? "" : "s"} · ${money(total)} in sales (before refunds)` : "No orders yet.";
     drawChart();
   } catch {
     /* try again on the next round */
@@ -521,7 +545,7 @@ async function showStats() {
       ["Chat messages", s.chat_messages],
       ["Reactions", reactions],
       ["Orders", s.orders],
-      ["Revenue", money(s.revenue_cents)],
+      ["Revenue after refunds", money(s.revenue_cents)],
     ];
     $("stats-body").replaceChildren(
       h("dl", {}, figures.flatMap(([k, v]) => [h("dt", {}, k), h("dd", {}, String(v))])),
@@ -531,7 +555,7 @@ async function showStats() {
         h(
           "table",
           {},
-          h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "Product"), h("th", { scope: "col" }, "Clicks"), h("th", { scope: "col" }, "Orders"), h("th", { scope: "col" }, "Units"), h("th", { scope: "col" }, "Revenue"))),
+          h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "Product"), h("th", { scope: "col" }, "Clicks"), h("th", { scope: "col" }, "Orders"), h("th", { scope: "col" }, "Units"), h("th", { scope: "col" }, "Revenue after refunds"))),
           h("tbody", {}, s.products.map((p) => h("tr", {}, h("td", {}, p.title), h("td", {}, String(p.clicks)), h("td", {}, String(p.orders)), h("td", {}, String(p.units)), h("td", {}, money(p.revenue_cents))))),
         ),
       ),

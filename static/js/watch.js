@@ -36,6 +36,13 @@ function applyStream(stream) {
   $("shop-name").textContent = s.seller.shop_name;
   $("live-badge").hidden = s.status !== "live";
   $("live-badge").className = "badge live";
+  // An ended show keeps its chat to read, but nobody is left to answer or count.
+  const ended = s.status === "ended";
+  $("chat-form").hidden = ended || !state.me;
+  $("chat-signin").hidden = ended || !!state.me;
+  $("chat-closed").hidden = !ended;
+  $("viewers").hidden = ended;
+  renderReactionButtons();
   const follow = $("follow");
   follow.hidden = !!state.me && state.me.seller_id === s.seller.id;
   if (s.status === "live") startVideo();
@@ -338,7 +345,7 @@ function renderReactionButtons() {
     ...REACTIONS.map(([kind, emoji]) =>
       h(
         "button",
-        { type: "button", class: "reaction", dataset: { kind }, "aria-label": `React ${kind}`, disabled: !state.me, onclick: () => react(kind, emoji) },
+        { type: "button", class: "reaction", dataset: { kind }, "aria-label": `React ${kind}`, disabled: !state.me || state.stream?.status === "ended", onclick: () => react(kind, emoji) },
         h("span", { "aria-hidden": "true" }, emoji),
         " ",
         h("span", { class: "count" }, String(state.reactions[kind] || 0)),

@@ -66,7 +66,7 @@ async def test_live_show(open_page, make, screenshot):
     await studio.get_by_label("Units").fill("5")
     await studio.get_by_label("Seconds").fill("300")
     await studio.get_by_role("button", name="Start flash sale").click()
-    await expect(studio.locator(".flash-running")).to_contain_text("5 of 5 left", timeout=WAIT_MS)
+    await expect(studio.locator(".flash-running")).to_contain_text("5 of 5 sale units left", timeout=WAIT_MS)
 
     # A signed-in viewer sees the video playing and the pinned lamp at its flash price.
     watch = await open_page(f"/watch/{stream_id}", viewer)
@@ -101,7 +101,7 @@ async def test_live_show(open_page, make, screenshot):
     await expect(studio.locator("#orders li")).to_have_count(1, timeout=WAIT_MS)
     await expect(studio.locator("#orders li")).to_contain_text("Glow lamp")
     await expect(studio.locator("#orders li")).to_contain_text("$15.00")
-    await expect(studio.locator(".flash-running")).to_contain_text("4 of 5 left", timeout=WAIT_MS)
+    await expect(studio.locator(".flash-running")).to_contain_text("4 of 5 sale units left", timeout=WAIT_MS)
     # The chart of the last minutes counts it (bars of orders, a line of viewers).
     chart = studio.get_by_role("img", name=re.compile(r"^Last 10 minutes: up to \d+ viewers?, 1 order$"))
     await expect(chart).to_be_visible(timeout=WAIT_MS)
