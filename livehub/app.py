@@ -9,6 +9,7 @@ from swagger_ui import api_doc
 
 from livehub import __version__, demo, keys
 from livehub.api import (
+    account,
     admin,
     admin_accounts,
     auth,
@@ -18,7 +19,10 @@ from livehub.api import (
     notifications,
     orders,
     payouts,
+    returns,
+    reviews,
     sellers,
+    shipping,
     streams,
     wallet,
 )
@@ -51,12 +55,17 @@ APIS = [
     catalog.api,
     wallet.api,
     orders.api,
+    returns.api,
+    shipping.api,
+    reviews.api,
+    account.api,
     payouts.api,
     streams.api,
     media.api,
     notifications.api,
     admin.api,
     admin_accounts.api,
+    reviews.admin_api,
 ]
 DESCRIPTION = "LiveHub REST API. Errors: `{error: {code, message, details}}`; money in integer `_cents`."
 

@@ -111,7 +111,13 @@ async def principal_for_token(pool: asyncpg.Pool, token: str) -> Principal | Non
     if not _TOKEN.fullmatch(token):
         return None
     row = await pool.fetchrow(
-        """SELECT u.id, u.roles, s.id AS seller_id, s.status AS seller_status,
+        # When the session was last used, for its owner's list of devices: written at most once a minute,
+        # so a busy session is not one write per request.
+        """WITH seen AS (
+               UPDATE sessions SET last_seen_at = now()
+                WHERE token_hash = $1 AND expires_at > now()
+                  AND (last_seen_at IS NULL OR last_seen_at < now() - interval '1 minute'))
+           SELECT u.id, u.roles, s.id AS seller_id, s.status AS seller_status,
                   EXISTS (SELECT 1 FROM two_factor f WHERE f.user_id = u.id AND f.enabled_at IS NOT NULL)
                       AS two_factor
              FROM sessions t JOIN users u ON u.id = t.user_id LEFT JOIN sellers s ON s.user_id = u.id
@@ -124,15 +130,26 @@ async def principal_for_token(pool: asyncpg.Pool, token: str) -> Principal | Non
     return Principal(row["id"], roles, row["seller_id"], row["seller_status"], row["two_factor"])
 
 
-async def create_session(conn, user_id: UUID, ttl_s: int) -> str:
+def _storable(header: str) -> str:
+    # A header's bytes that are not UTF-8 arrive as unpaired surrogates, which PostgreSQL text cannot hold.
+    return header.encode("utf-8", "replace").decode("utf-8")
+
+
+async def create_session(
+    conn, user_id: UUID, ttl_s: int, *, user_agent: str | None = None, address: str | None = None
+) -> str:
+    """A new session of the account; its device (browser and address) is kept for the owner's list."""
     token = new_token()
     # Each sign-in sweeps the account's expired sessions, so the table holds live ones only.
     await conn.execute("DELETE FROM sessions WHERE user_id = $1 AND expires_at <= now()", user_id)
     await conn.execute(
-        "INSERT INTO sessions (token_hash, user_id, expires_at) VALUES ($1, $2, now() + make_interval(secs => $3))",
+        """INSERT INTO sessions (token_hash, user_id, expires_at, user_agent, address, last_seen_at)
+           VALUES ($1, $2, now() + make_interval(secs => $3), $4, $5, now())""",
         hash_token(token),
         user_id,
         ttl_s,
+        _storable(user_agent or "")[:500] or None,
+        address,
     )
     return token
 
@@ -152,6 +169,7 @@ async def register(
     display_name: str,
     address: str,
     phone: str | None = None,
+    user_agent: str | None = None,
 ) -> tuple[dict, str]:
     """Create an account and its first session (its address is then one of the account's own). Returns
     (user, token); ValidationFailed for a password livehub/passwords.py refuses."""
@@ -170,7 +188,7 @@ async def register(
         except asyncpg.UniqueViolationError as exc:
             field_name = "phone" if exc.constraint_name == "users_phone_key" else "email"
             raise Conflict(f"an account with this {field_name} already exists", {"field": field_name}) from None
-        token = await create_session(conn, user_id, settings.session_ttl_s)
+        token = await create_session(conn, user_id, settings.session_ttl_s, user_agent=user_agent, address=address)
         await limiter.remember(conn, account_key(user_id, ""), address)
         return await user_json(conn, user_id), token
 
@@ -192,6 +210,7 @@ async def login(
     password: str,
     code: str | None,
     address: str,
+    user_agent: str | None = None,
 ) -> tuple[dict, str]:
     """Sign in by email or phone, password, and a code when two-factor sign-in is on. Returns (user,
     token); raises RateLimited, or Unauthorized (details.two_factor_required when the password was right
@@ -227,7 +246,7 @@ async def login(
     finally:
         await limiter.settle(pool, attempt_id, outcome)
     async with pool.acquire() as conn:
-        token = await create_session(conn, row["id"], settings.session_ttl_s)
+        token = await create_session(conn, row["id"], settings.session_ttl_s, user_agent=user_agent, address=address)
         return await user_json(conn, row["id"]), token
 
 

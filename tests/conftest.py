@@ -228,7 +228,11 @@ class Factory:
         self._n += 1
         return self._n
 
-    async def user(self, *, email: str | None = None, password: str = "correct horse battery", **extra) -> Account:
+    async def user(
+        self, *, email: str | None = None, password: str = "correct horse battery", address: bool = True, **extra
+    ) -> Account:
+        """A registered account; with `address` (the default) it has saved a default shipping address, as a
+        shopper who buys goods that ship has (a physical order without one is refused)."""
         n = self._next()
         body = {"email": email or f"user{n}@example.test", "password": password, "display_name": f"User {n}", **extra}
         res = await self.client.post("/api/auth/register", json=body)
@@ -237,7 +241,24 @@ class Factory:
         # request made without them is anonymous, as it would be from another client.
         self.client.session.cookie_jar.clear()
         data = await res.json()
-        return Account(data["user"], data["token"], password)
+        account = Account(data["user"], data["token"], password)
+        if address:
+            await self.address(account)
+        return account
+
+    async def address(self, account: Account, **fields: Any) -> dict:
+        """Saves an address for `account` through the API (its first one becomes the default)."""
+        body = {
+            "name": account.user["display_name"],
+            "line1": "1 Test Street",
+            "city": "Springfield",
+            "postal_code": "12345",
+            "country": "US",
+            **fields,
+        }
+        res = await self.client.post("/api/me/addresses", json=body, headers=account.headers)
+        assert res.status == 201, await res.text()
+        return (await res.json())["address"]
 
     async def two_factor(self, account: Account) -> Account:
         """Turn two-factor sign-in on for `account` through the API; its headers carry a current code from then on."""

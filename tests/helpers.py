@@ -33,3 +33,14 @@ async def assert_books_balanced(db) -> None:
     books = orjson.loads(await db.fetchval("SELECT check_books()::text"))
     assert books["balanced"] is True, books
     assert books["mismatched_accounts"] == 0 and books["unbalanced_transactions"] == 0, books
+
+
+async def give_addresses(db, user_ids, country: str = "US") -> None:
+    """A default shipping address for each of these users, made with SQL (for users made with SQL): goods
+    that ship are not sold without one."""
+    await db.execute(
+        """INSERT INTO addresses (user_id, name, line1, city, postal_code, country, is_default)
+           SELECT u, 'Buyer', '1 Test Street', 'Springfield', '12345', $2, true FROM unnest($1::uuid[]) u""",
+        list(user_ids),
+        country,
+    )

@@ -11,7 +11,7 @@ from collections import Counter
 import asyncpg
 import pytest
 
-from helpers import assert_books_balanced
+from helpers import assert_books_balanced, give_addresses
 from storage.db import create_pool, init_connection
 
 FEE_BPS = 500
@@ -31,7 +31,9 @@ async def new_users(db, n: int, prefix: str = "buyer") -> list[uuid.UUID]:
         f"{prefix}-{tag}",
         n,
     )
-    return [r["id"] for r in rows]
+    ids = [r["id"] for r in rows]
+    await give_addresses(db, ids)  # goods that ship need an address; sellers get one too, unused
+    return ids
 
 
 async def new_user(db, prefix: str = "user") -> uuid.UUID:
@@ -206,6 +208,43 @@ async def test_a_buyer_who_cannot_pay_consumes_no_stock(conn, shop):
     )
     assert await conn.fetchval("SELECT count(*) FROM orders WHERE buyer_id = $1", poor) == 0
     assert await wallet(conn, rich) == await wallet(conn, rich2) == WALLET - 1000
+    await assert_books_balanced(conn)
+
+
+async def test_a_buyer_without_an_address_the_seller_ships_to_consumes_no_stock(conn, shop):
+    """Goods that ship go to the buyer's default address (or the request's address_id) at the seller's rate;
+    a buyer with none, or only one where the seller does not ship, is answered address_required and the
+    unit goes to the next buyer, who pays the price plus shipping."""
+    seller_user, seller, stream = shop
+    await conn.execute(
+        "INSERT INTO shipping_profiles (seller_id, flat_rate_cents, countries) VALUES ($1, 250, '{US}')", seller
+    )
+    _, variant = await new_variant(conn, seller_user, price=1000, stock=1)
+    homeless, abroad, other, buyer = await new_users(conn, 4)
+    await conn.execute("DELETE FROM addresses WHERE user_id = $1", homeless)
+    await conn.execute("UPDATE addresses SET country = 'DE' WHERE user_id = $1", abroad)
+    await fund(conn, [homeless, abroad, buyer])
+    elsewhere = await conn.fetchval("SELECT id FROM addresses WHERE user_id = $1", other)
+    reqs = requests([homeless, abroad, buyer, buyer], prefix="s")
+    reqs[2]["address_id"] = str(elsewhere)  # not the buyer's own: as if it did not exist
+
+    out = await buy(conn, variant, stream, reqs)
+
+    assert [(r["status"], r.get("reason"), r.get("country")) for r in out["results"]] == [
+        ("address_required", "missing", None),
+        ("address_required", "not_shipped", "DE"),
+        ("address_required", "missing", None),
+        ("ok", None, None),
+    ]
+    assert out["available"] == 0
+    order = await conn.fetchrow("SELECT * FROM orders WHERE buyer_id = $1", buyer)
+    assert (order["total_cents"], order["shipping_cents"], order["address"]["country"]) == (1250, 250, "US")
+    assert await wallet(conn, buyer) == WALLET - 1250
+    assert await wallet(conn, homeless) == await wallet(conn, abroad) == WALLET
+    # The seller earns the shipping; the fee is on the item only.
+    assert await conn.fetchval("SELECT amount_cents FROM earnings WHERE order_id = $1", order["id"]) == (
+        1000 - 1000 * FEE_BPS // 10000 + 250
+    )
     await assert_books_balanced(conn)
 
 

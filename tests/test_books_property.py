@@ -3,10 +3,12 @@ against the real SQL functions, with the books, every balance and every variant'
 each one.
 
 The world, built afresh for every example inside one transaction that is rolled back at its end: three
-buyers; seller A with one product of two physical variants (a1, a2); seller B with a physical variant (b1)
-and a digital one (d1, its stock = its imported codes); an admin; a live stream of A's, hosted by someone
-else for a commission, featuring A's product at an optional live price with an optional per-buyer limit
-and an optional flash sale on a1; and an ended stream of A's.
+buyers (one with a default address in the US, one in France, one with none); seller A with one product of
+two physical variants (a1, a2); seller B with a physical variant (b1) and a digital one (d1, its stock = its
+imported codes); each seller with an optional shipping profile (a flat rate, an optional free-shipping
+threshold, the countries it ships to); an admin; a live stream of A's, hosted by someone else for a
+commission, featuring A's product at an optional live price with an optional per-buyer limit and an
+optional flash sale on a1; and an ended stream of A's.
 
 Operations: top-ups, admin wallet adjustments (+/-), seller stock adjustments (+/-, by the wrong seller,
 of the digital variant), code imports (with duplicates), place_order (1-3 items, quantities past the
@@ -16,16 +18,19 @@ out of range), release_earnings, request_payout and decide_payout (approve / rej
 or a refused actor. An LH… SQLSTATE is an expected outcome; any other exception fails the test.
 
 A Python model of the shop follows what each function is documented to do for the calls the database
-accepted, and after every step:
+accepted (shipping charged per seller's order and earned by the seller, fees and commission on the items
+only, digital orders delivered at once, earnings released by the buyer's or an admin's delivery or by the
+hold), and after every step:
 
-- check_books() is balanced, and no wallet or payouts account is negative;
+- check_books() is balanced (every order's total, items and shipping, agreeing with its ledger entries),
+  and no wallet or payouts account is negative;
 - every user account's balance (wallet, pending and available earnings, requested payouts) and the
   platform's equal the model's: wallets = top-ups + adjustments - order totals + refunds;
 - each variant's stock = the sum of its stock movements, every movement's stock_after continues the
   chain, and stock = initial + imported + seller adjustments - sold + returned by cancellations, where
   sold and returned also agree with the order items; physical stock equals the model's; digital stock
   equals the available codes and the model's, and every code sold belongs to an order;
-- each order's status, total, refunded amount, fee, host, commission and earnings rows, each payout's
+- each order's status, total, shipping, refunded amount, fee, host, commission and earnings rows, each payout's
   status and the flash sale's sold count and end equal the model's.
 
 `test_outcomes_follow_the_rules` runs the same machine strictly: the model also predicts from the
@@ -75,6 +80,15 @@ KNOWN_REASONS = {"initial stock", "digital codes imported", ADJUSTMENT, "sale", 
 VARIANTS = tuple(PRICES)
 CODE_POOL = tuple(f"CODE-{i}" for i in range(8))
 REQUEST_IDS = ("r0", "r1", "r2", None)
+COUNTRIES = ("US", "FR", None)  # the three buyers' default addresses
+TRACKING = {"carrier": "Parcel Co", "tracking_number": "PC1"}
+# A seller's shipping profile: none (free everywhere), or (flat rate, free from, countries shipped to).
+PROFILES = st.one_of(
+    st.none(),
+    st.tuples(
+        st.sampled_from([0, 350]), st.sampled_from([None, 2000]), st.sampled_from([(), ("US",), ("US", "FR"), ("DE",)])
+    ),
+)
 ACTORS = ("buyer", "seller", "admin", "other")
 STREAMS = ("none", "live", "none", "live", "ended")
 # Mostly what a shop sees, sometimes more than any stock, sometimes nothing at all.
@@ -119,6 +133,7 @@ class Order:
     stream: str | None
     lines: list[Line]
     total: int
+    shipping: int
     fee: int
     host: str | None
     commission: int
@@ -212,9 +227,10 @@ class ShopMachine(RuleBasedStateMachine):
         live_price=st.sampled_from([None, LIVE_PRICE]),
         product_limit=st.sampled_from([None, 2, 3]),
         flash=st.one_of(st.none(), st.tuples(st.integers(1, 4), st.sampled_from([None, 1, 2]))),
+        profiles=st.tuples(PROFILES, PROFILES),
     )
-    def world(self, stocks, codes, funds, fee_bps, commission_bps, live_price, product_limit, flash):
-        self.run(self._build(stocks, codes, fee_bps, commission_bps, live_price, product_limit, flash))
+    def world(self, stocks, codes, funds, fee_bps, commission_bps, live_price, product_limit, flash, profiles):
+        self.run(self._build(stocks, codes, fee_bps, commission_bps, live_price, product_limit, flash, profiles))
         self.ready = True
         for buyer, amount in zip(self.buyers, funds, strict=True):
             if amount:
@@ -225,7 +241,7 @@ class ShopMachine(RuleBasedStateMachine):
             self.run(self.tx.rollback())
             self.tx = None
 
-    async def _build(self, stocks, codes, fee_bps, commission_bps, live_price, product_limit, flash):
+    async def _build(self, stocks, codes, fee_bps, commission_bps, live_price, product_limit, flash, profiles):
         c = self.conn
         self.tx = c.transaction()
         await self.tx.start()
@@ -245,8 +261,19 @@ class ShopMachine(RuleBasedStateMachine):
         self.seller_user = {"A": await user("seller-a"), "B": await user("seller-b")}
         self.host = await user("host")
         self.admin = await user("admin", ("viewer", "admin"))
+        self.country = {}
+        for buyer, country in zip(self.buyers, COUNTRIES, strict=True):
+            self.country[buyer] = country
+            if country is not None:
+                await c.execute(
+                    """INSERT INTO addresses (user_id, name, line1, city, country, is_default)
+                       VALUES ($1, 'Buyer', '1 Main St', 'Town', $2, true)""",
+                    buyer,
+                    country,
+                )
         self.seller_id = {}
-        for key, uid in self.seller_user.items():
+        self.profile = {}
+        for (key, uid), profile in zip(self.seller_user.items(), profiles, strict=True):
             self.seller_id[key] = str(
                 await c.fetchval(
                     "INSERT INTO sellers (user_id, shop_name, status) VALUES ($1, $2, 'approved') RETURNING id",
@@ -254,6 +281,16 @@ class ShopMachine(RuleBasedStateMachine):
                     f"Shop {key}",
                 )
             )
+            self.profile[key] = profile
+            if profile is not None:
+                await c.execute(
+                    """INSERT INTO shipping_profiles (seller_id, flat_rate_cents, free_over_cents, countries)
+                       VALUES ($1, $2, $3, $4)""",
+                    self.seller_id[key],
+                    profile[0],
+                    profile[1],
+                    list(profile[2]),
+                )
         create = "SELECT create_product($1, $2, '', NULL, '{}'::jsonb, $3)"
         pa = await c.fetchval(
             create,
@@ -361,16 +398,37 @@ class ShopMachine(RuleBasedStateMachine):
                     n += line.qty
         return n
 
+    def shipping(self, seller: str, lines, buyer: str) -> int | str:
+        """What an order of these lines costs to ship (shipping_for), or why it cannot be placed: "missing" (no
+        address) or "not_shipped" (the seller does not ship to the buyer's country). Digital goods never ship."""
+        if all(self.v[key].digital for key, _, _ in lines):
+            return 0
+        country = self.country.get(buyer)
+        if country is None:
+            return "missing"
+        profile = self.profile[seller]
+        if profile is None:
+            return 0
+        flat, free_over, countries = profile
+        if countries and country not in countries:
+            return "not_shipped"
+        subtotal = sum(unit * qty for _, unit, qty in lines)
+        return 0 if free_over is not None and subtotal >= free_over else flat
+
     def create_order(self, oid, buyer, seller, stream, lines, hold, request_id=None) -> None:
         m = self.m
         seller_user = self.seller_user[seller]
-        total = sum(line.unit * line.qty for line in lines)
-        fee = total * self.fee_bps // 10000
+        items = sum(line.unit * line.qty for line in lines)
+        shipping = self.shipping(seller, [(line.key, line.unit, line.qty) for line in lines], buyer)
+        assert isinstance(shipping, int), f"an order the model says cannot ship ({shipping}) was placed"
+        total = items + shipping
+        # The platform's fee and the host's commission are on the items; the seller earns the shipping.
+        fee = items * self.fee_bps // 10000
         host, commission = None, 0
         # The host earns on orders placed in the live stream for products it features (A's jacket).
         if stream == self.stream and all(self.v[line.key].product == self.stream_product for line in lines):
             host = self.host
-            commission = min(total * self.commission_bps // 10000, total - fee)
+            commission = min(items * self.commission_bps // 10000, items - fee)
         for line in lines:
             m.stock[line.key] -= line.qty
             if line.flash is not None:
@@ -382,7 +440,11 @@ class ShopMachine(RuleBasedStateMachine):
         if host is not None:
             m.pending[host] += commission
             earnings.append(Earning("host", host, commission))
-        o = Order(oid, buyer, seller, seller_user, stream, lines, total, fee, host, commission, hold, earnings)
+        o = Order(
+            oid, buyer, seller, seller_user, stream, lines, total, shipping, fee, host, commission, hold, earnings
+        )
+        if all(self.v[line.key].digital for line in lines):
+            o.status, o.delivered = "delivered", True  # the codes are the delivery
         m.orders.append(o)
         m.by_id[oid] = o
         if request_id is not None:
@@ -537,10 +599,18 @@ class ShopMachine(RuleBasedStateMachine):
             expected = "LH422"  # not featured in the stream
         elif line_errors:
             expected = line_errors
-        elif self.m.wallet[b] < total:
-            expected = "LHNSF"
         else:
-            expected = None
+            # One order per seller, each with its shipping to the buyer's default address.
+            per_seller = defaultdict(list)
+            for key, qty in wanted.items():
+                per_seller[self.v[key].seller].append((key, priced[key][0], qty))
+            shipping = [self.shipping(seller, lines, b) for seller, lines in sorted(per_seller.items())]
+            if any(isinstance(charge, str) for charge in shipping):
+                expected = "LH422"  # no address, or one the seller does not ship to
+            elif self.m.wallet[b] < total + sum(shipping):
+                expected = "LHNSF"
+            else:
+                expected = None
 
         payload = [{"variant_id": self.v[key].id, "quantity": qty} for key, qty in items]
         ids, err = self.call("SELECT place_order($1, $2, $3, NULL, $4, $5)", b, payload, stream, self.fee_bps, hold)
@@ -592,13 +662,15 @@ class ShopMachine(RuleBasedStateMachine):
                 status = "limit_reached"
             elif remaining < qty:
                 status = "sold_out"
-            elif self.m.wallet[buyer] - spent[buyer] < price * qty:
+            elif isinstance(shipping := self.shipping(v.seller, [(key, price, qty)], buyer), str):
+                status = "address_required"
+            elif self.m.wallet[buyer] - spent[buyer] < price * qty + shipping:
                 status = "insufficient_funds"
             else:
                 status = "ok"
                 remaining -= qty
                 bought[buyer] += qty
-                spent[buyer] += price * qty
+                spent[buyer] += price * qty + shipping
             if rid is not None:
                 seen.add((buyer, rid))
             expected.append(status)
@@ -655,7 +727,7 @@ class ShopMachine(RuleBasedStateMachine):
     def ship(self, i, who):
         o = self.pick(self.m.orders, i, lambda o: o.status in ("paid", "partially_refunded") and not o.shipped)
         actor, admin = self.actor(o, who)
-        _, err = self.call("SELECT ship_order($1, $2, $3)", o.id, actor, admin)
+        _, err = self.call("SELECT ship_order($1, $2, $3, $4)", o.id, actor, admin, TRACKING)
         if who == "other":
             expected = "LH404"
         elif who == "buyer":
@@ -685,9 +757,10 @@ class ShopMachine(RuleBasedStateMachine):
         if err is None:
             o.delivered = True
             o.status = "delivered"
-            for e in o.earnings:
-                if e.status == "pending":
-                    self.release(e)
+            if who in ("buyer", "admin"):  # the seller's word alone leaves the earnings to the hold
+                for e in o.earnings:
+                    if e.status == "pending":
+                        self.release(e)
 
     @precondition(lambda self: self.ready and self.m.orders)
     @rule(
@@ -732,10 +805,10 @@ class ShopMachine(RuleBasedStateMachine):
 
     @rule()
     def release_earnings(self):
-        """The periodic task: earnings of delivered orders and of orders whose hold has passed."""
+        """The periodic task: earnings whose hold has passed (delivery confirmed by the buyer released its own)."""
         released, err = self.call("SELECT release_earnings()")
         self.expect("release_earnings", err, None)
-        due = [e for o in self.m.orders if o.delivered or o.hold == 0 for e in o.earnings if e.status == "pending"]
+        due = [e for o in self.m.orders if o.hold == 0 for e in o.earnings if e.status == "pending"]
         if err is None:
             if self.strict:
                 assert released == len(due), f"release_earnings released {released}, expected {len(due)}"
@@ -812,6 +885,8 @@ class ShopMachine(RuleBasedStateMachine):
         books = s["books"]
         assert books["balanced"] is True, books
         assert books["mismatched_accounts"] == 0 and books["unbalanced_transactions"] == 0, books
+        assert books["mismatched_orders"] == 0, books
+        assert books["shipping_cents"] == sum(o.shipping for o in self.m.orders), books
 
     def check_balances(self, s):
         got = {(user, kind): cents for user, kind, cents in s["accounts"]}
@@ -866,11 +941,11 @@ class ShopMachine(RuleBasedStateMachine):
     def check_orders(self, s):
         orders = {o[0]: tuple(o[1:]) for o in s["orders"]}
         want = {
-            o.id: (o.status, o.total, o.refunded, o.fee, o.host, o.commission, o.shipped, o.delivered)
+            o.id: (o.status, o.total, o.refunded, o.fee, o.host, o.commission, o.shipped, o.delivered, o.shipping)
             for o in self.m.orders
         }
         assert orders == want, (
-            f"orders (status, total, refunded, fee, host, commission, shipped, delivered): "
+            f"orders (status, total, refunded, fee, host, commission, shipped, delivered, shipping): "
             f"database {orders}, model {want}"
         )
         earnings = {(oid, role): (amount, rev, status) for oid, role, amount, rev, status in s["earnings"]}
@@ -916,7 +991,7 @@ SELECT jsonb_build_object(
                   FROM digital_units GROUP BY 1) t),
     'orders', (SELECT coalesce(jsonb_agg(jsonb_build_array(id, status, total_cents, refunded_cents, fee_cents, host_id,
                                                           host_commission_cents, shipped_at IS NOT NULL,
-                                                          delivered_at IS NOT NULL)), '[]')
+                                                          delivered_at IS NOT NULL, shipping_cents)), '[]')
                  FROM orders),
     'earnings', (SELECT coalesce(jsonb_agg(jsonb_build_array(order_id, role, amount_cents, reversed_cents,
                                                             status)), '[]')

@@ -194,8 +194,11 @@ class World:
         return self.server.run(make())
 
     def register(self, name: str) -> tuple[str, str]:
+        """A new account with a default address, so its orders of goods that ship can be placed."""
         body = {"email": f"{name}@fuzz.test", "password": "fuzz-password", "display_name": name.title()}
         session = self.call("POST", "/api/auth/register", json=body)
+        address = {"name": name.title(), "line1": "1 Fuzz Street", "city": "Berlin", "country": "DE"}
+        self.call("POST", "/api/me/addresses", session["token"], json=address)
         return session["user"]["id"], session["token"]
 
     def two_factor(self, token: str) -> None:
@@ -242,7 +245,8 @@ class World:
         self.call("POST", "/api/wallet/top-up", buyer_token, json={"amount_cents": 100_000})
         paid = self.order(buyer_token, variants[0])
         delivered = self.order(buyer_token, variants[1])
-        self.call("POST", f"/api/orders/{delivered}/ship", token)
+        tracking = {"carrier": "DHL", "tracking_number": "FUZZ-1"}
+        self.call("POST", f"/api/orders/{delivered}/ship", token, json=tracking)
         self.call("POST", f"/api/orders/{delivered}/deliver", buyer_token)
         payout = self.call("POST", "/api/seller/payouts", token, json={"amount_cents": 100})["payout"]["id"]
 
@@ -253,6 +257,16 @@ class World:
         self.call("POST", f"/api/admin/sellers/{other_seller_id}/approve", token)
         other_variants = [v["id"] for v in self.product(other_token, "OTHER")["variants"]]
         bought = self.order(token, other_variants[0])
+
+        # A review of the delivered order (which the seller may answer and the admin hide), the fuzzing user's
+        # address, and a spare session of theirs to end (never the one the fuzzing runs with).
+        review = {"order_id": delivered, "rating": 4, "text": "fine"}
+        review_id = self.call("POST", f"/api/products/{product['id']}/reviews", buyer_token, json=review)["review"]["id"]
+        address_ids = [a["id"] for a in self.call("GET", "/api/me/addresses", token)["items"]]
+        spare_session = self.new_session()
+        session_ids = [
+            s["id"] for s in self.call("GET", "/api/me/sessions", spare_session)["sessions"] if s["current"]
+        ]
 
         # A live stream of the fuzzing user's shop (the buyer moderates it) and a scheduled one.
         streams = []
@@ -275,12 +289,17 @@ class World:
             "users": [me, buyer, other],
             "other_users": [buyer, other],
             "streams": streams,
+            "reviews": [review_id],
+            "addresses": address_ids,
+            "sessions": session_ids,
         }
 
     def path_ids(self, method: str, path: str, name: str = "id") -> list[str]:
         """Ids that exist for the path's parameter `name`."""
         if name == "user_id":
             return self.ids["users"]
+        if name == "review_id" or path.startswith("/api/admin/reviews/"):
+            return self.ids["reviews"]
         if (method, path) == ("DELETE", "/api/products/{id}"):
             return self.ids["spare_products"]
         if (method, path) == ("POST", "/api/admin/sellers/{id}/suspend"):
@@ -290,6 +309,8 @@ class World:
         if path.startswith("/api/admin/users/"):
             return self.ids["other_users"]  # the fuzzing user deactivated would end the run
         for prefix, kind in [
+            ("/api/me/addresses/", "addresses"),
+            ("/api/me/sessions/", "sessions"),
             ("/api/admin/categories/", "categories"),
             ("/api/admin/wallets/", "users"),
             ("/api/admin/sellers/", "sellers"),

@@ -43,10 +43,15 @@ async def stock(db, variant_id) -> int:
     return await db.fetchval("SELECT stock FROM variants WHERE id = $1", U(variant_id))
 
 
+TRACKING = {"carrier": "Parcel Co", "tracking_number": "PC123456789"}
+
+
 async def act(client, account, order_id, action: str, body: dict | None = None):
     kw = {"json": body} if body is not None else {}
     if action in ("cancel",) and body is None:
         kw = {"json": {}}
+    if action == "ship" and body is None:
+        kw = {"json": TRACKING}
     return await client.post(f"/api/orders/{order_id}/{action}", headers=account.headers, **kw)
 
 
@@ -541,4 +546,4 @@ async def test_buyer_cannot_cancel_a_digital_order_after_receiving_its_codes(cli
     assert res.status == 409, f"buyer cancelled a delivered digital order and keeps {codes}: {res.status} {body}"
     assert await balance(client, w.buyer) == w.funds - 2500
     res = await client.get(f"/api/orders/{order['id']}", headers=w.buyer.headers)
-    assert (await res.json())["order"]["status"] == "paid"
+    assert (await res.json())["order"]["status"] == "delivered"  # digital goods are delivered on purchase

@@ -227,7 +227,8 @@ async def test_admin_money_actions_need_a_fresh_code_each_time(client, make, db)
         201,
     )
     oid = order["order"]["id"]
-    await ok(await client.post(f"/api/orders/{oid}/ship", headers=seller.headers))
+    tracking = {"carrier": "Parcel Co", "tracking_number": "PC1"}
+    await ok(await client.post(f"/api/orders/{oid}/ship", json=tracking, headers=seller.headers))
     await ok(await client.post(f"/api/orders/{oid}/deliver", headers=buyer.headers))
     payouts = []
     for _ in range(2):

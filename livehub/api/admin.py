@@ -135,6 +135,9 @@ class BooksOut(Out):
     balanced: bool
     mismatched_accounts: int
     unbalanced_transactions: int
+    mismatched_orders: int = Field(
+        description="orders whose total (items and shipping), refunds, fee and earnings disagree with the ledger"
+    )
     money_in_cents: int
     money_out_cents: int
     held_cents: int
@@ -142,6 +145,7 @@ class BooksOut(Out):
     earnings_cents: int
     payouts_requested_cents: int
     platform_cents: int
+    shipping_cents: int = Field(description="shipping charged on all orders (part of their totals)")
 
 
 @api.post(

@@ -92,6 +92,7 @@ async def register(request: web.Request, body: RegisterIn) -> web.Response:
         display_name=body.display_name,
         phone=body.phone,
         address=client_address(request),
+        user_agent=request.headers.get("User-Agent"),
     )
     return _signed_in(request, user, token, 201)
 
@@ -120,6 +121,7 @@ async def login(request: web.Request, body: LoginIn) -> web.Response:
             password=body.password,
             code=body.code,
             address=client_address(request),
+            user_agent=request.headers.get("User-Agent"),
         )
     except (Unauthorized, Forbidden) as exc:
         # Wrong passwords and codes, and deactivated accounts; the limits bound how many rows an attacker

@@ -9,7 +9,7 @@ from aiohttp import web
 from pydantic import AfterValidator, Field, StringConstraints, WithJsonSchema
 
 from livehub import keys
-from livehub.api.models import Cents, LongText, Page, PageQuery, Text, text_map
+from livehub.api.models import Cents, LongText, Page, PageQuery, RatingOut, Text, text_map
 from livehub.api.routing import Api, Model, Out, db, path_id, principal
 from livehub.errors import ValidationFailed
 from livehub.jsonx import dumps
@@ -151,6 +151,7 @@ class ProductOut(Out):
     status: str
     seller: SellerRef
     variants: list[VariantOut]
+    rating: RatingOut
     created_at: datetime
     updated_at: datetime
 

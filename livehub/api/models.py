@@ -54,7 +54,8 @@ Phone = Annotated[
 _CONTROL = r"\x00-\x1f\x7f\u202a-\u202e\u2066-\u2069"
 # One line of text with at least one character that stripping leaves (\x85 is whitespace to Python only).
 _ONE_LINE = rf"^[^{_CONTROL}]*[^\s\x85{_CONTROL}][^{_CONTROL}]*$"
-_PRINTABLE = r"^[^\x00-\x08\x0b-\x1f\x7f\u202a-\u202e\u2066-\u2069]*$"
+_UNPRINTABLE_CLASS = r"\x00-\x08\x0b-\x1f\x7f\u202a-\u202e\u2066-\u2069"
+_PRINTABLE = rf"^[^{_UNPRINTABLE_CLASS}]*$"
 
 
 _NO_NUL = r"^[^\x00]*$"
@@ -89,6 +90,21 @@ LongText = Annotated[
     AfterValidator(_printable),
     Field(json_schema_extra={"pattern": _PRINTABLE}),
 ]
+
+
+def paragraph(max_length: int, *, required: bool):
+    """Free text that may span lines (a review, a reason): printable, tabs and line breaks allowed, at most
+    `max_length` characters; `required`: with something besides whitespace."""
+    bad = _UNPRINTABLE_CLASS
+    pattern = rf"^[^{bad}]*[^\s\x85{bad}][^{bad}]*$" if required else _PRINTABLE
+    return Annotated[
+        str,
+        StringConstraints(strip_whitespace=True, min_length=1 if required else 0, max_length=max_length),
+        AfterValidator(_printable),
+        Field(json_schema_extra={"pattern": pattern}),
+    ]
+
+
 Cents = Annotated[int, Field(ge=0, le=10**12)]
 # An amount of money moved (top-up, refund, payout): positive, and inside what Postgres' bigint holds.
 Amount = Annotated[int, Field(gt=0, le=10**12)]
@@ -110,6 +126,11 @@ class EntryPageQuery(Model):
 
     limit: Annotated[int, Field(ge=1, le=100)] = 20
     cursor: Annotated[int, Field(ge=1, le=2**63 - 1)] | None = None
+
+
+class RatingOut(Out):
+    average: float | None = Field(description="the listed reviews' mean rating (1 to 5), 2 decimals; null without any")
+    count: int = Field(description="listed reviews (hidden ones are not counted)")
 
 
 class UserOut(Out):

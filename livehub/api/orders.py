@@ -2,21 +2,45 @@
 
 from datetime import datetime
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 from uuid import UUID
 
 from aiohttp import web
-from pydantic import Field, StringConstraints
+from pydantic import AfterValidator, Field, StringConstraints, WithJsonSchema, model_validator
 
 from livehub import keys
-from livehub.api.models import Amount, Page, PageQuery, text_map
+from livehub.api.models import Amount, Page, PageQuery, Text
 from livehub.api.routing import Api, Model, Out, db, path_id, principal
+from livehub.api.shipping import AddressIn
 from livehub.shop import cart, orders
 
 api = Api("orders")
 
 Quantity = Annotated[int, Field(ge=1, le=1000)]
 Reason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
-Address = text_map(20, 200)
+
+
+def _web_url(value: str) -> str:
+    # Shown to the buyer as a link: only http(s), never javascript: or data:.
+    parts = urlsplit(value)
+    if parts.scheme.lower() not in ("http", "https") or not parts.netloc or any(c.isspace() for c in value):
+        raise ValueError("must be an http:// or https:// address")
+    return value
+
+
+WebUrl = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, max_length=2000),
+    AfterValidator(_web_url),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "maxLength": 2000,
+            "pattern": r"^https?://[^\s/?#\x00-\x1f\x7f\x85]+[^\s\x00-\x1f\x7f\x85]*$",
+            "description": "an http:// or https:// address",
+        }
+    ),
+]
 OrderStatus = Literal["paid", "shipped", "delivered", "cancelled", "refunded", "partially_refunded"]
 
 
@@ -25,14 +49,39 @@ class ItemIn(Model):
     quantity: Quantity = 1
 
 
-class OrderIn(Model):
+class ShipTo(Model):
+    """Where goods that ship go: a saved address, or one given inline; neither: your default address."""
+
+    address_id: UUID | None = Field(default=None, description="one of your saved addresses")
+    address: AddressIn | None = Field(default=None, description="an address given inline (not saved)")
+
+    @model_validator(mode="after")
+    def _one_address(self):
+        if self.address_id is not None and self.address is not None:
+            raise ValueError("give address_id or address, not both")
+        return self
+
+    def snapshot(self) -> dict | None:
+        return self.address.model_dump() if self.address is not None else None
+
+
+class OrderIn(ShipTo):
     items: Annotated[list[ItemIn], Field(min_length=1, max_length=100)]
     stream_id: UUID | None = None
-    address: Address | None = None
 
 
-class CheckoutIn(Model):
-    address: Address | None = None
+class CheckoutIn(ShipTo):
+    pass
+
+
+class CartQuery(Model):
+    address_id: UUID | None = Field(default=None, description="quote shipping to this address (default: yours)")
+
+
+class ShipIn(Model):
+    carrier: Text
+    tracking_number: Annotated[Text, StringConstraints(max_length=100)]
+    tracking_url: WebUrl | None = None
 
 
 class QuantityIn(Model):
@@ -68,6 +117,28 @@ class OrderEventOut(Out):
     at: datetime
 
 
+class ReturnItemOut(Out):
+    variant_id: UUID
+    quantity: int
+
+
+class ReturnOut(Out):
+    id: UUID
+    status: Literal["requested", "approved", "rejected"]
+    reason: str
+    items: list[ReturnItemOut]
+    refund_cents: int = Field(description="what approving gives back (estimated while requested), or gave back")
+    decision_reason: str | None = Field(description="the seller's reason for a rejection")
+    requested_at: datetime
+    decided_at: datetime | None
+
+
+class TrackingOut(Out):
+    carrier: str
+    tracking_number: str
+    tracking_url: str | None
+
+
 class OrderOut(Out):
     id: UUID
     number: str
@@ -77,14 +148,19 @@ class OrderOut(Out):
     stream_id: UUID | None
     checkout_id: UUID
     items: list[OrderItemOut]
-    total_cents: int
+    total_cents: int = Field(description="what the buyer paid: the items plus shipping_cents")
     refunded_cents: int
-    address: dict[str, Any] | None
+    shipping_cents: int = Field(description="0 when nothing in the order ships")
+    address: dict[str, Any] | None = Field(
+        description="a copy of the address it ships to, as it was when paid; null when nothing ships"
+    )
+    tracking: TrackingOut | None = Field(description="set when the seller ships it")
     events: list[OrderEventOut]
     created_at: datetime
     updated_at: datetime
     shipped_at: datetime | None
     delivered_at: datetime | None
+    return_: ReturnOut | None = Field(alias="return", description="the order's latest return, if any")
 
 
 class OrderEnvelope(Out):
@@ -108,9 +184,38 @@ class CartLineOut(Out):
     purchasable: bool
 
 
+class AddressRef(Out):
+    id: UUID
+    name: str
+    line1: str
+    line2: str | None
+    city: str
+    region: str | None
+    postal_code: str | None
+    country: str
+    phone: str | None
+    is_default: bool
+
+
+class SellerQuoteOut(Out):
+    seller_id: UUID
+    shop_name: str
+    subtotal_cents: int
+    shipping_cents: int | None = Field(description="null until there is an address, or where the shop does not ship")
+    total_cents: int | None
+    ships_to_address: bool | None = Field(
+        description="false: the shop does not ship to the address; null: nothing of it ships, or no address"
+    )
+
+
 class CartOut(Out):
     items: list[CartLineOut]
     subtotal_cents: int
+    address: AddressRef | None = Field(description="the address shipping is quoted to")
+    address_required: bool = Field(description="goods in the cart ship and you have no address yet")
+    sellers: list[SellerQuoteOut] = Field(description="one order each at checkout")
+    shipping_cents: int | None = Field(description="null while any shop's shipping is unknown")
+    total_cents: int | None = Field(description="what checkout would charge now; null while shipping is unknown")
 
 
 class OrderQuery(PageQuery):
@@ -126,10 +231,10 @@ def placed(result: list[dict]) -> PlacedOut:
     return PlacedOut.model_validate({"order": result[0], "orders": result})
 
 
-@api.get("/api/cart", auth="user", response=CartOut)
-async def get_cart(request: web.Request) -> CartOut:
-    """Your cart with today's prices and stock"""
-    return CartOut.model_validate(await cart.view(db(request), principal(request).user_id))
+@api.get("/api/cart", auth="user", query=CartQuery, response=CartOut)
+async def get_cart(request: web.Request, query: CartQuery) -> CartOut:
+    """Your cart with today's prices and stock, and each shop's shipping to an address (quote before checkout)"""
+    return CartOut.model_validate(await cart.view(db(request), principal(request).user_id, query.address_id))
 
 
 @api.post("/api/cart/items", auth="user", body=ItemIn, response=CartOut)
@@ -160,14 +265,17 @@ async def remove_from_cart(request: web.Request) -> CartOut:
 @api.post("/api/cart/checkout", auth="user", body=CheckoutIn, response=PlacedOut, status=201, idempotent=True)
 async def checkout(request: web.Request, body: CheckoutIn) -> PlacedOut:
     """Buy everything in your cart: one order per seller, paid from your wallet"""
-    return placed(await cart.checkout(db(request), pricing(request), principal(request), body.address))
+    result = await cart.checkout(db(request), pricing(request), principal(request), body.snapshot(), body.address_id)
+    return placed(result)
 
 
 @api.post("/api/orders", auth="user", body=OrderIn, response=PlacedOut, status=201, idempotent=True)
 async def place_order(request: web.Request, body: OrderIn) -> PlacedOut:
     """Buy now: pay from your wallet at the database's price (list, stream live or flash-sale price)"""
     items = [{"variant_id": i.variant_id, "quantity": i.quantity} for i in body.items]
-    result = await orders.place(db(request), pricing(request), principal(request), items, body.stream_id, body.address)
+    result = await orders.place(
+        db(request), pricing(request), principal(request), items, body.stream_id, body.snapshot(), body.address_id
+    )
     return placed(result)
 
 
@@ -196,15 +304,18 @@ async def get_order(request: web.Request) -> OrderEnvelope:
     return OrderEnvelope(order=await orders.get_order(db(request), path_id(request), principal(request)))
 
 
-@api.post("/api/orders/{id}/ship", auth="user", response=OrderEnvelope)
-async def ship_order(request: web.Request) -> OrderEnvelope:
-    """Seller: mark a paid order shipped"""
-    return OrderEnvelope(order=await orders.transition(db(request), "ship", path_id(request), principal(request)))
+@api.post("/api/orders/{id}/ship", auth="user", body=ShipIn, response=OrderEnvelope)
+async def ship_order(request: web.Request, body: ShipIn) -> OrderEnvelope:
+    """Seller: mark a paid order shipped, with the carrier's tracking (the buyer sees it on the order)"""
+    order = await orders.transition(
+        db(request), "ship", path_id(request), principal(request), tracking=body.model_dump()
+    )
+    return OrderEnvelope(order=order)
 
 
 @api.post("/api/orders/{id}/deliver", auth="user", response=OrderEnvelope)
 async def deliver_order(request: web.Request) -> OrderEnvelope:
-    """Buyer or seller: mark a shipped order delivered; the seller's earnings become available"""
+    """Mark a shipped order delivered: by its buyer or an admin, the earnings become available at once"""
     return OrderEnvelope(order=await orders.transition(db(request), "deliver", path_id(request), principal(request)))
 
 

@@ -14,7 +14,7 @@ from pydantic import AfterValidator, AwareDatetime, Field
 
 from livehub import keys
 from livehub.api.catalog import SellerRef
-from livehub.api.models import Cents, Page, PageQuery, Text
+from livehub.api.models import Cents, Page, PageQuery, RatingOut, Text
 from livehub.api.routing import PRINCIPAL, Api, Model, Out, db, path_id, principal
 from livehub.broker.base import BrokerUnavailable
 from livehub.errors import NotFound
@@ -69,6 +69,7 @@ class StreamProductOut(Out):
     position: int
     live_price_cents: int | None
     per_buyer_limit: int | None
+    rating: RatingOut
     variants: list[StreamVariantOut]
 
 

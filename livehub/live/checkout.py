@@ -36,6 +36,7 @@ class _Request:
     quantity: int
     request_id: str
     flash_sale_id: UUID | None
+    address_id: UUID | None
     reply: asyncio.Future
 
 
@@ -65,10 +66,20 @@ class Checkout:
         self._task: asyncio.Task | None = None
         self._settled_at = time.monotonic()
 
-    async def buy(self, buyer_id: UUID, quantity: int, request_id: str | None, flash_sale_id: UUID | None) -> dict:
-        """The purchase result for this buyer: {status, order_id?, order_number?, message?}."""
+    async def buy(
+        self,
+        buyer_id: UUID,
+        quantity: int,
+        request_id: str | None,
+        flash_sale_id: UUID | None,
+        address_id: UUID | None = None,
+    ) -> dict:
+        """The purchase result for this buyer: {status, order_id?, order_number?, message?}. Goods that ship
+        go to the buyer's address `address_id`, else to the default one."""
         loop = asyncio.get_running_loop()
-        request = _Request(buyer_id, quantity, request_id or f"auto-{uuid4()}", flash_sale_id, loop.create_future())
+        request = _Request(
+            buyer_id, quantity, request_id or f"auto-{uuid4()}", flash_sale_id, address_id, loop.create_future()
+        )
         (self._late if flash_sale_id in self._ended else self._waiting).append(request)
         if len(self._waiting) >= self._batch_max:
             self._start()
@@ -132,6 +143,7 @@ class Checkout:
         payload = [
             {"request_id": r.request_id, "buyer_id": str(r.buyer_id), "quantity": r.quantity}
             | ({"flash_sale_id": str(r.flash_sale_id)} if r.flash_sale_id else {})
+            | ({"address_id": str(r.address_id)} if r.address_id else {})
             for r in batch
         ]
         result = await self._pool.fetchval(
@@ -157,6 +169,8 @@ class Checkout:
                 reply |= {"order_id": outcome["order_id"], "order_number": outcome["order_number"]}
             elif status == "error":
                 reply["message"] = "this cannot be bought here now"
+            elif status == "address_required":
+                reply["message"] = _address_message(outcome, r.address_id)
             _reply(r, reply)
         sale = result.get("flash_sale")
         if sale is not None and sale["ended"]:
@@ -191,6 +205,14 @@ class Checkout:
                 if order
                 else {"status": "sold_out"},
             )
+
+
+def _address_message(outcome: dict, address_id: UUID | None) -> str:
+    if outcome.get("reason") == "not_shipped":
+        return f"this shop does not ship to {outcome.get('country')}: choose another address"
+    if address_id is not None:
+        return "that address is not one of yours: choose another"
+    return "add a shipping address to buy this"
 
 
 def _storage_rule(exc: Exception) -> bool:

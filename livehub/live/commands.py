@@ -84,7 +84,7 @@ async def buy(room: Room, conn: Connection, frame: protocol.Buy) -> dict:
     if not room.state.live:
         raise Conflict("the stream is not live")
     checkout = room.checkout(frame.variant_id)
-    result = await checkout.buy(user_id, frame.quantity, frame.request_id, frame.flash_sale_id)
+    result = await checkout.buy(user_id, frame.quantity, frame.request_id, frame.flash_sale_id, frame.address_id)
     return {"type": "purchase", "request_id": frame.request_id, **result}
 
 

@@ -54,6 +54,8 @@ class Buy(Frame):
     quantity: int = Field(default=1, ge=1, le=100)
     # Buy only in this flash sale: once it has ended the answer is sold_out, not the regular price.
     flash_sale_id: UUID | None = None
+    # Ship to this saved address of the buyer's; without it, to the default one.
+    address_id: UUID | None = None
 
 
 class Click(Frame):
@@ -300,7 +302,7 @@ class Ack(Message):
 class Purchase(Message):
     type: Literal["purchase"]
     request_id: str | None
-    status: Literal["ok", "sold_out", "insufficient_funds", "limit_reached", "banned", "error"]
+    status: Literal["ok", "sold_out", "insufficient_funds", "limit_reached", "banned", "address_required", "error"]
     order_id: UUID | None = None
     order_number: str | int | None = None
     message: str | None = None

@@ -31,18 +31,26 @@ async def order_json(db: DB, order_id: UUID, viewer: Principal | None) -> dict:
 
 
 async def place(
-    db: DB, pricing: Pricing, buyer: Principal, items: list[dict], stream_id: UUID | None, address: dict | None
+    db: DB,
+    pricing: Pricing,
+    buyer: Principal,
+    items: list[dict],
+    stream_id: UUID | None,
+    address: dict | None,
+    address_id: UUID | None = None,
 ) -> list[dict]:
-    """Places the order (one per seller) and returns them."""
+    """Places the order (one per seller, each with its shipping) and returns them. Goods that ship go to
+    `address` (given inline), else to the buyer's saved `address_id`, else to the default address."""
     async with transaction(db) as conn:
         order_ids = await conn.fetchval(
-            "SELECT place_order($1, $2, $3, $4, $5, $6)",
+            "SELECT place_order($1, $2, $3, $4, $5, $6, $7)",
             buyer.user_id,
             items,
             stream_id,
             address,
             pricing.fee_bps,
             pricing.hold_s,
+            address_id,
         )
         return [await order_json(conn, order_id, buyer) for order_id in order_ids]
 
@@ -94,7 +102,7 @@ async def get_order(db: DB, order_id: UUID, viewer: Principal) -> dict:
 
 
 async def transition(db: DB, action: str, order_id: UUID, actor: Principal, **kw) -> dict:
-    """ship, deliver, cancel or refund: the storage function checks the state and who may."""
+    """ship (with `tracking`), deliver, cancel or refund: the storage function checks the state and who may."""
     async with transaction(db) as conn:
         if action == "refund":
             await conn.execute(
@@ -109,8 +117,12 @@ async def transition(db: DB, action: str, order_id: UUID, actor: Principal, **kw
             await conn.execute(
                 "SELECT cancel_order($1, $2, $3, $4)", order_id, actor.user_id, actor.is_admin, kw.get("reason")
             )
-        elif action in ("ship", "deliver"):
-            await conn.execute(f"SELECT {action}_order($1, $2, $3)", order_id, actor.user_id, actor.is_admin)
+        elif action == "ship":
+            await conn.execute(
+                "SELECT ship_order($1, $2, $3, $4)", order_id, actor.user_id, actor.is_admin, kw["tracking"]
+            )
+        elif action == "deliver":
+            await conn.execute("SELECT deliver_order($1, $2, $3)", order_id, actor.user_id, actor.is_admin)
         else:
             raise ValueError(f"no such transition: {action}")
         return await order_json(conn, order_id, actor)

@@ -1,4 +1,4 @@
-// Shared by the seller back office and the admin console: the refund form of one order.
+// Shared by the seller back office and the admin console: the refund and ship forms of one order.
 import { api, h, money, newKey, submitting, toast, toCents } from "/static/js/api.js";
 
 // An inline "Refund…" form: an amount (empty: all that is left) and a reason. `done(order)` gets the
@@ -32,4 +32,41 @@ export function refundForm(order, done, currency = "USD") {
     }
   });
   return h("details", { class: "inline" }, h("summary", {}, "Refund…"), form);
+}
+
+// An inline "Ship…" form: the carrier, its tracking number and, if there is one, the tracking page
+// (http or https), which the buyer then sees on the order. `done(order)` gets the shipped order.
+export function shipForm(order, done) {
+  const carrier = h("input", {
+    required: true, maxlength: "200", placeholder: "Carrier", name: "carrier", "aria-label": `Carrier for ${order.number}`,
+  });
+  const number = h("input", {
+    required: true, maxlength: "100", placeholder: "Tracking number", name: "tracking_number",
+    "aria-label": `Tracking number for ${order.number}`,
+  });
+  const url = h("input", {
+    type: "url", maxlength: "2000", placeholder: "Tracking page (optional)", name: "tracking_url",
+    "aria-label": `Tracking page for ${order.number} (optional)`,
+  });
+  const form = h(
+    "form",
+    { class: "row compact" },
+    carrier,
+    number,
+    url,
+    h("button", { type: "submit", class: "primary", "aria-label": `Ship order ${order.number}` }, "Ship"),
+  );
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const result = await submitting(form, () => {
+      const body = { carrier: carrier.value, tracking_number: number.value };
+      if (url.value) body.tracking_url = url.value;
+      return api("POST", `/api/orders/${order.id}/ship`, body);
+    }).catch(() => null);
+    if (result) {
+      toast(`Order ${order.number} shipped.`, "ok");
+      done(result.order);
+    }
+  });
+  return h("details", { class: "inline" }, h("summary", {}, "Ship…"), form);
 }

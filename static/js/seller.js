@@ -4,7 +4,7 @@
 import {
   api, ApiError, currentUser, h, money, newKey, renderHeader, showError, showTab, submitting, toast, toCents as cents,
 } from "/static/js/api.js";
-import { refundForm } from "/static/js/orders.js";
+import { refundForm, shipForm } from "/static/js/orders.js";
 
 const $ = (id) => document.getElementById(id);
 const state = { seller: null, currency: "USD", categories: [], orderCursor: null, importing: null };
@@ -435,27 +435,30 @@ function fillOrderRow(row, order) {
   const items = order.items.map((i) => `${i.quantity} \u00d7 ${i.title} (${i.sku})`).join("; ");
   const actions = h("div", { class: "row compact" });
   const canShip = ["paid", "partially_refunded"].includes(order.status) && !order.shipped_at;
-  if (canShip) {
+  if (canShip) actions.append(shipForm(order, (updated) => fillOrderRow(row, updated)));
+  // The seller's word moves the order on (returns and reviews open); the earnings still wait for the buyer
+  // to confirm, or for the hold.
+  const canDeliver = ["shipped", "partially_refunded"].includes(order.status) && order.shipped_at && !order.delivered_at;
+  if (canDeliver) {
     actions.append(
       h(
         "button",
         {
           type: "button",
-          class: "primary",
-          "aria-label": `Ship order ${order.number}`,
+          "aria-label": `Mark order ${order.number} delivered`,
           onclick: async (event) => {
             event.target.disabled = true;
             try {
-              const updated = await api("POST", `/api/orders/${order.id}/ship`);
+              const updated = await api("POST", `/api/orders/${order.id}/deliver`);
               fillOrderRow(row, updated.order);
-              toast(`Order ${order.number} shipped.`, "ok");
+              toast(`Order ${order.number} marked delivered.`, "ok");
             } catch (err) {
               event.target.disabled = false;
               showError(err);
             }
           },
         },
-        "Ship",
+        "Mark delivered",
       ),
     );
   }

@@ -148,10 +148,13 @@ $$;
 
 -- Writes one order from lines already priced, checked and locked by the caller (variants and the
 -- accounts involved): items, stock, digital units, ledger entries, earnings, the first event.
--- p_lines: [{variant_id, quantity, unit_price_cents, flash_sale_id}], all of one seller.
+-- p_lines: [{variant_id, quantity, unit_price_cents, flash_sale_id}], all of one seller. p_shipping is
+-- what the buyer pays on top of the items to have them shipped to p_address (NULL when nothing ships):
+-- the seller earns it whole; the platform's fee and the host's commission are on the items only.
+-- An order of digital goods only is delivered at once (its codes are issued here).
 CREATE OR REPLACE FUNCTION create_order(
     p_txn bigint, p_checkout uuid, p_buyer uuid, p_seller uuid, p_stream uuid, p_lines jsonb,
-    p_fee_bps integer, p_hold_s integer, p_request_id text, p_address jsonb
+    p_fee_bps integer, p_hold_s integer, p_request_id text, p_address jsonb, p_shipping bigint
 ) RETURNS orders
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -159,6 +162,7 @@ DECLARE
     line jsonb;
     qty integer;
     vid uuid;
+    items bigint;
     total bigint := 0;
     fee bigint;
     commission bigint := 0;
@@ -169,10 +173,10 @@ DECLARE
     allocated integer;
 BEGIN
     SELECT user_id INTO seller_user FROM sellers WHERE id = p_seller;
-    SELECT coalesce(sum((l->>'unit_price_cents')::bigint * (l->>'quantity')::integer), 0) INTO total
-      FROM jsonb_array_elements(p_lines) l;
+    items := lines_subtotal(p_lines);
+    total := items + p_shipping;
     -- Integer division rounds the platform's fee and the host's commission down, never against the seller.
-    fee := total * p_fee_bps / 10000;
+    fee := items * p_fee_bps / 10000;
     IF p_stream IS NOT NULL THEN
         -- A host earns only on what the stream features, and only while it is live.
         SELECT s.host_id, s.host_commission_bps INTO host, commission_bps
@@ -185,14 +189,14 @@ BEGIN
         IF host IS NULL OR host = seller_user THEN
             host := NULL;
         ELSE
-            commission := least(total * commission_bps / 10000, total - fee);
+            commission := least(items * commission_bps / 10000, items - fee);
         END IF;
     END IF;
 
     INSERT INTO orders (number, checkout_id, buyer_id, seller_id, stream_id, status, total_cents, fee_cents,
-                        host_id, host_commission_cents, address, request_id)
+                        host_id, host_commission_cents, address, request_id, shipping_cents)
     VALUES ('LH-' || nextval('order_number_seq'), p_checkout, p_buyer, p_seller, p_stream, 'paid', total, fee,
-            host, commission, p_address, p_request_id)
+            host, commission, p_address, p_request_id, p_shipping)
     RETURNING * INTO o;
 
     FOR line IN SELECT * FROM jsonb_array_elements(p_lines) LOOP
@@ -235,6 +239,13 @@ BEGIN
         VALUES (o.id, host, 'host', commission, now() + make_interval(secs => p_hold_s));
     END IF;
     INSERT INTO order_events (order_id, from_status, to_status, actor_id) VALUES (o.id, NULL, 'paid', p_buyer);
+    IF NOT lines_ship(p_lines) THEN
+        -- Nothing to ship: the codes above are the delivery. The earnings still wait for the hold (only the
+        -- buyer's own confirmation releases them early, and nobody but the seller vouched for these codes).
+        UPDATE orders SET status = 'delivered', delivered_at = now() WHERE id = o.id RETURNING * INTO o;
+        INSERT INTO order_events (order_id, from_status, to_status, actor_id, reason)
+        VALUES (o.id, 'paid', 'delivered', NULL, 'digital goods are delivered with the order');
+    END IF;
     RETURN o;
 END $$;
 
@@ -249,12 +260,17 @@ $$;
 
 -- Places an order for a cart or a direct purchase: [{variant_id, quantity}], optionally in a stream.
 -- Checks everything first and raises (out_of_stock, insufficient_funds, ...) before anything is written;
--- splits the items into one order per seller. Returns the ids of the orders, in seller order.
+-- splits the items into one order per seller, each with its shipping. Goods that ship go to p_address (an
+-- address given inline), else the buyer's saved address p_address_id, else the buyer's default address.
+-- Returns the ids of the orders, in seller order.
 CREATE OR REPLACE FUNCTION place_order(
-    p_buyer uuid, p_items jsonb, p_stream uuid, p_address jsonb, p_fee_bps integer, p_hold_s integer
+    p_buyer uuid, p_items jsonb, p_stream uuid, p_address jsonb, p_fee_bps integer, p_hold_s integer,
+    p_address_id uuid DEFAULT NULL
 ) RETURNS uuid[]
 LANGUAGE plpgsql AS $$
 DECLARE
+    address jsonb := p_address;
+    shipping jsonb := '{}';  -- seller id -> its order's shipping
     txn bigint := nextval('ledger_txn_seq');
     checkout uuid := gen_random_uuid();
     wanted uuid[];
@@ -288,6 +304,15 @@ BEGIN
          WHERE NOT EXISTS (SELECT 1 FROM stream_products sp WHERE sp.stream_id = p_stream AND sp.product_id = v.product_id)
     ) THEN
         RAISE EXCEPTION 'that product is not featured in this stream' USING ERRCODE = 'LH422';
+    END IF;
+    IF address IS NOT NULL AND coalesce(address->>'country', '') !~ '^[A-Z]{2}$' THEN
+        RAISE EXCEPTION 'an address needs its country (ISO 3166-1 alpha-2)' USING ERRCODE = 'LH422';
+    END IF;
+    IF address IS NULL THEN
+        address := address_snapshot(buyer_address(p_buyer, p_address_id));
+        IF p_address_id IS NOT NULL AND address IS NULL THEN
+            RAISE EXCEPTION 'address not found' USING ERRCODE = 'LH404';
+        END IF;
     END IF;
     PERFORM 1 FROM variants WHERE id = ANY (wanted) ORDER BY id FOR UPDATE;
 
@@ -342,6 +367,11 @@ BEGIN
         involved := involved || account_of(r.seller_user, 'earnings_pending');
     END LOOP;
 
+    FOR seller IN SELECT key::uuid FROM jsonb_each(lines) ORDER BY key LOOP
+        shipping := shipping || jsonb_build_object(seller, order_shipping(seller, lines->(seller::text), address));
+        total := total + (shipping->>(seller::text))::bigint;
+    END LOOP;
+
     wallet := account_of(p_buyer, 'wallet');
     SELECT host_id INTO host FROM streams WHERE id = p_stream;
     IF host IS NOT NULL THEN
@@ -356,7 +386,8 @@ BEGIN
 
     FOR seller IN SELECT key::uuid FROM jsonb_each(lines) ORDER BY key LOOP
         o := create_order(txn, checkout, p_buyer, seller, p_stream, lines->(seller::text), p_fee_bps, p_hold_s,
-                          NULL, p_address);
+                          NULL, CASE WHEN lines_ship(lines->(seller::text)) THEN address END,
+                          (shipping->>(seller::text))::bigint);
         order_ids := order_ids || o.id;
     END LOOP;
     RETURN order_ids;
@@ -380,12 +411,15 @@ LANGUAGE sql STABLE AS $$
 $$;
 
 -- In-stream buying: many buyers, one variant, one transaction. p_requests, in arrival order:
--- [{request_id, buyer_id, quantity, flash_sale_id?}] (with a flash sale named, only at its price). Stock
--- goes to requests in that order; a buyer who cannot pay, is
--- over the limit or is banned from the stream's shop ('banned') consumes nothing; a product not for sale (archived, suspended seller, or not featured
--- in the live stream) answers 'error' to everyone. Buyer ids must be existing users. Returns {results: [{request_id, buyer_id, status, order_id?,
--- order_number?}], available, flash_sale: {id, remaining, ended} | null}. Concurrent batches for the
--- same variant (other processes) queue on the variant's row lock.
+-- [{request_id, buyer_id, quantity, flash_sale_id?, address_id?}] (with a flash sale named, only at its
+-- price). Stock goes to requests in that order; a buyer who cannot pay, is over the limit, is banned from
+-- the stream's shop ('banned') or has no address the seller ships to ('address_required', with reason
+-- 'missing' or 'not_shipped') consumes nothing; a product not for sale (archived, suspended seller, or not
+-- featured in the live stream) answers 'error' to everyone. Goods that ship go to the buyer's address
+-- address_id, else the default one, at the seller's shipping rate. Buyer ids must be existing users.
+-- Returns {results: [{request_id, buyer_id, status, order_id?, order_number?, reason?, country?}],
+-- available, flash_sale: {id, remaining, ended} | null}. Concurrent batches for the same variant (other
+-- processes) queue on the variant's row lock.
 CREATE OR REPLACE FUNCTION buy_batch(
     p_variant uuid, p_stream uuid, p_requests jsonb, p_fee_bps integer, p_hold_s integer
 ) RETURNS jsonb
@@ -410,6 +444,8 @@ DECLARE
     host uuid;
     flash_left integer;
     result jsonb;
+    a addresses;
+    shipping bigint;
 BEGIN
     v := variant_for_update(p_variant);
     SELECT * INTO p FROM products WHERE id = v.product_id;
@@ -460,8 +496,19 @@ BEGIN
         ELSIF remaining < qty THEN
             result := result || jsonb_build_object('status', 'sold_out');
         ELSE
+            a := NULL;
+            shipping := 0;
+            IF NOT v.digital THEN
+                a := buyer_address(buyer, (req->>'address_id')::uuid);
+                shipping := shipping_for(s.id, price.price_cents * qty, a.country);
+            END IF;
             wallet := account_of(buyer, 'wallet');
-            IF balance_of(wallet) < price.price_cents * qty THEN
+            IF NOT v.digital AND a.id IS NULL THEN
+                result := result || jsonb_build_object('status', 'address_required', 'reason', 'missing');
+            ELSIF shipping IS NULL THEN
+                result := result || jsonb_build_object('status', 'address_required', 'reason', 'not_shipped',
+                                                       'country', a.country);
+            ELSIF balance_of(wallet) < price.price_cents * qty + shipping THEN
                 result := result || jsonb_build_object('status', 'insufficient_funds');
             ELSE
                 -- Each order is its own ledger transaction: its entries sum to zero on their own.
@@ -469,7 +516,7 @@ BEGIN
                                   jsonb_build_array(jsonb_build_object(
                                       'variant_id', p_variant, 'quantity', qty,
                                       'unit_price_cents', price.price_cents, 'flash_sale_id', price.flash_sale_id)),
-                                  p_fee_bps, p_hold_s, rid_key, NULL);
+                                  p_fee_bps, p_hold_s, rid_key, address_snapshot(a), shipping);
                 remaining := remaining - qty;
                 result := result || jsonb_build_object('status', 'ok', 'order_id', o.id, 'order_number', o.number);
             END IF;

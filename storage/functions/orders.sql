@@ -132,7 +132,9 @@ BEGIN
         p_actor, p_reason, amount);
 END $$;
 
-CREATE OR REPLACE FUNCTION ship_order(p_order uuid, p_actor uuid, p_is_admin boolean) RETURNS void
+-- p_tracking: {carrier, tracking_number, tracking_url?}, which the buyer then sees on the order.
+CREATE OR REPLACE FUNCTION ship_order(p_order uuid, p_actor uuid, p_is_admin boolean, p_tracking jsonb)
+RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
     o orders := order_for(p_order, p_actor, p_is_admin);
@@ -144,11 +146,15 @@ BEGIN
         RAISE EXCEPTION 'only a paid order that has not shipped can ship'
             USING ERRCODE = 'LH409', DETAIL = jsonb_build_object('status', o.status)::text;
     END IF;
-    UPDATE orders SET shipped_at = now() WHERE id = o.id;
+    IF coalesce(p_tracking->>'carrier', '') = '' OR coalesce(p_tracking->>'tracking_number', '') = '' THEN
+        RAISE EXCEPTION 'an order ships with its carrier and tracking number' USING ERRCODE = 'LH422';
+    END IF;
+    UPDATE orders SET shipped_at = now(), tracking = p_tracking WHERE id = o.id;
     PERFORM record_transition(o, 'shipped', p_actor, NULL, NULL);
 END $$;
 
--- Delivery makes the order's earnings available at once.
+-- The buyer (or an admin) confirming delivery makes the order's earnings available at once. The seller may
+-- mark its order delivered too, but the seller's word alone releases nothing: its earnings keep their hold.
 CREATE OR REPLACE FUNCTION deliver_order(p_order uuid, p_actor uuid, p_is_admin boolean) RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -160,11 +166,13 @@ BEGIN
     END IF;
     UPDATE orders SET delivered_at = now() WHERE id = o.id;
     PERFORM record_transition(o, 'delivered', p_actor, NULL, NULL);
-    PERFORM release_earnings(o.id);
+    IF p_is_admin OR o.buyer_id = p_actor THEN
+        PERFORM release_earnings(o.id);
+    END IF;
 END $$;
 
--- Moves earnings from pending to available: those of p_order (on delivery), or with p_order NULL every
--- earning whose order was delivered or whose hold has passed. Returns how many were released.
+-- Moves earnings from pending to available: those of p_order (the buyer confirmed delivery), or with
+-- p_order NULL every earning whose hold has passed. Returns how many were released.
 CREATE OR REPLACE FUNCTION release_earnings(p_order uuid DEFAULT NULL) RETURNS integer
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -174,11 +182,11 @@ DECLARE
     amount bigint;
 BEGIN
     SELECT array_agg(er.id) INTO due FROM (
-        SELECT er.id FROM earnings er JOIN orders o ON o.id = er.order_id
+        SELECT er.id FROM earnings er
          WHERE er.status = 'pending'
-           AND (er.order_id = p_order OR (p_order IS NULL AND (o.delivered_at IS NOT NULL OR er.available_after <= now())))
+           AND (er.order_id = p_order OR (p_order IS NULL AND er.available_after <= now()))
          ORDER BY er.id
-         FOR UPDATE OF er SKIP LOCKED) er;
+         FOR UPDATE SKIP LOCKED) er;
     IF due IS NULL THEN
         RETURN 0;
     END IF;
@@ -253,7 +261,9 @@ BEGIN
 END $$;
 
 -- The books: every user account's balance equals the sum of its entries, every ledger transaction sums
--- to zero, and the money that came in equals the money that went out plus every balance held inside.
+-- to zero, the money that came in equals the money that went out plus every balance held inside, and every
+-- order agrees with the ledger: its buyer paid its total (items and shipping), got back its refunded
+-- amount, and its fee and earnings share out the total to the cent.
 CREATE OR REPLACE FUNCTION check_books() RETURNS jsonb
 LANGUAGE sql STABLE AS $$
     WITH sums AS (
@@ -272,10 +282,23 @@ LANGUAGE sql STABLE AS $$
             (SELECT coalesce(sum(entries), 0) FROM sums WHERE kind = 'wallet') AS wallets,
             (SELECT coalesce(sum(entries), 0) FROM sums WHERE kind LIKE 'earnings%') AS earnings,
             (SELECT coalesce(sum(entries), 0) FROM sums WHERE kind = 'payouts') AS payouts_requested,
-            (SELECT coalesce(sum(entries), 0) FROM sums WHERE kind = 'platform') AS platform
+            (SELECT coalesce(sum(entries), 0) FROM sums WHERE kind = 'platform') AS platform,
+            (SELECT count(*) FROM orders o
+               LEFT JOIN (SELECT e.order_id,
+                                 coalesce(-sum(e.amount_cents) FILTER (WHERE e.type = 'purchase'), 0) AS paid,
+                                 coalesce(sum(e.amount_cents) FILTER (WHERE e.type = 'refund'), 0) AS refunded
+                            FROM ledger_entries e JOIN accounts a ON a.id = e.account_id
+                           WHERE a.kind = 'wallet' AND e.order_id IS NOT NULL
+                           GROUP BY e.order_id) w ON w.order_id = o.id
+               LEFT JOIN (SELECT order_id, sum(amount_cents) AS earned FROM earnings GROUP BY order_id) er
+                      ON er.order_id = o.id
+              WHERE coalesce(w.paid, 0) <> o.total_cents OR coalesce(w.refunded, 0) <> o.refunded_cents
+                 OR o.fee_cents + coalesce(er.earned, 0) <> o.total_cents) AS mismatched_orders,
+            (SELECT coalesce(sum(shipping_cents), 0) FROM orders) AS shipping
     )
     SELECT jsonb_build_object(
-        'balanced', mismatched = 0 AND unbalanced = 0 AND money_in = money_out + held,
+        'balanced', mismatched = 0 AND unbalanced = 0 AND mismatched_orders = 0 AND money_in = money_out + held,
+        'mismatched_orders', mismatched_orders, 'shipping_cents', shipping,
         'mismatched_accounts', mismatched, 'unbalanced_transactions', unbalanced,
         'money_in_cents', money_in, 'money_out_cents', money_out, 'held_cents', held,
         'wallets_cents', wallets, 'earnings_cents', earnings, 'payouts_requested_cents', payouts_requested,
@@ -289,7 +312,8 @@ LANGUAGE sql STABLE AS $$
     SELECT jsonb_build_object(
         'id', o.id, 'number', o.number, 'status', o.status, 'buyer_id', o.buyer_id, 'seller_id', o.seller_id,
         'stream_id', o.stream_id, 'checkout_id', o.checkout_id, 'total_cents', o.total_cents,
-        'refunded_cents', o.refunded_cents, 'address', o.address, 'created_at', o.created_at,
+        'refunded_cents', o.refunded_cents, 'shipping_cents', o.shipping_cents, 'address', o.address,
+        'tracking', o.tracking, 'created_at', o.created_at,
         'updated_at', o.updated_at, 'shipped_at', o.shipped_at, 'delivered_at', o.delivered_at,
         'items', (SELECT jsonb_agg(jsonb_build_object(
                       'variant_id', oi.variant_id, 'product_id', oi.product_id, 'title', oi.title, 'sku', oi.sku,
@@ -302,6 +326,16 @@ LANGUAGE sql STABLE AS $$
         'events', (SELECT jsonb_agg(jsonb_build_object(
                        'from', ev.from_status, 'to', ev.to_status, 'actor_id', ev.actor_id, 'reason', ev.reason,
                        'amount_cents', ev.amount_cents, 'at', ev.created_at) ORDER BY ev.id)
-                     FROM order_events ev WHERE ev.order_id = o.id))
+                     FROM order_events ev WHERE ev.order_id = o.id),
+        -- The latest return (returns.sql), written out here: that file is loaded after this one.
+        'return', (SELECT jsonb_build_object(
+                       'id', r.id, 'status', r.status, 'reason', r.reason, 'refund_cents', r.refund_cents,
+                       'decision_reason', r.decision_reason, 'requested_at', r.requested_at,
+                       'decided_at', r.decided_at,
+                       'items', (SELECT jsonb_agg(jsonb_build_object('variant_id', ri.variant_id, 'quantity',
+                                                                     ri.quantity) ORDER BY ri.variant_id)
+                                   FROM order_return_items ri WHERE ri.return_id = r.id))
+                     FROM order_returns r WHERE r.order_id = o.id
+                    ORDER BY r.requested_at DESC, r.id DESC LIMIT 1))
       FROM orders o WHERE o.id = p_order;
 $$;

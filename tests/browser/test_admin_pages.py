@@ -35,7 +35,8 @@ async def test_admin_approves_a_seller_and_a_payout_and_sees_balanced_books_and_
     await top_up(client, buyer, 50_000)
     body = {"items": [{"variant_id": lamp["variants"][0]["id"], "quantity": 2}], "stream_id": stream["id"]}
     order = (await ok(await client.post("/api/orders", json=body, headers=buyer.headers), 201))["order"]
-    await ok(await client.post(f"/api/orders/{order['id']}/ship", headers=seller.headers))
+    tracking = {"carrier": "Parcel Co", "tracking_number": "PC1"}
+    await ok(await client.post(f"/api/orders/{order['id']}/ship", json=tracking, headers=seller.headers))
     await ok(await client.post(f"/api/orders/{order['id']}/deliver", headers=buyer.headers))
     # Earlier sales outside the stream, placed 3, 6 and 12 days ago.
     for quantity, days_ago in [(1, 3), (3, 6), (2, 12)]:

@@ -84,16 +84,32 @@ async def test_seller_lists_a_product_adjusts_stock_imports_codes_and_ships(clie
     await panel.get_by_role("button", name="Close").click()
     await expect(panel).to_be_hidden()
 
-    # Ship the paid order.
+    # Ship the paid order with its tracking, then mark it delivered.
     await page.get_by_role("link", name="Orders").click()
     order_row = page.locator("#orders-table tr", has_text=order["number"])
     await expect(order_row).to_contain_text("1 × Plain tee (TEE-M)")
+    await order_row.get_by_text("Ship…").click()
+    await order_row.get_by_label(f"Carrier for {order['number']}").fill("Parcel Co")
+    await order_row.get_by_label(f"Tracking number for {order['number']}").fill("PC123456789")
+    await order_row.get_by_label(f"Tracking page for {order['number']} (optional)").fill(
+        "https://track.example/PC123456789"
+    )
     await order_row.get_by_role("button", name=f"Ship order {order['number']}").click()
     await expect(order_row.locator(".badge")).to_have_text("shipped")
     await expect(order_row.get_by_role("button", name=f"Ship order {order['number']}")).to_have_count(0)
 
     res = await client.get(f"/api/orders/{order['id']}", headers=seller.headers)
-    assert (await res.json())["order"]["status"] == "shipped"
+    shipped = (await res.json())["order"]
+    assert shipped["status"] == "shipped"
+    assert shipped["tracking"] == {
+        "carrier": "Parcel Co",
+        "tracking_number": "PC123456789",
+        "tracking_url": "https://track.example/PC123456789",
+    }
+    await order_row.get_by_role("button", name=f"Mark order {order['number']} delivered").click()
+    await expect(order_row.locator(".badge")).to_have_text("delivered")
+    res = await client.get(f"/api/orders/{order['id']}", headers=seller.headers)
+    assert (await res.json())["order"]["status"] == "delivered"
     res = await client.get(f"/api/products/{tee['id']}")
     assert res.status == 200
 
