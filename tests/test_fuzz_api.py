@@ -261,12 +261,12 @@ class World:
         # A review of the delivered order (which the seller may answer and the admin hide), the fuzzing user's
         # address, and a spare session of theirs to end (never the one the fuzzing runs with).
         review = {"order_id": delivered, "rating": 4, "text": "fine"}
-        review_id = self.call("POST", f"/api/products/{product['id']}/reviews", buyer_token, json=review)["review"]["id"]
+        review_id = self.call("POST", f"/api/products/{product['id']}/reviews", buyer_token, json=review)["review"][
+            "id"
+        ]
         address_ids = [a["id"] for a in self.call("GET", "/api/me/addresses", token)["items"]]
         spare_session = self.new_session()
-        session_ids = [
-            s["id"] for s in self.call("GET", "/api/me/sessions", spare_session)["sessions"] if s["current"]
-        ]
+        session_ids = [s["id"] for s in self.call("GET", "/api/me/sessions", spare_session)["sessions"] if s["current"]]
 
         # A live stream of the fuzzing user's shop (the buyer moderates it) and a scheduled one.
         streams = []

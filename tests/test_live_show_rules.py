@@ -10,7 +10,9 @@ async def test_a_flash_sale_above_the_price_is_refused_with_the_price_to_beat(cl
     fan = await Viewer.connect(client, show.id, await make.user())
 
     for price in (1500, 1000):
-        reply = await host.request("flash_sale", variant_id=show.variant(), price_cents=price, quantity=2, duration_s=60)
+        reply = await host.request(
+            "flash_sale", variant_id=show.variant(), price_cents=price, quantity=2, duration_s=60
+        )
         assert reply["type"] == "error" and reply["code"] == "validation_error", reply
         assert "below" in reply["message"]
         assert reply["details"]["price_cents"] == 1000

@@ -15,9 +15,13 @@ WAIT_MS = 20_000
 
 async def live_lamp_show(make, *, stock: int = 20):
     seller = await make.seller(shop_name="Lamp Corner")
-    lamp = await make.product(seller, title="Glow lamp", variants=[{"sku": "LAMP-1", "price_cents": 2500, "stock": stock}])
+    lamp = await make.product(
+        seller, title="Glow lamp", variants=[{"sku": "LAMP-1", "price_cents": 2500, "stock": stock}]
+    )
     res = await make.client.post(
-        "/api/streams", json={"title": "Evening lamps", "products": [{"product_id": lamp["id"]}]}, headers=seller.headers
+        "/api/streams",
+        json={"title": "Evening lamps", "products": [{"product_id": lamp["id"]}]},
+        headers=seller.headers,
     )
     assert res.status == 201, await res.text()
     stream = (await res.json())["stream"]
