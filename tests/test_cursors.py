@@ -18,6 +18,8 @@ LISTS = [
     "/api/admin/wallets",
     "/api/admin/payouts",
 ]
+# Lists under one product: their cursors are UUIDs too (a review's id).
+PER_ITEM = ["/api/products/{id}/reviews"]
 
 
 async def test_the_spec_states_each_cursors_format(client):
@@ -30,16 +32,16 @@ async def test_the_spec_states_each_cursors_format(client):
                     schema = next(s for s in param["schema"].get("anyOf", [param["schema"]]) if s.get("type") != "null")
                     formats[path] = schema.get("format") or schema["type"]
     integers = {"/api/wallet/transactions", "/api/admin/audit"}  # ledger entries and audit rows
-    assert set(formats) == {*LISTS, *integers}
-    assert formats == {**dict.fromkeys(LISTS, "uuid"), **dict.fromkeys(integers, "integer")}
+    assert set(formats) == {*LISTS, *PER_ITEM, *integers}
+    assert formats == {**dict.fromkeys([*LISTS, *PER_ITEM], "uuid"), **dict.fromkeys(integers, "integer")}
 
 
 async def test_cursors_of_the_stated_format_are_accepted_and_others_refused(client, make, db):
     # An admin (with the second factor admins need) with a shop of their own, so every list is theirs to read.
     admin = await make.seller(two_factor=True)
     await db.execute("UPDATE users SET roles = '{viewer,admin}' WHERE id = $1", uuid.UUID(admin.id))
-    await make.product(admin)
-    for path in LISTS:
+    product = await make.product(admin)
+    for path in [*LISTS, *(p.replace("{id}", product["id"]) for p in PER_ITEM)]:
         res = await client.get(path, params={"cursor": str(uuid.uuid4())}, headers=admin.headers)
         assert res.status == 200, (path, res.status, await res.text())
         await error_of(await client.get(path, params={"cursor": "garbage"}, headers=admin.headers), 422)
