@@ -94,7 +94,7 @@ async def _prepare(settings: Settings, *, seed_demo: bool, admin: tuple[str, str
             await migrate(conn)
         hasher = PasswordHasher(settings)
         if seed_demo:
-            await demo.seed(pool, hasher)
+            await demo.seed(pool, hasher, fee_bps=settings.platform_fee_bps, hold_s=settings.earnings_hold_s)
         if admin:
             created = await ensure_admin(pool, hasher, *admin)
             print(f"{'created' if created else 'promoted'} admin {admin[0]}")

@@ -1,6 +1,8 @@
-"""Demo data for `python run.py --demo`: accounts, a shop, categories, products, funded viewer
-wallets and the shop's live stream. Idempotent: running it again changes nothing that is already there
-(stock, balances and passwords included); if the demo stream was ended since, a new one goes live."""
+"""Demo data for `python run.py --demo`: accounts, a shop with a shipping profile, categories, products,
+funded viewer wallets with a default address each, a few past orders (delivered, their earnings available,
+so the seller can ask for a payout at once) and the shop's live stream. Idempotent: running it again
+changes nothing that is already there (stock, balances and passwords included); if the demo stream was
+ended since, a new one goes live."""
 
 from uuid import UUID
 
@@ -13,7 +15,13 @@ PASSWORD = "demo-password"
 ADMIN = "admin@demo.livehub"
 SELLER = "seller@demo.livehub"
 VIEWERS = [f"viewer{i}@demo.livehub" for i in range(1, 21)]
-VIEWER_WALLET_CENTS = 100_000  # 1,000.00 each
+VIEWER_WALLET_CENTS = 100_000  # what each viewer's wallet is topped up with once; demo orders spend some
+# The shop's shipping: a flat rate, free from a threshold on, to every country (empty: everywhere).
+SHIPPING = {"flat_rate_cents": 499, "free_over_cents": 7500, "countries": []}
+CITIES = [("Lisbon", "PT", "1100-148"), ("Berlin", "DE", "10115"), ("Paris", "FR", "75003"), ("Madrid", "ES", "28004")]
+# Orders already delivered, so the demo seller has earnings available: (viewer number, variant SKU, quantity).
+# Their tracking numbers start with DEMO- and mark them as the demo's own.
+PAST_ORDERS = [(1, "DEMO-HRB-M-NAVY", 1), (2, "DEMO-AUR-RUN-42", 1), (3, "DEMO-GLOW-30", 2)]
 STREAM_TITLE = "Friday night drop"
 PINNED = "Aurora Runner sneakers"
 
@@ -94,12 +102,32 @@ async def _user(conn, hasher: PasswordHasher, email: str, name: str, roles: list
     return user_id
 
 
-async def seed(pool: asyncpg.Pool, hasher: PasswordHasher) -> None:
+async def _default_address(conn, user_id, n: int) -> None:
+    """A default address for a viewer who has none, so buying goods that ship works at once."""
+    if await conn.fetchval("SELECT 1 FROM addresses WHERE user_id = $1", user_id):
+        return
+    city, country, postal_code = CITIES[(n - 1) % len(CITIES)]
+    await conn.execute(
+        """INSERT INTO addresses (user_id, name, line1, city, postal_code, country, is_default)
+           VALUES ($1, $2, $3, $4, $5, $6, true)""",
+        user_id,
+        f"Viewer {n}",
+        f"{n} Demo Street",
+        city,
+        postal_code,
+        country,
+    )
+
+
+async def seed(
+    pool: asyncpg.Pool, hasher: PasswordHasher, *, fee_bps: int = 1000, hold_s: int = 14 * 24 * 3600
+) -> None:
     async with pool.acquire() as conn, conn.transaction():
         admin_id = await _user(conn, hasher, ADMIN, "Demo Admin", ["viewer", "admin"])
         seller_user = await _user(conn, hasher, SELLER, "Demo Seller", ["viewer"])
         for n, email in enumerate(VIEWERS, start=1):
             viewer_id = await _user(conn, hasher, email, f"Viewer {n}", ["viewer"])
+            await _default_address(conn, viewer_id, n)
             funded = await conn.fetchval(
                 """SELECT 1 FROM ledger_entries e JOIN accounts a ON a.id = e.account_id
                     WHERE a.user_id = $1 AND a.kind = 'wallet' AND e.memo = 'demo wallet'""",
@@ -115,6 +143,15 @@ async def seed(pool: asyncpg.Pool, hasher: PasswordHasher) -> None:
                ON CONFLICT (user_id) DO NOTHING""",
             seller_user,
             admin_id,
+        )
+        await conn.execute(
+            """INSERT INTO shipping_profiles (seller_id, flat_rate_cents, free_over_cents, countries)
+               SELECT id, $2, $3, $4 FROM sellers WHERE user_id = $1
+               ON CONFLICT (seller_id) DO NOTHING""",
+            seller_user,
+            SHIPPING["flat_rate_cents"],
+            SHIPPING["free_over_cents"],
+            SHIPPING["countries"],
         )
         category_ids = {}
         for slug, name, parent in CATEGORIES:
@@ -141,7 +178,30 @@ async def seed(pool: asyncpg.Pool, hasher: PasswordHasher) -> None:
             if product.get("codes"):
                 variant_id = await conn.fetchval("SELECT id FROM variants WHERE product_id = $1", product_id)
                 await conn.execute("SELECT * FROM import_units($1, $2, $3)", variant_id, product["codes"], seller_user)
+        await _past_orders(conn, seller_user, fee_bps, hold_s)
         await _live_stream(conn, seller_user)
+
+
+async def _past_orders(conn, seller_user, fee_bps: int, hold_s: int) -> None:
+    """Orders placed, shipped and confirmed delivered by their buyers: the buyer's confirmation releases
+    the seller's earnings at once (MONEY.md), so the demo seller has earnings available for a payout."""
+    if await conn.fetchval("SELECT 1 FROM orders WHERE tracking->>'tracking_number' LIKE 'DEMO-%'"):
+        return
+    for n, sku, quantity in PAST_ORDERS:
+        buyer = await conn.fetchval("SELECT id FROM users WHERE email = $1", VIEWERS[n - 1])
+        variant = await conn.fetchval("SELECT id FROM variants WHERE sku = $1", sku)
+        if variant is None:
+            continue
+        (order_id,) = await conn.fetchval(
+            "SELECT place_order($1, $2, NULL, NULL, $3, $4)",
+            buyer,
+            [{"variant_id": str(variant), "quantity": quantity}],
+            fee_bps,
+            hold_s,
+        )
+        tracking = {"carrier": "DemoPost", "tracking_number": f"DEMO-{n:04d}", "tracking_url": None}
+        await conn.execute("SELECT ship_order($1, $2, false, $3)", order_id, seller_user, tracking)
+        await conn.execute("SELECT deliver_order($1, $2, false)", order_id, buyer)
 
 
 async def _live_stream(conn, seller_user) -> None:
@@ -213,7 +273,8 @@ def sign_in_help(base_url: str) -> str:
             f"  admin:     {ADMIN} (turn on two-factor sign-in under Security first: {base_url}/security)",
             f"  seller:    {SELLER}",
             "  viewers:   viewer1@demo.livehub … viewer20@demo.livehub",
-            f"             {VIEWER_WALLET_CENTS // 100:,}.00 in each viewer's wallet",
+            "             each with demo money in the wallet and a default address; viewer1-3 have past orders",
+            "  the seller has earnings from those orders available: ask for a payout under /seller",
             f"  password (every demo account): {PASSWORD}",
         ]
     )

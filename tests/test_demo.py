@@ -38,7 +38,8 @@ async def test_seed_is_complete_and_idempotent(settings, db, client):
         await pool.close()
 
     assert first["users"] == 22 and first["sellers"] == 1 and first["units"] == 50
-    assert first["wallets"] == 20 * demo.VIEWER_WALLET_CENTS
+    # The past orders are paid out of their buyers' wallets: the rest stays there.
+    assert first["wallets"] == 20 * demo.VIEWER_WALLET_CENTS - await db.fetchval("SELECT sum(total_cents) FROM orders")
     assert first["products"] == len(demo.PRODUCTS)
     assert (first["streams"], first["live"], first["featured"]) == (1, 1, len(demo.PRODUCTS))
 
@@ -66,3 +67,54 @@ async def test_seed_is_complete_and_idempotent(settings, db, client):
     page = await (await client.get("/api/products?limit=100")).json()
     gift = next(p for p in page["items"] if p["variants"][0]["digital"])
     assert gift["variants"][0]["available"] == 50
+
+
+async def test_demo_seller_can_ask_for_a_payout_and_viewers_can_buy_goods_that_ship(settings, db, client, make):
+    """The past demo orders are delivered with their earnings available, so the seller's payout works at
+    once; every viewer has a default address and the shop a shipping profile, so an in-stream buy of
+    sneakers goes through without a form."""
+    from tests.conftest import Account
+
+    pool = await create_pool(settings.database_url, min_size=1, max_size=2)
+    try:
+        await demo.seed(pool, PasswordHasher(settings))
+    finally:
+        await pool.close()
+
+    orders = await db.fetch("SELECT status, delivered_at, shipping_cents, address FROM orders")
+    assert len(orders) == len(demo.PAST_ORDERS)
+    assert all(o["status"] == "delivered" and o["delivered_at"] is not None for o in orders)
+    assert all(o["address"] is not None for o in orders)
+    assert await db.fetchval("SELECT count(*) FROM earnings WHERE status = 'pending'") == 0
+
+    async def sign_in(email):
+        res = await client.post("/api/auth/login", json={"email": email, "password": demo.PASSWORD})
+        assert res.status == 200, await res.text()
+        body = await res.json()
+        return Account(user=body["user"], token=body["token"], password=demo.PASSWORD)
+
+    seller = await make.two_factor(await sign_in(demo.SELLER))
+    earnings = await (await client.get("/api/seller/earnings", headers=seller.headers)).json()
+    assert earnings["available_cents"] > 0 and earnings["pending_cents"] == 0
+    res = await client.post(
+        "/api/seller/payouts", json={"amount_cents": earnings["available_cents"]}, headers=seller.headers
+    )
+    assert res.status == 201, await res.text()
+
+    res = await client.get("/api/seller/shipping", headers=seller.headers)
+    assert await res.json() == {**demo.SHIPPING}
+
+    viewer = await sign_in("viewer7@demo.livehub")
+    (address,) = (await (await client.get("/api/me/addresses", headers=viewer.headers)).json())["items"]
+    assert address["is_default"] and address["name"] == "Viewer 7"
+    page = await (await client.get("/api/streams?status=live")).json()
+    stream = page["items"][0]
+    sneakers = next(p for p in stream["products"] if p["title"] == demo.PINNED)
+    res = await client.post(
+        "/api/orders",
+        json={"items": [{"variant_id": sneakers["variants"][0]["id"], "quantity": 1}], "stream_id": stream["id"]},
+        headers=viewer.headers,
+    )
+    assert res.status == 201, await res.text()
+    (order,) = (await res.json())["orders"]
+    assert order["address"]["city"] == address["city"]
