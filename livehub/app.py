@@ -15,6 +15,7 @@ from livehub.api import (
     auth,
     catalog,
     health,
+    images,
     media,
     notifications,
     orders,
@@ -37,6 +38,7 @@ from livehub.dbwatch import CHECK_EVERY_S, DatabaseState, EmbeddedWatch
 from livehub.jsonx import json_response
 from livehub.live import ws
 from livehub.live.hub import Hub
+from livehub.mediastore import media_store
 from livehub.settings import Settings
 from livehub.shop.payments import provider_named
 from livehub.signin_limits import LoginLimiter
@@ -66,6 +68,7 @@ APIS = [
     admin.api,
     admin_accounts.api,
     reviews.admin_api,
+    images.api,
 ]
 DESCRIPTION = "LiveHub REST API. Errors: `{error: {code, message, details}}`; money in integer `_cents`."
 
@@ -198,7 +201,7 @@ def create_app(settings: Settings | None = None, *, embedded: EmbeddedPostgres |
     app[keys.SETTINGS] = settings
     app[keys.LISTING_CACHE] = ListingCache(settings.catalog_cache_ms / 1000)
     app[keys.OPENAPI] = build_openapi(APIS, title="LiveHub", version=__version__, description=DESCRIPTION)
-    app.cleanup_ctx.extend([database, background, accounts, money, live, media_plane])
+    app.cleanup_ctx.extend([database, background, accounts, money, live, media_plane, media_store])
     if settings.demo_video:
         app.cleanup_ctx.append(demo.demo_video)
     if embedded is not None:
@@ -216,6 +219,7 @@ def create_app(settings: Settings | None = None, *, embedded: EmbeddedPostgres |
     app.router.add_get("/ws/streams/{id}", ws.stream_socket)
     app.router.add_get("/ws/me", ws.user_socket)
     app.router.add_get("/api/openapi.json", openapi_json)
+    app.router.add_routes(images.serving)
     # swagger_ui puts config_rel_url after url_prefix: the page fetches /api/docs/../openapi.json = /api/openapi.json.
     api_doc(app, config_rel_url="/../openapi.json", url_prefix="/api/docs", title="LiveHub API")
     for path, name in PAGES.items():

@@ -78,6 +78,18 @@ class Settings(BaseSettings):
     max_json_bytes: int = 64 * 1024
     max_upload_bytes: int = 8 * 1024 * 1024
     max_units_per_import: int = 50_000
+
+    # Product images (docs/API.md, "Product images"). Where their bytes live: empty for files under
+    # data_dir/media, or s3://bucket/prefix for an S3-compatible bucket (credentials from the standard AWS
+    # variables; s3_endpoint_url for MinIO and the like). LiveHub serves them itself either way.
+    media_store: str = ""
+    s3_endpoint_url: str | None = None
+    s3_region: str | None = None
+    # An upload's size in bytes (also capped by max_upload_bytes) and pixels (width x height, checked from the
+    # header before decoding: a small file can claim a huge picture), and images per product.
+    max_image_bytes: int = Field(default=8 * 1024 * 1024, ge=1)
+    max_image_pixels: int = Field(default=40_000_000, ge=1)
+    max_images_per_product: int = Field(default=10, ge=1)
     # How long an Idempotency-Key is remembered.
     idempotency_ttl_s: int = 24 * 3600
 

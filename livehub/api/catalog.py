@@ -9,6 +9,7 @@ from aiohttp import web
 from pydantic import AfterValidator, Field, StringConstraints, WithJsonSchema
 
 from livehub import keys
+from livehub.api.images import ImageOut
 from livehub.api.models import Cents, LongText, Page, PageQuery, RatingOut, Text, text_map
 from livehub.api.routing import Api, Model, Out, db, path_id, principal
 from livehub.errors import ValidationFailed
@@ -152,6 +153,7 @@ class ProductOut(Out):
     seller: SellerRef
     variants: list[VariantOut]
     rating: RatingOut
+    images: list[ImageOut] = Field(description="the gallery, in order (docs/API.md, Product images)")
     created_at: datetime
     updated_at: datetime
 

@@ -100,7 +100,10 @@ def _operation(r: Route, refs: dict, components: dict) -> dict[str, Any]:
             "content": {"application/json": {"schema": refs[(r.body, "validation")]}},
         }
     elif r.content_type != "application/json":
-        op["requestBody"] = {"required": True, "content": {r.content_type: {"schema": {"type": "string"}}}}
+        op["requestBody"] = {
+            "required": True,
+            "content": {r.content_type: {"schema": r.body_schema or {"type": "string"}}},
+        }
 
     ok: dict[str, Any] = {"description": "success"}
     if r.response is not None:

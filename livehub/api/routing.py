@@ -36,6 +36,9 @@ PRINCIPAL = web.RequestKey("principal", Principal | None)
 # Where a route declared with fresh_code=True takes the caller's current two-factor code.
 FRESH_CODE_HEADER = "X-Two-Factor-Code"
 _SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
+# A multipart route's handler reads its parts itself (request.multipart()), so a file streams in and its
+# own limit applies; the wrapper does not buffer the body.
+MULTIPART = "multipart/form-data"
 
 
 class Model(pydantic.BaseModel):
@@ -76,6 +79,8 @@ class Route:
     fresh_code: bool = False
     # Statuses this route answers besides the usual ones (openapi.py), with when: {401: "wrong password"}.
     errors: dict[int, str] = dataclasses.field(default_factory=dict)
+    # The OpenAPI schema of a body that is not JSON (a multipart form's fields); a plain string if not given.
+    body_schema: dict[str, Any] | None = None
 
 
 class Api:
@@ -121,7 +126,7 @@ def _wrap(route: Route):
             await _check_fresh_code(request, principal)
         kwargs: dict[str, Any] = {}
         raw = b""
-        if route.body is not None or route.content_type != "application/json":
+        if route.body is not None or route.content_type not in ("application/json", MULTIPART):
             raw = await _read_body(request, getattr(request.app[keys.SETTINGS], settings_limit))
         if route.body is not None:
             data = parse_json(raw)
@@ -134,7 +139,7 @@ def _wrap(route: Route):
             else:
                 raw_body = raw
             kwargs["body"] = route.body.model_validate_json(raw_body, strict=True)
-        elif route.content_type != "application/json":
+        elif route.content_type not in ("application/json", MULTIPART):
             kwargs["data"] = raw
         if route.query is not None:
             kwargs["query"] = route.query.model_validate(dict(request.query))

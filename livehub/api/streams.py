@@ -14,6 +14,7 @@ from pydantic import AfterValidator, AwareDatetime, Field
 
 from livehub import keys
 from livehub.api.catalog import SellerRef
+from livehub.api.images import ImageOut
 from livehub.api.models import Cents, Page, PageQuery, RatingOut, Text
 from livehub.api.routing import PRINCIPAL, Api, Model, Out, db, path_id, principal
 from livehub.broker.base import BrokerUnavailable
@@ -70,6 +71,7 @@ class StreamProductOut(Out):
     live_price_cents: int | None
     per_buyer_limit: int | None
     rating: RatingOut
+    images: list[ImageOut]
     variants: list[StreamVariantOut]
 
 

@@ -27,6 +27,7 @@ PRODUCT_JSON = f"""
         'attributes', p.attributes, 'status', p.status,
         'created_at', {utc("p.created_at")}, 'updated_at', {utc("p.updated_at")},
         'seller', json_build_object('id', s.id, 'shop_name', s.shop_name), 'rating', product_rating(p.id),
+        'images', product_images_json(p.id),
         'variants', (
             SELECT coalesce(json_agg(json_build_object(
                        'id', v.id, 'sku', v.sku, 'options', v.options, 'price_cents', v.price_cents,

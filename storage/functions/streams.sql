@@ -23,7 +23,7 @@ CREATE OR REPLACE FUNCTION stream_product_json(sp stream_products) RETURNS jsonb
 LANGUAGE sql STABLE AS $$
     SELECT jsonb_build_object(
         'id', p.id, 'title', p.title, 'position', sp.position, 'live_price_cents', sp.live_price_cents,
-        'per_buyer_limit', sp.per_buyer_limit, 'rating', product_rating(p.id),
+        'per_buyer_limit', sp.per_buyer_limit, 'rating', product_rating(p.id), 'images', product_images_json(p.id),
         'variants', (SELECT coalesce(jsonb_agg(jsonb_build_object(
                                 'id', v.id, 'sku', v.sku, 'options', v.options,
                                 'price_cents', coalesce(sp.live_price_cents, v.price_cents), 'available', v.stock)

@@ -1,0 +1,150 @@
+"""Where uploaded media's bytes live: one small interface (put, get, delete bytes by key), two backends.
+
+- `LocalStore`: files under `LIVEHUB_DATA_DIR/media` (the default; one node, or nodes sharing a disk).
+- `S3Store`: an S3-compatible bucket (`LIVEHUB_MEDIA_STORE=s3://bucket/prefix`), for several nodes.
+
+Either way LiveHub serves the bytes under its own URLs (livehub/api/images.py), so cache headers and ETags
+are the same whatever the backend; the bucket never needs to be public.
+
+Keys are relative paths of safe segments (`images/<uuid>/480.webp`); nothing a client sends becomes a key.
+"""
+
+import asyncio
+import contextlib
+import os
+import re
+import tempfile
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Protocol
+from urllib.parse import urlsplit
+
+from aiohttp import web
+
+from livehub import keys
+from livehub.settings import Settings
+
+_KEY = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]*(/[A-Za-z0-9_-][A-Za-z0-9._-]*)*$")
+
+
+class MediaStore(Protocol):
+    async def put(self, key: str, data: bytes, content_type: str) -> None: ...
+
+    async def get(self, key: str) -> bytes | None:
+        """The bytes under `key`, or None if there are none."""
+        ...
+
+    async def delete(self, key: str) -> None:
+        """Removes `key`; nothing happens if it is not there."""
+        ...
+
+
+def check_key(key: str) -> str:
+    # A bug, never a client's input: keys are built from ids and sizes only.
+    if not _KEY.match(key) or ".." in key:
+        raise ValueError(f"not a media key: {key!r}")
+    return key
+
+
+class LocalStore:
+    """Files in a directory. Writes go to a temporary file renamed into place, so a reader never sees half
+    a file; file calls run in a thread so a slow disk never stalls the event loop (live rooms share it)."""
+
+    def __init__(self, root: Path):
+        self.root = root
+
+    def path(self, key: str) -> Path:
+        return self.root / check_key(key)
+
+    async def put(self, key: str, data: bytes, content_type: str) -> None:
+        await asyncio.to_thread(self._write, self.path(key), data)
+
+    @staticmethod
+    def _write(path: Path, data: bytes) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+
+    async def get(self, key: str) -> bytes | None:
+        try:
+            return await asyncio.to_thread(self.path(key).read_bytes)
+        except FileNotFoundError:
+            return None
+
+    async def delete(self, key: str) -> None:
+        path = self.path(key)
+        await asyncio.to_thread(path.unlink, missing_ok=True)
+        # An image's sizes share a directory: drop it once it is empty (not the store's root).
+        with contextlib.suppress(OSError):
+            if path.parent != self.root:
+                await asyncio.to_thread(path.parent.rmdir)
+
+
+class S3Store:
+    """Objects in an S3-compatible bucket under a prefix, through one aiobotocore client per node."""
+
+    def __init__(self, client, bucket: str, prefix: str):
+        self.client = client
+        self.bucket = bucket
+        self.prefix = prefix.strip("/")
+
+    def object_key(self, key: str) -> str:
+        check_key(key)
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    async def put(self, key: str, data: bytes, content_type: str) -> None:
+        await self.client.put_object(Bucket=self.bucket, Key=self.object_key(key), Body=data, ContentType=content_type)
+
+    async def get(self, key: str) -> bytes | None:
+        try:
+            response = await self.client.get_object(Bucket=self.bucket, Key=self.object_key(key))
+        except self.client.exceptions.NoSuchKey:
+            return None
+        async with response["Body"] as body:
+            return await body.read()
+
+    async def delete(self, key: str) -> None:
+        await self.client.delete_object(Bucket=self.bucket, Key=self.object_key(key))
+
+
+def parse_s3_url(url: str) -> tuple[str, str]:
+    """`s3://bucket/some/prefix` -> ("bucket", "some/prefix")."""
+    parts = urlsplit(url)
+    if parts.scheme != "s3" or not parts.netloc:
+        raise ValueError(f"LIVEHUB_MEDIA_STORE must be empty or s3://bucket[/prefix], not {url!r}")
+    return parts.netloc, parts.path.strip("/")
+
+
+@contextlib.asynccontextmanager
+async def open_store(settings: Settings) -> AsyncIterator[MediaStore]:
+    """The store the settings name, open for as long as the context lasts."""
+    if not settings.media_store:
+        yield LocalStore(settings.data_dir / "media")
+        return
+    bucket, prefix = parse_s3_url(settings.media_store)
+    # Imported here: a node on the local store never loads botocore.
+    from aiobotocore.session import get_session
+
+    # Credentials and region come from the standard AWS variables (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
+    # AWS_DEFAULT_REGION) or files, as for any AWS tool; the endpoint from LIVEHUB_S3_ENDPOINT_URL (MinIO etc.).
+    async with get_session().create_client(
+        "s3", endpoint_url=settings.s3_endpoint_url, region_name=settings.s3_region
+    ) as client:
+        yield S3Store(client, bucket, prefix)
+
+
+STORE = web.AppKey("media_store", MediaStore)
+
+
+async def media_store(app: web.Application):
+    """cleanup_ctx: the node's media store in app[STORE]."""
+    async with open_store(app[keys.SETTINGS]) as store:
+        app[STORE] = store
+        yield
