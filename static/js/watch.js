@@ -1,5 +1,7 @@
-// The viewer page: video, chat, reactions, the pinned product with live stock and flash price, buying.
+// The viewer page: video, chat, reactions, the pinned product with live stock and flash price, the show's
+// whole line-up, buying (where it ships and the confirmation of dear buys are in buying.js).
 import { api, h, money, renderHeader, toast } from "./api.js";
+import { Buying, priceText } from "./buying.js";
 import { ChatView } from "./chat.js";
 import * as media from "./media.js";
 import { REACTIONS, Room, clock, variantLabel } from "./room.js";
@@ -12,16 +14,19 @@ const state = {
   you: { user_id: null, role: "anonymous" },
   stream: null,
   pinned: null,
+  products: [], // the show's line-up, in the seller's order
+  bought: new Map(), // product id -> units this viewer bought in this show (for its per-buyer limit)
   flash: null,
   stock: new Map(), // variant id -> units a buyer can get now
   variant: new Map(), // product id -> chosen variant id
   reactions: {},
   clicked: new Set(),
-  result: null, // the last purchase's message, kept across re-renders of the card
+  result: null, // the last purchase's {productId, kind, text}, kept across re-renders of the cards
   buying: false,
 };
 
 const chat = new ChatView($("chat-list"));
+const buying = new Buying();
 let room = null;
 let video = null; // {pc, close} while watching
 let videoStarting = false;
@@ -31,6 +36,7 @@ let videoStarting = false;
 function applyStream(stream) {
   state.stream = { ...state.stream, ...stream };
   const s = state.stream;
+  if (stream.products) setProducts(stream.products);
   $("stream-title").textContent = s.title;
   document.title = `${s.title} · LiveHub`;
   $("shop-name").textContent = s.seller.shop_name;
@@ -166,6 +172,7 @@ function renderProduct() {
   const box = $("product");
   const focused = box.contains(document.activeElement) ? document.activeElement.id : null;
   const p = state.pinned;
+  renderLineup();
   if (!p) {
     box.replaceChildren(h("p", { id: "no-product", class: "muted" }, "The seller has not pinned a product yet."));
     return;
@@ -209,15 +216,23 @@ function renderProduct() {
       : null;
 
   let buy;
+  const atLimit = limitReached(p);
   if (!signedIn) {
     buy = h("a", { class: "button primary", href: `/signin?next=${encodeURIComponent(location.pathname)}` }, "Sign in to buy");
   } else {
     buy = h(
       "button",
-      { type: "button", class: "primary buy", id: "buy", disabled: state.buying || left <= 0 || !live, onclick: () => buyNow(p, v, onSale ? flash : null) },
-      state.buying ? "Buying…" : left <= 0 ? "Sold out" : `Buy now · ${money(price)}`,
+      {
+        type: "button",
+        class: "primary buy",
+        id: "buy",
+        disabled: state.buying || left <= 0 || !live || atLimit,
+        onclick: () => buyNow(p, v, onSale ? flash : null),
+      },
+      state.buying ? "Buying…" : atLimit ? "Limit reached" : left <= 0 ? "Sold out" : `Buy now · ${money(price)}`,
     );
   }
+  const result = state.result?.productId === p.id ? state.result : null;
 
   const parts = [
     h(
@@ -235,12 +250,135 @@ function renderProduct() {
       ),
     ),
     variantPicker,
+    signedIn ? limitNote(p, "limit-note") : null,
     h("div", { class: "row buy-row" }, buy, state.me ? h("span", { class: "muted small", id: "wallet" }, state.wallet != null ? `Wallet: ${money(state.wallet)}` : "") : null),
-    h("p", { id: "purchase-result", class: `purchase-result ${state.result?.kind || ""}`, role: "status" }, state.result?.text || ""),
+    h("p", { id: "purchase-result", class: `purchase-result ${result?.kind || ""}`, role: "status" }, result?.text || ""),
   ];
   box.replaceChildren(...parts.filter(Boolean));
   // Keyboard users keep their place when the card is redrawn (stock, price, result).
   if (focused) $(focused)?.focus();
+}
+
+// ---- the line-up: every product of the show, each buyable, the pinned one marked ----------------------
+
+function limitReached(product) {
+  const limit = product.per_buyer_limit;
+  return limit != null && (state.bought.get(product.id) || 0) >= limit;
+}
+
+function limitNote(product, id) {
+  const limit = product.per_buyer_limit;
+  if (limit == null) return null;
+  const have = state.bought.get(product.id) || 0;
+  return h(
+    "p",
+    { class: `muted small${have >= limit ? " limit-reached" : ""}`, id },
+    have >= limit
+      ? `You have ${have} of the ${limit} one buyer may take in this show.`
+      : `Up to ${limit} per buyer in this show${have ? ` (you have ${have})` : ""}.`,
+  );
+}
+
+function renderLineup() {
+  const list = $("lineup");
+  const focused = list.contains(document.activeElement) ? document.activeElement.id : null;
+  const live = state.stream?.status === "live";
+  const pinnedId = state.pinned?.id;
+  if (!state.products.length) {
+    list.replaceChildren(h("li", { class: "muted" }, "Nothing on sale in this show yet."));
+    return;
+  }
+  list.replaceChildren(
+    ...state.products.map((p) => {
+      const v = chosenVariant(p);
+      const flash = flashFor(p);
+      const onSale = flash && flash.variant_id === v.id;
+      const left = state.stock.get(v.id) ?? v.available;
+      const price = onSale ? flash.price_cents : v.price_cents;
+      const pinned = p.id === pinnedId;
+      const atLimit = limitReached(p);
+      const result = state.result?.productId === p.id ? state.result : null;
+      const picker =
+        p.variants.length > 1
+          ? h(
+              "select",
+              {
+                id: `lineup-variant-${p.id}`,
+                "aria-label": `Choice of ${p.title}`,
+                onchange: (e) => {
+                  state.variant.set(p.id, e.target.value);
+                  renderProduct();
+                },
+              },
+              p.variants.map((x) =>
+                h("option", { value: x.id, selected: x.id === v.id }, `${variantLabel(x)} · ${money(flash?.variant_id === x.id ? flash.price_cents : x.price_cents)}`),
+              ),
+            )
+          : null;
+      const buy = state.me
+        ? h(
+            "button",
+            {
+              type: "button",
+              class: pinned ? "primary" : "",
+              id: `lineup-buy-${p.id}`,
+              "aria-label": atLimit ? `${p.title}: limit reached` : left <= 0 ? `${p.title}: sold out` : `Buy ${p.title} · ${money(price)}`,
+              disabled: state.buying || left <= 0 || !live || atLimit,
+              onclick: () => buyNow(p, v, onSale ? flash : null),
+            },
+            atLimit ? "Limit reached" : left <= 0 ? "Sold out" : `Buy · ${money(price)}`,
+          )
+        : null;
+      return h(
+        "li",
+        { class: `lineup-item${pinned ? " pinned" : ""}`, dataset: { productId: p.id }, "aria-current": pinned ? "true" : null },
+        h(
+          "div",
+          { class: "row" },
+          h("strong", { class: "grow lineup-title" }, p.title),
+          pinned ? h("span", { class: "badge" }, "Pinned") : null,
+          onSale ? h("span", { class: "badge flash" }, "Flash sale") : null,
+        ),
+        h(
+          "div",
+          { class: "row wrap" },
+          h("span", { class: "lineup-price" }, money(price)),
+          h("span", { class: "muted small lineup-stock" }, left <= 0 ? "sold out" : `${left} left`),
+          picker,
+          buy,
+        ),
+        state.me ? limitNote(p, null) : null,
+        result ? h("p", { class: `purchase-result ${result.kind}`, role: pinned ? null : "status" }, result.text) : null,
+      );
+    }),
+  );
+  if (focused) $(focused)?.focus();
+}
+
+function setProducts(products) {
+  state.products = [...products].sort((a, b) => (a.position ?? 0) - (b.position ?? 0));
+  if (state.me) buying.learn(state.products);
+}
+
+// What this viewer bought in this show, per product: the per-buyer limit counts it (uncancelled orders).
+async function loadBought() {
+  const bought = new Map();
+  let cursor = null;
+  try {
+    for (let page = 0; page < 10; page++) {
+      const r = await api("GET", `/api/orders?limit=100${cursor ? `&cursor=${cursor}` : ""}`);
+      for (const o of r.items) {
+        if (o.stream_id !== streamId || o.status === "cancelled") continue;
+        for (const item of o.items) bought.set(item.product_id, (bought.get(item.product_id) || 0) + item.quantity);
+      }
+      cursor = r.next_cursor;
+      if (!cursor) break;
+    }
+  } catch {
+    return; // the server's limit_reached still tells
+  }
+  for (const [id, n] of bought) state.bought.set(id, Math.max(n, state.bought.get(id) || 0));
+  renderProduct();
 }
 
 // A flash sale runs on another option of this product than the one chosen: offer to switch to it.
@@ -275,20 +413,47 @@ const PURCHASE_TEXT = {
   error: "The purchase did not go through. Try again.",
 };
 
-async function buyNow(product, variant, flash) {
+// A buy: an address first when the goods ship and there is none, a confirmation when the price is over
+// the viewer's threshold, then the buy frame (with the address it ships to).
+async function buyNow(product, variant, flash, { confirmed = false } = {}) {
+  if (state.buying) return;
+  const ships = buying.ships(variant.id);
+  const price = flash ? flash.price_cents : variant.price_cents;
+  if (ships && !buying.shipTo()) {
+    const added = await buying.askAddress(`${product.title} ships: where should it go? Add an address and the buy goes ahead.`);
+    if (!added) return;
+  }
+  if (!confirmed && price > buying.confirmOverCents()) {
+    const label = product.variants.length > 1 ? ` (${variantLabel(variant)})` : "";
+    if (!(await buying.confirm(`Buy ${product.title}${label} for ${priceText(price, ships)}?`))) return;
+  }
   state.buying = true;
   state.result = null;
   renderProduct();
   const frame = { type: "buy", variant_id: variant.id, quantity: 1 };
   if (flash) frame.flash_sale_id = flash.id;
+  if (ships && buying.shipTo()) frame.address_id = buying.shipTo().id;
   const reply = await room.request(frame);
   state.buying = false;
+  if (reply.type === "purchase" && reply.status === "address_required") {
+    // No address the shop ships to: ask for one inline, then buy again (confirmed already).
+    renderProduct();
+    const added = await buying.askAddress(reply.message || "This needs a shipping address.");
+    if (added) return buyNow(product, variant, flash, { confirmed: true });
+    state.result = { productId: product.id, kind: "bad", text: reply.message || "A shipping address is needed." };
+    renderProduct();
+    return;
+  }
   if (reply.type === "purchase" && reply.status === "ok") {
-    state.result = { kind: "ok", text: `Bought! Order ${reply.order_number} is yours.` };
+    state.bought.set(product.id, (state.bought.get(product.id) || 0) + 1);
+    state.result = { productId: product.id, kind: "ok", text: `Bought! Order ${reply.order_number} is yours.` };
     toast(`Order ${reply.order_number} placed`, "ok");
   } else {
+    if (reply.type === "purchase" && reply.status === "limit_reached" && !flash && product.per_buyer_limit != null) {
+      state.bought.set(product.id, Math.max(product.per_buyer_limit, state.bought.get(product.id) || 0));
+    }
     const text = reply.type === "purchase" ? PURCHASE_TEXT[reply.status] || reply.message : reply.message;
-    state.result = { kind: "bad", text: text || PURCHASE_TEXT.error };
+    state.result = { productId: product.id, kind: "bad", text: text || PURCHASE_TEXT.error };
     // The toast region is a live region that stays on the page: screen readers hear the outcome.
     toast(state.result.text, "error");
   }
@@ -319,6 +484,7 @@ async function refreshProducts() {
   try {
     const { stream } = await api("GET", `/api/streams/${streamId}`);
     for (const p of stream.products) for (const v of p.variants) state.stock.set(v.id, v.available);
+    setProducts(stream.products);
     if (state.pinned) state.pinned = stream.products.find((p) => p.id === state.pinned.id) || state.pinned;
     renderProduct();
   } catch {
@@ -501,6 +667,8 @@ async function main() {
   setFollowing(false);
   if (state.me) {
     api("GET", `/api/streams/${streamId}`).then(({ stream }) => setFollowing(!!stream.following), () => null);
+    buying.load();
+    loadBought();
   }
   room = new Room(streamId, { welcome, events, status: connectionStatus, reply });
   // For tests and debugging in the console.
