@@ -1,5 +1,6 @@
 // Home: who is live now, what is scheduled, and the catalog search.
 import { api, h, money, renderHeader, toast, wsUrl } from "./api.js";
+import { productImage } from "./images.js";
 
 const when = new Intl.DateTimeFormat(undefined, { weekday: "short", hour: "2-digit", minute: "2-digit", month: "short", day: "numeric" });
 
@@ -39,6 +40,7 @@ function productCard(p) {
   return h(
     "li",
     { class: "card" },
+    productImage(p, { sizes: "(max-width: 600px) 45vw, 240px" }),
     h("h3", {}, p.title),
     h("p", { class: "muted" }, p.seller.shop_name),
     h("p", { class: "price" }, prices.length ? `from ${money(Math.min(...prices))}` : ""),

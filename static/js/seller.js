@@ -4,6 +4,7 @@
 import {
   api, ApiError, currentUser, h, money, newKey, renderHeader, showError, showTab, submitting, toast, toCents as cents,
 } from "/static/js/api.js";
+import { imageTag, uploadImage } from "/static/js/images.js";
 import { refundForm, shipForm } from "/static/js/orders.js";
 
 const $ = (id) => document.getElementById(id);
@@ -80,6 +81,7 @@ function productCard(product) {
       h("span", { class: "badge" }, product.status),
     ),
     product.description ? h("p", { class: "muted" }, product.description) : null,
+    galleryEditor(product),
     h(
       "div",
       { class: "table-wrap" },
@@ -100,6 +102,64 @@ function productCard(product) {
       ),
     ),
     h("div", { class: "row" }, editForm(product), variantForm(product), archiveButton(product)),
+  );
+}
+
+// The product's pictures in gallery order, each movable left/right and deletable, and an upload control.
+// After any change the list reloads, so what shows is what the server stored.
+function galleryEditor(product) {
+  const images = product.images || [];
+  const change = async (action, done) => {
+    try {
+      await action();
+      toast(done, "ok");
+      await loadProducts();
+    } catch (err) {
+      showError(err);
+    }
+  };
+  const base = `/api/products/${product.id}/images`;
+  const items = images.map((image, i) =>
+    h(
+      "li",
+      { class: "gallery-item", dataset: { imageId: image.id } },
+      imageTag(image, { alt: `Picture ${i + 1} of ${product.title}`, sizes: "120px" }),
+      h(
+        "div",
+        { class: "row" },
+        h("button", {
+          type: "button", class: "small", disabled: i === 0, "aria-label": `Move picture ${i + 1} of ${product.title} left`,
+          onclick: () => change(() => api("PATCH", `${base}/${image.id}`, { position: i - 1 }), "Picture moved."),
+        }, "\u2190"),
+        h("button", {
+          type: "button", class: "small", disabled: i === images.length - 1,
+          "aria-label": `Move picture ${i + 1} of ${product.title} right`,
+          onclick: () => change(() => api("PATCH", `${base}/${image.id}`, { position: i + 1 }), "Picture moved."),
+        }, "\u2192"),
+        h("button", {
+          type: "button", class: "small danger", "aria-label": `Delete picture ${i + 1} of ${product.title}`,
+          onclick: () => {
+            if (confirm("Delete this picture?")) change(() => api("DELETE", `${base}/${image.id}`), "Picture deleted.");
+          },
+        }, "Delete"),
+      ),
+    ),
+  );
+  const inputId = `pictures-${product.id}`;
+  const input = h("input", {
+    id: inputId, type: "file", name: "file", accept: "image/jpeg,image/png,image/webp", class: "visually-hidden",
+    onchange: () => {
+      const file = input.files[0];
+      if (file) change(() => uploadImage(product.id, file), "Picture added.");
+    },
+  });
+  return h(
+    "section",
+    { class: "gallery", "aria-label": `Pictures of ${product.title}` },
+    items.length ? h("ul", { class: "gallery-list" }, ...items) : h("p", { class: "muted small" }, "No pictures yet."),
+    h("label", { for: inputId, class: "button small" }, "Add a picture"),
+    input,
+    h("span", { class: "muted small" }, " JPEG, PNG or WebP"),
   );
 }
 

@@ -2,6 +2,7 @@
 // host's websocket, the live orders feed, viewers and sales chart, chat moderation, stats afterwards.
 import { api, h, money, renderHeader, showFormError, submitting, toast } from "./api.js";
 import { ChatView } from "./chat.js";
+import { imageTag } from "./images.js";
 import * as media from "./media.js";
 import { Room, clock, variantLabel } from "./room.js";
 
@@ -255,6 +256,7 @@ function renderProducts() {
         h(
           "div",
           { class: "row" },
+          p.images?.length ? imageTag(p.images[0], { alt: "", sizes: "40px", className: "product-photo thumb" }) : null,
           h("strong", { class: "grow" }, p.title),
           h("span", { class: "price" }, money(p.variants[0].price_cents)),
           h(

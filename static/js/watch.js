@@ -3,6 +3,7 @@
 import { api, h, money, renderHeader, toast } from "./api.js";
 import { Buying, priceText } from "./buying.js";
 import { ChatView } from "./chat.js";
+import { imageTag } from "./images.js";
 import * as media from "./media.js";
 import { REACTIONS, Room, clock, variantLabel } from "./room.js";
 
@@ -238,7 +239,9 @@ function renderProduct() {
     h(
       "div",
       { class: "product-row" },
-      h("div", { class: "product-image", "aria-hidden": "true" }, p.title.slice(0, 1).toUpperCase()),
+      p.images?.length
+        ? imageTag(p.images[0], { alt: p.title, sizes: "72px", eager: true })
+        : h("div", { class: "product-image", "aria-hidden": "true" }, p.title.slice(0, 1).toUpperCase()),
       h(
         "div",
         { class: "grow stack" },
