@@ -25,10 +25,11 @@ from collections.abc import Callable
 
 import asyncpg
 
-from livehub import demo
+from livehub import demo, demo_images
 from livehub.app import serve as serve_node
 from livehub.auth import PasswordHasher, ensure_admin
 from livehub.dbwatch import CHECK_EVERY_S, DatabaseState, EmbeddedWatch
+from livehub.mediastore import open_store
 from livehub.settings import Settings
 from storage.db import create_pool, migrate
 
@@ -95,6 +96,11 @@ async def _prepare(settings: Settings, *, seed_demo: bool, admin: tuple[str, str
         hasher = PasswordHasher(settings)
         if seed_demo:
             await demo.seed(pool, hasher, fee_bps=settings.platform_fee_bps, hold_s=settings.earnings_hold_s)
+            # Drawn and stored through the node's media store, as an upload would be.
+            async with open_store(settings) as store:
+                await demo_images.seed_images(
+                    pool, store, max_pixels=settings.max_image_pixels, max_images=settings.max_images_per_product
+                )
         if admin:
             created = await ensure_admin(pool, hasher, *admin)
             print(f"{'created' if created else 'promoted'} admin {admin[0]}")

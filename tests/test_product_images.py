@@ -272,3 +272,26 @@ async def test_images_in_the_live_room(make, client):
         assert host.of_type("pin")[0]["product"]["images"][0]["id"] == image["id"]
     finally:
         await host.close()
+
+
+async def test_demo_products_get_drawn_pictures_once(settings, db, client):
+    from livehub import demo, demo_images
+    from livehub.auth import PasswordHasher
+    from storage.db import create_pool
+
+    pool = await create_pool(settings.database_url, min_size=1, max_size=2)
+    try:
+        await demo.seed(pool, PasswordHasher(settings))
+        store = store_of(settings)
+        options = {"max_pixels": settings.max_image_pixels, "max_images": settings.max_images_per_product}
+        stored = await demo_images.seed_images(pool, store, **options)
+        assert stored == sum(len(p) for p in demo_images.PALETTES.values())
+        assert await demo_images.seed_images(pool, store, **options) == 0
+    finally:
+        await pool.close()
+    listing = (await (await client.get("/api/products")).json())["items"]
+    assert listing and all(p["images"] for p in listing)
+    sneakers = next(p for p in listing if p["title"] == demo.PINNED)
+    assert [i["width"] for i in sneakers["images"]] == [900, 900]
+    status, body, _ = await fetch(client, sneakers["images"][0]["sizes"][0]["url"])
+    assert status == 200 and Image.open(io.BytesIO(body)).size == (160, 160)
