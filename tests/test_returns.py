@@ -246,3 +246,19 @@ async def test_a_return_request_is_checked(client, make, db):
     twice = [{"variant_id": v, "quantity": 1}, {"variant_id": v, "quantity": 2}]
     await error_of(await ask(client, buyer, order["id"], items=twice), 422)
     assert await db.fetchval("SELECT count(*) FROM order_returns") == 0
+
+
+async def test_an_approval_retried_with_its_key_refunds_once(client, make, db):
+    seller, buyer = await shop(client, make)
+    order = await delivered(client, buyer, seller, [(await variant(make, seller), 1)])
+    await ok(await ask(client, buyer, order["id"]), 201)
+    paid = await balance(client, buyer)
+
+    url = f"/api/orders/{order['id']}/return/approve"
+    headers = {**seller.headers, "Idempotency-Key": "approve-1"}
+    first = await client.post(url, headers=headers)
+    body = await ok(first)
+    again = await client.post(url, headers=headers)
+    assert await ok(again) == body and again.headers["Idempotent-Replayed"] == "true"
+    assert await balance(client, buyer) == paid + order["total_cents"]
+    assert await db.fetchval("SELECT count(*) FROM order_events WHERE to_status = 'refunded'") == 1
