@@ -270,6 +270,17 @@ async def test_images_in_the_live_room(make, client):
         assert (await host.request("pin", product_id=show.products[0]["id"]))["type"] != "error"
         await host.wait_for(lambda v: v.of_type("pin"))
         assert host.of_type("pin")[0]["product"]["images"][0]["id"] == image["id"]
+        # A picture added during the show comes with the next pin, and a later joiner's welcome has it.
+        added = await upload(client, show.seller, show.products[0]["id"], picture("PNG", (200, 200)))
+        assert (await host.request("unpin"))["type"] != "error"
+        assert (await host.request("pin", product_id=show.products[0]["id"]))["type"] != "error"
+        await host.wait_for(lambda v: len(v.of_type("pin")) == 2)
+        assert [i["id"] for i in host.of_type("pin")[1]["product"]["images"]] == [image["id"], added["id"]]
+        late = await Viewer.connect(client, show.id)
+        try:
+            assert [i["id"] for i in late.welcome["state"]["pinned"]["images"]] == [image["id"], added["id"]]
+        finally:
+            await late.close()
     finally:
         await host.close()
 

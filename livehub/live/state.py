@@ -113,6 +113,9 @@ class RoomState:
                 if (mine := self.variants.get(str(variant["id"]))) is not None:
                     mine["available"] = variant["available"]
             self.pinned = self.product(pinned["id"]) or pinned
+            # Pictures added since the show started come with the pin (later joiners see them too).
+            if "images" in pinned:
+                self.pinned["images"] = pinned["images"]
         elif kind == "unpin":
             self.pinned = None
         elif kind == "stream_status":
