@@ -8,6 +8,7 @@ import { $, badge, emptyRow, fmt, loadPage, personCell, state, when } from "/sta
 import { accountAction } from "/static/js/admin-accounts.js";
 import { loadAudit, setupAudit } from "/static/js/admin-audit.js";
 import { loadCategories, setupCategories } from "/static/js/admin-categories.js";
+import { setupReviews } from "/static/js/admin-reviews.js";
 
 const day = (iso) => new Date(`${iso}T00:00:00Z`).toLocaleDateString(undefined, { month: "short", day: "numeric", timeZone: "UTC" });
 
@@ -20,6 +21,7 @@ const loaders = {
   wallets: () => loadWallets(false),
   payouts: () => loadPayouts(false),
   categories: loadCategories,
+  reviews: async () => $("review-id").focus(),
   audit: () => loadAudit(false),
 };
 
@@ -396,6 +398,7 @@ async function start() {
   $("wallets-more").addEventListener("click", () => loadWallets(true).catch(showError));
   setupCategories();
   setupAudit();
+  setupReviews();
   window.addEventListener("hashchange", () => showTab(loaders));
   new ResizeObserver(drawChart).observe($("stats-chart"));
   showTab(loaders);

@@ -6,6 +6,7 @@ import {
 } from "/static/js/api.js";
 import { imageTag, uploadImage } from "/static/js/images.js";
 import { refundForm, shipForm } from "/static/js/orders.js";
+import { loadReturns, loadReviews, loadShipping, returnActions, setupService } from "/static/js/seller-service.js";
 
 const $ = (id) => document.getElementById(id);
 const state = { seller: null, currency: "USD", categories: [], orderCursor: null, importing: null };
@@ -28,7 +29,14 @@ const statusLabel = (status) => status.replace("_", " ");
 
 // -- tabs: plain links to #products, #orders, #earnings; one panel shown at a time ---------------------
 
-const loaders = { products: loadProducts, orders: () => loadOrders(true), earnings: loadEarnings };
+const loaders = {
+  products: loadProducts,
+  orders: () => loadOrders(true),
+  earnings: loadEarnings,
+  shipping: loadShipping,
+  returns: loadReturns,
+  reviews: () => loadReviews(state.seller.id),
+};
 
 // -- products ------------------------------------------------------------------------------------------
 
@@ -522,6 +530,8 @@ function fillOrderRow(row, order) {
       ),
     );
   }
+  const decide = returnActions(order, (updated) => fillOrderRow(row, updated));
+  if (decide) actions.append(decide);
   if (["paid", "shipped", "delivered", "partially_refunded"].includes(order.status)) {
     actions.append(refundForm(order, (updated) => fillOrderRow(row, updated), state.currency));
   }
@@ -655,6 +665,7 @@ async function start() {
   $("orders-status").addEventListener("change", () => loadOrders(true).catch(showError));
   $("orders-more").addEventListener("click", () => loadOrders(false).catch(showError));
   $("payout-form").addEventListener("submit", requestPayout);
+  setupService();
   window.addEventListener("hashchange", () => showTab(loaders));
   await loadCategories().catch(showError);
   showTab(loaders);
