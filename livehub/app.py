@@ -177,6 +177,15 @@ PAGES = {
     "/seller": "seller.html",
     "/admin": "admin.html",
     "/security": "security.html",
+    # The buyer's shop pages.
+    "/products/{id}": "product.html",
+    "/shops/{id}": "shop.html",
+    "/cart": "cart.html",
+    "/checkout": "checkout.html",
+    "/orders": "orders.html",
+    "/orders/{id}": "order.html",
+    "/wallet": "wallet.html",
+    "/account": "account.html",
 }
 
 

@@ -4,11 +4,13 @@ from datetime import datetime
 from uuid import UUID
 
 from aiohttp import web
+from pydantic import Field
 
 from livehub import keys
 from livehub.api.models import LongText, Text
 from livehub.api.routing import Api, Model, Out, path_id, principal, resolve_principal
 from livehub.shop import sellers
+from livehub.shop.following import is_following
 
 api = Api("sellers")
 # A seller's id in the path, a UUID with or without dashes. Left unconstrained, the parameter would also
@@ -37,6 +39,14 @@ class SellerEnvelope(Out):
     seller: SellerOut
 
 
+class PublicSellerOut(SellerOut):
+    following: bool | None = Field(None, description="whether you follow the shop; null when not signed in")
+
+
+class PublicSellerEnvelope(Out):
+    seller: PublicSellerOut
+
+
 class FollowOut(Out):
     seller_id: UUID
     following: bool
@@ -50,11 +60,15 @@ async def apply(request: web.Request, body: SellerApplyIn) -> SellerEnvelope:
     return SellerEnvelope(seller=seller)
 
 
-@api.get(SELLER, auth="optional", response=SellerEnvelope)
-async def get_seller(request: web.Request) -> SellerEnvelope:
-    """A shop's public profile"""
+@api.get(SELLER, auth="optional", response=PublicSellerEnvelope)
+async def get_seller(request: web.Request) -> PublicSellerEnvelope:
+    """A shop's public profile (and whether you follow it, for its storefront's Follow button)"""
     viewer = await resolve_principal(request)
-    return SellerEnvelope(seller=await sellers.public_seller(request.app[keys.POOL], path_id(request), viewer))
+    pool = request.app[keys.POOL]
+    seller = await sellers.public_seller(pool, path_id(request), viewer)
+    if viewer is not None:
+        seller = {**seller, "following": await is_following(pool, viewer.user_id, path_id(request))}
+    return PublicSellerEnvelope(seller=seller)
 
 
 @api.post(SELLER + "/follow", auth="user", response=FollowOut)

@@ -1,5 +1,6 @@
 // Home: who is live now, what is scheduled, and the catalog search.
-import { api, h, money, renderHeader, toast, wsUrl } from "./api.js";
+import { api, h, money, toast, wsUrl } from "./api.js";
+import { shopHeader } from "./shop.js";
 import { productImage } from "./images.js";
 
 const when = new Intl.DateTimeFormat(undefined, { weekday: "short", hour: "2-digit", minute: "2-digit", month: "short", day: "numeric" });
@@ -18,7 +19,7 @@ function streamCard(s) {
       live ? h("span", { class: "badge viewers" }, `${s.viewers} watching`) : null,
     ),
     h("h3", {}, h("a", { href: `/watch/${s.id}` }, s.title)),
-    h("p", { class: "muted" }, s.seller.shop_name),
+    h("p", { class: "muted" }, h("a", { href: `/shops/${s.seller.id}` }, s.seller.shop_name)),
     live ? null : h("p", {}, s.scheduled_at ? when.format(new Date(s.scheduled_at)) : "Date to be announced"),
     products ? h("p", { class: "muted small" }, products) : null,
   );
@@ -41,8 +42,8 @@ function productCard(p) {
     "li",
     { class: "card" },
     productImage(p, { sizes: "(max-width: 600px) 45vw, 240px" }),
-    h("h3", {}, p.title),
-    h("p", { class: "muted" }, p.seller.shop_name),
+    h("h3", {}, h("a", { href: `/products/${p.id}` }, p.title)),
+    h("p", { class: "muted" }, h("a", { href: `/shops/${p.seller.id}` }, p.seller.shop_name)),
     h("p", { class: "price" }, prices.length ? `from ${money(Math.min(...prices))}` : ""),
   );
 }
@@ -75,7 +76,7 @@ function listen() {
   };
 }
 
-renderHeader().then((user) => user && listen());
+shopHeader().then((user) => user && listen());
 loadStreams().catch((err) => toast(err.message, "error"));
 loadProducts("").catch((err) => toast(err.message, "error"));
 // Viewer counts and who is live change: refresh now and then while the page is open.

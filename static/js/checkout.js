@@ -1,0 +1,67 @@
+// Checkout (/checkout?address_id=): what the cart will cost, shipped where, then one press places it
+// (one order per shop), paid from the wallet.
+import { api, h, money, newKey, showError, submitting } from "./api.js";
+import { blocker, shopLines, totals } from "./cart-view.js";
+import { addressLine, requireUser, shopHeader } from "./shop.js";
+
+const $ = (id) => document.getElementById(id);
+const addressId = new URLSearchParams(location.search).get("address_id");
+// One key for this page's order: pressing twice, or a retry after a lost answer, places it once.
+const key = newKey();
+let cart = null;
+
+async function load() {
+  cart = await api("GET", "/api/cart" + (addressId ? `?address_id=${encodeURIComponent(addressId)}` : ""));
+  $("loading").hidden = true;
+  if (!cart.items.length) {
+    $("cart-empty").hidden = false;
+    return;
+  }
+  $("lines").replaceChildren(
+    ...cart.items.map((l) =>
+      h("li", { class: "row spread" },
+        h("span", {}, `${l.quantity} × ${l.title}`, h("span", { class: "muted small" }, ` (${l.sku})`)),
+        h("span", {}, money(l.unit_price_cents * l.quantity)))),
+  );
+  $("ship-to").textContent = cart.address ? addressLine(cart.address) : "Nothing to ship (digital items only).";
+  if (!cart.address && cart.address_required) $("ship-to").textContent = "No address yet.";
+  $("shops").replaceChildren(...shopLines(cart));
+  $("totals").replaceChildren(...totals(cart));
+  const why = blocker(cart);
+  $("place-order").disabled = !!why;
+  $("place").querySelector(".form-error").textContent = why;
+  $("review").hidden = false;
+}
+
+$("place").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const form = event.target;
+  const body = cart.address ? { address_id: cart.address.id } : {};
+  const result = await submitting(form, () =>
+    api("POST", "/api/cart/checkout", body, { headers: { "Idempotency-Key": key } })).catch((err) => {
+    explain(form, err);
+    return null;
+  });
+  if (!result) return;
+  location.assign(result.orders.length === 1 ? `/orders/${result.order.id}` : "/orders");
+});
+
+// The refusals the buyer can do something about, each with where to go.
+function explain(form, err) {
+  const slot = form.querySelector(".form-error");
+  if (err.code === "insufficient_funds") {
+    slot.replaceChildren(`Your wallet's balance is too low for ${money(cart.total_cents ?? cart.subtotal_cents)}. `,
+      h("a", { href: "/wallet" }, "Top up your wallet"), ", then come back.");
+  } else if (err.details?.reason === "not_shipped") {
+    slot.replaceChildren(`${err.message}. `, h("a", { href: "/cart" }, "Choose another address"), ".");
+  } else if (err.details?.reason === "address_required") {
+    slot.replaceChildren("Some items ship: ", h("a", { href: "/cart" }, "choose or add an address"), ".");
+  } else if (err.code === "out_of_stock") {
+    slot.replaceChildren(`${err.message}. `, h("a", { href: "/cart" }, "Change your cart"), ".");
+  }
+}
+
+requireUser().then(() => {
+  shopHeader();
+  return load();
+}).catch(showError);
