@@ -338,6 +338,7 @@ function renderLineup() {
         h(
           "div",
           { class: "row" },
+          p.images?.length ? imageTag(p.images[0], { alt: "", sizes: "48px", className: "lineup-photo" }) : null,
           h("strong", { class: "grow lineup-title" }, p.title),
           pinned ? h("span", { class: "badge" }, "Pinned") : null,
           onSale ? h("span", { class: "badge flash" }, "Flash sale") : null,

@@ -1,8 +1,9 @@
-"""The viewer page's shop: the show's whole line-up, each product buyable (the pinned one marked); where
-buys ship ('Ships to … · change'), an address asked for inline when there is none or the shop does not ship
-there; a confirmation for buys over the viewer's threshold; Buy disabled once the per-buyer limit is
-reached."""
+"""The viewer page's shop: the show's whole line-up, each product buyable (the pinned one marked, pictures
+shown); where buys ship ('Ships to … · change'), an address asked for inline when there is none or the
+shop does not ship there; a confirmation for buys over the viewer's threshold; Buy disabled once the
+per-buyer limit is reached."""
 
+from image_helpers import picture, upload
 from playwright.async_api import expect
 
 from live_helpers import Viewer
@@ -50,6 +51,7 @@ async def test_lineup_confirmation_and_per_buyer_limit(open_page, make, client, 
     scarf = await make.product(
         seller, title="Wool scarf", variants=[{"sku": "LU-SCARF", "price_cents": 6000, "stock": 5}]
     )
+    await upload(client, seller, scarf["id"], picture(), filename="scarf.jpg")
     stream, host = await live_show(client, make, seller, [(shirt, 3500, 1), (scarf, None, None)])
     buyer = await funded(client, await make.user())
     page = await open_page(f"/watch/{stream['id']}", buyer)
@@ -64,6 +66,9 @@ async def test_lineup_confirmation_and_per_buyer_limit(open_page, make, client, 
     await expect(items.nth(1)).to_contain_text("$60.00")
     await expect(items.nth(1)).to_contain_text("5 left")
     await expect(items.nth(1)).not_to_have_attribute("aria-current", "true")
+    # The scarf's picture; the shirt has none.
+    await expect(items.nth(1).locator("img.lineup-photo")).to_have_count(1)
+    await expect(items.nth(0).locator("img")).to_have_count(0)
     await expect(page.locator("#ship-to-text")).to_have_text(f"Ships to {buyer.user['display_name']}, Springfield, US")
 
     # $60 is over the default $50: the buy asks first; cancelling buys nothing.
