@@ -89,6 +89,10 @@ async def test_type_is_sniffed_not_trusted(make, client):
         res = await upload(client, seller, product["id"], data, status=422, filename=name, content_type="image/jpeg")
         error = await error_of(res, 422, "validation_error")
         assert error["details"]["reason"] == "unsupported_type"
+    # A JPEG cut short: its header reads, its pixels do not.
+    whole = picture("JPEG", (600, 400))
+    res = await upload(client, seller, product["id"], whole[: len(whole) // 2], status=422)
+    assert (await error_of(res, 422, "validation_error"))["details"]["reason"] == "corrupt"
     # A real PNG sent as "text/plain" named .txt is a PNG.
     await upload(
         client, seller, product["id"], picture("PNG", (40, 40)), filename="notes.txt", content_type="text/plain"

@@ -66,7 +66,9 @@ def renditions(data: bytes, *, max_pixels: int) -> list[Rendition]:
             upright = ImageOps.exif_transpose(image)
         except (Image.DecompressionBombError, Image.DecompressionBombWarning):
             raise _too_many_pixels(max_pixels) from None
-        except (OSError, ValueError, SyntaxError, EOFError) as exc:
+        except Exception as exc:
+            # Pillow's decoders and EXIF parser raise many kinds (OSError, ValueError, SyntaxError, struct.error,
+            # KeyError...) on bytes that only look like a picture: all of them are the upload's fault.
             raise UnsupportedImage("the image could not be read", {"reason": "corrupt"}) from exc
         mode = "RGBA" if upright.has_transparency_data else "RGB"
         upright = upright.convert(mode)
