@@ -217,7 +217,7 @@ function renderProduct() {
       : null;
 
   let buy;
-  const atLimit = limitReached(p);
+  const atLimit = limitReached(p, onSale);
   if (!signedIn) {
     buy = h("a", { class: "button primary", href: `/signin?next=${encodeURIComponent(location.pathname)}` }, "Sign in to buy");
   } else {
@@ -253,7 +253,7 @@ function renderProduct() {
       ),
     ),
     variantPicker,
-    signedIn ? limitNote(p, "limit-note") : null,
+    signedIn && !onSale ? limitNote(p, "limit-note") : null,
     h("div", { class: "row buy-row" }, buy, state.me ? h("span", { class: "muted small", id: "wallet" }, state.wallet != null ? `Wallet: ${money(state.wallet)}` : "") : null),
     h("p", { id: "purchase-result", class: `purchase-result ${result?.kind || ""}`, role: "status" }, result?.text || ""),
   ];
@@ -264,8 +264,11 @@ function renderProduct() {
 
 // ---- the line-up: every product of the show, each buyable, the pinned one marked ----------------------
 
-function limitReached(product) {
+// The show's per-buyer limit; a flash sale has its own instead (the server counts its units apart), so a
+// buy of the option on sale is never held back here.
+function limitReached(product, onSale = false) {
   const limit = product.per_buyer_limit;
+  if (onSale) return false;
   return limit != null && (state.bought.get(product.id) || 0) >= limit;
 }
 
@@ -299,7 +302,7 @@ function renderLineup() {
       const left = state.stock.get(v.id) ?? v.available;
       const price = onSale ? flash.price_cents : v.price_cents;
       const pinned = p.id === pinnedId;
-      const atLimit = limitReached(p);
+      const atLimit = limitReached(p, onSale);
       const result = state.result?.productId === p.id ? state.result : null;
       const picker =
         p.variants.length > 1
@@ -351,7 +354,7 @@ function renderLineup() {
           picker,
           buy,
         ),
-        state.me ? limitNote(p, null) : null,
+        state.me && !onSale ? limitNote(p, null) : null,
         result ? h("p", { class: `purchase-result ${result.kind}`, role: pinned ? null : "status" }, result.text) : null,
       );
     }),

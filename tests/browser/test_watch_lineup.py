@@ -106,6 +106,15 @@ async def test_lineup_confirmation_and_per_buyer_limit(open_page, make, client, 
     await expect(again.locator("#lineup .lineup-item").nth(1)).to_contain_text("Bought!", timeout=WAIT_MS)
     await expect(again.locator("#confirm-box")).to_be_hidden()
     assert await db.fetchval("SELECT count(*) FROM orders") == 3
+
+    # A flash sale has its own limit: the shirt on sale is buyable again, at the sale's price.
+    medium = next(v["id"] for v in shirt["variants"] if v["sku"] == "LU-M")
+    sale = {"variant_id": medium, "price_cents": 2000, "quantity": 3, "duration_s": 120}
+    assert (await host.request("flash_sale", **sale))["type"] == "ack"
+    await expect(again.locator("#buy")).to_have_text("Buy now · $20.00", timeout=WAIT_MS)
+    await again.locator("#buy").click()
+    await expect(again.locator("#purchase-result")).to_contain_text("Bought!", timeout=WAIT_MS)
+    assert await db.fetchval("SELECT count(*) FROM orders") == 4
     await host.close()
 
 
