@@ -274,7 +274,8 @@ def sign_in_help(base_url: str) -> str:
             f"  seller:    {SELLER}",
             "  viewers:   viewer1@demo.livehub … viewer20@demo.livehub",
             "             each with demo money in the wallet and a default address; viewer1-3 have past orders",
-            "  the seller has earnings from those orders available: ask for a payout under /seller",
+            f"  the seller has earnings from those orders available: a payout at {base_url}/seller#earnings",
+            "             (with two-factor sign-in on, as for the admin)",
             f"  password (every demo account): {PASSWORD}",
         ]
     )

@@ -118,3 +118,10 @@ async def test_demo_seller_can_ask_for_a_payout_and_viewers_can_buy_goods_that_s
     assert res.status == 201, await res.text()
     (order,) = (await res.json())["orders"]
     assert order["address"]["city"] == address["city"]
+
+
+def test_sign_in_help_claims_no_fixed_wallet_balance():
+    """The past orders spent some viewers' money: the help names no balance, and says where the payout is."""
+    text = demo.sign_in_help("http://127.0.0.1:8080")
+    assert f"{demo.VIEWER_WALLET_CENTS // 100:,}" not in text and "1,000.00" not in text
+    assert "http://127.0.0.1:8080/seller#earnings" in text and "default address" in text
