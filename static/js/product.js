@@ -1,7 +1,9 @@
 // A product's page (/products/{id}): gallery, options with price and stock, the shop, reviews;
 // Add to cart, or Buy now (one order for the chosen option, shipped to the default address).
 import { ApiError, api, currentUser, h, money, newKey, showError, submitting, toast } from "./api.js";
-import { addressLine, dateTime, imageTag, pathId, picture, refreshCartCount, shopHeader } from "./shop.js";
+import {
+  addressBody, addressFields, addressLine, dateTime, imageTag, pathId, picture, refreshCartCount, shopHeader,
+} from "./shop.js";
 
 const $ = (id) => document.getElementById(id);
 const productId = pathId();
@@ -53,6 +55,7 @@ function showVariant(v) {
 // Goods that ship go to the default address; a digital code needs none.
 async function showShipTo() {
   const slot = $("ship-to");
+  $("buy-address").hidden = true;
   if (!state.variant || state.variant.digital) {
     slot.textContent = state.variant?.digital ? "A digital code: shown on your order as soon as you buy." : "";
     return;
@@ -73,7 +76,22 @@ async function showShipTo() {
     h("a", { href: "/account#addresses" }, state.defaultAddress ? "change" : "add one"),
     state.defaultAddress ? "; or use Add to cart to choose another)." : ", or use Add to cart and add one there).",
   );
+  // No address yet: ask for it here, so Buy now can ship.
+  $("buy-address").hidden = !!state.defaultAddress;
 }
+
+$("buy-address-fields").replaceChildren(...addressFields("buy-address"));
+$("buy-address-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const form = event.target;
+  const body = { ...addressBody(form), is_default: true }; // read before submitting() disables the fields
+  const result = await submitting(form, () => api("POST", "/api/me/addresses", body)).catch(() => null);
+  if (result) {
+    state.defaultAddress = result.address;
+    toast("Address saved: Buy now ships there.", "ok");
+    await showShipTo();
+  }
+});
 
 function showProduct(p) {
   state.product = p;
@@ -181,8 +199,9 @@ function explainBuyError(form, err) {
   if (err.code === "insufficient_funds") {
     slot.replaceChildren("Your wallet's balance is too low for this. ", h("a", { href: "/wallet" }, "Top up your wallet"), ".");
   } else if (err.details?.reason === "address_required") {
-    slot.replaceChildren("This ships: add an address first. ", h("a", { href: "/account#addresses" }, "Add an address"),
-      " or use Add to cart and add one there.");
+    slot.replaceChildren("This ships: tell us where first (below).");
+    $("buy-address").hidden = false;
+    $("buy-address").open = true;
   } else if (err.details?.reason === "not_shipped") {
     slot.replaceChildren(`${state.product.seller.shop_name} does not ship to your default address. `,
       h("a", { href: "/account#addresses" }, "Choose another default address"), ".");

@@ -5,6 +5,7 @@ page's links to products and shops."""
 
 import re
 
+from image_helpers import picture, upload
 from playwright.async_api import expect
 
 from helpers import balance, top_up
@@ -244,3 +245,79 @@ async def test_home_links_products_and_shops_and_the_shop_pages(open_page, make)
 async def test_signed_out_the_buyer_pages_ask_to_sign_in(open_page):
     page = await open_page("/cart")
     await expect(page).to_have_url(re.compile(r"/signin\?next=%2Fcart$"), timeout=WAIT_MS)
+
+
+async def test_buy_now_asks_for_the_address_when_there_is_none(open_page, make):
+    seller = await make.seller()
+    product = await make.product(
+        seller, title="Desk plant", variants=[{"sku": "PLANT-1", "price_cents": 1800, "stock": 3}]
+    )
+    buyer = await make.user(address=False)
+    await top_up(make.client, buyer, 5_000)
+
+    page = await open_page(f"/products/{product['id']}", buyer)
+    await expect(page.locator("#ship-to")).to_contain_text("you have none yet", timeout=WAIT_MS)
+    await page.get_by_text("Where should it go?").click()
+    form = page.locator("#buy-address-form")
+    await form.get_by_label("Full name").fill("Grace Buyer")
+    await form.get_by_label("Address line 1").fill("7 Compiler Lane")
+    await form.get_by_label("City", exact=True).fill("Arlington")
+    await form.get_by_label("Country (2 letters, e.g. US)").fill("us")
+    await form.get_by_role("button", name="Save address").click()
+    await expect(page.locator("#ship-to")).to_contain_text("Ships to Grace Buyer, 7 Compiler Lane", timeout=WAIT_MS)
+    await expect(page.locator("#buy-address")).to_be_hidden()
+
+    await page.get_by_role("button", name="Buy now").click()
+    await expect(page).to_have_url(re.compile(r"/orders/[0-9a-f-]{36}$"), timeout=WAIT_MS)
+    await expect(page.locator("#address")).to_contain_text("7 Compiler Lane, Arlington, US", timeout=WAIT_MS)
+    assert await balance(make.client, buyer) == 5_000 - 1_800
+
+
+async def test_product_gallery_switches_pictures(open_page, make):
+    seller = await make.seller()
+    product = await make.product(seller, title="Red and blue")
+    first = await upload(make.client, seller, product["id"], picture("PNG", (800, 800), (200, 30, 30)))
+    second = await upload(make.client, seller, product["id"], picture("PNG", (800, 800), (30, 30, 200)))
+
+    page = await open_page(f"/products/{product['id']}")
+    main = page.locator("#gallery-main img")
+    await expect(main).to_have_attribute("src", first["url"], timeout=WAIT_MS)
+    await expect(page.locator("#gallery-thumbs button")).to_have_count(2)
+    await page.get_by_role("button", name="Show picture 2").click()
+    await expect(main).to_have_attribute("src", second["url"])
+    await expect(page.get_by_role("button", name="Show picture 2")).to_have_attribute("aria-pressed", "true")
+    # The picture really loads from the server.
+    assert await main.evaluate("img => img.complete && img.naturalWidth > 0")
+
+
+async def test_cart_changes_quantity_removes_and_says_where_a_shop_does_not_ship(open_page, make):
+    seller = await make.seller(shop_name="Local Only")
+    await make.client.put(
+        "/api/seller/shipping",
+        json={"flat_rate_cents": 300, "free_over_cents": None, "countries": ["US"]},
+        headers=seller.headers,
+    )
+    kept = await make.product(seller, title="Jam", variants=[{"sku": "JAM-1", "price_cents": 400, "stock": 9}])
+    dropped = await make.product(seller, title="Honey", variants=[{"sku": "HON-1", "price_cents": 700, "stock": 9}])
+    buyer = await make.user()  # default address in the US
+    abroad = await make.address(buyer, line1="3 Rue Lointaine", city="Lyon", country="FR")
+    for p in (kept, dropped):
+        body = {"variant_id": p["variants"][0]["id"]}
+        await ok(await make.client.post("/api/cart/items", json=body, headers=buyer.headers))
+
+    page = await open_page("/cart", buyer)
+    await expect(page.locator('dd[data-total="total"]')).to_have_text("$14.00", timeout=WAIT_MS)
+    await page.get_by_label("Quantity of Jam").fill("3")
+    await page.get_by_label("Quantity of Jam").press("Enter")
+    await page.get_by_label("Quantity of Jam").blur()
+    await expect(page.locator('dd[data-total="subtotal"]')).to_have_text("$19.00", timeout=WAIT_MS)
+    await page.get_by_role("button", name="Remove Honey").click()
+    await expect(page.locator("#lines")).not_to_contain_text("Honey", timeout=WAIT_MS)
+    await expect(page.locator('dd[data-total="total"]')).to_have_text("$15.00")
+    await expect(page.locator("#cart-count")).to_have_text("3")
+
+    await page.get_by_label(re.compile("3 Rue Lointaine")).check()
+    await expect(page.locator("#shops")).to_contain_text("does not ship to this address", timeout=WAIT_MS)
+    await expect(page.locator("#summary-note")).to_contain_text("Local Only does not ship to this address")
+    await expect(page.get_by_role("link", name="Check out")).to_be_hidden()
+    assert f"address_id={abroad['id']}" in page.url
