@@ -11,7 +11,7 @@ from pydantic import AfterValidator, Field, StringConstraints, WithJsonSchema, m
 from livehub import keys
 from livehub.api.models import Amount, Page, PageQuery, Text
 from livehub.api.routing import Api, Model, Out, db, path_id, principal
-from livehub.api.shipping import AddressIn
+from livehub.api.shipping import AddressIn, AddressOut
 from livehub.shop import cart, orders
 
 api = Api("orders")
@@ -184,19 +184,6 @@ class CartLineOut(Out):
     purchasable: bool
 
 
-class AddressRef(Out):
-    id: UUID
-    name: str
-    line1: str
-    line2: str | None
-    city: str
-    region: str | None
-    postal_code: str | None
-    country: str
-    phone: str | None
-    is_default: bool
-
-
 class SellerQuoteOut(Out):
     seller_id: UUID
     shop_name: str
@@ -211,7 +198,7 @@ class SellerQuoteOut(Out):
 class CartOut(Out):
     items: list[CartLineOut]
     subtotal_cents: int
-    address: AddressRef | None = Field(description="the address shipping is quoted to")
+    address: AddressOut | None = Field(description="the address shipping is quoted to")
     address_required: bool = Field(description="goods in the cart ship and you have no address yet")
     sellers: list[SellerQuoteOut] = Field(description="one order each at checkout")
     shipping_cents: int | None = Field(description="null while any shop's shipping is unknown")
