@@ -1,6 +1,6 @@
 """Product pictures in Chromium: the seller adds one in the back office (an upload control per product),
 sees its preview, adds a second and moves it first, and the home page's product card shows the first
-picture with its sizes in srcset, lazily loaded."""
+picture with its sizes in srcset, lazily loaded; the viewer page shows the pinned product's picture."""
 
 import io
 
@@ -9,6 +9,8 @@ from PIL import Image
 from playwright.async_api import expect
 
 from conftest import settings_for
+from live_helpers import Viewer
+from tests.image_helpers import upload
 
 TIMEOUT = 15_000  # ms: generous, two busy cores
 
@@ -74,3 +76,26 @@ async def test_seller_uploads_a_picture_and_it_shows_on_the_home_card(make, open
                     return Array.from(g.getImageData(2, 2, 1, 1).data.slice(0, 3)); }"""
     )
     assert colour[2] > 150 and colour[0] < 100, colour
+
+
+async def test_the_pinned_product_shows_its_picture_on_the_viewer_page(make, client, open_page):
+    seller = await make.seller()
+    lamp = await make.product(seller, title="Moon lamp")
+    image = await upload(client, seller, lamp["id"], png((250, 250, 120), (500, 500)))
+    res = await client.post(
+        "/api/streams", json={"title": "Lamps", "products": [{"product_id": lamp["id"]}]}, headers=seller.headers
+    )
+    stream = (await res.json())["stream"]
+    assert (await client.post(f"/api/streams/{stream['id']}/start", headers=seller.headers)).status == 200
+    host = await Viewer.connect(client, stream["id"], seller)
+    try:
+        assert (await host.request("pin", product_id=lamp["id"]))["type"] != "error"
+        page = await open_page(f"/watch/{stream['id']}")
+        expect.set_options(timeout=TIMEOUT)
+        await expect(page.locator("#product-title")).to_have_text("Moon lamp")
+        picture = page.locator("#product img.product-photo")
+        await expect(picture).to_have_attribute("alt", "Moon lamp")
+        assert image["sizes"][0]["url"] in await picture.get_attribute("srcset")
+        await loaded(page, picture)
+    finally:
+        await host.close()
