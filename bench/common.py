@@ -308,6 +308,15 @@ async def migrate(conn) -> None:
     await migrate_schema(conn)
 
 
+async def give_addresses(conn, user_ids: list) -> None:
+    """A default shipping address for each buyer: the bench shops sell goods that ship, which need one."""
+    await conn.execute(
+        """INSERT INTO addresses (user_id, name, line1, city, country, is_default)
+           SELECT u, 'Bench buyer', '1 Bench Street', 'Berlin', 'DE', true FROM unnest($1::uuid[]) u""",
+        user_ids,
+    )
+
+
 async def wait_ready(base: str, server: subprocess.Popen, timeout: float = 60.0) -> None:
     """Poll `base`/healthz until it answers 200; fails early if the server process exits."""
     import contextlib

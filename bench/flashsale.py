@@ -70,6 +70,7 @@ from common import (
     cpu_ticks,
     ensure_database,
     free_port,
+    give_addresses,
     handshake_request,
     ints,
     loadavg,
@@ -349,6 +350,7 @@ class Bench:
                     [hash_token(t) for t in self.tokens],
                     ids,
                 )
+                await give_addresses(conn, ids)
             await conn.execute("SELECT top_up(u, $2, 'flashsale bench') FROM unnest($1::uuid[]) u", ids, WALLET)
         finally:
             await conn.close()

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import asyncpg
-from common import ints, log, migrate, with_database
+from common import give_addresses, ints, log, migrate, with_database
 
 from storage.db import create_pool, init_connection
 
@@ -118,6 +118,7 @@ async def seed(conn: asyncpg.Connection, buyers: int) -> World:
         buyers,
     )
     buyer_ids = [r["id"] for r in ids]
+    await give_addresses(conn, buyer_ids)
     await conn.execute("SELECT top_up(u, $2, 'bench') FROM unnest($1::uuid[]) u", buyer_ids, WALLET)
     await conn.execute("ANALYZE")
     return World(str(variant), str(stream), [str(b) for b in buyer_ids])
