@@ -321,3 +321,29 @@ async def test_cart_changes_quantity_removes_and_says_where_a_shop_does_not_ship
     await expect(page.locator("#summary-note")).to_contain_text("Local Only does not ship to this address")
     await expect(page.get_by_role("link", name="Check out")).to_be_hidden()
     assert f"address_id={abroad['id']}" in page.url
+
+
+async def test_product_reviews_page_with_show_more(open_page, make):
+    seller = await make.seller()
+    product = await make.product(seller, title="Notebook", variants=[{"sku": "NB-1", "price_cents": 500, "stock": 20}])
+    tracking = {"carrier": "Parcel Co", "tracking_number": "PC1"}
+    for n in range(6):
+        buyer = await make.user()
+        await top_up(make.client, buyer, 1_000)
+        body = {"items": [{"variant_id": product["variants"][0]["id"]}]}
+        order = (await ok(await make.client.post("/api/orders", json=body, headers=buyer.headers), 201))["order"]
+        await ok(await make.client.post(f"/api/orders/{order['id']}/ship", json=tracking, headers=seller.headers))
+        await ok(await make.client.post(f"/api/orders/{order['id']}/deliver", headers=buyer.headers))
+        review = {"order_id": order["id"], "rating": 5 if n % 2 else 3, "text": f"Review number {n}"}
+        res = await make.client.post(f"/api/products/{product['id']}/reviews", json=review, headers=buyer.headers)
+        await ok(res, 201)
+
+    page = await open_page(f"/products/{product['id']}")
+    reviews = page.locator("#reviews article.review")
+    await expect(reviews).to_have_count(5, timeout=WAIT_MS)
+    await expect(page.locator("#product-rating")).to_contain_text("4.0 out of 5 · 6 reviews")
+    await expect(reviews.first).to_contain_text("Review number 5")
+    await page.get_by_role("button", name="Show more").click()
+    await expect(reviews).to_have_count(6, timeout=WAIT_MS)
+    await expect(reviews.last).to_contain_text("Review number 0")
+    await expect(page.get_by_role("button", name="Show more")).to_be_hidden()
