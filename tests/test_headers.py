@@ -12,7 +12,17 @@ import pytest
 from livehub.app import create_app
 from livehub.settings import Settings
 
-PAGES = ["/", "/signin", f"/watch/{uuid.uuid4()}", "/studio", "/seller", "/admin"]
+PAGES = ["/", "/signin", f"/watch/{uuid.uuid4()}", "/studio", "/seller", "/admin"] + [
+    # The buyer's shop pages.
+    f"/products/{uuid.uuid4()}",
+    f"/shops/{uuid.uuid4()}",
+    "/cart",
+    "/checkout",
+    "/orders",
+    f"/orders/{uuid.uuid4()}",
+    "/wallet",
+    "/account",
+]
 NOT_PAGES = [
     "/api/products",
     "/api/openapi.json",
