@@ -11,7 +11,11 @@ const key = newKey();
 let cart = null;
 
 async function load() {
-  cart = await api("GET", "/api/cart" + (addressId ? `?address_id=${encodeURIComponent(addressId)}` : ""));
+  // An address deleted since the cart page named it: quote to the default one instead.
+  cart = await api("GET", "/api/cart" + (addressId ? `?address_id=${encodeURIComponent(addressId)}` : "")).catch((err) => {
+    if (err.status !== 404 || !addressId) throw err;
+    return api("GET", "/api/cart");
+  });
   $("loading").hidden = true;
   if (!cart.items.length) {
     $("cart-empty").hidden = false;
