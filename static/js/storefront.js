@@ -101,7 +101,10 @@ async function loadShows() {
 
 $("products-more").addEventListener("click", () => loadProducts(true).catch(showError));
 
-shopHeader();
+shopHeader().then((me) => {
+  // A shop does not follow itself.
+  if (me && me.seller_id === sellerId) $("follow").hidden = true;
+});
 api("GET", `/api/sellers/${sellerId}`)
   .then(({ seller: s }) => {
     showSeller(s);

@@ -347,3 +347,14 @@ async def test_product_reviews_page_with_show_more(open_page, make):
     await expect(reviews).to_have_count(6, timeout=WAIT_MS)
     await expect(reviews.last).to_contain_text("Review number 0")
     await expect(page.get_by_role("button", name="Show more")).to_be_hidden()
+
+
+async def test_a_shop_owner_sees_no_follow_button_on_their_storefront(open_page, make):
+    seller = await make.seller(shop_name="My own shop")
+    page = await open_page(f"/shops/{seller.seller['id']}", seller)
+    await expect(page.get_by_role("heading", name="My own shop")).to_be_visible(timeout=WAIT_MS)
+    await expect(page.locator("#follow")).to_be_hidden()
+    # Signed out, Follow asks to sign in first.
+    page = await open_page(f"/shops/{seller.seller['id']}")
+    await page.get_by_role("button", name="Follow").click()
+    await expect(page).to_have_url(re.compile(r"/signin\?next="), timeout=WAIT_MS)
