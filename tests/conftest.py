@@ -6,6 +6,7 @@ other's data, and every test starts from empty tables.
 """
 
 import asyncio
+import atexit
 import os
 import secrets
 import shutil
@@ -97,6 +98,10 @@ def database_url(server_dsn):
         asyncio.run(_admin(server_dsn, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
+TEST_DATA_DIR = Path(tempfile.mkdtemp(prefix="livehub-tests-"))
+atexit.register(shutil.rmtree, TEST_DATA_DIR, ignore_errors=True)
+
+
 def settings_for(database_url: str) -> Settings:
     """Settings for an app on the test database."""
     # argon2id with a small cost keeps the suite fast; the algorithm and code path are the real ones.
@@ -110,6 +115,8 @@ def settings_for(database_url: str) -> Settings:
         db_pool_max=10,
         # Listings straight from the database, so a test sees a change at once (the cache has its own tests).
         catalog_cache_ms=0,
+        # Product images and the like go to a throwaway directory, never to the checkout's var/.
+        data_dir=TEST_DATA_DIR,
     )
 
 
