@@ -120,3 +120,20 @@ async def test_account_profile_password_and_sessions(open_page, make):
     await expect(sessions).to_have_count(1, timeout=WAIT_MS)
     await expect(page.locator("#toasts")).to_contain_text("Signed out 1 other session")
     await expect(page).to_have_url(re.compile(r"/account$"))
+
+
+async def test_wallet_history_pages_with_show_more(open_page, make):
+    buyer = await make.user()
+    for n in range(1, 22):
+        await top_up(make.client, buyer, n * 100)
+
+    page = await open_page("/wallet", buyer)
+    rows = page.locator("#history tbody tr")
+    await expect(rows).to_have_count(20, timeout=WAIT_MS)
+    # Newest first, each with the balance after it: 1 + 2 + ... + 21 dollars.
+    await expect(rows.first.locator("td").nth(3)).to_have_text("$231.00")
+    await page.get_by_role("button", name="Show more").click()
+    await expect(rows).to_have_count(21, timeout=WAIT_MS)
+    await expect(rows.last.locator("td").nth(2)).to_have_text("+$1.00")
+    await expect(rows.last.locator("td").nth(3)).to_have_text("$1.00")
+    await expect(page.get_by_role("button", name="Show more")).to_be_hidden()
