@@ -62,6 +62,7 @@ class StreamVariantOut(Out):
     options: dict[str, Any]
     price_cents: int = Field(description="the price in this stream when no flash sale runs")
     available: int
+    digital: bool = Field(description="sells codes: needs no shipping address")
 
 
 class StreamProductOut(Out):

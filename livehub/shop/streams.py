@@ -9,7 +9,7 @@ Shapes:
 - stream: `{id, title, status, seller: {id, shop_name}, host_id, scheduled_at, started_at, ended_at,
   pinned_product_id, products: [product]}`
 - product: `{id, title, position, live_price_cents, per_buyer_limit, variants: [{id, sku, options,
-  price_cents, available}]}`; a variant's price_cents is the stream's price when no flash sale runs.
+  price_cents, available, digital}]}`; a variant's price_cents is the stream's price when no flash sale runs.
 - flash sale: `{id, variant_id, product_id, price_cents, quantity, remaining, per_buyer_limit,
   starts_at, ends_at, ended, ended_reason}`
 """

@@ -17,7 +17,6 @@ export class Buying {
   constructor() {
     this.addresses = [];
     this.chosenId = null;
-    this.digital = new Map(); // variant id -> true for digital goods (they need no address)
     this.pendingAddress = null; // resolves the inline address form's promise
     this.pendingConfirm = null;
     this.choosing = false;
@@ -61,25 +60,9 @@ export class Buying {
     return this.addresses.find((a) => a.id === this.chosenId) || null;
   }
 
-  // Whether a variant ships; unknown variants are taken to ship (the server's address_required says so).
-  ships(variantId) {
-    return !this.digital.get(variantId);
-  }
-
-  // The stream's products do not say which variants are digital: the products' own pages do.
-  async learn(products) {
-    await Promise.all(
-      products
-        .filter((p) => p.variants.some((v) => !this.digital.has(v.id)))
-        .map(async (p) => {
-          try {
-            const { product } = await api("GET", `/api/products/${p.id}`);
-            for (const v of product.variants) this.digital.set(v.id, !!v.digital);
-          } catch {
-            /* taken to ship */
-          }
-        }),
-    );
+  // Whether a variant of the stream's line-up ships: digital goods (codes) need no address.
+  ships(variant) {
+    return !variant.digital;
   }
 
   renderShipTo() {

@@ -364,7 +364,6 @@ function renderLineup() {
 
 function setProducts(products) {
   state.products = [...products].sort((a, b) => (a.position ?? 0) - (b.position ?? 0));
-  if (state.me) buying.learn(state.products);
 }
 
 // What this viewer bought in this show, per product: the per-buyer limit counts it (uncancelled orders).
@@ -424,7 +423,7 @@ const PURCHASE_TEXT = {
 // the viewer's threshold, then the buy frame (with the address it ships to).
 async function buyNow(product, variant, flash, { confirmed = false } = {}) {
   if (state.buying) return;
-  const ships = buying.ships(variant.id);
+  const ships = buying.ships(variant);
   const price = flash ? flash.price_cents : variant.price_cents;
   if (ships && !buying.shipTo()) {
     const added = await buying.askAddress(`${product.title} ships: where should it go? Add an address and the buy goes ahead.`);

@@ -26,7 +26,8 @@ LANGUAGE sql STABLE AS $$
         'per_buyer_limit', sp.per_buyer_limit, 'rating', product_rating(p.id), 'images', product_images_json(p.id),
         'variants', (SELECT coalesce(jsonb_agg(jsonb_build_object(
                                 'id', v.id, 'sku', v.sku, 'options', v.options,
-                                'price_cents', coalesce(sp.live_price_cents, v.price_cents), 'available', v.stock)
+                                'price_cents', coalesce(sp.live_price_cents, v.price_cents), 'available', v.stock,
+                                'digital', v.digital)
                             ORDER BY v.created_at, v.sku), '[]')
                        FROM variants v WHERE v.product_id = p.id))
       FROM products p WHERE p.id = sp.product_id AND p.status = 'active';
