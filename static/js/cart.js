@@ -2,10 +2,18 @@
 // (a saved address, or one added here), each shop's shipping and the totals; then on to /checkout.
 import { api, h, money, showError, submitting, toast } from "./api.js";
 import { blocker, shopLines, totals } from "./cart-view.js";
-import { addressBody, addressFields, addressLine, refreshCartCount, requireUser, shopHeader } from "./shop.js";
+import { addressBody, addressFields, addressLine, picture, refreshCartCount, requireUser, shopHeader } from "./shop.js";
 
 const $ = (id) => document.getElementById(id);
 const state = { addresses: [], addressId: new URLSearchParams(location.search).get("address_id") || null };
+// Each line's product, for its picture: asked once per product while the page is open.
+const products = new Map();
+
+async function loadProducts(lines) {
+  const missing = [...new Set(lines.map((l) => l.product_id))].filter((id) => !products.has(id));
+  await Promise.all(missing.map((id) =>
+    api("GET", `/api/products/${id}`).then((r) => products.set(id, r.product), () => products.set(id, null))));
+}
 
 function optionText(line) {
   const opts = Object.entries(line.options || {}).map(([k, v]) => `${k}: ${v}`).join(", ");
@@ -21,7 +29,7 @@ function lineItem(line) {
   return h(
     "li",
     { class: "cart-line", dataset: { variant: line.variant_id } },
-    h("span", { class: "placeholder", "aria-hidden": "true" }, line.title.slice(0, 1).toUpperCase()),
+    picture(products.get(line.product_id) || { title: line.title }, { width: 64 }),
     h("div", {},
       h("a", { href: `/products/${line.product_id}` }, line.title),
       h("p", { class: "muted small" }, `${optionText(line)} · ${money(line.unit_price_cents)} each · ${line.available} in stock`),
@@ -79,6 +87,7 @@ async function load() {
   $("cart-empty").hidden = !empty;
   for (const id of ["lines-section", "address-section", "summary-section"]) $(id).hidden = empty;
   if (empty) return;
+  await loadProducts(cart.items);
   $("lines").replaceChildren(...cart.items.map(lineItem));
   addressChoice(cart);
   $("shops").replaceChildren(...shopLines(cart));

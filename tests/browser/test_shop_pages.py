@@ -289,6 +289,13 @@ async def test_product_gallery_switches_pictures(open_page, make):
     # The picture really loads from the server.
     assert await main.evaluate("img => img.complete && img.naturalWidth > 0")
 
+    # The cart shows each line with its product's first picture.
+    buyer = await make.user()
+    body = {"variant_id": product["variants"][0]["id"]}
+    await ok(await make.client.post("/api/cart/items", json=body, headers=buyer.headers))
+    page = await open_page("/cart", buyer)
+    await expect(page.locator(".cart-line img")).to_have_attribute("src", first["url"], timeout=WAIT_MS)
+
 
 async def test_cart_changes_quantity_removes_and_says_where_a_shop_does_not_ship(open_page, make):
     seller = await make.seller(shop_name="Local Only")
