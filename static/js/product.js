@@ -9,7 +9,7 @@ const $ = (id) => document.getElementById(id);
 const productId = pathId();
 const state = { product: null, variant: null, reviewsCursor: null, defaultAddress: undefined };
 
-export function stars(rating) {
+function stars(rating) {
   const n = Math.round(rating);
   return "★".repeat(n) + "☆".repeat(5 - n);
 }

@@ -52,7 +52,7 @@ $("follow").addEventListener("click", async () => {
   }
 });
 
-export function productCard(p) {
+function productCard(p) {
   const prices = p.variants.map((v) => v.price_cents);
   const href = `/products/${p.id}`;
   return h(
