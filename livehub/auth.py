@@ -96,7 +96,7 @@ USER_JSON = """
     json_build_object(
         'id', u.id, 'email', u.email, 'phone', u.phone, 'display_name', u.display_name,
         'roles', u.roles || CASE WHEN s.status = 'approved' THEN '{seller}'::text[] ELSE '{}' END,
-        'seller_id', s.id, 'created_at', u.created_at)
+        'seller_id', s.id, 'created_at', u.created_at, 'avatar', user_avatar_json(u.avatar_image_id))
 """
 
 

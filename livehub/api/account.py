@@ -1,4 +1,4 @@
-"""Your own account: profile, password, and the sessions signed in to it (docs/API.md, Your account)."""
+"""Your own account: profile (and avatar), password, and the sessions signed in to it (docs/API.md, Your account)."""
 
 from datetime import datetime
 from uuid import UUID
@@ -7,11 +7,14 @@ from aiohttp import web
 from pydantic import Field
 
 from livehub import keys
+from livehub.api import images as images_api
 from livehub.api.auth import AnyPassword, MeOut, Password
-from livehub.api.models import Phone, Text
-from livehub.api.routing import Api, Model, Out, db, path_id, principal, record_audit
+from livehub.api.models import AvatarOut, Phone, Text
+from livehub.api.routing import MULTIPART, Api, Model, Out, db, path_id, principal, record_audit
+from livehub.errors import PayloadTooLarge, ValidationFailed
 from livehub.http import client_address, request_token
-from livehub.shop import account
+from livehub.mediastore import STORE
+from livehub.shop import account, avatars
 
 api = Api("account")
 
@@ -20,6 +23,27 @@ class ProfilePatch(Model):
     # Leave a field out to keep it.
     display_name: Text = None
     phone: Phone | None = Field(default=None, description="null removes it")
+    avatar_image_id: UUID | None = Field(
+        default=None, description="a picture you uploaded with POST /api/me/avatar; null removes your avatar"
+    )
+
+
+AVATAR_UPLOAD_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "file": {
+            "type": "string",
+            "format": "binary",
+            "description": "a JPEG, PNG or WebP picture (the type is read from the bytes)",
+        },
+    },
+    "required": ["file"],
+    "additionalProperties": False,
+}
+
+
+class AvatarEnvelope(Out):
+    image: AvatarOut
 
 
 class PasswordChangeIn(Model):
@@ -51,11 +75,47 @@ def _token(request: web.Request) -> str:
     return token
 
 
-@api.patch("/api/me", auth="user", body=ProfilePatch, response=MeOut, errors={409: "the phone is another account's"})
+@api.patch(
+    "/api/me",
+    auth="user",
+    body=ProfilePatch,
+    response=MeOut,
+    errors={404: "avatar_image_id is not a picture you uploaded", 409: "the phone is another account's"},
+)
 async def update_me(request: web.Request, body: ProfilePatch) -> MeOut:
-    """Change your display name or phone number"""
-    user = await account.update_profile(db(request), principal(request).user_id, body.model_dump(exclude_unset=True))
+    """Change your display name, phone number or avatar"""
+    user = await account.update_profile(
+        db(request), request.app[STORE], principal(request).user_id, body.model_dump(exclude_unset=True)
+    )
     return MeOut(user=user)
+
+
+@api.post(
+    "/api/me/avatar",
+    auth="user",
+    content_type=MULTIPART,
+    body_schema=AVATAR_UPLOAD_SCHEMA,
+    response=AvatarEnvelope,
+    status=201,
+    errors={409: "several pictures uploaded and none chosen yet: choose one (or none) with PATCH /api/me first"},
+)
+async def upload_avatar(request: web.Request) -> AvatarEnvelope:
+    """Upload a picture for your avatar (multipart, field `file`); PATCH /api/me {avatar_image_id} then wears it"""
+    settings = request.app[keys.SETTINGS]
+    if request.content_length is not None and request.content_length > settings.max_upload_bytes:
+        raise PayloadTooLarge(f"body larger than {settings.max_upload_bytes} bytes")
+    # The product images' form reader: the same field, limits and refusals.
+    data, variant_id = await images_api._read_form(request, min(settings.max_image_bytes, settings.max_upload_bytes))
+    if variant_id is not None:
+        raise ValidationFailed("unexpected form field", {"field": "variant_id"})
+    image = await avatars.upload(
+        request.app[keys.POOL],
+        request.app[STORE],
+        principal(request).user_id,
+        data,
+        max_pixels=settings.max_image_pixels,
+    )
+    return AvatarEnvelope.model_validate({"image": image})
 
 
 @api.post(

@@ -133,6 +133,20 @@ class RatingOut(Out):
     count: int = Field(description="listed reviews (hidden ones are not counted)")
 
 
+class AvatarSizeOut(Out):
+    url: str
+    width: int
+    height: int
+
+
+class AvatarOut(Out):
+    id: UUID
+    url: str = Field(description="the largest stored size (at most 1080 px wide)")
+    width: int
+    height: int
+    sizes: list[AvatarSizeOut] = Field(description="every stored size, narrowest first (for srcset)")
+
+
 class UserOut(Out):
     id: UUID
     email: str
@@ -141,6 +155,7 @@ class UserOut(Out):
     roles: list[str]
     seller_id: UUID | None
     created_at: datetime
+    avatar: AvatarOut | None = Field(description="your picture (PATCH /api/me avatar_image_id), or null")
 
 
 class ErrorBody(Out):

@@ -1,4 +1,4 @@
-"""A user's own account: profile (display name, phone), password change, and the sessions signed in to it
+"""A user's own account: profile (display name, phone, avatar), password change, and the sessions signed in to it
 (this device and others), which the user lists and ends.
 
 A session's token is never stored, only its hash (livehub/auth.py); sessions are named by a public id
@@ -11,7 +11,9 @@ import asyncpg
 
 from livehub.auth import PasswordHasher, confirm_password, hash_token, user_json
 from livehub.errors import Conflict, NotFound, ValidationFailed
+from livehub.mediastore import MediaStore
 from livehub.passwords import password_problem
+from livehub.shop import avatars
 from livehub.signin_limits import LoginLimiter
 from storage.db import DB, transaction
 
@@ -19,9 +21,11 @@ from storage.db import DB, transaction
 MAX_LISTED_SESSIONS = 100
 
 
-async def update_profile(db: DB, user_id: UUID, changes: dict) -> dict:
-    """Sets the given fields (display_name, phone; a phone of None removes it). Returns the user."""
+async def update_profile(db: DB, store: MediaStore, user_id: UUID, changes: dict) -> dict:
+    """Sets the given fields (display_name, phone; a phone of None removes it; avatar_image_id, one of the
+    user's uploads, or None for no avatar), all or none. Returns the user."""
     columns = {k: v for k, v in changes.items() if k in ("display_name", "phone")}
+    gone: list[dict] = []
     async with transaction(db) as conn:
         if columns:
             sets = ", ".join(f"{name} = ${i}" for i, name in enumerate(columns, start=2))
@@ -29,7 +33,12 @@ async def update_profile(db: DB, user_id: UUID, changes: dict) -> dict:
                 await conn.execute(f"UPDATE users SET {sets} WHERE id = $1", user_id, *columns.values())
             except asyncpg.UniqueViolationError:
                 raise Conflict("an account with this phone already exists", {"field": "phone"}) from None
-        return await user_json(conn, user_id)
+        if "avatar_image_id" in changes:
+            gone = await avatars.choose(conn, user_id, changes["avatar_image_id"])
+        user = await user_json(conn, user_id)
+    # The files of the pictures that went, once their rows are surely gone (committed).
+    await avatars.delete_files(store, gone)
+    return user
 
 
 def _refused(field: str, problem: str) -> ValidationFailed:
