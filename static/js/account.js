@@ -1,6 +1,7 @@
-// The account page (/account): profile (name, phone; the email is shown), password, saved addresses
+// The account page (/account): profile (picture, name, phone; the email is shown), password, saved addresses
 // (add, edit, delete, make default) and the sessions signed in (sign one out, or all the others).
 import { api, currentUser, h, showError, submitting, toast } from "./api.js";
+import { imageTag, uploadPicture } from "./images.js";
 import { addressBody, addressFields, addressLine, dateTime, requireUser, shopHeader } from "./shop.js";
 
 const $ = (id) => document.getElementById(id);
@@ -10,6 +11,63 @@ function showProfile(user) {
   $("profile-name").value = user.display_name;
   $("profile-phone").value = user.phone || "";
 }
+
+// ---- avatar: a chosen file is uploaded at once (the server checks and resizes it), shown as the server
+// stored it, and worn only once the user says so (PATCH /api/me {avatar_image_id}).
+
+let avatar = null; // the picture worn now
+let candidate = null; // uploaded, shown, not yet worn
+
+function showAvatar() {
+  const shown = candidate || avatar;
+  $("avatar-preview").replaceChildren(
+    shown ? imageTag(shown, { alt: candidate ? "Your new picture" : "Your picture", sizes: "80px", className: "avatar", eager: true }) : h("span", { class: "avatar", role: "img", "aria-label": "No picture" }),
+  );
+  $("avatar-note").textContent = candidate
+    ? "This is how your new picture looks. Use it?"
+    : avatar ? "Your picture." : "No picture yet.";
+  $("avatar-use").hidden = !candidate;
+  $("avatar-cancel").hidden = !candidate;
+  $("avatar-remove").hidden = !avatar || !!candidate;
+}
+
+async function wearAvatar(imageId, done) {
+  try {
+    const { user } = await api("PATCH", "/api/me", { avatar_image_id: imageId });
+    avatar = user.avatar;
+    candidate = null;
+    showAvatar();
+    await currentUser({ refresh: true });
+    toast(done, "ok");
+  } catch (err) {
+    showError(err);
+  }
+}
+
+$("avatar-file").addEventListener("change", async (event) => {
+  const input = event.target;
+  const file = input.files && input.files[0];
+  if (!file) return;
+  input.disabled = true;
+  $("avatar-note").textContent = "Uploading…";
+  let problem = null;
+  try {
+    candidate = await uploadPicture("/api/me/avatar", file);
+  } catch (err) {
+    problem = err.message;
+  }
+  input.disabled = false;
+  input.value = "";
+  showAvatar();
+  // Why the server refused it (not a picture, too big), next to the control that sent it.
+  if (problem) $("avatar-note").textContent = `That file was not taken: ${problem}`;
+});
+$("avatar-use").addEventListener("click", () => wearAvatar(candidate.id, "Picture saved."));
+$("avatar-cancel").addEventListener("click", () => {
+  candidate = null;
+  showAvatar();
+});
+$("avatar-remove").addEventListener("click", () => wearAvatar(null, "Picture removed."));
 
 $("profile").addEventListener("submit", async (event) => {
   event.preventDefault();
@@ -138,6 +196,8 @@ $("end-others").addEventListener("click", async () => {
 requireUser().then(async (user) => {
   shopHeader();
   showProfile(user);
+  avatar = user.avatar;
+  showAvatar();
   await Promise.all([loadAddresses(), loadSessions()]);
   if (location.hash === "#addresses") $("addresses").scrollIntoView();
 }).catch(showError);

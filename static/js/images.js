@@ -27,12 +27,17 @@ export function productImage(product, options = {}) {
 }
 
 // POST the file as multipart (the browser writes the boundary); the new image, or ApiError.
-export async function uploadImage(productId, file) {
+export function uploadImage(productId, file) {
+  return uploadPicture(`/api/products/${productId}/images`, file);
+}
+
+// The same for any upload route answering {image} (a product's gallery, the account's avatar).
+export async function uploadPicture(path, file) {
   const body = new FormData();
   body.append("file", file);
   let res;
   try {
-    res = await fetch(`/api/products/${productId}/images`, { method: "POST", body, credentials: "same-origin" });
+    res = await fetch(path, { method: "POST", body, credentials: "same-origin" });
   } catch (err) {
     throw new ApiError(0, "network", "The server cannot be reached. Check your connection.", {});
   }
