@@ -12,14 +12,16 @@ import pytest
 from livehub.app import create_app
 from livehub.settings import Settings
 
-PAGES = ["/", "/signin", f"/watch/{uuid.uuid4()}", "/studio", "/seller", "/admin"] + [
+# Any id: a page is the same file whatever it names. Fixed, so every test worker collects the same tests.
+SOME_ID = "6f1c2a52-3b7e-4d3a-9a51-0c2f5e8b7d10"
+PAGES = ["/", "/signin", f"/watch/{SOME_ID}", "/studio", "/seller", "/admin"] + [
     # The buyer's shop pages.
-    f"/products/{uuid.uuid4()}",
-    f"/shops/{uuid.uuid4()}",
+    f"/products/{SOME_ID}",
+    f"/shops/{SOME_ID}",
     "/cart",
     "/checkout",
     "/orders",
-    f"/orders/{uuid.uuid4()}",
+    f"/orders/{SOME_ID}",
     "/wallet",
     "/account",
 ]
