@@ -1,6 +1,9 @@
 """The seller back office's after-sale tools in Chromium: the shipping profile, marking an order delivered,
 deciding returns (approve; reject with a reason), replying to a review; and the admin hiding a review."""
 
+import asyncio
+import time
+
 from playwright.async_api import expect
 
 from helpers import top_up
@@ -68,9 +71,13 @@ async def test_shipping_profile_delivery_returns_and_review_replies(client, make
     # The shipped order is marked delivered from the orders list.
     await page.get_by_role("link", name="Orders").click()
     await page.get_by_role("button", name=f"Mark order {sent['number']} delivered").click()
+    # The row's own button says "delivered" too: wait for the server to have it, then for the row to say so.
+    deadline = time.monotonic() + 10
+    while not await db.fetchval("SELECT delivered_at IS NOT NULL FROM orders WHERE id = $1", sent["id"]):
+        assert time.monotonic() < deadline, "the order was not marked delivered"
+        await asyncio.sleep(0.1)
     row = page.locator("#orders-table tbody tr", has_text=sent["number"])
     await expect(row).to_contain_text("delivered")
-    assert await db.fetchval("SELECT delivered_at IS NOT NULL FROM orders WHERE id = $1", sent["id"])
 
     # Returns to decide: both listed; one approved (refunded), one rejected with a reason.
     await page.get_by_role("link", name="Returns").click()
