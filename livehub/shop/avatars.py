@@ -35,7 +35,7 @@ async def upload(pool: asyncpg.Pool, store: MediaStore, user_id: UUID, data: byt
             MAX_PENDING_UPLOADS,
         )
     except BaseException:
-        await images._delete_files(store, image_id, [s.width for s in sizes])
+        await images.delete_files(store, image_id, [s.width for s in sizes])
         raise
 
 
@@ -48,4 +48,4 @@ async def choose(conn: asyncpg.Connection, user_id: UUID, image_id: UUID | None)
 async def delete_files(store: MediaStore, gone: list[dict]) -> None:
     # After their rows are gone nothing links to these files; one that fails to go is only wasted space.
     for image in gone:
-        await images._delete_files(store, UUID(image["id"]), image["widths"])
+        await images.delete_files(store, UUID(image["id"]), image["widths"])

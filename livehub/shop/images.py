@@ -122,7 +122,7 @@ async def add_image(
             max_images,
         )
     except BaseException:
-        await _delete_files(store, image_id, [s.width for s in sizes])
+        await delete_files(store, image_id, [s.width for s in sizes])
         raise
 
 
@@ -132,10 +132,10 @@ async def move_image(pool: asyncpg.Pool, user_id: UUID, product_id: UUID, image_
 
 async def delete_image(pool: asyncpg.Pool, store: MediaStore, user_id: UUID, product_id: UUID, image_id: UUID) -> None:
     widths = await pool.fetchval("SELECT delete_product_image($1, $2, $3)", user_id, product_id, image_id)
-    await _delete_files(store, image_id, widths)
+    await delete_files(store, image_id, widths)
 
 
-async def _delete_files(store: MediaStore, image_id: UUID, widths: list[int]) -> None:
+async def delete_files(store: MediaStore, image_id: UUID, widths: list[int]) -> None:
     # After the row is gone nothing links to these files; one that fails to go is only wasted space.
     results = await asyncio.gather(*(store.delete(image_key(image_id, w)) for w in widths), return_exceptions=True)
     for result in results:
