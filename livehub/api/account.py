@@ -11,7 +11,7 @@ from livehub.api import images as images_api
 from livehub.api.auth import AnyPassword, MeOut, Password
 from livehub.api.models import AvatarOut, Phone, Text
 from livehub.api.routing import MULTIPART, Api, Model, Out, db, path_id, principal, record_audit
-from livehub.errors import PayloadTooLarge, ValidationFailed
+from livehub.errors import ValidationFailed
 from livehub.http import client_address, request_token
 from livehub.mediastore import STORE
 from livehub.shop import account, avatars
@@ -102,10 +102,7 @@ async def update_me(request: web.Request, body: ProfilePatch) -> MeOut:
 async def upload_avatar(request: web.Request) -> AvatarEnvelope:
     """Upload a picture for your avatar (multipart, field `file`); PATCH /api/me {avatar_image_id} then wears it"""
     settings = request.app[keys.SETTINGS]
-    if request.content_length is not None and request.content_length > settings.max_upload_bytes:
-        raise PayloadTooLarge(f"body larger than {settings.max_upload_bytes} bytes")
-    # The product images' form reader: the same field, limits and refusals.
-    data, variant_id = await images_api._read_form(request, min(settings.max_image_bytes, settings.max_upload_bytes))
+    data, variant_id = await images_api.read_upload(request)
     if variant_id is not None:
         raise ValidationFailed("unexpected form field", {"field": "variant_id"})
     image = await avatars.upload(

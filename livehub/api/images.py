@@ -78,10 +78,7 @@ async def upload_image(request: web.Request) -> dict:
     """Add a picture to your product's gallery (multipart, field `file`); stored as WebP in a few widths"""
     settings = request.app[keys.SETTINGS]
     product_id = path_id(request)
-    limit = min(settings.max_image_bytes, settings.max_upload_bytes)
-    if request.content_length is not None and request.content_length > settings.max_upload_bytes:
-        raise PayloadTooLarge(f"body larger than {settings.max_upload_bytes} bytes")
-    data, variant_id = await _read_form(request, limit)
+    data, variant_id = await read_upload(request)
     image = await images.add_image(
         request.app[keys.POOL],
         request.app[STORE],
@@ -93,6 +90,15 @@ async def upload_image(request: web.Request) -> dict:
         max_images=settings.max_images_per_product,
     )
     return {"image": image}
+
+
+async def read_upload(request: web.Request) -> tuple[bytes, UUID | None]:
+    """A picture upload's form (field `file`, optional `variant_id`), under the body and image size limits;
+    shared by product images and avatars so both refuse the same things the same way."""
+    settings = request.app[keys.SETTINGS]
+    if request.content_length is not None and request.content_length > settings.max_upload_bytes:
+        raise PayloadTooLarge(f"body larger than {settings.max_upload_bytes} bytes")
+    return await _read_form(request, min(settings.max_image_bytes, settings.max_upload_bytes))
 
 
 async def _read_form(request: web.Request, limit: int) -> tuple[bytes, UUID | None]:
