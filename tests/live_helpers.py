@@ -12,9 +12,11 @@ import pydantic
 from conftest import Account, Factory
 from livehub.jsonx import loads
 from livehub.live import protocol
+from livehub.live.connection import CLOSE_TRY_AGAIN
 from livehub.live.room import EVENTS
 
 WAIT_S = 10.0
+RECONNECTS = 5
 
 
 @dataclass
@@ -85,9 +87,14 @@ class Viewer:
     async def connect(cls, client, stream_id: str, account: Account | None = None, **query: Any) -> "Viewer":
         params = {k: str(v) for k, v in query.items()}
         headers = account.headers if account is not None else {}
-        ws = await client.ws_connect(f"/ws/streams/{stream_id}", headers=headers, params=params)
-        viewer = cls(ws, since=int(query["since"]) if "since" in query else None)
-        await viewer.wait_for(lambda v: v.welcome is not None or v.close_code is not None)
+        # Told to reconnect (1013: the node's database pool was busy for a second), it does, as room.js does.
+        for attempt in range(RECONNECTS):
+            ws = await client.ws_connect(f"/ws/streams/{stream_id}", headers=headers, params=params)
+            viewer = cls(ws, since=int(query["since"]) if "since" in query else None)
+            await viewer.wait_for(lambda v: v.welcome is not None or v.close_code is not None)
+            if viewer.close_code != CLOSE_TRY_AGAIN:
+                break
+            await asyncio.sleep(0.2 * (attempt + 1))
         return viewer
 
     async def _read(self) -> None:

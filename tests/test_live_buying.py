@@ -40,8 +40,8 @@ async def test_200_buyers_press_buy_on_a_flash_sale_of_20_units(client, make, db
     variant = show.variant()
     host = await Viewer.connect(client, show.id, show.seller)
     buyers = await funded_buyers(client, make, 200)
-    # Joined 25 at a time: each join reads the viewer's name and bans, and 200 at once over the test app's 10
-    # connections can wait past the node's 1 s and be told to reconnect, which this test client does not do.
+    # Joined 25 at a time: each join reads the viewer's session, name and bans, and 200 at once over the test
+    # app's 10 connections would mostly wait past the node's 1 s and be told to reconnect.
     viewers = []
     for chunk in range(0, len(buyers), 25):
         viewers += await asyncio.gather(*(Viewer.connect(client, show.id, b) for b in buyers[chunk : chunk + 25]))

@@ -141,6 +141,25 @@ async def test_unknown_streams_and_bad_tokens_are_closed_with_their_codes(client
     assert forged.close_code == 4001
 
 
+async def test_a_sign_in_the_busy_database_cannot_check_now_is_told_to_reconnect_not_to_sign_in(client, make):
+    """A pool with no connection to spare for a second is not an invalid session: 1013, never 4001 (which
+    makes the viewer page ask to sign in again)."""
+    show = await live_show(make)
+    fan = await make.user()
+    pool = client.app[keys.POOL]
+    held = [await pool.acquire() for _ in range(pool.get_max_size())]
+    try:
+        ws = await client.ws_connect(f"/ws/streams/{show.id}", headers=fan.headers)
+        assert (await ws.receive()).type == aiohttp.WSMsgType.CLOSE
+        assert ws.close_code == 1013
+    finally:
+        for conn in held:
+            await pool.release(conn)
+    viewer = await Viewer.connect(client, show.id, fan)
+    assert viewer.welcome is not None
+    await viewer.close()
+
+
 async def test_chat_limits_and_viewer_counts(client, make):
     show = await live_show(make)
     fan = await Viewer.connect(client, show.id, await make.user())

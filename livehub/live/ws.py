@@ -52,7 +52,7 @@ async def stream_socket(request: web.Request) -> web.WebSocketResponse:
         return ws
     principal, refused = await _principal(request)
     if refused is not None:
-        await ws.close(code=CLOSE_UNAUTHORIZED, message=refused.encode())
+        await ws.close(code=refused[0], message=refused[1].encode())
         return ws
     if principal is not None:
         return await _serve(request, ws, stream_id, principal)
@@ -118,7 +118,8 @@ async def user_socket(request: web.Request) -> web.WebSocketResponse:
     await ws.prepare(request)
     principal, refused = await _principal(request)
     if principal is None:
-        await ws.close(code=CLOSE_UNAUTHORIZED, message=(refused or "sign in first").encode())
+        code, message = refused or (CLOSE_UNAUTHORIZED, "sign in first")
+        await ws.close(code=code, message=message.encode())
         return ws
     conn = Connection(
         ws,
@@ -150,8 +151,10 @@ async def user_socket(request: web.Request) -> web.WebSocketResponse:
     return ws
 
 
-async def _principal(request: web.Request) -> tuple[Principal | None, str | None]:
-    """The signed-in user (by `?token=`, bearer header or cookie), or why the attempt is refused."""
+async def _principal(request: web.Request) -> tuple[Principal | None, tuple[int, str] | None]:
+    """The signed-in user (by `?token=`, bearer header or cookie), or the close code and reason refusing
+    the attempt. A sign-in that cannot be checked now (the database is busy or away) is not a bad one: the
+    client is told to reconnect (1013), not to sign in again (4001)."""
     token, via_cookie = request_token(request)
     if query_token := request.query.get("token"):
         token, via_cookie = query_token, False
@@ -162,13 +165,13 @@ async def _principal(request: web.Request) -> tuple[Principal | None, str | None
         try:
             check_origin(request)
         except Forbidden as exc:
-            return None, exc.message
+            return None, (CLOSE_UNAUTHORIZED, exc.message)
     try:
         principal = await principal_for_token(request.app[keys.POOL], token)
     except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
-        return None, "sign-in cannot be checked right now"
+        return None, (CLOSE_TRY_AGAIN, "sign-in cannot be checked right now, reconnect")
     if principal is None:
-        return None, "the session has expired or is not valid"
+        return None, (CLOSE_UNAUTHORIZED, "the session has expired or is not valid")
     return principal, None
 
 
