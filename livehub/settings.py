@@ -141,6 +141,14 @@ class Settings(BaseSettings):
     presence_interval_s: float = 1.0
     # Prefix of every Redis key and channel, so several deployments can share one Redis.
     redis_prefix: str = "livehub"
+    # Durable publishes (chat, pins, moderation) go to Redis pipelined, on a connection of their own: this
+    # many at most per round trip (0: no pipeline, one pooled connection per publish, the baseline
+    # bench/publish.py measures against), and at most this many waiting; past it a publish waits up to
+    # 10 s for a place, then is answered `rate_limited` (docs/OPERATIONS.md, "Live rooms and several nodes").
+    redis_publish_batch_max: int = Field(default=256, ge=0)
+    redis_publish_queue_max: int = Field(default=10_000, ge=1)
+    # How long Redis remembers a publish id, so that a publish retried after a lost reply is not doubled.
+    redis_publish_id_ttl_s: int = Field(default=30, ge=1)
     # A product click counts once per person (a user, or one anonymous client) and product in this window.
     click_window_s: float = Field(default=60.0, gt=0)
     # Anonymous stream sockets from one client address on one node; past it the socket closes with 4029.

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from livehub.broker.base import (
     Broker,
+    BrokerBusy,
     BrokerUnavailable,
     Counters,
     Notifier,
@@ -21,6 +22,7 @@ from livehub.settings import Settings
 __all__ = [
     "Backplane",
     "Broker",
+    "BrokerBusy",
     "BrokerUnavailable",
     "Counters",
     "Notifier",
@@ -71,11 +73,16 @@ def redis_backplane(
     timeout_s: float = 2.0,
     busy_timeout_s: float = 10.0,
     max_connections: int = 50,
+    publish_batch_max: int = 256,
+    publish_queue_max: int = 10_000,
+    publish_id_ttl_s: int = 30,
 ) -> Backplane:
     """Any number of nodes on one Redis. The four parts share one client; counters and notices arrive over
     the broker's pub/sub connection (see livehub/broker/redis.py). `timeout_s` bounds connecting and each
     reply (past it Redis is away); `busy_timeout_s` bounds a command's wait for one of the
-    `max_connections` (see redis_link.py)."""
+    `max_connections` (see redis_link.py), and a publish's wait for a place among the `publish_queue_max`
+    waiting for the publish pipeline, which sends up to `publish_batch_max` per round trip (0: no pipeline,
+    a pooled connection per publish; see redis_pipeline.py). A publish id is remembered `publish_id_ttl_s`."""
     from livehub.broker.redis import RedisBroker
     from livehub.broker.redis_counters import RedisCounters
     from livehub.broker.redis_link import RedisLink
@@ -85,7 +92,14 @@ def redis_backplane(
     link = RedisLink(
         url, prefix=prefix, timeout_s=timeout_s, busy_timeout_s=busy_timeout_s, max_connections=max_connections
     )
-    broker = RedisBroker(link, history_size=history_size, history_ttl_s=history_ttl_s)
+    broker = RedisBroker(
+        link,
+        history_size=history_size,
+        history_ttl_s=history_ttl_s,
+        publish_batch_max=publish_batch_max,
+        publish_queue_max=publish_queue_max,
+        publish_id_ttl_s=publish_id_ttl_s,
+    )
     return Backplane(
         broker,
         RedisPresence(link, presence_ttl_s=presence_ttl_s, key_ttl_s=history_ttl_s),
@@ -106,4 +120,7 @@ def open_backplane(settings: Settings) -> Backplane:
         history_ttl_s=settings.room_history_ttl_s,
         # A node's viewer count outlives a few missed reports, not a crashed node.
         presence_ttl_s=5 * settings.presence_interval_s,
+        publish_batch_max=settings.redis_publish_batch_max,
+        publish_queue_max=settings.redis_publish_queue_max,
+        publish_id_ttl_s=settings.redis_publish_id_ttl_s,
     )

@@ -16,7 +16,7 @@ import abc
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from livehub.errors import Unavailable
+from livehub.errors import RateLimited, Unavailable
 
 RoomHandler = Callable[[dict], None]
 NoticeHandler = Callable[[list[str], dict], None]
@@ -28,6 +28,19 @@ class BrokerUnavailable(Unavailable):
 
     def __init__(self, reason: str = ""):
         super().__init__("the room cannot take that right now, try again")
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return self.reason or self.message
+
+
+class BrokerBusy(RateLimited):
+    """Redis is answering, but more durable events wait to go out on this node than its publish pipeline
+    holds, and one waited past the busy bound for a place: the node is over its rate, not cut off. Clients
+    are told `rate_limited`, never `unavailable`."""
+
+    def __init__(self, reason: str = ""):
+        super().__init__("the room is too busy right now, try again in a moment", retry_after_s=1)
         self.reason = reason
 
     def __str__(self) -> str:
@@ -69,7 +82,12 @@ class Broker(abc.ABC):
     - A node receives a room's events only while it is subscribed to it (it has viewers there).
     - Losing Redis never raises out of the broker's own tasks: `publish` raises `BrokerUnavailable`, the
       rest degrade to this node, and the broker reconnects with backoff, resubscribes, and fills any gap
-      from the history (or sends `reset`).
+      from the history (or sends `reset`). A node publishing faster than Redis takes it waits, and past a
+      bound gets `BrokerBusy`, never `BrokerUnavailable`.
+    - Publishing is idempotent for a while: publishing again under the same `publish_id` (a retry after a
+      timeout or an `unavailable`) returns the first publish's event (same offset and epoch) and delivers
+      nothing more, as long as the broker still remembers the id (Redis: `publish_id_ttl_s`, unless Redis
+      lost its data meanwhile; in process: the last `PUBLISH_IDS_KEPT` ids).
     """
 
     node_id: str
@@ -81,9 +99,11 @@ class Broker(abc.ABC):
         """Stop background tasks and disconnect."""
 
     @abc.abstractmethod
-    async def publish(self, room: str, event: dict) -> dict:
+    async def publish(self, room: str, event: dict, *, publish_id: str | None = None) -> dict:
         """Append a durable event to the room and deliver it to every subscribed node.
-        Returns the event as delivered, with `offset` and `epoch` set. Raises BrokerUnavailable."""
+        Returns the event as delivered, with `offset` and `epoch` set. A `publish_id` (any short string
+        unique to this event; by default a fresh one) makes a retry safe: see the guarantees above.
+        Raises BrokerUnavailable (Redis away) or BrokerBusy (this node over its publish rate)."""
 
     @abc.abstractmethod
     async def publish_state(self, room: str, event: dict) -> None:

@@ -18,6 +18,9 @@ from livehub.broker.base import (
     Subscription,
 )
 
+# How many recent publish ids the in-process broker remembers (its "short time" of idempotency).
+PUBLISH_IDS_KEPT = 10_000
+
 
 class _Room:
     def __init__(self, history_size: int):
@@ -36,6 +39,7 @@ class LocalBroker(Broker):
         self._rooms: dict[str, _Room] = {}
         self._handlers: dict[str, RoomHandler] = {}
         self._counters: LocalCounters | None = None
+        self._published: collections.OrderedDict[tuple[str, str], dict] = collections.OrderedDict()
 
     def carry(self, counters: "LocalCounters") -> None:
         """Let the counters ride on this broker: subscriptions start from their totals."""
@@ -51,11 +55,17 @@ class LocalBroker(Broker):
             state = self._rooms[room] = _Room(self._history_size)
         return state
 
-    async def publish(self, room: str, event: dict) -> dict:
+    async def publish(self, room: str, event: dict, *, publish_id: str | None = None) -> dict:
+        if publish_id is not None and (first := self._published.get((room, publish_id))) is not None:
+            return first
         state = self._room(room)
         state.offset += 1
         event = {**event, "offset": state.offset, "epoch": self.epoch}
         state.history.append(event)
+        if publish_id is not None:
+            self._published[(room, publish_id)] = event
+            if len(self._published) > PUBLISH_IDS_KEPT:
+                self._published.popitem(last=False)
         self.deliver(room, event)
         return event
 

@@ -27,6 +27,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from livehub import jsonx
 from livehub.broker.base import Broker, BrokerUnavailable, Position, RoomHandler, Subscription
 from livehub.broker.redis_link import DOWN, RedisLink
+from livehub.broker.redis_pipeline import PublishPipeline
 
 log = logging.getLogger(__name__)
 
@@ -46,16 +47,26 @@ if not epoch then
   redis.call('SET', KEYS[1], epoch, 'EX', ARGV[2])
 end
 """
-# KEYS epoch offset history; ARGV new_epoch ttl history_size channel json.
+# KEYS epoch offset history published; ARGV new_epoch ttl history_size channel json publish_id_ttl.
+# `published` is the publish id's key: a publish id seen before answers with its first offset and epoch, and
+# nothing is appended or announced again (a retry after a lost reply).
 # `MAXLEN ~` trims whole stream nodes (cheap) and keeps at least history_size entries; the reads below
 # clip to exactly history_size, so both brokers serve the same window.
 _PUBLISH = (
-    _EPOCH
+    """
+local seen = redis.call('GET', KEYS[4])
+if seen then
+  local bar = string.find(seen, '|', 1, true)
+  return {tonumber(string.sub(seen, 1, bar - 1)), string.sub(seen, bar + 1)}
+end
+"""
+    + _EPOCH
     + """
 local offset = redis.call('INCR', KEYS[2])
 redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], offset .. '-0', 'e', ARGV[5])
 redis.call('PUBLISH', ARGV[4], 'd|' .. offset .. '|' .. epoch .. '|' .. ARGV[5])
-for _, key in ipairs(KEYS) do redis.call('EXPIRE', key, ARGV[2]) end
+redis.call('SET', KEYS[4], offset .. '|' .. epoch, 'EX', ARGV[6])
+for i = 1, 3 do redis.call('EXPIRE', KEYS[i], ARGV[2]) end
 return {offset, epoch}
 """
 )
@@ -103,7 +114,16 @@ class RedisBroker(Broker):
     else degrades to this node while Redis is away, and the node reconnects with capped exponential backoff,
     resubscribes, and catches each room up from the history (or delivers a `reset`)."""
 
-    def __init__(self, link: RedisLink, *, history_size: int = 1000, history_ttl_s: int = 86400):
+    def __init__(
+        self,
+        link: RedisLink,
+        *,
+        history_size: int = 1000,
+        history_ttl_s: int = 86400,
+        publish_batch_max: int = 256,
+        publish_queue_max: int = 10_000,
+        publish_id_ttl_s: int = 30,
+    ):
         self.node_id = link.node_id
         self.link = link  # shared with the other Redis parts of the backplane
         self._redis = link.client
@@ -117,6 +137,22 @@ class RedisBroker(Broker):
         self._pubsub: PubSub | None = None
         self._tasks: list[asyncio.Task] = []
         self._closing = False
+        self._publish_id_ttl = publish_id_ttl_s
+        # Durable publishes go out batched on a connection of their own (redis_pipeline.py); with
+        # publish_batch_max 0, each takes a pooled connection of its own, as before the pipeline (the
+        # benchmark's baseline).
+        self.pipeline: PublishPipeline | None = None
+        if publish_batch_max > 0:
+            self.pipeline = PublishPipeline(
+                link.dedicated_client("publish"),
+                _PUBLISH,
+                batch_max=publish_batch_max,
+                queue_max=publish_queue_max,
+                timeout_s=link.timeout_s,
+                busy_timeout_s=link.busy_timeout_s,
+                down=link.down,
+                name=f"livehub-broker-publisher-{self.node_id}",
+            )
         self._publish_script = self._redis.register_script(_PUBLISH)
         self._snapshot_script = self._redis.register_script(_SNAPSHOT)
         self._inbox: asyncio.Queue[tuple[str, str | bytes, object]] = asyncio.Queue()
@@ -152,7 +188,10 @@ class RedisBroker(Broker):
     # -- the Broker ---------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Start the supervisor and dispatcher; waits (bounded) for the first subscription, never raises."""
+        """Start the supervisor, dispatcher and publish pipeline; waits (bounded) for the first subscription,
+        never raises."""
+        if self.pipeline is not None:
+            self.pipeline.start()
         self._tasks = [
             asyncio.create_task(self._supervise(), name=f"livehub-broker-supervisor-{self.node_id}"),
             asyncio.create_task(self._dispatch(), name=f"livehub-broker-dispatcher-{self.node_id}"),
@@ -180,20 +219,28 @@ class RedisBroker(Broker):
         await asyncio.gather(*[task for task in self._tasks if task.done()], return_exceptions=True)
         self._tasks = []
         self._rooms.clear()
+        if self.pipeline is not None:
+            await self.pipeline.close()
 
     def _keys(self, room: str) -> list[str]:
         return [self.link.key(room, name) for name in ("epoch", "offset", "history")]
 
-    async def publish(self, room: str, event: dict) -> dict:
-        """The one path a durable event takes to Redis. When every pooled connection is in use it waits for
-        one (the link's busy bound); BrokerUnavailable only when Redis is away or that bound has passed."""
+    async def publish(self, room: str, event: dict, *, publish_id: str | None = None) -> dict:
+        """The one path a durable event takes to Redis: the publish pipeline (BrokerBusy past its bounds,
+        BrokerUnavailable only when Redis is away). Without the pipeline, each publish waits for a pooled
+        connection of its own, and a wait past the link's busy bound is reported as unavailable."""
         body = jsonx.dumps(event)
-        args = [secrets.token_hex(8), self._ttl, self._size, self.link.room_channel(room), body]
-        try:
-            offset, epoch = await self._publish_script(keys=self._keys(room), args=args)
-        except DOWN as exc:
-            raise BrokerUnavailable(str(exc)) from exc
-        return {**event, "offset": offset, "epoch": epoch.decode()}
+        publish_id = publish_id or secrets.token_hex(12)
+        keys = [*self._keys(room), self.link.key(room, f"pub:{publish_id}")]
+        args = [secrets.token_hex(8), self._ttl, self._size, self.link.room_channel(room), body, self._publish_id_ttl]
+        if self.pipeline is not None:
+            offset, epoch = await self.pipeline.run(keys, args)
+        else:
+            try:
+                offset, epoch = await self._publish_script(keys=keys, args=args)
+            except DOWN as exc:
+                raise BrokerUnavailable(str(exc)) from exc
+        return {**event, "offset": offset, "epoch": epoch.decode() if isinstance(epoch, bytes) else epoch}
 
     async def publish_state(self, room: str, event: dict) -> None:
         try:

@@ -1,16 +1,20 @@
 """One node's link to Redis, shared by its Redis broker, presence, counters and notifier: one client (one
-connection pool), the key and channel layout they share, and one rate-limited "Redis away" warning.
+connection pool), the key and channel layout they share, and one rate-limited "Redis away" warning. The
+broker's publish pipeline has a connection of its own (`dedicated_client`), outside the pool.
 
 Busy is not away. Redis is away when connecting or a reply takes longer than `timeout_s` (or fails); the
-pool is busy when every connection is in use by commands Redis is answering, as in a burst of publishes
-larger than the pool. A command that finds the pool busy waits for a free connection, up to its own bound
-(`busy_timeout_s`, longer than `timeout_s`); only past that bound does it fail, with `PoolBusy`.
+pool is busy when every connection is in use by commands Redis is answering, as in a burst of catch-up
+reads larger than the pool (or of publishes, without the pipeline). A command that finds the pool busy
+waits for a free connection, up to its own bound (`busy_timeout_s`, longer than `timeout_s`); only past
+that bound does it fail, with `PoolBusy`. The publish pipeline has the same bound for a place in its queue.
 
 Per room (a stream id), each key expiring `history_ttl_s` after the last write of the part that owns it:
     {prefix}:room:{room}:epoch      broker: random id, new whenever the room's state is created (first use,
                                     data lost)
     {prefix}:room:{room}:offset     broker: offset of the last durable event
     {prefix}:room:{room}:history    broker: Redis Stream, entry `<offset>-0` with field `e` = the event's JSON
+    {prefix}:room:{room}:pub:{id}   broker: `<offset>|<epoch>` a publish id got, kept `publish_id_ttl_s` so
+                                    a retried publish returns it instead of appending again
     {prefix}:room:{room}:reactions  counters: hash name -> total
     {prefix}:room:{room}:viewers    presence: hash node_id -> "count:expires_at_ms" (Redis clock)
 Channels, all read over the broker's one pub/sub connection:
@@ -79,19 +83,32 @@ class RedisLink:
         self.timeout_s = timeout_s
         self._room_prefix = f"{prefix}:room:".encode()
         self._warned_at = -1e9
-        # No retries inside redis-py: a command fails fast (publish raises promptly, and is never run twice),
-        # and reconnecting is the broker's supervisor's job. The pool checks out stale connections on its own.
-        pool = _Pool.from_url(
-            url,
-            max_connections=max_connections,
-            busy_timeout_s=max(busy_timeout_s, timeout_s),
+        self.busy_timeout_s = max(busy_timeout_s, timeout_s)
+        self._url = url
+        # No retries inside redis-py: a command fails fast (publish raises promptly, and retries on its own
+        # terms, see redis_pipeline.py), and reconnecting is the broker's supervisor's job. The pool checks
+        # out stale connections on its own.
+        self._options = dict(
             socket_timeout=timeout_s,
             socket_connect_timeout=timeout_s,
             socket_keepalive=True,
             retry=Retry(NoBackoff(), 0),
+        )
+        pool = _Pool.from_url(
+            url,
+            max_connections=max_connections,
+            busy_timeout_s=self.busy_timeout_s,
             client_name=f"livehub:{self.node_id}",
+            **self._options,
         )
         self.client = Redis.from_pool(pool)
+
+    def dedicated_client(self, role: str) -> Redis:
+        """A client with one connection of its own, outside the shared pool (the publish pipeline's), named
+        `livehub:{node}:{role}` in CLIENT LIST. Its user closes it."""
+        return Redis.from_url(
+            self._url, max_connections=1, client_name=f"livehub:{self.node_id}:{role}", **self._options
+        )
 
     async def close(self) -> None:
         await self.client.aclose()
