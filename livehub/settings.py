@@ -110,8 +110,17 @@ class Settings(BaseSettings):
     # Listing stock can be this much behind; product pages, orders and live rooms are always current.
     catalog_cache_ms: int = Field(default=1000, ge=0)
 
-    # Live rooms. One frame per tick carries everything that happened in a room since the last one.
+    # Live rooms. Each viewer gets one frame per period with everything that happened since its last one
+    # (livehub/live/fanout.py). "adaptive": the period is `tick_ms` in a small room and grows with a big
+    # room's viewers so that the room makes at most `tick_writes_per_s` socket writes a second (one per
+    # viewer per frame), up to `tick_max_ms`; a room's viewers are sent in slices of `tick_slice_viewers`,
+    # one slice per beat of a fixed clock (a beat's writes never delay the next). "fixed": the engine before
+    # it, the baseline bench/fanout.py measures against: all viewers at once, `tick_ms` after each flush ends.
     tick_ms: int = Field(default=50, ge=10, le=1000)
+    tick_mode: Literal["adaptive", "fixed"] = "adaptive"
+    tick_writes_per_s: int = Field(default=50_000, ge=100)
+    tick_max_ms: int = Field(default=500, ge=10, le=10_000)
+    tick_slice_viewers: int = Field(default=500, ge=1)
     # How a tick reaches viewers: one frame with everything ("tick"), or one frame per event ("per_event",
     # the baseline bench/fanout.py measures against; never faster).
     fanout: Literal["tick", "per_event"] = "tick"

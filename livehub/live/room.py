@@ -4,7 +4,8 @@ Every change reaches the room as a broker event, whichever node it came from, so
 same events in the same order. The room is the core that wires the parts together:
 
 - state.py: the room's state and how events change it (a reducer; effects come back as data);
-- fanout.py: what viewers have not been sent yet, sent once per tick (`tick_ms`) as one encoded frame;
+- fanout.py: what each viewer has not been sent yet, sent as one encoded frame on the room's clock (once per
+  `tick_ms` in a small room, less often and in slices in a big one: `tick_*` settings);
 - audience.py: reactions on their way to the shared totals, and the stream's stats;
 - commands.py: the core commands (chat, react, click, buy, pin, moderation);
 - formats/: interactive show formats (flash sales, ...), each a plug-in with its own commands, events,
@@ -14,7 +15,7 @@ same events in the same order. The room is the core that wires the parts togethe
 import asyncio
 import collections
 import logging
-from collections.abc import Coroutine
+from collections.abc import Coroutine, KeysView
 from typing import Any
 from uuid import UUID
 
@@ -28,7 +29,7 @@ from livehub.live.audience import Audience
 from livehub.live.chatlog import ChatLog
 from livehub.live.checkout import Checkout
 from livehub.live.connection import CLOSE_BANNED, Connection
-from livehub.live.fanout import STRATEGIES, FanOut
+from livehub.live.fanout import STRATEGIES, FanOut, Pacing, beat_forever
 from livehub.live.formats import Handler, ShowFormat, all_formats
 from livehub.live.moderation import TokenBucket, UserLimits
 from livehub.live.state import Kick, ReloadBlockedWords, RoleChanged, RoomState, StreamEnded, for_client
@@ -70,7 +71,7 @@ class Room:
             recent_chat=settings.recent_chat,
             max_chat_chars=settings.chat_max_chars,
         )
-        self.fanout = FanOut(STRATEGIES[settings.fanout])
+        self.fanout = FanOut(STRATEGIES[settings.fanout], Pacing.of(settings))
         self.audience = Audience(stream_id, pool, click_window_s=settings.click_window_s)
         self.formats: list[ShowFormat] = [cls(self) for cls in all_formats()]
         self._handlers: dict[type[protocol.Frame], Handler] = commands.core_handlers(self)
@@ -86,9 +87,10 @@ class Room:
         self._loaded = False
         self._early: list[dict] = []
         self._tick: asyncio.Task | None = None
+        self._reactions_at = 0.0  # loop time the tick's reactions last went to the shared totals
 
     @property
-    def connections(self) -> set[Connection]:
+    def connections(self) -> KeysView[Connection]:
         return self.fanout.viewers
 
     # -- lifecycle ---------------------------------------------------------------------------------
@@ -106,10 +108,13 @@ class Room:
         early, self._early = self._early, []
         for event in early:
             self._on_event(event)
-        # A whole tick after each flush, however long the flush took: under load the period stretches and
-        # each frame carries more, which keeps the per-viewer writes per second down. (A fixed beat was
-        # measured worse at 5,000 and 10,000 viewers; docs/BENCHMARKS.md.)
-        self._tick = self._tasks.every(self.settings.tick_ms / 1000, self.tick, name=f"room-tick-{self.key}")
+        name = f"room-tick-{self.key}"
+        if self.settings.tick_mode == "fixed":
+            # The engine before the adaptive clock, kept as the benchmark's baseline: a whole tick after
+            # each flush, however long the flush took.
+            self._tick = self._tasks.every(self.settings.tick_ms / 1000, self.tick, name=name)
+        else:
+            self._tick = self._tasks.keep_running(self._clock, name=name)
         return True
 
     async def stop(self) -> None:
@@ -283,11 +288,26 @@ class Room:
 
     # -- the tick and presence ---------------------------------------------------------------------
 
+    async def _clock(self) -> None:
+        """Beat on a fixed grid (`FanOut.beat_s` apart): a beat's writes do not push the next beat later."""
+        await beat_forever(self.fanout.beat_s, self._beat)
+
+    def _beat(self) -> None:
+        try:
+            self.tick()
+        except Exception:  # one bad beat must not stop the room's clock
+            log.exception("room %s: tick failed", self.key)
+
     def tick(self) -> None:
-        """Reactions of this tick go to the shared totals; every viewer gets one frame with everything new."""
-        if (delta := self.audience.take_reactions()) is not None:
-            self.spawn(self._backplane.counters.add_reactions(self.key, delta), name="reactions")
-        self.fanout.flush()
+        """One beat: the reactions of the last `tick_ms` go to the shared totals; the next slice of viewers
+        (all of them in a small room) gets one frame with everything new to each."""
+        now = asyncio.get_running_loop().time()
+        # (less a hair: beats on the grid land exactly one tick apart, give or take a rounding error)
+        if now - self._reactions_at >= self.settings.tick_ms / 1000 * 0.999:
+            self._reactions_at = now
+            if (delta := self.audience.take_reactions()) is not None:
+                self.spawn(self._backplane.counters.add_reactions(self.key, delta), name="reactions")
+        self.fanout.beat()
 
     async def report_presence(self) -> None:
         """Aggregate viewers over the nodes; write this node's new stats. Called by the hub every
