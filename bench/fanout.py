@@ -5,6 +5,9 @@ the server; tick batching against one frame per event; one server process agains
     python bench/fanout.py --quick                                          # smoke run: 200,500 viewers, 5 s
     python bench/fanout.py --servers '' --viewers 1000,2000                 # only tick against per-event
     python bench/fanout.py --modes '' --idle 0 --viewers 5000,10000         # only 1 against 2 processes
+    python bench/fanout.py --modes tick,fixed --servers '' --idle 0 --viewers 5000,10000   # adaptive tick vs fixed
+    python bench/fanout.py --modes '' --servers 1,2,4 --idle 0 --viewers 4000 \
+        --server-env LIVEHUB_TICK_MS=200                                     # CPU per delivery, 1/2/4 processes
     python bench/fanout.py --from-json fanout.json --plot docs/bench-fanout.png   # tables and plot, no run
     DATABASE_URL=postgresql://postgres@127.0.0.1:5432/livehub_bench REDIS_URL=redis://127.0.0.1:6379/0 ...
 
@@ -13,15 +16,19 @@ Configurations, each with server process(es) of its own, run one after the other
 - ``idle``: (``--idle 1``, the default) one ``tick`` server; viewers connected step by step with no chat
   and no reactions at all. KB per idle viewer = (server RSS after connecting and settling - RSS before
   any viewer) / N.
-- ``tick x1`` and ``per-event x1``, one per ``--modes`` entry: ONE server process, in-process broker
-  (no REDIS_URL), as ``python run.py`` serves. ``tick`` is the server as shipped: ``FanOut.flush`` sends
-  every viewer one ``events`` frame per tick (``tick_ms`` 50) carrying everything since the last one.
+- ``tick x1``, ``fixed x1`` and ``per-event x1``, one per ``--modes`` entry: ONE server process,
+  in-process broker (no REDIS_URL), as ``python run.py`` serves. ``tick`` is the server as shipped
+  (``LIVEHUB_TICK_MODE=adaptive``): every viewer gets one ``events`` frame per tick carrying everything
+  since its last one; the tick is ``tick_ms`` (50) in a small room and grows with the room's viewers to
+  keep the room within ``LIVEHUB_TICK_WRITES_PER_S`` writes a second, viewers sent in slices of
+  ``LIVEHUB_TICK_SLICE_VIEWERS`` on a fixed clock. ``fixed`` is the engine before that
+  (``LIVEHUB_TICK_MODE=fixed``): every viewer at once, ``tick_ms`` after each flush ends.
   ``per-event`` is the baseline: the server runs with ``LIVEHUB_FANOUT=per_event``
   (``livehub.live.fanout.one_frame_per_event``): the same bookkeeping (the tick's reaction deltas go to
   the counters, state events are coalesced to their latest value per tick, a viewer that joined mid-tick
   skips what its welcome had) but every event is sent as a frame of its own,
   ``{"type":"events","events":[event]}``, encoded once per event (websocket header included) and written
-  to every viewer, so a tick with E events costs N x E writes instead of N.
+  to every viewer, so a tick with E events costs N x E writes instead of N (on the shipped clock).
   Both modes carry the same events and release them at the same tick, so the comparison isolates frame
   batching: neither the tick's wait nor the coalescing of reactions into one count per tick is removed.
 - ``tick xS redis``, one per ``--servers`` entry S: S server processes, each on its own port, sharing
@@ -34,7 +41,8 @@ against DATABASE_URL (default ``postgresql://postgres@127.0.0.1:5432/livehub_ben
 the database named ``test`` is refused). The per-user chat and reaction limits are raised for every
 user of these servers (so for the senders) through ``LIVEHUB_CHAT_RATE_PER_S``, ``LIVEHUB_CHAT_BURST``
 and ``LIVEHUB_REACTIONS_PER_S``; password hashing is made cheap (``LIVEHUB_PASSWORD_*``) only to register
-the few accounts quickly. Every other setting is the default (``tick_ms`` 50, 256 KiB per viewer buffer).
+the few accounts quickly. ``--server-env NAME=VALUE`` (repeatable) sets more for every server, e.g. a
+tick budget to try. Every other setting is the default (``tick_ms`` 50, 256 KiB per viewer buffer).
 Setup goes through the REST API: a seller (approved with ``set_seller_status`` in SQL), a product, a
 stream, started; the sender accounts.
 
@@ -190,7 +198,10 @@ def start_server(args: argparse.Namespace, dsn: str, port: int, mode: str, redis
         **CHEAP_PASSWORD_HASHING,
         "LIVEHUB_LOG_LEVEL": "WARNING",
         "LIVEHUB_FANOUT": "per_event" if mode == "per-event" else "tick",
+        **dict(args.server_env),
     }
+    if mode == "fixed":
+        env["LIVEHUB_TICK_MODE"] = "fixed"
     if redis:
         env.update(REDIS_URL=redis["url"], LIVEHUB_REDIS_PREFIX=redis["prefix"])
     return spawn_server(Path(__file__).resolve(), port, env, logfile, ("--serve-mode", mode))
@@ -506,7 +517,7 @@ async def _generator(conn, path: str, client: str) -> None:
 
 @dataclass
 class Config:
-    mode: str  # tick | per-event
+    mode: str  # tick | fixed | per-event
     servers: int
     broker: str  # local | redis
     idle: bool = False  # connect only: memory per idle viewer
@@ -979,6 +990,7 @@ def machine_facts(args: argparse.Namespace) -> dict:
             "LIVEHUB_CHAT_RATE_PER_S": args.sender_rate,
             "LIVEHUB_CHAT_BURST": args.sender_burst,
             "LIVEHUB_REACTIONS_PER_S": args.sender_reactions,
+            **dict(args.server_env),
         },
     }
 
@@ -1048,6 +1060,28 @@ def report(results: dict) -> str:
                 f"| {p['frames_per_core_s']:,.0f} | {t['p99_ms']:.1f} | {p['p99_ms']:.1f} "
                 f"| {_ratio(t['p99_ms'], p['p99_ms'])} | {_verdict(t)} | {_verdict(p)} |"
             )
+    fixed = _by_key(by_name.get("fixed x1"))
+    common = sorted(set(tick) & set(fixed))
+    if common:
+        out += [
+            "",
+            "The adaptive tick (as shipped) against the fixed tick (one process each, in-process broker):",
+            "",
+            "| viewers | chat msg/s | p99 ms: adaptive | fixed | p50 ms: adaptive | fixed "
+            "| deliveries per core-s: adaptive | fixed | adaptive / fixed | server CPU %: adaptive | fixed "
+            "| frames/viewer/s: adaptive | fixed | generators CPU %: adaptive | fixed | result: adaptive | fixed |",
+            "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|",
+        ]
+        for key in common:
+            a, f = tick[key], fixed[key]
+            out.append(
+                f"| {key[0]:,} | {key[1]:g} | {a['p99_ms']:.1f} | {f['p99_ms']:.1f} | {a['p50_ms']:.1f} "
+                f"| {f['p50_ms']:.1f} | {a['per_core_s']:,.0f} | {f['per_core_s']:,.0f} "
+                f"| {_ratio(a['per_core_s'], f['per_core_s'])} | {a['server_cpu']:.0f} | {f['server_cpu']:.0f} "
+                f"| {a['frames_per_viewer_s']:.1f} | {f['frames_per_viewer_s']:.1f} | {a['gen_cpu']:.0f} "
+                f"| {f['gen_cpu']:.0f} | {_verdict(a)} | {_verdict(f)} |"
+            )
+    out += per_million_table(results)
     one, two = _by_key(by_name.get("tick x1 redis")), _by_key(by_name.get("tick x2 redis"))
     common = sorted(set(one) & set(two))
     if common:
@@ -1071,6 +1105,40 @@ def report(results: dict) -> str:
     return "\n".join(out)
 
 
+def redis_configs(results: dict) -> list[dict]:
+    """The `tick xS redis` configurations, by S."""
+    configs = [c for c in results["configs"] if c["config"]["broker"] == "redis" and c["config"]["mode"] == "tick"]
+    return sorted(configs, key=lambda c: c["config"]["servers"])
+
+
+def per_million_table(results: dict) -> list[str]:
+    """Server CPU-seconds per million deliveries at each process count (the work per delivery)."""
+    configs = redis_configs(results)
+    if len(configs) < 2:
+        return []
+    out = [
+        "",
+        "Server CPU-seconds per million deliveries, by server processes sharing Redis (same room, viewers spread "
+        "evenly; the senders on server 1):",
+        "",
+        "| viewers | chat msg/s | processes | deliveries | server CPU-s | CPU-s per M deliveries | vs 1 process "
+        "| frames/viewer/s | p99 ms | result |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    first = _by_key(configs[0])
+    for c in configs:
+        for key, r in sorted(_by_key(c).items()):
+            per_m = r["server_core_s"] / r["deliveries"] * 1e6 if r["deliveries"] else float("nan")
+            base = first.get(key)
+            base_m = base["server_core_s"] / base["deliveries"] * 1e6 if base and base["deliveries"] else float("nan")
+            out.append(
+                f"| {key[0]:,} | {key[1]:g} | {c['config']['servers']} | {r['deliveries']:,} "
+                f"| {r['server_core_s']:.2f} | {per_m:.3f} | {_ratio(per_m, base_m)} | {r['frames_per_viewer_s']:.1f} "
+                f"| {r['p99_ms']:.1f} | {_verdict(r)} |"
+            )
+    return out
+
+
 def targets(results: dict) -> list[str]:
     """Each target of the issue, and where this run puts it."""
     by_name = {c["name"]: c for c in results["configs"]}
@@ -1090,6 +1158,24 @@ def targets(results: dict) -> list[str]:
             + (f": {'; '.join(r['failed'])}" if r["failed"] else "")
             + ")"
         )
+    at10k = [r for r in tick if r["viewers"] == 10_000]
+    if at10k:
+        r = at10k[0]
+        fixed = [f for f in rows("fixed x1") if f["viewers"] == 10_000 and f["rate"] == r["rate"]]
+        out.append(
+            f"- deliveries per server core-second at 10,000 viewers >= 1.47 M (the fixed tick's in 2026-11): "
+            f"{'MET' if r['per_core_s'] >= 1.47e6 else 'NOT MET'} ({r['per_core_s'] / 1e6:.2f} M"
+            + (f"; the fixed tick in this run {fixed[0]['per_core_s'] / 1e6:.2f} M" if fixed else "")
+            + ")"
+        )
+    configs = redis_configs(results)
+    if len(configs) >= 2:
+        spread = []
+        for key in sorted(set.intersection(*(set(_by_key(c)) for c in configs))):
+            per_m = [_by_key(c)[key]["server_core_s"] / max(1, _by_key(c)[key]["deliveries"]) * 1e6 for c in configs]
+            spread.append(f"{key[0]:,} viewers: {max(per_m) / min(per_m) - 1:.0%} apart")
+        names = "/".join(str(c["config"]["servers"]) for c in configs)
+        out.append(f"- server CPU-s per million deliveries at {names} processes within 10 %: " + "; ".join(spread))
     if tick:
         r = max(tick, key=lambda r: r["per_core_s"])
         out.append(
@@ -1140,6 +1226,7 @@ def plot(results: dict, path: str) -> None:
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.8))
     styles = {
         "tick x1": ("tab:blue", "o"),
+        "fixed x1": ("tab:orange", "v"),
         "per-event x1": ("tab:red", "s"),
         "tick x1 redis": ("tab:green", "^"),
         "tick x2 redis": ("tab:purple", "D"),
@@ -1162,7 +1249,7 @@ def plot(results: dict, path: str) -> None:
         ax.set_xticks(results["args"]["viewers"], [f"{n:,}" for n in results["args"]["viewers"]])
         ax.minorticks_off()
     ax = axes[0]
-    for name in ("tick x1", "per-event x1"):
+    for name in ("tick x1", "fixed x1", "per-event x1"):
         draw(ax, name, "p99_ms")
     ax.axhline(250, color="gray", linestyle="--", linewidth=1, label="target 250 ms")
     ax.set_yscale("log")
@@ -1170,7 +1257,7 @@ def plot(results: dict, path: str) -> None:
     ax.set_ylabel("p99 send-to-receipt, ms (log)")
 
     ax = axes[1]
-    for name in ("tick x1", "per-event x1", "tick x1 redis", "tick x2 redis"):
+    for name in ("tick x1", "fixed x1", "per-event x1", "tick x1 redis", "tick x2 redis"):
         draw(ax, name, "per_core_s", 1e6)
     ax.axhline(1.0, color="gray", linestyle="--", linewidth=1, label="target 1 M")
     ax.set_title("event deliveries per server core-second")
@@ -1222,6 +1309,13 @@ def bench(args: argparse.Namespace) -> dict:
     return results
 
 
+def env_pair(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not name.startswith("LIVEHUB_"):
+        raise argparse.ArgumentTypeError("NAME=VALUE with a LIVEHUB_ name")
+    return name, value
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
 
@@ -1242,9 +1336,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--reactions", type=float, default=1000.0, help="reactions per second alongside (default 1000)")
     ap.add_argument(
         "--modes",
-        type=names(("tick", "per-event")),
-        default=["tick", "per-event"],
-        help="one-process configurations, in-process broker ('' for none; default tick,per-event)",
+        type=names(("tick", "fixed", "per-event")),
+        default=["tick", "fixed"],
+        help="one-process configurations, in-process broker: tick (as shipped), fixed (the tick before the "
+        "adaptive one), per-event ('' for none; default tick,fixed)",
     )
     ap.add_argument(
         "--servers",
@@ -1265,6 +1360,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--sender-rate", type=float, default=1000.0, help="LIVEHUB_CHAT_RATE_PER_S for the servers")
     ap.add_argument("--sender-burst", type=int, default=1000, help="LIVEHUB_CHAT_BURST for the servers")
     ap.add_argument("--sender-reactions", type=float, default=100000.0, help="LIVEHUB_REACTIONS_PER_S for the servers")
+    ap.add_argument(
+        "--server-env",
+        type=env_pair,
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="an environment variable for every server (repeatable), e.g. LIVEHUB_TICK_WRITES_PER_S=40000",
+    )
     ap.add_argument("--p99-limit-ms", type=float, default=1000.0, help="a rate fails above this p99 (default 1000)")
     quiet_options(ap)
     ap.add_argument("--quick", action="store_true", help="200,500 viewers, 5 s windows")
