@@ -103,6 +103,60 @@ PASSWORD = "flashsale bench password"
 CONNECTS_IN_FLIGHT = 50  # per generator: handshakes started and not yet welcomed
 CONNECT_TIMEOUT_S = 30.0  # one buyer: TCP connect + handshake + welcome
 SEND_YIELD_EVERY = 100  # all at once: the generator reads replies between every this many sends
+# The server process times its garbage collections and writes the totals to this file on SIGUSR1.
+GC_FILE_ENV = "LIVEHUB_BENCH_GC_FILE"
+
+
+# -- the server's garbage collector --------------------------------------------------------------------
+
+
+def gc_probe() -> None:
+    """In the server process: time every collection (gc.callbacks); on SIGUSR1 write the totals so far,
+    the collector's thresholds and how many objects it tracks (and has frozen) to $LIVEHUB_BENCH_GC_FILE."""
+    import gc
+
+    path = os.environ.get(GC_FILE_ENV)
+    if not path:
+        return
+    totals = {"s": 0.0, "runs": [0, 0, 0], "s_by_gen": [0.0, 0.0, 0.0], "max_s": 0.0}
+    started = [0.0]
+
+    def timed(phase: str, info: dict) -> None:
+        if phase == "start":
+            started[0] = time.perf_counter()
+            return
+        took, gen = time.perf_counter() - started[0], info["generation"]
+        totals["s"] += took
+        totals["runs"][gen] += 1
+        totals["s_by_gen"][gen] += took
+        totals["max_s"] = max(totals["max_s"], took)
+
+    def dump(_signum, _frame) -> None:
+        facts = {
+            "tracked": len(gc.get_objects()),
+            "frozen": gc.get_freeze_count(),
+            "threshold": gc.get_threshold(),
+            "stats": gc.get_stats(),
+        }
+        tmp = f"{path}.tmp"
+        Path(tmp).write_bytes(orjson.dumps(totals | facts))
+        os.replace(tmp, path)
+
+    gc.callbacks.append(timed)
+    signal.signal(signal.SIGUSR1, dump)
+
+
+def read_gc(pid: int, path: Path, timeout_s: float = 5.0) -> dict | None:
+    """Ask the server for its collector's totals (SIGUSR1) and read them; None if it did not answer."""
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+    os.kill(pid, signal.SIGUSR1)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if path.exists():
+            return orjson.loads(path.read_bytes())
+        time.sleep(0.02)
+    return None
 
 
 # -- load generators ---------------------------------------------------------------------------------
@@ -250,6 +304,18 @@ def generator_main(conn, index: int, procs: int) -> None:
 # -- the orchestrator ---------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Variant:
+    """A server other than the shipped one, for side-by-side rows: another checkout's code, other settings."""
+
+    label: str = ""
+    tree: str = ""
+    env: dict[str, str] = field(default_factory=dict)
+
+
+NO_VARIANT = Variant()
+
+
 @dataclass
 class Row:
     buyers: int
@@ -274,6 +340,10 @@ class Row:
     gen_cpu: float = 0.0
     others_cpu: float = 0.0
     events_per_buyer: float = 0.0
+    server_ms_per_buy: float = float("nan")  # server CPU over the burst / buys sent
+    gc_ms: float = float("nan")  # time inside the server's garbage collector over the burst
+    gc_full: int = -1  # full (generation 2) collections over the burst
+    variant: str = ""  # --server-tree / --compare: what this row's server had instead of the shipped one
     profiled: bool = False
     failed: list[str] = field(default_factory=list)
 
@@ -287,20 +357,23 @@ class Row:
         other = ", ".join(f"{k} {v}" for k, v in sorted(st.items())) or "0"
         verdict = "ok" if not self.failed else "FAILED: " + "; ".join(self.failed)
         mode = self.mode if self.mode == "baseline" else f"coalesced {self.batch_max}/{self.window_ms:g} ms"
+        if self.variant:
+            mode += f", {self.variant}"
         return (
             f"| {self.buyers:,} | {self.units:,} | {self.spread_ms:g} | {mode} | {self.settled_per_s:,.0f} "
             f"| {self.p50_ms:.0f} | {self.p99_ms:.0f} | {self.max_ms:.0f} | {ok} | {sold_out} | {other} "
             f"| {self.orders} | {self.books} | {self.server_cpu:.0f} | {self.postgres_cpu:.0f} | {self.gen_cpu:.0f} "
-            f"| {self.others_cpu:.0f} | {self.events_per_buyer:.0f} | {self.load} "
+            f"| {self.others_cpu:.0f} | {self.server_ms_per_buy:.3f} | {self.gc_ms:.0f} | {self.gc_full} "
+            f"| {self.events_per_buyer:.0f} | {self.load} "
             f"| {verdict}{' (py-spy attached)' if self.profiled else ''} |"
         )
 
 
 HEADER = (
     "| B | S | spread ms | mode (batch/window) | settled/s | p50 ms | p99 ms | max ms | ok | sold_out | other "
-    "| orders | books | server CPU % | postgres CPU % | generators CPU % | others CPU % | room frames/buyer "
-    "| loadavg | result |\n"
-    "|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---|---:|---|---:|---:|---:|---:|---:|---|---|"
+    "| orders | books | server CPU % | postgres CPU % | generators CPU % | others CPU % | server CPU ms/buy "
+    "| GC ms | full GCs | room frames/buyer | loadavg | result |\n"
+    "|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|"
 )
 
 
@@ -317,6 +390,7 @@ class Bench:
         self.executor = concurrent.futures.ThreadPoolExecutor(max_workers=args.procs, thread_name_prefix="pipe")
         self.server: subprocess.Popen | None = None
         self.logfile = None
+        self.gc_file = Path(tempfile.gettempdir()) / f"livehub-flash-gc-{os.getpid()}.json"
 
     async def sql(self, query: str, *params):
         conn = await asyncpg.connect(self.dsn)
@@ -393,10 +467,13 @@ class Bench:
     async def ask(self, msg: tuple, timeout: float) -> list:
         return await ask_all(self.executor, self.pipes, [msg] * len(self.pipes), timeout)
 
-    def start_server(self, env: dict[str, str], port: int) -> None:
+    def start_server(self, env: dict[str, str], port: int, tree: str = "") -> None:
         self.logfile = tempfile.NamedTemporaryFile(prefix="livehub-flash-server-", suffix=".log", delete=False)
         # Cheap hashing only makes registering the seller fast; buyers are made by SQL.
-        env = env | {"DATABASE_URL": self.dsn, **CHEAP_PASSWORD_HASHING}
+        env = env | {"DATABASE_URL": self.dsn, GC_FILE_ENV: str(self.gc_file), **CHEAP_PASSWORD_HASHING}
+        if tree:
+            # This script serves, but `livehub` (and `storage`) are imported from the other checkout.
+            env["PYTHONPATH"] = os.pathsep.join(p for p in (tree, os.environ.get("PYTHONPATH")) if p)
         self.server = spawn_server(Path(__file__).resolve(), port, env, self.logfile)
 
     def stop_server(self) -> None:
@@ -418,17 +495,20 @@ class Bench:
 
     # -- one row ---------------------------------------------------------------------------------
 
-    async def row(self, b: int, s: int, spread_ms: float, batch_max: int, window_ms: float) -> Row:
+    async def row(
+        self, b: int, s: int, spread_ms: float, batch_max: int, window_ms: float, variant: Variant = NO_VARIANT
+    ) -> Row:
         args = self.args
         mode = "baseline" if batch_max == 1 else "coalesced"
-        row = Row(b, s, spread_ms, mode, batch_max, window_ms)
+        row = Row(b, s, spread_ms, mode, batch_max, window_ms, variant=variant.label)
         others = await self.wait_quiet()
         row.load = loadavg()
         log(f"B={b:,} S={s:,} spread {spread_ms:g} ms, {row.mode} (batch {batch_max}, window {window_ms:g} ms): ")
         log(f"  loadavg {row.load}, others {others:.0f} % CPU")
         await self.sql("VACUUM ANALYZE")  # no row inherits the previous one's dead tuples
         port = free_port()
-        self.start_server({"LIVEHUB_BUY_BATCH_MAX": str(batch_max), "LIVEHUB_BUY_WINDOW_MS": f"{window_ms:g}"}, port)
+        settings = {"LIVEHUB_BUY_BATCH_MAX": str(batch_max), "LIVEHUB_BUY_WINDOW_MS": f"{window_ms:g}"}
+        self.start_server(settings | variant.env, port, variant.tree)
         profiler = prof_path = None
         results: list[dict] = []
         try:
@@ -462,6 +542,7 @@ class Bench:
                     if sum(await self.ask(("alive",), 30)) < b:
                         row.failed.append("buyers dropped before the sale")
                         return row
+                    gc0 = read_gc(self.server.pid, self.gc_file)  # before py-spy: its own cost is not profiled
                     if args.profile and mode == "coalesced":
                         prof_path, profiler = self.start_profiler(row)
                         row.profiled = True
@@ -474,6 +555,16 @@ class Bench:
                     )
                     wall = time.perf_counter() - w0
                     server1, gens1 = cpu_ticks(self.server.pid), sum(cpu_ticks(g.pid) for g in self.gens)
+                    gc1 = read_gc(self.server.pid, self.gc_file)
+                    if gc0 and gc1:
+                        row.gc_ms = 1000 * (gc1["s"] - gc0["s"])
+                        row.gc_full = gc1["runs"][2] - gc0["runs"][2]
+                        log(
+                            f"  server GC: {gc0['tracked']:,} objects tracked, {gc0['frozen']:,} frozen, thresholds "
+                            f"{gc0['threshold']}; over the burst {row.gc_ms:.0f} ms in "
+                            f"{[a - z for a, z in zip(gc1['runs'], gc0['runs'], strict=True)]} collections by "
+                            f"generation, longest so far {1000 * gc1['max_s']:.0f} ms"
+                        )
                     self1, busy1, pg1 = cpu_ticks(os.getpid()), machine_busy()[0], proc_ticks_named("postgres")
                     spy = 0
                     if profiler is not None:
@@ -481,6 +572,7 @@ class Bench:
                         stop_profiler(profiler)
                     pg = ticks_between(pg0, pg1)
                     row.server_cpu = 100 * (server1 - server0) / CLK_TCK / wall
+                    row.server_ms_per_buy = 1000 * (server1 - server0) / CLK_TCK / b
                     row.gen_cpu = 100 * (gens1 - gens0) / CLK_TCK / wall
                     row.postgres_cpu = 100 * pg / CLK_TCK / wall
                     ours = (server1 - server0) + (gens1 - gens0) + (self1 - self0) + pg + spy
@@ -504,6 +596,8 @@ class Bench:
         spy = Path(sys.executable).with_name("py-spy")
         cmd = [str(spy if spy.exists() else "py-spy"), "record", "--pid", str(self.server.pid), "--nonblocking"]
         cmd += ["--rate", str(self.args.profile_rate), "--format", "raw", "--output", str(path)]
+        if self.args.profile_native:
+            cmd.append("--native")  # C frames too: the collector, the websocket reader, orjson
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=self.logfile, start_new_session=True)
         time.sleep(0.5)  # let it attach before the burst
         return path, proc
@@ -545,15 +639,20 @@ class Bench:
     async def run(self) -> list[Row]:
         args = self.args
         await self.make_buyers(max(args.buyers))
-        modes = ([] if args.no_baseline else [(1, args.window_ms[0])]) + [
-            (n, w) for n in args.batch_max for w in args.window_ms
-        ]
+        coalesced = [(n, w) for n in args.batch_max for w in args.window_ms]
+        variants = [Variant(f"server of {args.server_tree}", tree=args.server_tree)] if args.server_tree else []
+        variants += [Variant(", ".join(env), env=dict(kv.split("=", 1) for kv in env)) for env in args.compare]
+        modes = (
+            ([] if args.no_baseline else [(1, args.window_ms[0], NO_VARIANT)])
+            + [(n, w, v) for n, w in coalesced for v in variants]
+            + [(n, w, NO_VARIANT) for n, w in coalesced]
+        )
         rows = []
         for spread in args.spread_ms:
             for b in args.buyers:
                 for s in sorted({min(b, u or b // 2) for u in args.units}):
-                    for batch_max, window_ms in modes:
-                        rows.append(await self.row(b, s, spread, batch_max, window_ms))
+                    for batch_max, window_ms, variant in modes:
+                        rows.append(await self.row(b, s, spread, batch_max, window_ms, variant))
                         log(rows[-1].line())
         return rows
 
@@ -661,10 +760,14 @@ def ratios(rows: list[Row]) -> list[str]:
         if base is not None:
             out.append(
                 f"B={r.buyers:,} S={r.units:,} spread {r.spread_ms:g} ms: coalesced (batch {r.batch_max}, window "
-                f"{r.window_ms:g} ms) {r.settled_per_s:,.0f}/s vs baseline {base.settled_per_s:,.0f}/s "
+                f"{r.window_ms:g} ms{_variant(r)}) {r.settled_per_s:,.0f}/s vs baseline {base.settled_per_s:,.0f}/s "
                 f"= {r.settled_per_s / base.settled_per_s:.1f}x"
             )
     return out
+
+
+def _variant(row: Row) -> str:
+    return f", {row.variant}" if row.variant else ""
 
 
 def _same(a: Row, b: Row) -> bool:
@@ -676,7 +779,7 @@ def targets(rows: list[Row]) -> list[str]:
     for r in rows:
         if r.mode == "coalesced" and r.measured:
             out.append(
-                f"B={r.buyers:,} S={r.units:,} spread {r.spread_ms:g} ms (batch {r.batch_max}): "
+                f"B={r.buyers:,} S={r.units:,} spread {r.spread_ms:g} ms (batch {r.batch_max}{_variant(r)}): "
                 f"settled/s {r.settled_per_s:,.0f} {'>=' if r.settled_per_s >= 10_000 else '<'} 10,000; "
                 f"p99 {r.p99_ms:.0f} ms {'<' if r.p99_ms < 250 else '>='} 250; "
                 f"{'exactly S orders, books balanced' if not r.failed else 'CHECK FAILED'}"
@@ -692,11 +795,15 @@ def plot(rows: list[Row], path: str) -> None:
 
     rows = [r for r in rows if r.measured]
     labels = list(dict.fromkeys(f"B={r.buyers:,}\nS={r.units:,}\nspread {r.spread_ms:g} ms" for r in rows))
-    modes = list(dict.fromkeys(("baseline" if r.mode == "baseline" else f"coalesced {r.batch_max}") for r in rows))
+
+    def label(r: Row) -> str:
+        return "baseline" if r.mode == "baseline" else f"coalesced {r.batch_max}{_variant(r)}"
+
+    modes = list(dict.fromkeys(label(r) for r in rows))
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 5))
     width = 0.8 / max(1, len(modes))
     for i, mode in enumerate(modes):
-        got = [r for r in rows if ("baseline" if r.mode == "baseline" else f"coalesced {r.batch_max}") == mode]
+        got = [r for r in rows if label(r) == mode]
         xs = [
             labels.index(f"B={r.buyers:,}\nS={r.units:,}\nspread {r.spread_ms:g} ms")
             + (i - (len(modes) - 1) / 2) * width
@@ -782,6 +889,20 @@ def parse_args(argv=None) -> argparse.Namespace:
     quiet_options(ap, retries=False)
     ap.add_argument("--profile", help="py-spy the server during coalesced bursts; raw stacks go to this directory")
     ap.add_argument("--profile-rate", type=int, default=200, help="py-spy samples per second (default 200)")
+    ap.add_argument("--profile-native", action="store_true", help="py-spy --native: C frames (the collector) too")
+    ap.add_argument(
+        "--server-tree",
+        help="also run each coalesced row with the server imported from this checkout (a git worktree of an "
+        "earlier commit): before and after side by side",
+    )
+    ap.add_argument(
+        "--compare",
+        action="append",
+        default=[],
+        type=lambda v: [kv for kv in v.split(",") if kv],
+        metavar="ENV=VALUE[,ENV=VALUE]",
+        help="also run each coalesced row with these server settings (e.g. LIVEHUB_GC_FREEZE_INTERVAL_S=0); repeatable",
+    )
     ap.add_argument("--quick", action="store_true", help="B=500, S=50 and 250")
     ap.add_argument("--json", help="also write the results to this file")
     ap.add_argument("--plot", help="also draw settled/s and p99 per row to this PNG (needs matplotlib)")
@@ -802,7 +923,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> None:
     args = parse_args(argv)
     if args.serve:
-        serve_livehub(args.serve)
+        serve_livehub(args.serve, prepare=gc_probe)
     elif args.from_json:
         data = orjson.loads(Path(args.from_json).read_bytes())
         nan = float("nan")  # JSON has no NaN: a row without replies comes back with nulls
