@@ -34,6 +34,7 @@ from livehub.api.headers import security_headers
 from livehub.api.openapi import build_openapi
 from livehub.auth import PasswordHasher
 from livehub.broker import open_backplane
+from livehub.collector import Collector
 from livehub.dbwatch import CHECK_EVERY_S, DatabaseState, EmbeddedWatch
 from livehub.jsonx import json_response
 from livehub.live import ws
@@ -158,6 +159,19 @@ async def media_plane(app: web.Application):
     await node.close()
 
 
+async def garbage_collector(app: web.Application):
+    """Last at start-up: what the node holds from now on is frozen out of the collector's walks
+    (livehub/collector.py); put back at shutdown."""
+    collector = Collector(app[keys.SETTINGS])
+    collector.start()
+    loop = None
+    if collector.enabled:
+        loop = app[keys.TASKS].every(collector.freeze_interval_s, collector.tick, name="gc-freeze")
+    yield
+    await cancel(loop)
+    collector.stop()
+
+
 async def close_live_connections(app: web.Application) -> None:
     # On shutdown, before handlers are waited for: open websockets would otherwise hold the server up.
     if keys.HUB in app:
@@ -221,6 +235,7 @@ def create_app(settings: Settings | None = None, *, embedded: EmbeddedPostgres |
             give_up=lambda: signal.raise_signal(signal.SIGTERM),
         )
         app.cleanup_ctx.append(watch_embedded)
+    app.cleanup_ctx.append(garbage_collector)
     for api in APIS:
         app.router.add_routes(api.table())
     app.on_shutdown.append(close_live_connections)

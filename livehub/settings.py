@@ -39,6 +39,13 @@ class Settings(BaseSettings):
     db_long_statement_timeout_s: float = Field(default=120.0, gt=0)
     # run.py's embedded PostgreSQL is restarted if it dies; failing that for this long, the node exits (1).
     embedded_db_restart_s: float = Field(default=30.0, ge=0)
+    # The garbage collector (livehub/collector.py): every this many seconds what survived a collection is
+    # frozen out of later walks (0: CPython's collector as it comes, thresholds included); every
+    # `gc_sweep_interval_s` everything is unfrozen and collected once; a young collection every this many
+    # net allocations (CPython's default is 700).
+    gc_freeze_interval_s: float = Field(default=10.0, ge=0)
+    gc_sweep_interval_s: float = Field(default=900.0, gt=0)
+    gc_young_threshold: int = Field(default=50_000, ge=1)
 
     # Sessions and cookies
     session_ttl_s: int = 30 * 24 * 3600
