@@ -130,9 +130,11 @@ class BadFrame(ValidationFailed):
 
 class Parser:
     """Validates raw text against a set of frame classes: one discriminated union on `type`, frames that
-    share a `type` (moderation) nested on `action`."""
+    share a `type` (moderation) nested on `action`. `fast=False`: the validator alone, also for the hot
+    frames (what the fast path is compared with)."""
 
-    def __init__(self, frames: Iterable[type[Frame]]):
+    def __init__(self, frames: Iterable[type[Frame]], *, fast: bool = True):
+        frames = tuple(frames)
         by_type: dict[str, list[type[Frame]]] = {}
         for frame in frames:
             by_type.setdefault(_literal(frame, "type"), []).append(frame)
@@ -143,9 +145,19 @@ class Parser:
         union = Annotated[Union[tuple(members)], Field(discriminator="type")]  # noqa: UP007
         self.types = tuple(by_type)
         self._adapter: pydantic.TypeAdapter = pydantic.TypeAdapter(union)
+        self.frames = frames
+        self._classes = frozenset(frames)
+        from livehub.live import fastframes  # it builds this module's frames
+
+        self._fast = fastframes
+        self._fast_path = fast
 
     def parse(self, raw: str) -> Frame:
-        """A client frame, or BadFrame saying what is wrong with it (and its request_id when readable)."""
+        """A client frame, or BadFrame saying what is wrong with it (and its request_id when readable).
+        The hot frames (buy, chat, react) are decided without the validator when they are well-formed
+        (livehub/live/fastframes.py); everything else, and every error, comes from the validator."""
+        if self._fast_path and (frame := self._fast.parse(raw)) is not None and type(frame) in self._classes:
+            return frame
         try:
             frame = self._adapter.validate_json(raw)
         except pydantic.ValidationError as exc:
@@ -160,7 +172,7 @@ class Parser:
             else:
                 message = "invalid frame"
             raise BadFrame(message, validation_details(exc), _request_id_of(raw)) from None
-        if (loc := unstorable_at(frame)) is not None:
+        if self._fast.may_hold_unstorable(raw) and (loc := unstorable_at(frame)) is not None:
             # Refused here, before it can reach a purchase batch or the chat archive.
             echo = frame.request_id if loc != ("request_id",) else None
             raise BadFrame(storable.MESSAGE, {"loc": [str(p) for p in loc]}, echo)
