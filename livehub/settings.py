@@ -149,6 +149,9 @@ class Settings(BaseSettings):
     # In-stream buying: requests for one variant are gathered this long, or up to this many, per storage call.
     buy_window_ms: float = 5.0
     buy_batch_max: int = Field(default=50, ge=1)
+    # A variant's stock reaches the room (the broker, every viewer) at most this often while buys settle:
+    # the latest value; the batch that ends a flash sale at once (livehub/live/checkout.py). 0: every batch.
+    stock_update_ms: int = Field(default=250, ge=0)
     # Units one buyer may take in a flash sale unless the host names another limit.
     flash_sale_per_buyer_limit: int | None = 1
     # Chat is written to PostgreSQL in the background; past this many unwritten messages the oldest are dropped.

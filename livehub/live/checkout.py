@@ -9,10 +9,16 @@ node keeps at most one call per variant in flight and the batch grows with the l
 Once a batch reports that it ended a flash sale (sold out), a buy that names that sale can only be
 `sold_out`, or the retry of a buy that went through: such buys no longer go to `buy_batch` (and its lock
 of the variant) but are answered from a read of their request ids in `orders`, `buy_batch_max` a read.
+
+The room hears of settled batches (and so tells its viewers the stock) at most once per
+`stock_update_ms`, with the latest batch's result: in a burst of a hundred batches a second, every one
+of them would otherwise be a `stock` event for the broker and a frame for every viewer. A batch that ended
+a flash sale is reported at once, and the last result always is, so the room ends with the right stock.
 """
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -65,6 +71,10 @@ class Checkout:
         self._timer: asyncio.TimerHandle | None = None
         self._task: asyncio.Task | None = None
         self._settled_at = time.monotonic()
+        self._report_every_s = settings.stock_update_ms / 1000
+        self._reported_at = -math.inf
+        self._unreported: dict | None = None  # the latest result the room has not heard of yet
+        self._report_timer: asyncio.TimerHandle | None = None
 
     async def buy(
         self,
@@ -90,7 +100,7 @@ class Checkout:
 
     def idle_for(self) -> float:
         """Seconds since the last buy settled; 0 while buys wait or settle."""
-        if self._waiting or self._late or self._task is not None:
+        if self._waiting or self._late or self._task is not None or self._unreported is not None:
             return 0.0
         return time.monotonic() - self._settled_at
 
@@ -178,6 +188,32 @@ class Checkout:
             self._ended.add(ended)
             self._late += [r for r in self._waiting if r.flash_sale_id == ended]
             self._waiting = [r for r in self._waiting if r.flash_sale_id != ended]
+        self._report(result, now=sale is not None and sale["ended"])
+
+    def _report(self, result: dict, *, now: bool) -> None:
+        """Tell the room of a settled batch: `now`, or if the last report is older than the interval; else
+        keep it as the latest for a report when the interval is up (a later batch's result replaces it:
+        each result holds the stock after its batch, and batches of a variant settle one after another)."""
+        loop = asyncio.get_running_loop()
+        due = self._reported_at + self._report_every_s
+        if now or loop.time() >= due:
+            self._report_now(result)
+            return
+        self._unreported = result
+        if self._report_timer is None:
+            self._report_timer = loop.call_at(due, self._report_unreported)
+
+    def _report_unreported(self) -> None:
+        self._report_timer = None
+        if self._unreported is not None:
+            self._report_now(self._unreported)
+
+    def _report_now(self, result: dict) -> None:
+        if self._report_timer is not None:
+            self._report_timer.cancel()
+            self._report_timer = None
+        self._unreported = None
+        self._reported_at = asyncio.get_running_loop().time()
         self._settled(self._variant_id, result)
 
     async def _answer_late(self, late: list[_Request]) -> None:
