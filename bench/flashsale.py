@@ -385,6 +385,7 @@ class Bench:
         self.seq = 0
         self.tokens: list[str] = []
         self.seller_token = ""
+        self.live_stream = ""  # the seller's stream a row started and has not ended
         self.pipes: list = []
         self.gens: list = []
         self.executor = concurrent.futures.ThreadPoolExecutor(max_workers=args.procs, thread_name_prefix="pipe")
@@ -452,7 +453,13 @@ class Bench:
         product = product["product"]
         body = {"title": f"Flash sale {self.seq}", "products": [{"product_id": product["id"]}]}
         stream_id = (await self.rest(http, "/api/streams", body, 201))["stream"]["id"]
+        if self.live_stream:
+            # A row that stopped early (buyers that could not connect) left its stream live: a shop is live
+            # in one stream at a time.
+            with contextlib.suppress(RuntimeError):
+                await self.rest(http, f"/api/streams/{self.live_stream}/end")
         await self.rest(http, f"/api/streams/{stream_id}/start")
+        self.live_stream = stream_id
         return stream_id, product["variants"][0]["id"]
 
     # -- processes -------------------------------------------------------------------------------
@@ -579,6 +586,7 @@ class Bench:
                     row.others_cpu = max(0.0, 100 * (busy1 - busy0 - ours) / CLK_TCK / wall)
                     await self.ask(("close",), 60)
                 await self.rest(http, f"/api/streams/{stream_id}/end")
+                self.live_stream = ""
         finally:
             if profiler is not None and profiler.poll() is None:
                 stop_profiler(profiler)
