@@ -3,11 +3,16 @@
     python bench/purchases.py                 # full matrix
     python bench/purchases.py --quick         # a smaller one, for a smoke run
     DATABASE_URL=postgresql://postgres@127.0.0.1:5432/postgres python bench/purchases.py
+    DATABASE_URL=... python bench/purchases.py --modes buy_batch_loop,buy_batch --batch-sizes 100,200 \
+        --connections 1,4 --purchases 10000                      # the set-based buy_batch against its baseline
 
 Modes, each with C concurrent asyncpg connections (its own pool) hammering the same variant:
 
 - ``buy_batch``: ``SELECT buy_batch(variant, stream, [N requests], ...)`` -- what the live rooms call, N
   buyers per call and per transaction;
+- ``buy_batch_loop``: the same call to the baseline, buy_batch as it was before it became set-based (a
+  plpgsql loop of some twenty statements per purchase), kept in ``bench/sql/buy_batch_loop.sql`` and
+  installed into this script's own database only;
 - ``place_order``: ``SELECT place_order(buyer, [{variant, 1}], stream, ...)`` -- one order per call and per
   transaction, as the REST API does it.
 
@@ -15,6 +20,11 @@ Every configuration is bounded in purchases (``--purchases``, raised to N x C so
 makes at least one call) and in time (``--seconds``); a call already running when time is up finishes.
 One untimed warm-up call per connection comes first (plpgsql compiles its plans per connection), and
 the database is vacuumed before each configuration so that none inherits the previous one's dead rows.
+Each row also gives the CPU time of the PostgreSQL backends serving the run's connections (from
+/proc/<pid>/stat, so client and server must share the machine), per purchase, and the rows a purchase
+writes (orders, items, stock movements, ledger entries, earnings, events) are counted at the end: the two
+give the database's cost per written row. ``--synchronous-commit off`` sets that for the benchmark's
+database (information only: LiveHub keeps durability).
 
 The script creates a database of its own -- on DATABASE_URL's server if set, else on an embedded
 PostgreSQL it starts in a temporary directory -- migrates it with ``storage.db.migrate``, and drops it
@@ -36,7 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import asyncpg
-from common import give_addresses, ints, log, migrate, with_database
+from common import cpu_ticks, give_addresses, ints, log, migrate, with_database
 
 from storage.db import create_pool, init_connection
 
@@ -45,6 +55,11 @@ HOLD_S = 7 * 24 * 3600
 PRICE = 1000
 STOCK = 100_000_000
 WALLET = 1_000_000_000  # cents per buyer: a million purchases each
+BASELINE_SQL = Path(__file__).parent / "sql" / "buy_batch_loop.sql"
+MODES = ("buy_batch", "buy_batch_loop", "place_order")
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+# What a purchase writes: counted over the whole run, divided by the orders.
+PURCHASE_TABLES = ("orders", "order_items", "stock_movements", "ledger_entries", "earnings", "order_events")
 
 
 @dataclass
@@ -63,6 +78,7 @@ class Result:
     calls: int = 0
     failed: int = 0  # requests that did not end in a purchase (should stay 0)
     seconds: float = 0.0
+    backend_cpu_s: float = 0.0  # CPU of the PostgreSQL backends serving the run's connections
     latencies: list[float] = field(default_factory=list)
 
     def row(self) -> str:
@@ -70,15 +86,18 @@ class Result:
         p50 = statistics.median(lat) * 1000 if lat else float("nan")
         p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))] * 1000 if lat else float("nan")
         rate = self.purchases / self.seconds if self.seconds else 0.0
+        cpu_us = self.backend_cpu_s / self.purchases * 1e6 if self.purchases else float("nan")
         return (
             f"| {self.mode} | {self.batch} | {self.conns} | {self.purchases} | {self.calls} | {self.seconds:.2f} "
-            f"| {rate:,.0f} | {p50:.1f} | {p99:.1f} |" + (f" {self.failed} failed |" if self.failed else "")
+            f"| {rate:,.0f} | {p50:.1f} | {p99:.1f} | {cpu_us:,.0f} |"
+            + (f" {self.failed} failed |" if self.failed else "")
         )
 
 
 HEADER = (
-    "| mode | batch size | connections | purchases | calls | seconds | purchases/s | p50 call ms | p99 call ms |\n"
-    "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+    "| mode | batch size | connections | purchases | calls | seconds | purchases/s | p50 call ms | p99 call ms "
+    "| backend CPU µs/purchase |\n"
+    "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 )
 
 
@@ -145,9 +164,9 @@ class Run:
     async def _call(self, conn: asyncpg.Connection, reqs: list[dict]) -> int:
         """Makes one call; returns how many purchases it made."""
         w = self.world
-        if self.mode == "buy_batch":
+        if self.mode in ("buy_batch", "buy_batch_loop"):
             out = await conn.fetchval(
-                "SELECT buy_batch($1, $2, $3, $4, $5)", w.variant, w.stream, reqs, FEE_BPS, HOLD_S
+                f"SELECT {self.mode}($1, $2, $3, $4, $5)", w.variant, w.stream, reqs, FEE_BPS, HOLD_S
             )
             return sum(1 for r in out["results"] if r["status"] == "ok")
         (req,) = reqs
@@ -182,9 +201,12 @@ class Run:
                 # Warm-up, untimed and uncounted: one small call per connection.
                 for conn in conns:
                     await self._call(conn, self._requests(1))
+                backends = [await conn.fetchval("SELECT pg_backend_pid()") for conn in conns]
+                ticks = sum(cpu_ticks(pid) for pid in backends)
                 t0 = time.perf_counter()
                 await asyncio.gather(*(self._worker(c, t0 + self.seconds) for c in conns))
                 self.result.seconds = time.perf_counter() - t0
+                self.result.backend_cpu_s = (sum(cpu_ticks(pid) for pid in backends) - ticks) / CLK_TCK
             finally:
                 for conn in conns:
                     await pool.release(conn)
@@ -218,6 +240,9 @@ async def bench(server_dsn: str, args: argparse.Namespace) -> str:
         conn = await asyncpg.connect(dsn)
         try:
             await migrate(conn)
+            await conn.execute(BASELINE_SQL.read_text())
+            if args.synchronous_commit:
+                await conn.execute(f'ALTER DATABASE "{name}" SET synchronous_commit = {args.synchronous_commit}')
             await init_connection(conn)
             world = await seed(conn, args.buyers)
         finally:
@@ -226,8 +251,9 @@ async def bench(server_dsn: str, args: argparse.Namespace) -> str:
         log(facts)
 
         configs = []
-        if "buy_batch" in args.modes:
-            configs += [("buy_batch", n, c) for n in args.batch_sizes for c in args.connections]
+        # The batched modes side by side: for each batch size and connection count, each mode in turn.
+        batched = [m for m in args.modes if m != "place_order"]
+        configs += [(m, n, c) for n in args.batch_sizes for c in args.connections for m in batched]
         if "place_order" in args.modes:
             configs += [("place_order", 1, c) for c in args.connections]
         rows = []
@@ -255,10 +281,15 @@ async def bench(server_dsn: str, args: argparse.Namespace) -> str:
                 world.variant,
             )
             orders = await conn.fetchval("SELECT count(*) FROM orders")
+            written = {t: await conn.fetchval(f"SELECT count(*) FROM {t}") for t in PURCHASE_TABLES}
+            # The seed's top-ups wrote two ledger entries per buyer; no other table had rows before.
+            written["ledger_entries"] -= 2 * len(world.buyers)
         finally:
             await conn.close()
+        per_order = ", ".join(f"{t} {written[t] / orders:.2f}" for t in PURCHASE_TABLES) if orders else "-"
         check = (
             f"after the run: {orders} orders, books balanced={books['balanced']}, stock matches movements={stock_ok}"
+            f"; rows written per purchase: {sum(written.values()) / max(orders, 1):.2f} ({per_order})"
         )
         log(check)
         return "\n".join([facts, "", HEADER, *rows, "", check])
@@ -278,7 +309,16 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--quick", action="store_true", help="batch sizes 1 and 50, 1 and 8 connections, 500 purchases")
     ap.add_argument("--batch-sizes", type=ints, help="comma-separated batch sizes (default 1,10,50,200)")
     ap.add_argument("--connections", type=ints, help="comma-separated connection counts (default 1,8,32)")
-    ap.add_argument("--modes", default="buy_batch,place_order", help="comma-separated (default buy_batch,place_order)")
+    ap.add_argument(
+        "--modes",
+        default="buy_batch,buy_batch_loop,place_order",
+        help="comma-separated (default buy_batch,buy_batch_loop,place_order)",
+    )
+    ap.add_argument(
+        "--synchronous-commit",
+        choices=("on", "off"),
+        help="set synchronous_commit for the benchmark's database (default: the server's setting)",
+    )
     args = ap.parse_args(argv)
     if args.quick:
         args.batch_sizes = args.batch_sizes or [1, 50]
@@ -288,8 +328,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         args.batch_sizes = args.batch_sizes or [1, 10, 50, 200]
         args.connections = args.connections or [1, 8, 32]
     args.modes = [m.strip() for m in args.modes.split(",") if m.strip()]
-    if not set(args.modes) <= {"buy_batch", "place_order"} or not args.modes:
-        ap.error("--modes takes buy_batch and/or place_order")
+    if not set(args.modes) <= set(MODES) or not args.modes:
+        ap.error(f"--modes takes some of {', '.join(MODES)}")
     if args.purchases < 1 or args.seconds <= 0 or args.buyers < 1:
         ap.error("--purchases, --seconds and --buyers must be positive")
     if min(args.batch_sizes) < 1 or min(args.connections) < 1:

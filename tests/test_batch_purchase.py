@@ -654,3 +654,160 @@ async def test_request_ids_are_per_variant(conn, shop):
     assert [r["status"] for r in out["results"]] == ["duplicate", "ok"]
     assert await wallet(conn, buyer) == WALLET - 3000
     await assert_books_balanced(conn)
+
+
+# -- one batch, many orders: what the set-based writes must keep ---------------------------------------
+
+
+async def test_refusals_in_a_batch_consume_nothing_and_a_buyer_spends_a_running_balance(conn, shop):
+    """A mixed batch: a buyer who cannot pay, one who can pay for one unit of two, then buyers who can.
+    Refused requests take no stock, so the units go on to the later buyers in arrival order."""
+    seller_user, _, stream = shop
+    _, variant = await new_variant(conn, seller_user, price=1000, stock=3)
+    poor, once, b, c, d = await new_users(conn, 5)
+    await fund(conn, [poor], 999)
+    await fund(conn, [once], 1500)
+    await fund(conn, [b, c, d])
+
+    out = await buy(conn, variant, stream, requests([poor, once, once, b, c, d]))
+
+    assert [r["status"] for r in out["results"]] == [
+        "insufficient_funds",
+        "ok",
+        "insufficient_funds",
+        "ok",
+        "ok",
+        "sold_out",
+    ]
+    assert out["available"] == 0
+    assert await wallet(conn, poor) == 999
+    assert await wallet(conn, once) == 500
+    assert [await wallet(conn, u) for u in (b, c, d)] == [WALLET - 1000, WALLET - 1000, WALLET]
+    buyers = await conn.fetch(
+        """SELECT o.buyer_id, m.stock_after FROM stock_movements m JOIN orders o ON o.number = m.reference
+            WHERE m.variant_id = $1 AND m.reason = 'sale' ORDER BY m.id""",
+        variant,
+    )
+    assert [(r["buyer_id"], r["stock_after"]) for r in buyers] == [(once, 2), (b, 1), (c, 0)]
+    await assert_books_balanced(conn)
+
+
+async def test_a_retry_of_a_refused_request_in_the_same_batch_is_a_duplicate_without_an_order(conn, shop):
+    seller_user, _, stream = shop
+    _, variant = await new_variant(conn, seller_user, price=1000, stock=3)
+    (poor,) = await new_users(conn, 1)
+    await fund(conn, [poor], 10)
+    tap = {"request_id": "tap", "buyer_id": str(poor), "quantity": 1}
+
+    out = await buy(conn, variant, stream, [tap, tap])
+
+    assert out["results"] == [
+        {"request_id": "tap", "buyer_id": str(poor), "status": "insufficient_funds"},
+        {"request_id": "tap", "buyer_id": str(poor), "status": "duplicate", "order_id": None, "order_number": None},
+    ]
+    assert out["available"] == 3
+
+
+async def test_a_batch_posts_one_transaction_per_order_and_chains_each_accounts_balances(conn):
+    """Buyers appearing several times, a host on commission: every order is its own ledger transaction
+    (buyer, platform, seller, host, summing to zero), orders are numbered in arrival order, and every
+    account's entries chain (each one's balance before is the previous one's after, the last after is the
+    balance) however many of the batch's orders touched it."""
+    seller_user, seller = await new_seller(conn)
+    host = await new_user(conn, "host")
+    stream = await new_stream(conn, seller, host, commission_bps=1000)
+    _, variant = await new_variant(conn, seller_user, price=1000, stock=20)
+    a, b, c = await new_users(conn, 3)
+    await fund(conn, [a, b, c])
+    # One earlier sale, so that the seller's and host's accounts hold something before the batch.
+    await buy(conn, variant, stream, requests([c], prefix="before"))
+
+    reqs = requests([a, b, a, c, a, b], prefix="batch")
+    reqs[2]["quantity"] = 2
+    out = await buy(conn, variant, stream, reqs)
+
+    assert [r["status"] for r in out["results"]] == ["ok"] * 6
+    assert out["available"] == 20 - 1 - 7
+    numbers = [int(r["order_number"].removeprefix("LH-")) for r in out["results"]]
+    assert numbers == sorted(numbers) and len(set(numbers)) == 6
+    for r, req in zip(out["results"], reqs, strict=True):
+        entries = await conn.fetch(
+            """SELECT e.txn_id, e.type, e.amount_cents, a.kind, a.user_id FROM ledger_entries e
+                 JOIN accounts a ON a.id = e.account_id WHERE e.order_id = $1 ORDER BY e.id""",
+            uuid.UUID(r["order_id"]),
+        )
+        items = 1000 * req["quantity"]
+        fee, commission = items * FEE_BPS // 10000, items * 1000 // 10000
+        assert [(e["type"], e["amount_cents"], e["kind"], e["user_id"]) for e in entries] == [
+            ("purchase", -items, "wallet", uuid.UUID(req["buyer_id"])),
+            ("fee", fee, "platform", None),
+            ("earning", items - fee - commission, "earnings_pending", seller_user),
+            ("earning", commission, "earnings_pending", host),
+        ]
+        assert len({e["txn_id"] for e in entries}) == 1
+        earned = await conn.fetch(
+            "SELECT role, amount_cents FROM earnings WHERE order_id = $1 ORDER BY role DESC",
+            uuid.UUID(r["order_id"]),
+        )
+        assert [tuple(e) for e in earned] == [("seller", items - fee - commission), ("host", commission)]
+    txns = await conn.fetchval(
+        "SELECT count(DISTINCT txn_id) FROM ledger_entries WHERE order_id = ANY ($1::uuid[])",
+        [r["order_id"] for r in out["results"]],
+    )
+    assert txns == 6
+
+    accounts = await conn.fetch("SELECT id, balance_cents FROM accounts WHERE balance_cents IS NOT NULL")
+    for account in accounts:
+        chain = await conn.fetch(
+            """SELECT amount_cents, balance_before_cents, balance_after_cents FROM ledger_entries
+                WHERE account_id = $1 ORDER BY id""",
+            account["id"],
+        )
+        before = 0
+        for entry in chain:
+            assert entry["balance_before_cents"] == before
+            assert entry["balance_after_cents"] == before + entry["amount_cents"]
+            before = entry["balance_after_cents"]
+        assert before == account["balance_cents"]
+    assert await wallet(conn, a) == WALLET - 4000
+    assert await balance(conn, host, "earnings_pending") == 800
+    await assert_books_balanced(conn)
+
+
+async def test_a_batch_of_digital_orders_gets_its_codes_in_arrival_order_and_is_delivered(conn, shop):
+    seller_user, _, stream = shop
+    product = await conn.fetchval(
+        "SELECT create_product($1, 'Key', '', NULL, '{}'::jsonb, $2)",
+        seller_user,
+        [{"sku": f"KEY-{uuid.uuid4().hex[:8]}", "price_cents": 500, "stock": 0, "digital": True}],
+    )
+    variant = await conn.fetchval("SELECT id FROM variants WHERE product_id = $1", product)
+    codes = [f"CODE-{i}" for i in range(5)]
+    for code in codes:  # one import each, so that they were imported in this order
+        await conn.fetchval("SELECT count(*) FROM import_units($1, $2, $3)", variant, [code], seller_user)
+    a, b, c = await new_users(conn, 3)
+    await conn.execute("DELETE FROM addresses WHERE user_id = ANY ($1::uuid[])", [a, b, c])  # none needed
+    await fund(conn, [a, b, c])
+    reqs = requests([a, b, c], prefix="key")
+    reqs[0]["quantity"] = 2
+    reqs[2]["quantity"] = 3  # one code too many: refused, the others served
+
+    out = await buy(conn, variant, stream, reqs)
+
+    assert [r["status"] for r in out["results"]] == ["ok", "ok", "sold_out"]
+    assert out["available"] == 2
+    for r, want in zip(out["results"][:2], [codes[:2], codes[2:3]], strict=True):
+        order = await conn.fetchrow("SELECT * FROM orders WHERE id = $1", uuid.UUID(r["order_id"]))
+        assert order["status"] == "delivered" and order["delivered_at"] is not None
+        assert order["address"] is None and order["shipping_cents"] == 0
+        got = await conn.fetch(
+            "SELECT code FROM digital_units WHERE order_id = $1 AND status = 'sold' ORDER BY code", order["id"]
+        )
+        assert [g["code"] for g in got] == want
+        events = await conn.fetch(
+            "SELECT from_status, to_status FROM order_events WHERE order_id = $1 ORDER BY id", order["id"]
+        )
+        assert [tuple(e) for e in events] == [(None, "paid"), ("paid", "delivered")]
+    assert await wallet(conn, a) == WALLET - 1000
+    assert await wallet(conn, c) == WALLET
+    await assert_books_balanced(conn)

@@ -420,124 +420,333 @@ $$;
 -- Returns {results: [{request_id, buyer_id, status, order_id?, order_number?, reason?, country?}],
 -- available, flash_sale: {id, remaining, ended} | null}. Concurrent batches for the same variant (other
 -- processes) queue on the variant's row lock.
+--
+-- Set-based, because a flash drop is thousands of buys a second on this one locked row: the facts of every
+-- request are read with one query over the whole batch (earlier orders under its request ids, bans,
+-- wallets and their balances, units bought before, addresses and shipping), a loop over those rows with no
+-- SQL inside decides each outcome in arrival order (stock, each buyer's units and balance run on as the
+-- batch goes), and one statement writes all the orders with their items, stock movements, ledger entries
+-- (one ledger transaction per order; balances before and after chained per account in arrival order),
+-- earnings and events, updating the variant and each account once. Each order is written as create_order()
+-- would write it (place_order's path).
 CREATE OR REPLACE FUNCTION buy_batch(
     p_variant uuid, p_stream uuid, p_requests jsonb, p_fee_bps integer, p_hold_s integer
 ) RETURNS jsonb
 LANGUAGE plpgsql AS $$
 DECLARE
-    v variants;
-    p products;
-    s sellers;
+    variant variants;
+    product products;
+    shop sellers;
     price record;
-    req jsonb;
-    buyer uuid;
-    qty integer;
-    rid text;
-    rid_key text;
+    profile shipping_profiles;    -- the shop's (all NULL: none, ships free)
     remaining integer;
-    results jsonb := '[]';
-    seen jsonb := '{}';       -- buyer||request id -> true, within this batch
     for_sale boolean;
-    existing orders;
-    o orders;
-    wallet uuid;
-    host uuid;
+    stream_seller uuid;           -- whose bans apply: the stream's shop
+    host uuid;                    -- the stream's host when it earns a commission on these orders
+    commission_bps integer;
+    buyers uuid[];                -- distinct, for accounts
+    n integer := coalesce(jsonb_array_length(p_requests), 0);
+    r record;
+    -- Per request, by arrival position (filled with NULLs first so that position i is element i).
+    statuses text[];
+    reasons text[];
+    countries text[];
+    order_ids uuid[];
+    order_numbers text[];
+    txns bigint[];
+    -- ... and what an order placed for it is written with.
+    buyer_ids uuid[];
+    quantities integer[];
+    request_keys text[];
+    wallets uuid[];
+    addresses jsonb[];
+    shippings bigint[];
+    -- Per buyer, by the number the facts query gives each buyer: how the batch has left them so far.
+    balances bigint[];
+    units integer[];
+    units_sold integer := 0;
+    allocated integer;
     flash_left integer;
-    result jsonb;
-    a addresses;
-    shipping bigint;
+    results jsonb;
 BEGIN
-    v := variant_for_update(p_variant);
-    SELECT * INTO p FROM products WHERE id = v.product_id;
-    SELECT * INTO s FROM sellers WHERE id = p.seller_id;
+    variant := variant_for_update(p_variant);
+    SELECT * INTO product FROM products WHERE id = variant.product_id;
+    SELECT * INTO shop FROM sellers WHERE id = product.seller_id;
     SELECT * INTO price FROM variant_price(p_variant, p_stream);
-    remaining := v.stock;
+    SELECT * INTO profile FROM shipping_profiles WHERE seller_id = shop.id;
+    remaining := variant.stock;
     IF price.flash_sale_id IS NOT NULL THEN
         remaining := least(remaining, price.flash_remaining);
     END IF;
     -- In a stream, only what it features and only while it is live (as place_order).
-    for_sale := p.status = 'active' AND s.status = 'approved' AND (p_stream IS NULL OR EXISTS (
+    for_sale := product.status = 'active' AND shop.status = 'approved' AND (p_stream IS NULL OR EXISTS (
         SELECT 1 FROM streams st JOIN stream_products sp ON sp.stream_id = st.id
-         WHERE st.id = p_stream AND st.status = 'live' AND sp.product_id = p.id));
+         WHERE st.id = p_stream AND st.status = 'live' AND sp.product_id = product.id));
+    -- A host earns only on its own seller's stream (create_order's rule; live and featured: for_sale).
+    SELECT st.seller_id, CASE WHEN st.seller_id = shop.id AND st.host_id <> shop.user_id THEN st.host_id END,
+           st.host_commission_bps
+      INTO stream_seller, host, commission_bps
+      FROM streams st WHERE st.id = p_stream;
 
-    SELECT host_id INTO host FROM streams WHERE id = p_stream AND host_id <> s.user_id;
-    PERFORM lock_accounts(
-        ARRAY(SELECT account_of((e->>'buyer_id')::uuid, 'wallet') FROM jsonb_array_elements(p_requests) e)
-        || account_of(s.user_id, 'earnings_pending')
-        || CASE WHEN host IS NULL THEN '{}'::uuid[] ELSE ARRAY[account_of(host, 'earnings_pending')] END);
+    -- Every account the batch may move exists (created in one statement), then is locked in id order.
+    buyers := ARRAY(SELECT DISTINCT (e->>'buyer_id')::uuid FROM jsonb_array_elements(p_requests) e);
+    INSERT INTO accounts (kind, user_id, balance_cents)
+    SELECT k.kind, k.user_id, 0
+      FROM (SELECT 'wallet', b FROM unnest(buyers) b
+            UNION ALL SELECT 'earnings_pending', shop.user_id
+            UNION ALL SELECT 'earnings_pending', host WHERE host IS NOT NULL) k (kind, user_id)
+     WHERE NOT EXISTS (SELECT 1 FROM accounts a
+                        WHERE a.user_id IS NOT NULL AND a.user_id = k.user_id AND a.kind = k.kind)
+    ON CONFLICT DO NOTHING;
+    PERFORM count(*) FROM (
+        SELECT 1 FROM accounts a
+         WHERE a.user_id IS NOT NULL
+           AND ((a.kind = 'wallet' AND a.user_id = ANY (buyers))
+                OR (a.kind = 'earnings_pending' AND a.user_id IN (shop.user_id, host)))
+         ORDER BY a.id FOR UPDATE) locked;
 
-    FOR req IN SELECT e FROM jsonb_array_elements(p_requests) e LOOP
-        buyer := (req->>'buyer_id')::uuid;
-        qty := coalesce((req->>'quantity')::integer, 1);
-        rid := req->>'request_id';
-        result := jsonb_build_object('request_id', rid, 'buyer_id', buyer);
-        existing := NULL;
-        rid_key := NULL;
-        IF rid IS NOT NULL THEN
-            rid_key := buy_request_key(p_variant, rid);
-            SELECT * INTO existing FROM orders WHERE buyer_id = buyer AND request_id = rid_key;
-        END IF;
-        IF rid IS NOT NULL AND (existing.id IS NOT NULL OR seen ? (buyer::text || ':' || rid)) THEN
-            result := result || jsonb_build_object('status', 'duplicate', 'order_id', existing.id,
-                                                   'order_number', existing.number);
-        ELSIF p_stream IS NOT NULL AND banned_from_stream(p_stream, buyer) THEN
+    statuses := array_fill(NULL::text, ARRAY[n]);
+    reasons := statuses;
+    countries := statuses;
+    order_numbers := statuses;
+    order_ids := array_fill(NULL::uuid, ARRAY[n]);
+    txns := array_fill(NULL::bigint, ARRAY[n]);
+    buyer_ids := order_ids;
+    wallets := order_ids;
+    request_keys := statuses;
+    quantities := array_fill(NULL::integer, ARRAY[n]);
+    shippings := txns;
+    addresses := array_fill(NULL::jsonb, ARRAY[n]);
+    balances := array_fill(NULL::bigint, ARRAY[cardinality(buyers)]);
+    units := array_fill(NULL::integer, ARRAY[cardinality(buyers)]);
+
+    FOR r IN
+        WITH req AS (
+            SELECT e.ord::integer AS ord, (e.v->>'buyer_id')::uuid AS buyer,
+                   coalesce((e.v->>'quantity')::integer, 1) AS qty, e.v->>'request_id' AS rid,
+                   -- The buyer pressed buy on a flash sale that has ended: never charge the regular price.
+                   e.v ? 'flash_sale_id' AND (e.v->>'flash_sale_id')::uuid IS DISTINCT FROM price.flash_sale_id
+                       AS flash_ended,
+                   (e.v->>'address_id')::uuid AS address_id
+              FROM jsonb_array_elements(p_requests) WITH ORDINALITY AS e (v, ord)
+        ), held AS (
+            -- units_bought() for every buyer of the batch at once (only when a limit applies)
+            SELECT o.buyer_id, sum(oi.quantity)::integer AS units
+              FROM orders o JOIN order_items oi ON oi.order_id = o.id
+             WHERE price.per_buyer_limit IS NOT NULL AND o.buyer_id = ANY (buyers) AND o.status <> 'cancelled'
+               AND CASE WHEN price.flash_sale_id IS NOT NULL THEN oi.flash_sale_id = price.flash_sale_id
+                        ELSE o.stream_id = p_stream AND oi.product_id = product.id END
+             GROUP BY o.buyer_id
+        )
+        SELECT req.ord, req.buyer, req.qty, req.rid, req.flash_ended,
+               dense_rank() OVER (ORDER BY req.buyer)::integer AS buyer_no,
+               -- The first request of the batch with this buyer's request id; later ones are duplicates.
+               CASE WHEN req.rid IS NOT NULL THEN min(req.ord) OVER (PARTITION BY req.buyer, req.rid) END
+                   AS first_ord,
+               earlier.id AS earlier_id, earlier.number AS earlier_number,
+               EXISTS (SELECT 1 FROM seller_bans b WHERE b.seller_id = stream_seller AND b.user_id = req.buyer)
+                   AS banned,
+               coalesce(held.units, 0) AS units_before,
+               w.id AS wallet, w.balance_cents AS balance,
+               ad.id AS address_id, ad.country, address_snapshot(ad) AS address,
+               CASE WHEN variant.digital THEN 0
+                    ELSE shipping_charge(profile, price.price_cents * req.qty, ad.country) END AS shipping
+          FROM req
+          -- Each lookup by its index, row by row (LIMIT keeps the planner from joining whole tables: it
+          -- cannot know the batch is a few hundred rows).
+          LEFT JOIN LATERAL (
+              SELECT o.id, o.number FROM orders o
+               WHERE o.buyer_id = req.buyer AND o.request_id = buy_request_key(p_variant, req.rid) LIMIT 1
+          ) earlier ON true
+          LEFT JOIN held ON held.buyer_id = req.buyer
+          LEFT JOIN LATERAL (
+              SELECT a.id, a.balance_cents FROM accounts a
+               WHERE a.user_id IS NOT NULL AND a.user_id = req.buyer AND a.kind = 'wallet' LIMIT 1
+          ) w ON true
+          -- buyer_address(): the one named, else the default; digital goods never ship
+          LEFT JOIN LATERAL (
+              SELECT * FROM addresses a
+               WHERE NOT variant.digital AND a.user_id = req.buyer
+                 AND CASE WHEN req.address_id IS NULL THEN a.is_default ELSE a.id = req.address_id END
+               LIMIT 1
+          ) ad ON true
+         ORDER BY req.ord
+    LOOP
+        IF r.first_ord < r.ord OR r.earlier_id IS NOT NULL THEN
+            statuses[r.ord] := 'duplicate';
+            order_ids[r.ord] := coalesce(r.earlier_id, order_ids[r.first_ord]);
+            order_numbers[r.ord] := coalesce(r.earlier_number, order_numbers[r.first_ord]);
+        ELSIF r.banned THEN
             -- Checked here, not only at connect: a buyer banned since (the kick still on its way) gets nothing.
-            result := result || jsonb_build_object('status', 'banned');
-        ELSIF qty < 1 OR buyer = s.user_id OR NOT for_sale THEN
-            result := result || jsonb_build_object('status', 'error');
-        ELSIF req ? 'flash_sale_id' AND
-              (req->>'flash_sale_id')::uuid IS DISTINCT FROM price.flash_sale_id THEN
-            -- The buyer pressed buy on a flash sale that has ended: never charge the regular price instead.
-            result := result || jsonb_build_object('status', 'sold_out');
+            statuses[r.ord] := 'banned';
+        ELSIF r.qty < 1 OR r.buyer = shop.user_id OR NOT for_sale THEN
+            statuses[r.ord] := 'error';
+        ELSIF r.flash_ended THEN
+            statuses[r.ord] := 'sold_out';
         ELSIF price.per_buyer_limit IS NOT NULL AND
-              -- Orders this batch already wrote are visible here, so this counts them too.
-              units_bought(buyer, p_variant, p_stream, price.flash_sale_id) + qty > price.per_buyer_limit THEN
-            result := result || jsonb_build_object('status', 'limit_reached');
-        ELSIF remaining < qty THEN
-            result := result || jsonb_build_object('status', 'sold_out');
+              coalesce(units[r.buyer_no], r.units_before) + r.qty > price.per_buyer_limit THEN
+            statuses[r.ord] := 'limit_reached';
+        ELSIF remaining < r.qty THEN
+            statuses[r.ord] := 'sold_out';
+        ELSIF NOT variant.digital AND r.address_id IS NULL THEN
+            statuses[r.ord] := 'address_required';
+            reasons[r.ord] := 'missing';
+        ELSIF r.shipping IS NULL THEN
+            statuses[r.ord] := 'address_required';
+            reasons[r.ord] := 'not_shipped';
+            countries[r.ord] := r.country;
+        ELSIF coalesce(balances[r.buyer_no], r.balance) < price.price_cents * r.qty + r.shipping THEN
+            statuses[r.ord] := 'insufficient_funds';
         ELSE
-            a := NULL;
-            shipping := 0;
-            IF NOT v.digital THEN
-                a := buyer_address(buyer, (req->>'address_id')::uuid);
-                shipping := shipping_for(s.id, price.price_cents * qty, a.country);
-            END IF;
-            wallet := account_of(buyer, 'wallet');
-            IF NOT v.digital AND a.id IS NULL THEN
-                result := result || jsonb_build_object('status', 'address_required', 'reason', 'missing');
-            ELSIF shipping IS NULL THEN
-                result := result || jsonb_build_object('status', 'address_required', 'reason', 'not_shipped',
-                                                       'country', a.country);
-            ELSIF balance_of(wallet) < price.price_cents * qty + shipping THEN
-                result := result || jsonb_build_object('status', 'insufficient_funds');
-            ELSE
-                -- Each order is its own ledger transaction: its entries sum to zero on their own.
-                o := create_order(nextval('ledger_txn_seq'), gen_random_uuid(), buyer, s.id, p_stream,
-                                  jsonb_build_array(jsonb_build_object(
-                                      'variant_id', p_variant, 'quantity', qty,
-                                      'unit_price_cents', price.price_cents, 'flash_sale_id', price.flash_sale_id)),
-                                  p_fee_bps, p_hold_s, rid_key, address_snapshot(a), shipping);
-                remaining := remaining - qty;
-                result := result || jsonb_build_object('status', 'ok', 'order_id', o.id, 'order_number', o.number);
-            END IF;
+            statuses[r.ord] := 'ok';
+            -- Each order is its own ledger transaction: its entries sum to zero on their own.
+            txns[r.ord] := nextval('ledger_txn_seq');
+            order_ids[r.ord] := gen_random_uuid();
+            order_numbers[r.ord] := 'LH-' || nextval('order_number_seq');
+            buyer_ids[r.ord] := r.buyer;
+            quantities[r.ord] := r.qty;
+            request_keys[r.ord] := buy_request_key(p_variant, r.rid);
+            wallets[r.ord] := r.wallet;
+            addresses[r.ord] := r.address;
+            shippings[r.ord] := r.shipping;
+            balances[r.buyer_no] := coalesce(balances[r.buyer_no], r.balance) - (price.price_cents * r.qty + r.shipping);
+            units[r.buyer_no] := coalesce(units[r.buyer_no], r.units_before) + r.qty;
+            remaining := remaining - r.qty;
+            units_sold := units_sold + r.qty;
         END IF;
-        IF rid IS NOT NULL THEN
-            seen := seen || jsonb_build_object(buyer::text || ':' || rid, true);
-        END IF;
-        results := results || result;
     END LOOP;
+
+
+    IF units_sold > 0 THEN
+        PERFORM account_of(NULL, 'platform');
+        WITH placed AS MATERIALIZED (
+            -- The batch's orders, priced as create_order() prices one: integer division rounds the
+            -- platform's fee and the host's commission down, never against the seller, who earns the
+            -- shipping whole.
+            SELECT o.*, o.items + o.shipping AS total, o.items * p_fee_bps / 10000 AS fee,
+                   CASE WHEN host IS NULL THEN 0
+                        ELSE least(o.items * commission_bps / 10000, o.items - o.items * p_fee_bps / 10000)
+                   END AS commission
+              FROM (SELECT u.*, price.price_cents * u.qty AS items
+                      FROM unnest(statuses, order_ids, order_numbers, txns, buyer_ids, quantities, request_keys,
+                                  wallets, addresses, shippings)
+                           WITH ORDINALITY AS u (status, id, number, txn, buyer, qty, request_key, wallet, address,
+                                                 shipping, ord)
+                     WHERE u.status = 'ok') o
+        ), new_orders AS (
+            -- Digital goods only: delivered at once (their codes are issued below), the earnings still held.
+            INSERT INTO orders (id, number, checkout_id, buyer_id, seller_id, stream_id, status, total_cents,
+                                fee_cents, host_id, host_commission_cents, address, request_id, shipping_cents,
+                                delivered_at)
+            SELECT o.id, o.number, gen_random_uuid(), o.buyer, shop.id, p_stream,
+                   CASE WHEN variant.digital THEN 'delivered' ELSE 'paid' END, o.total, o.fee, host, o.commission,
+                   o.address, o.request_key, o.shipping, CASE WHEN variant.digital THEN now() END
+              FROM placed o ORDER BY o.ord
+        ), new_items AS (
+            INSERT INTO order_items (order_id, variant_id, product_id, title, sku, options, unit_price_cents,
+                                     quantity, flash_sale_id)
+            SELECT o.id, variant.id, product.id, product.title, variant.sku, variant.options, price.price_cents,
+                   o.qty, price.flash_sale_id
+              FROM placed o ORDER BY o.ord
+        ), movements AS (
+            INSERT INTO stock_movements (variant_id, delta, stock_after, reason, actor_id, reference)
+            SELECT p_variant, -o.qty, variant.stock - sum(o.qty) OVER (ORDER BY o.ord), 'sale', o.buyer, o.number
+              FROM placed o ORDER BY o.ord
+        ), entries AS MATERIALIZED (
+            -- post() for each order's entries, in order: buyer, platform, seller, host; none for nothing.
+            SELECT o.ord, e.step, o.txn, e.account, e.type, e.amount, o.id AS order_id, o.buyer, o.number
+              FROM placed o
+             CROSS JOIN LATERAL (VALUES
+                 (1, o.wallet, -o.total, 'purchase'),
+                 (2, (SELECT a.id FROM accounts a WHERE a.kind = 'platform' AND a.user_id IS NULL), o.fee, 'fee'),
+                 (3, (SELECT a.id FROM accounts a
+                       WHERE a.user_id IS NOT NULL AND a.user_id = shop.user_id AND a.kind = 'earnings_pending'),
+                  o.total - o.fee - o.commission, 'earning'),
+                 (4, (SELECT a.id FROM accounts a
+                       WHERE a.user_id IS NOT NULL AND a.user_id = host AND a.kind = 'earnings_pending'),
+                  o.commission, 'earning')) AS e (step, account, amount, type)
+             WHERE e.amount <> 0 AND e.account IS NOT NULL
+        ), ledger AS (
+            -- A user account's balance runs on from what it held (locked above) entry by entry; system
+            -- accounts keep none.
+            INSERT INTO ledger_entries (txn_id, account_id, type, amount_cents, balance_before_cents,
+                                        balance_after_cents, order_id, actor_id, memo)
+            SELECT e.txn, e.account, e.type, e.amount, e.after - e.amount, e.after, e.order_id, e.buyer, e.number
+              FROM (SELECT e.*, (a.balance_cents + sum(e.amount) OVER (PARTITION BY e.account
+                                                                      ORDER BY e.ord, e.step))::bigint AS after
+                      FROM entries e JOIN accounts a ON a.id = e.account) e
+             ORDER BY e.ord, e.step
+        ), moved_balances AS (
+            UPDATE accounts a SET balance_cents = a.balance_cents + moved.amount
+              FROM (SELECT e.account, sum(e.amount)::bigint AS amount FROM entries e GROUP BY e.account) moved
+             WHERE a.id = moved.account AND a.balance_cents IS NOT NULL
+        ), shares AS (
+            INSERT INTO earnings (order_id, user_id, role, amount_cents, available_after)
+            SELECT o.id, s.user_id, s.role, s.amount, now() + make_interval(secs => p_hold_s)
+              FROM placed o
+             CROSS JOIN LATERAL (VALUES (1, shop.user_id, 'seller', o.total - o.fee - o.commission),
+                                        (2, host, 'host', o.commission)) AS s (step, user_id, role, amount)
+             WHERE s.user_id IS NOT NULL
+             ORDER BY o.ord, s.step
+        )
+        INSERT INTO order_events (order_id, from_status, to_status, actor_id, reason)
+        SELECT o.id, ev.from_status, ev.to_status, ev.actor_id, ev.reason
+          FROM placed o
+         CROSS JOIN LATERAL (VALUES (1, NULL, 'paid', o.buyer, NULL),
+                                    (2, 'paid', 'delivered', NULL, 'digital goods are delivered with the order'))
+                 AS ev (step, from_status, to_status, actor_id, reason)
+         WHERE ev.step = 1 OR variant.digital
+         ORDER BY o.ord, ev.step;
+
+        UPDATE variants SET stock = stock - units_sold WHERE id = p_variant;
+        IF price.flash_sale_id IS NOT NULL THEN
+            UPDATE flash_sales SET sold = flash_sales.sold + units_sold WHERE id = price.flash_sale_id;
+        END IF;
+        IF variant.digital THEN
+            -- Codes for all the batch's orders at once, shared out in arrival order. SKIP LOCKED: codes being
+            -- handed out by another transaction are passed over, not waited for.
+            UPDATE digital_units d SET status = 'sold', order_id = o.id
+              FROM (SELECT c.id, row_number() OVER (ORDER BY c.imported_at, c.id) AS n
+                      FROM (SELECT u.id, u.imported_at FROM digital_units u
+                             WHERE u.variant_id = p_variant AND u.status = 'available'
+                             ORDER BY u.imported_at, u.id LIMIT units_sold FOR UPDATE SKIP LOCKED) c) code
+              JOIN (SELECT u.id, sum(u.qty) OVER (ORDER BY u.ord) - u.qty AS after_n, u.qty
+                      FROM unnest(statuses, order_ids, quantities) WITH ORDINALITY AS u (status, id, qty, ord)
+                     WHERE u.status = 'ok') o ON code.n > o.after_n AND code.n <= o.after_n + o.qty
+             WHERE d.id = code.id;
+            GET DIAGNOSTICS allocated = ROW_COUNT;
+            IF allocated < units_sold THEN
+                RAISE EXCEPTION 'not enough codes for a digital variant'
+                    USING ERRCODE = 'LHOOS', DETAIL = jsonb_build_object('variant_id', p_variant)::text;
+            END IF;
+        END IF;
+    END IF;
 
     IF price.flash_sale_id IS NOT NULL THEN
         -- A flash sale sold out (its quantity or the stock) ends here, in the same transaction.
         UPDATE flash_sales f SET ended_at = now(), ended_reason = 'sold_out'
          WHERE f.id = price.flash_sale_id AND f.ended_at IS NULL
-           AND (f.sold >= f.quantity OR (SELECT stock FROM variants WHERE id = p_variant) = 0);
-        SELECT CASE WHEN ended_at IS NULL THEN quantity - sold ELSE 0 END INTO flash_left
+           AND (f.sold >= f.quantity OR variant.stock - units_sold = 0);
+        SELECT CASE WHEN ended_at IS NULL THEN quantity - flash_sales.sold ELSE 0 END INTO flash_left
           FROM flash_sales WHERE id = price.flash_sale_id;
     END IF;
+
+    SELECT coalesce(jsonb_agg(
+               jsonb_build_object('request_id', u.v->>'request_id', 'buyer_id', (u.v->>'buyer_id')::uuid,
+                                  'status', u.status)
+               || CASE WHEN u.status IN ('ok', 'duplicate')
+                       THEN jsonb_build_object('order_id', u.order_id, 'order_number', u.order_number)
+                       WHEN u.reason = 'not_shipped' THEN jsonb_build_object('reason', u.reason, 'country', u.country)
+                       WHEN u.reason IS NOT NULL THEN jsonb_build_object('reason', u.reason)
+                       ELSE '{}' END
+               ORDER BY u.ord), '[]')
+      INTO results
+      FROM (SELECT e.v, e.ord, statuses[e.ord] AS status, order_ids[e.ord] AS order_id,
+                   order_numbers[e.ord] AS order_number, reasons[e.ord] AS reason, countries[e.ord] AS country
+              FROM jsonb_array_elements(p_requests) WITH ORDINALITY AS e (v, ord)) u;
     RETURN jsonb_build_object(
         'results', results,
-        'available', (SELECT stock FROM variants WHERE id = p_variant),
+        'available', variant.stock - units_sold,
         'flash_sale', CASE WHEN price.flash_sale_id IS NULL THEN NULL ELSE jsonb_build_object(
             'id', price.flash_sale_id, 'remaining', flash_left,
             'ended', (SELECT ended_at IS NOT NULL FROM flash_sales WHERE id = price.flash_sale_id)) END);

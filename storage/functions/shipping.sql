@@ -26,15 +26,22 @@ LANGUAGE sql STABLE AS $$
      WHERE user_id = p_buyer AND CASE WHEN p_address IS NULL THEN is_default ELSE id = p_address END
 $$;
 
--- What p_seller charges to ship an order whose items come to p_subtotal to p_country: its flat rate, nothing
--- from its free-shipping threshold on, NULL when it does not ship there. A seller without a profile ships
--- free everywhere.
+-- What a seller with shipping profile p (all NULL: none) charges to ship an order whose items come to
+-- p_subtotal to p_country: its flat rate, nothing from its free-shipping threshold on, NULL when it does not
+-- ship there. A seller without a profile ships free everywhere. A bare expression, so that the planner
+-- inlines it: buy_batch applies it to every request of a batch.
+CREATE OR REPLACE FUNCTION shipping_charge(p shipping_profiles, p_subtotal bigint, p_country text) RETURNS bigint
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE WHEN p.seller_id IS NULL THEN 0
+                WHEN cardinality(p.countries) > 0 AND p_country <> ALL (p.countries) THEN NULL
+                WHEN p.free_over_cents IS NOT NULL AND p_subtotal >= p.free_over_cents THEN 0
+                ELSE p.flat_rate_cents END
+$$;
+
+-- What p_seller charges to ship an order whose items come to p_subtotal to p_country (shipping_charge).
 CREATE OR REPLACE FUNCTION shipping_for(p_seller uuid, p_subtotal bigint, p_country text) RETURNS bigint
 LANGUAGE sql STABLE AS $$
-    SELECT CASE WHEN sp.seller_id IS NULL THEN 0
-                WHEN cardinality(sp.countries) > 0 AND p_country <> ALL (sp.countries) THEN NULL
-                WHEN sp.free_over_cents IS NOT NULL AND p_subtotal >= sp.free_over_cents THEN 0
-                ELSE sp.flat_rate_cents END
+    SELECT shipping_charge(sp, p_subtotal, p_country)
       FROM (SELECT p_seller AS id) s LEFT JOIN shipping_profiles sp ON sp.seller_id = s.id
 $$;
 
