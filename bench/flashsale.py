@@ -562,6 +562,12 @@ class Bench:
                     )
                     wall = time.perf_counter() - w0
                     server1, gens1 = cpu_ticks(self.server.pid), sum(cpu_ticks(g.pid) for g in self.gens)
+                    self1, busy1, pg1 = cpu_ticks(os.getpid()), machine_busy()[0], proc_ticks_named("postgres")
+                    spy = 0
+                    if profiler is not None:
+                        spy = cpu_ticks(profiler.pid)
+                        stop_profiler(profiler)
+                    # After every CPU reading and py-spy: the dump's own cost is in neither.
                     gc1 = read_gc(self.server.pid, self.gc_file)
                     if gc0 and gc1:
                         row.gc_ms = 1000 * (gc1["s"] - gc0["s"])
@@ -572,11 +578,6 @@ class Bench:
                             f"{[a - z for a, z in zip(gc1['runs'], gc0['runs'], strict=True)]} collections by "
                             f"generation, longest so far {1000 * gc1['max_s']:.0f} ms"
                         )
-                    self1, busy1, pg1 = cpu_ticks(os.getpid()), machine_busy()[0], proc_ticks_named("postgres")
-                    spy = 0
-                    if profiler is not None:
-                        spy = cpu_ticks(profiler.pid)
-                        stop_profiler(profiler)
                     pg = ticks_between(pg0, pg1)
                     row.server_cpu = 100 * (server1 - server0) / CLK_TCK / wall
                     row.server_ms_per_buy = 1000 * (server1 - server0) / CLK_TCK / b
@@ -708,7 +709,7 @@ def tally(row: Row, results: list[dict]) -> None:
 
 # Where a sample of the server's main thread goes: the first bucket whose marker is in the stack wins.
 PROFILE_BUCKETS = (
-    ("send(): room fan-out (FanOut.flush)", ("FanOut.flush",)),
+    ("send(): room fan-out (FanOut.flush)", ("FanOut.flush", "beat_forever", "Room.tick")),
     ("buy_batch call: asyncpg, JSON", ("asyncpg", "Checkout._settle", "orjson")),
     ("frame validation (pydantic)", ("live/protocol.py", "_pydantic_core")),
     ("buy bookkeeping (room, checkout, reply)", ("live/commands.py", "Checkout.buy", "Checkout._drain", "ws.py")),
