@@ -59,3 +59,31 @@ async def test_zero_reports_every_batch():
     for available in (3, 2, 1):
         c._report(result(available), now=False)
     assert heard == [3, 2, 1]
+
+
+class FakePool:
+    """Answers the late buys' lookup with no orders, and counts the reads."""
+
+    def __init__(self):
+        self.reads: list[int] = []
+
+    async def fetch(self, _query, _variant, buyers, _request_ids):
+        self.reads.append(len(buyers))
+        return []
+
+
+async def late_buys(batch_max: int, n: int) -> tuple[list[int], list[dict]]:
+    pool = FakePool()
+    sale = uuid.uuid4()
+    c = Checkout(pool, Settings(buy_batch_max=batch_max), uuid.uuid4(), uuid.uuid4(), lambda *_: None, Supervisor())
+    c._ended.add(sale)  # a batch of this variant ended the sale
+    replies = await asyncio.gather(*(c.buy(uuid.uuid4(), 1, f"r{i}", sale) for i in range(n)))
+    return pool.reads, replies
+
+
+async def test_buys_in_an_ended_sale_are_answered_by_few_reads():
+    reads, replies = await late_buys(50, 1200)
+    assert {r["status"] for r in replies} == {"sold_out"}
+    assert reads == [1000, 200]  # not 24 reads of 50 one after another
+    reads, _ = await late_buys(1, 3)
+    assert reads == [1, 1, 1]  # the one-call-per-buy baseline stays that
