@@ -127,10 +127,11 @@ def test_a_fixed_pacing_sends_every_viewer_at_once_every_tick():
 
 
 def test_the_next_beat_keeps_to_the_grid_whatever_the_last_one_took():
-    assert next_beat(1.0, 0.05, 1.03) == pytest.approx(1.05)  # a beat that took 30 ms: still 50 ms apart
-    assert next_beat(1.0, 0.05, 1.0) == pytest.approx(1.05)
-    assert next_beat(1.0, 0.05, 1.06) == pytest.approx(1.10)  # overran one: skipped, not run at once
-    assert next_beat(1.0, 0.05, 1.26) == pytest.approx(1.30)
+    assert next_beat(1.0, 0.05, 1.03, 0.2) == pytest.approx(1.05)  # a beat that took 30 ms: still 50 ms apart
+    assert next_beat(1.0, 0.05, 1.0, 0.2) == pytest.approx(1.05)
+    assert next_beat(1.0, 0.05, 1.06, 0.2) == pytest.approx(1.05)  # late: made up at once, the grid kept
+    assert next_beat(1.05, 0.05, 1.06, 0.2) == pytest.approx(1.10)
+    assert next_beat(1.0, 0.05, 1.5, 0.2) == pytest.approx(1.5)  # far behind: start again from now
 
 
 async def test_the_clock_does_not_drift_by_the_time_a_beat_takes():
@@ -141,7 +142,7 @@ async def test_the_clock_does_not_drift_by_the_time_a_beat_takes():
         starts.append(loop.time())
         time.sleep(0.06)  # a beat's writes, blocking the loop for 60 % of the interval
 
-    clock = asyncio.create_task(beat_forever(lambda: 0.1, slow_beat))
+    clock = asyncio.create_task(beat_forever(lambda: 0.1, lambda: 0.5, slow_beat))
     await asyncio.sleep(1.05)
     clock.cancel()
     # On the grid: 10 beats in a second. Sleeping a whole interval after each beat would give 6.

@@ -89,20 +89,22 @@ class Pacing:
         )
 
 
-def next_beat(previous: float, interval: float, now: float) -> float:
+def next_beat(previous: float, interval: float, now: float, catch_up_s: float) -> float:
     """When the beat after `previous` is due, on a fixed grid: a beat that took a while does not push the
-    next one later; beats it overran are skipped (never run back to back), so the grid stays."""
-    missed = max(0, math.floor((now - previous) / interval))
-    return previous + (missed + 1) * interval
+    next one later, and a beat the event loop got to late is made up at once (the loop still runs between
+    two beats), so a tick keeps its length. A clock more than `catch_up_s` behind starts again from now
+    rather than sending a burst of beats."""
+    due = previous + interval
+    return now if due < now - catch_up_s else due
 
 
-async def beat_forever(interval_s: Callable[[], float], beat: Callable[[], None]) -> None:
+async def beat_forever(interval_s: Callable[[], float], catch_up_s: Callable[[], float], beat: Callable[[], None]):
     """Call `beat` every `interval_s()` seconds on a fixed grid (`next_beat`), until cancelled."""
     loop = asyncio.get_running_loop()
     beat_at = loop.time()
     while True:
-        beat_at = next_beat(beat_at, interval_s(), loop.time())
-        await asyncio.sleep(beat_at - loop.time())
+        beat_at = next_beat(beat_at, interval_s(), loop.time(), catch_up_s())
+        await asyncio.sleep(max(0.0, beat_at - loop.time()))
         beat()
 
 
@@ -160,6 +162,10 @@ class FanOut:
     def beat_s(self) -> float:
         """Seconds from one beat of the room's clock to the next."""
         return self.pacing.beat_s(len(self._cursors))
+
+    def period_s(self) -> float:
+        """Seconds from one frame to the next for each viewer."""
+        return self.pacing.period_s(len(self._cursors))
 
     def beat(self) -> None:
         """One beat: the next slice of viewers is sent what each has not had (nothing when nothing happened)."""

@@ -289,8 +289,9 @@ class Room:
     # -- the tick and presence ---------------------------------------------------------------------
 
     async def _clock(self) -> None:
-        """Beat on a fixed grid (`FanOut.beat_s` apart): a beat's writes do not push the next beat later."""
-        await beat_forever(self.fanout.beat_s, self._beat)
+        """Beat on a fixed grid (`FanOut.beat_s` apart): a beat's writes do not push the next beat later, and
+        beats the loop got to late are made up within one tick."""
+        await beat_forever(self.fanout.beat_s, self.fanout.period_s, self._beat)
 
     def _beat(self) -> None:
         try:
