@@ -95,6 +95,7 @@ import collections
 import concurrent.futures
 import contextlib
 import functools
+import gc
 import json
 import math
 import os
@@ -178,13 +179,54 @@ def rss_kb(pid: int) -> int:
     return 0
 
 
+class GcPauses:
+    """The garbage collector's pauses in this process, by generation (a gc.callbacks entry), so that a
+    latency tail can be told apart from a collection. Logged to stderr at exit."""
+
+    def __init__(self, who: str) -> None:
+        self.who = who
+        self.started = 0.0
+        self.count = [0, 0, 0]
+        self.total = [0.0, 0.0, 0.0]
+        self.longest = [0.0, 0.0, 0.0]
+        self.long: list[str] = []  # pauses over 20 ms: when (UTC), generation, how long
+
+    def __call__(self, phase: str, info: dict) -> None:
+        if phase == "start":
+            self.started = time.perf_counter()
+            return
+        gen, took = info["generation"], time.perf_counter() - self.started
+        self.count[gen] += 1
+        self.total[gen] += took
+        self.longest[gen] = max(self.longest[gen], took)
+        if took > 0.02:
+            self.long.append(f"{time.strftime('%H:%M:%S', time.gmtime())} gen{gen} {1000 * took:.0f} ms")
+
+    def install(self) -> None:
+        import atexit
+        import sys
+
+        gc.callbacks.append(self)
+        atexit.register(lambda: print(self.summary(), file=sys.stderr, flush=True))
+
+    def summary(self) -> str:
+        return (
+            f"{self.who} gc pauses: "
+            + "; ".join(
+                f"gen{g} {self.count[g]} x, {1000 * self.total[g]:.0f} ms in all, longest {1000 * self.longest[g]:.1f} ms"
+                for g in range(3)
+            )
+            + (f"; over 20 ms: {', '.join(self.long)}" if self.long else "")
+        )
+
+
 # -- the server --------------------------------------------------------------------------------------
 
 
 def serve(port: int, mode: str) -> None:
     """A server process: one aiohttp app, settings from the environment the parent prepared (the
     per-event baseline is the server's own `LIVEHUB_FANOUT=per_event` strategy)."""
-    serve_livehub(port)
+    serve_livehub(port, prepare=GcPauses(f"server {port}").install)
 
 
 def start_server(args: argparse.Namespace, dsn: str, port: int, mode: str, redis: dict | None, logfile):
@@ -487,6 +529,8 @@ def generator_main(conn, path: str, client: str, loop_choice: str) -> None:
 async def _generator(conn, path: str, client: str) -> None:
     loop = asyncio.get_running_loop()
     gen = Generator(path, client)
+    pauses = GcPauses(f"generator {os.getpid()}")
+    gc.callbacks.append(pauses)  # (a multiprocessing child skips atexit: logged in `finally` instead)
     try:
         while True:
             msg = await loop.run_in_executor(None, conn.recv)
@@ -510,6 +554,7 @@ async def _generator(conn, path: str, client: str) -> None:
             conn.send(reply)
     finally:
         await gen.close()
+        log(pauses.summary())
 
 
 # -- the orchestrator ---------------------------------------------------------------------------------
@@ -577,6 +622,7 @@ class Row:
     span: float = 0.0  # from the first send to the last delivery (at least the window)
     frames_per_viewer_s: float = 0.0
     failed: list[str] = field(default_factory=list)
+    window_utc: str = ""  # when the window's load was sent, HH:MM:SS-HH:MM:SS UTC
 
     def line(self) -> str:
         verdict = "held" if not self.failed else "FAILED: " + "; ".join(self.failed)
@@ -789,7 +835,9 @@ class Session:
         acks0, errors0, rerr0 = self.acks, len(self.errors), self.reaction_errors
         c0 = self._cpu()
         t0_ns = time.time_ns()
+        started = time.strftime("%H:%M:%S", time.gmtime())
         row.sent, row.reactions_sent, wall = await self.send_load(step, rate, args.reactions, args.seconds)
+        row.window_utc = f"{started}-{time.strftime('%H:%M:%S', time.gmtime())}"
         c1 = self._cpu()
         row.seconds = wall
         server_ticks = [b - a for a, b in zip(c0["servers"], c1["servers"], strict=True)]
@@ -937,7 +985,10 @@ class Session:
                     self.wait_quiet, attempt, args.retries, args.busy_cpu, stop=lambda r: r.dropped_viewers
                 )
                 rows.append(row)
-                log(f"[{name}] " + row.line() + f"  (machine busy {row.machine_busy:.0f} %, drain {row.drain_s:.1f} s)")
+                log(
+                    f"[{name}] " + row.line() + f"  (machine busy {row.machine_busy:.0f} %, drain {row.drain_s:.1f} s; "
+                    f"window {row.window_utc})"
+                )
                 if row.failed:
                     active.remove(rate)
                 await asyncio.sleep(1.0)
