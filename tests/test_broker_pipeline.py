@@ -217,3 +217,19 @@ async def test_redis_restarting_mid_burst_leaves_no_gap_and_no_duplicate():
                 last_epoch = inbox[-1]["epoch"]
                 assert by_epoch[last_epoch][0]["offset"] == 1
                 assert sorted(by_epoch[last_epoch], key=lambda e: e["offset"]) == by_epoch[last_epoch]
+
+
+async def test_scripts_flushed_from_redis_are_loaded_again_without_doubling():
+    if redis_executable() is None:
+        pytest.skip("no redis-server of our own to flush")
+    with RedisServer() as server:
+        async with redis_nodes(server.url, count=1) as (node,):
+            r, inbox = room(), Inbox()
+            await node.broker.subscribe(r, inbox)
+            first = await node.broker.publish(r, {"type": "chat", "n": 1})
+            async with Redis.from_url(server.url) as client:
+                await client.script_flush()
+            sent = await asyncio.gather(*(node.broker.publish(r, {"type": "chat", "n": n}) for n in range(2, 12)))
+            assert sorted(e["offset"] for e in sent) == list(range(2, 12))
+            await until(lambda: len(inbox) >= 11, what="eleven events")
+            assert inbox == [first, *sorted(sent, key=lambda e: e["offset"])]

@@ -48,26 +48,25 @@ if not epoch then
 end
 """
 # KEYS epoch offset history published; ARGV new_epoch ttl history_size channel json publish_id_ttl.
-# `published` is the publish id's key: a publish id seen before answers with its first offset and epoch, and
-# nothing is appended or announced again (a retry after a lost reply).
+# Answers `<offset>|<epoch>` (one bulk reply: the cheapest to parse). `published` is the publish id's key: a
+# publish id seen before answers with its first offset and epoch, and nothing is appended or announced
+# again (a retry after a lost reply).
 # `MAXLEN ~` trims whole stream nodes (cheap) and keeps at least history_size entries; the reads below
 # clip to exactly history_size, so both brokers serve the same window.
 _PUBLISH = (
     """
 local seen = redis.call('GET', KEYS[4])
-if seen then
-  local bar = string.find(seen, '|', 1, true)
-  return {tonumber(string.sub(seen, 1, bar - 1)), string.sub(seen, bar + 1)}
-end
+if seen then return seen end
 """
     + _EPOCH
     + """
 local offset = redis.call('INCR', KEYS[2])
 redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], offset .. '-0', 'e', ARGV[5])
 redis.call('PUBLISH', ARGV[4], 'd|' .. offset .. '|' .. epoch .. '|' .. ARGV[5])
-redis.call('SET', KEYS[4], offset .. '|' .. epoch, 'EX', ARGV[6])
+local result = offset .. '|' .. epoch
+redis.call('SET', KEYS[4], result, 'EX', ARGV[6])
 for i = 1, 3 do redis.call('EXPIRE', KEYS[i], ARGV[2]) end
-return {offset, epoch}
+return result
 """
 )
 # KEYS epoch offset history; ARGV new_epoch ttl start known_epoch history_size.
@@ -234,13 +233,14 @@ class RedisBroker(Broker):
         keys = [*self._keys(room), self.link.key(room, f"pub:{publish_id}")]
         args = [secrets.token_hex(8), self._ttl, self._size, self.link.room_channel(room), body, self._publish_id_ttl]
         if self.pipeline is not None:
-            offset, epoch = await self.pipeline.run(keys, args)
+            reply = await self.pipeline.run(keys, args)
         else:
             try:
-                offset, epoch = await self._publish_script(keys=keys, args=args)
+                reply = await self._publish_script(keys=keys, args=args)
             except DOWN as exc:
                 raise BrokerUnavailable(str(exc)) from exc
-        return {**event, "offset": offset, "epoch": epoch.decode() if isinstance(epoch, bytes) else epoch}
+        offset, _, epoch = reply.partition(b"|")
+        return {**event, "offset": int(offset), "epoch": epoch.decode()}
 
     async def publish_state(self, room: str, event: dict) -> None:
         try:

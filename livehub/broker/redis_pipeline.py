@@ -27,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, ResponseError
 
 from livehub.broker.base import BrokerBusy, BrokerUnavailable
 from livehub.broker.redis_link import DOWN
@@ -35,6 +35,16 @@ from livehub.broker.redis_link import DOWN
 log = logging.getLogger(__name__)
 
 _RETRY_FIRST_S = 0.05  # the first pause before a failed batch is sent again; doubles per retry
+
+
+def _pack(args: tuple) -> bytes:
+    """One command in RESP (bulk strings; str as UTF-8, numbers in decimal)."""
+    parts = [b"*%d\r\n" % len(args)]
+    for arg in args:
+        if not isinstance(arg, bytes):
+            arg = arg.encode() if isinstance(arg, str) else str(arg).encode()
+        parts.append(b"$%d\r\n%s\r\n" % (len(arg), arg))
+    return b"".join(parts)
 
 
 @dataclass(slots=True)
@@ -63,7 +73,7 @@ class PublishPipeline:
     ):
         self._client = client  # its pool holds the one connection this pipeline writes on
         self._script = script
-        self._sha = hashlib.sha1(script.encode()).hexdigest()
+        self._sha = hashlib.sha1(script.encode()).hexdigest().encode()
         self._batch_max, self._queue_max = batch_max, queue_max
         self._timeout_s, self._busy_timeout_s = timeout_s, busy_timeout_s
         self._down = down
@@ -188,12 +198,28 @@ class PublishPipeline:
                 publish.future.set_result(reply)
 
     async def _round_trip(self, batch: list[_Publish]) -> list:
-        pipe = self._client.pipeline(transaction=False)
-        if not self._script_loaded:
-            pipe.execute_command("SCRIPT", "LOAD", self._script)  # same write, one round trip still
+        """One write with every command of the batch, then their replies in order (a ResponseError in
+        place of a failed one). Packed here rather than through redis-py's Pipeline: half the CPU per
+        publish, which is what limits a node in a burst (docs/BENCHMARKS.md, "Redis publish pipeline")."""
+        commands = [] if self._script_loaded else [_pack((b"SCRIPT", b"LOAD", self._script))]
         for publish in batch:
-            pipe.execute_command("EVALSHA", self._sha, len(publish.keys), *publish.keys, *publish.args)
-        replies = await pipe.execute(raise_on_error=False)
+            commands.append(_pack((b"EVALSHA", self._sha, len(publish.keys), *publish.keys, *publish.args)))
+        pool = self._client.connection_pool
+        connection = await pool.get_connection()
+        try:
+            await connection.send_packed_command(b"".join(commands), check_health=False)
+            replies = []
+            for _ in commands:
+                try:
+                    replies.append(await connection.read_response())
+                except ResponseError as exc:
+                    replies.append(exc)
+        except BaseException:
+            # Replies may be left unread (an error, a cancellation): the connection cannot be used again.
+            await connection.disconnect(nowait=True)
+            raise
+        finally:
+            await pool.release(connection)
         if not self._script_loaded:
             loaded, replies = replies[0], replies[1:]
             if isinstance(loaded, Exception):
