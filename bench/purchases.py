@@ -23,8 +23,11 @@ the database is vacuumed before each configuration so that none inherits the pre
 Each row also gives the CPU time of the PostgreSQL backends serving the run's connections (from
 /proc/<pid>/stat, so client and server must share the machine), per purchase, and the rows a purchase
 writes (orders, items, stock movements, ledger entries, earnings, events) are counted at the end: the two
-give the database's cost per written row. ``--synchronous-commit off`` sets that for the benchmark's
-database (information only: LiveHub keeps durability).
+give the database's cost per written row. One more call per configuration, untimed, runs under
+``EXPLAIN (ANALYZE, WAL)`` for the WAL it writes per purchase. ``--db-setting NAME=VALUE`` sets a
+parameter for the benchmark's database, for experiments that show what limits the figures (information
+only: LiveHub keeps durability and its foreign keys), e.g. ``synchronous_commit=off``, or
+``session_replication_role=replica`` (a superuser's setting: no foreign-key checks).
 
 The script creates a database of its own -- on DATABASE_URL's server if set, else on an embedded
 PostgreSQL it starts in a temporary directory -- migrates it with ``storage.db.migrate``, and drops it
@@ -37,6 +40,7 @@ import argparse
 import asyncio
 import contextlib
 import os
+import re
 import secrets
 import shutil
 import statistics
@@ -79,6 +83,7 @@ class Result:
     failed: int = 0  # requests that did not end in a purchase (should stay 0)
     seconds: float = 0.0
     backend_cpu_s: float = 0.0  # CPU of the PostgreSQL backends serving the run's connections
+    wal_bytes_per_purchase: float = float("nan")  # of one extra call, untimed
     latencies: list[float] = field(default_factory=list)
 
     def row(self) -> str:
@@ -89,15 +94,15 @@ class Result:
         cpu_us = self.backend_cpu_s / self.purchases * 1e6 if self.purchases else float("nan")
         return (
             f"| {self.mode} | {self.batch} | {self.conns} | {self.purchases} | {self.calls} | {self.seconds:.2f} "
-            f"| {rate:,.0f} | {p50:.1f} | {p99:.1f} | {cpu_us:,.0f} |"
+            f"| {rate:,.0f} | {p50:.1f} | {p99:.1f} | {cpu_us:,.0f} | {self.wal_bytes_per_purchase:,.0f} |"
             + (f" {self.failed} failed |" if self.failed else "")
         )
 
 
 HEADER = (
     "| mode | batch size | connections | purchases | calls | seconds | purchases/s | p50 call ms | p99 call ms "
-    "| backend CPU µs/purchase |\n"
-    "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    "| backend CPU µs/purchase | WAL bytes/purchase |\n"
+    "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 )
 
 
@@ -180,6 +185,17 @@ class Run:
         )
         return len(ids)
 
+    async def _wal_per_purchase(self, conn: asyncpg.Connection) -> float:
+        """The WAL one more call writes, per purchase (EXPLAIN's WAL counters cover the functions it runs)."""
+        w, reqs = self.world, self._requests(self.batch)
+        if self.mode == "place_order":
+            call = "place_order($1, $2, $3, NULL, $4, $5)"
+            args = [reqs[0]["buyer_id"], [{"variant_id": w.variant, "quantity": 1}], w.stream, FEE_BPS, HOLD_S]
+        else:
+            call, args = f"{self.mode}($1, $2, $3, $4, $5)", [w.variant, w.stream, reqs, FEE_BPS, HOLD_S]
+        plan = await conn.fetchval(f"EXPLAIN (ANALYZE, WAL, FORMAT JSON) SELECT {call}", *args)
+        return plan[0]["Plan"]["WAL Bytes"] / len(reqs)
+
     async def _worker(self, conn: asyncpg.Connection, deadline: float) -> None:
         r = self.result
         while self.issued < self.target and time.perf_counter() < deadline:
@@ -207,6 +223,7 @@ class Run:
                 await asyncio.gather(*(self._worker(c, t0 + self.seconds) for c in conns))
                 self.result.seconds = time.perf_counter() - t0
                 self.result.backend_cpu_s = (sum(cpu_ticks(pid) for pid in backends) - ticks) / CLK_TCK
+                self.result.wal_bytes_per_purchase = await self._wal_per_purchase(conns[0])
             finally:
                 for conn in conns:
                     await pool.release(conn)
@@ -241,8 +258,8 @@ async def bench(server_dsn: str, args: argparse.Namespace) -> str:
         try:
             await migrate(conn)
             await conn.execute(BASELINE_SQL.read_text())
-            if args.synchronous_commit:
-                await conn.execute(f'ALTER DATABASE "{name}" SET synchronous_commit = {args.synchronous_commit}')
+            for setting, value in args.db_setting:
+                await conn.execute(f'ALTER DATABASE "{name}" SET {setting} = {value}')
             await init_connection(conn)
             world = await seed(conn, args.buyers)
         finally:
@@ -301,6 +318,13 @@ async def bench(server_dsn: str, args: argparse.Namespace) -> str:
             await admin.close()
 
 
+def db_setting(text: str) -> tuple[str, str]:
+    name, _, value = text.partition("=")
+    if not re.fullmatch(r"[a-z_.]+", name) or not re.fullmatch(r"[A-Za-z0-9_.]+", value):
+        raise argparse.ArgumentTypeError(f"not NAME=VALUE: {text!r}")
+    return name, value
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--purchases", type=int, default=2000, help="purchases per configuration (default 2000)")
@@ -315,9 +339,12 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="comma-separated (default buy_batch,buy_batch_loop,place_order)",
     )
     ap.add_argument(
-        "--synchronous-commit",
-        choices=("on", "off"),
-        help="set synchronous_commit for the benchmark's database (default: the server's setting)",
+        "--db-setting",
+        action="append",
+        type=db_setting,
+        default=[],
+        metavar="NAME=VALUE",
+        help="a parameter for the benchmark's database, e.g. synchronous_commit=off (repeatable)",
     )
     args = ap.parse_args(argv)
     if args.quick:
