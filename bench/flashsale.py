@@ -102,6 +102,7 @@ WALLET = 1_000_000  # cents per buyer: far more than any run spends
 PASSWORD = "flashsale bench password"
 CONNECTS_IN_FLIGHT = 50  # per generator: handshakes started and not yet welcomed
 CONNECT_TIMEOUT_S = 30.0  # one buyer: TCP connect + handshake + welcome
+CONNECT_ATTEMPTS = 3  # a buyer told 1013 (try again) reconnects, as the viewer page does
 SEND_YIELD_EVERY = 100  # all at once: the generator reads replies between every this many sends
 # The server process times its garbage collections and writes the totals to this file on SIGUSR1.
 GC_FILE_ENV = "LIVEHUB_BENCH_GC_FILE"
@@ -214,16 +215,24 @@ class Generator:
     async def _one(self, gate: asyncio.Semaphore, port: int, path: str) -> str | None:
         async with gate:
             loop = asyncio.get_running_loop()
-            buyer = Buyer(self, handshake_request(HOST, port, path), loop.create_future())
-            self.buyers.append(buyer)
-            try:
-                async with asyncio.timeout(CONNECT_TIMEOUT_S):
-                    await loop.create_connection(lambda: buyer, HOST, port)
-                    await buyer.ready
-                return None
-            except (OSError, TimeoutError, ConnectionError) as exc:
-                buyer.abort()
-                return f"{type(exc).__name__}: {exc}"[:200]
+            for attempt in range(CONNECT_ATTEMPTS):
+                buyer = Buyer(self, handshake_request(HOST, port, path), loop.create_future())
+                self.buyers.append(buyer)  # so that close() aborts it too if the budget cuts it off
+                try:
+                    async with asyncio.timeout(CONNECT_TIMEOUT_S):
+                        await loop.create_connection(lambda b=buyer: b, HOST, port)
+                        await buyer.ready
+                    return None
+                except (OSError, TimeoutError, ConnectionError) as exc:
+                    buyer.abort()
+                    self.buyers.remove(buyer)
+                    error = f"{type(exc).__name__}: {exc}"[:200]
+                    # 1013: the server could not sign in or open the room right now; the viewer page
+                    # (room.js) reconnects after a pause, and so does a buyer here.
+                    if "(1013)" not in error or attempt == CONNECT_ATTEMPTS - 1:
+                        return error
+                    await asyncio.sleep(0.5 * (attempt + 1))
+            return None
 
     async def connect(self, port: int, stream_id: str, tokens: list[str], budget_s: float) -> dict:
         self.close()
