@@ -443,6 +443,7 @@ DECLARE
     for_sale boolean;
     stream_seller uuid;           -- whose bans apply: the stream's shop
     host uuid;                    -- the stream's host when it earns a commission on these orders
+    stream_host uuid;             -- the stream's host unless it is the shop's own user (its account is locked)
     commission_bps integer;
     buyers uuid[];                -- distinct, for accounts
     n integer := coalesce(jsonb_array_length(p_requests), 0);
@@ -483,9 +484,10 @@ BEGIN
         SELECT 1 FROM streams st JOIN stream_products sp ON sp.stream_id = st.id
          WHERE st.id = p_stream AND st.status = 'live' AND sp.product_id = product.id));
     -- A host earns only on its own seller's stream (create_order's rule; live and featured: for_sale).
-    SELECT st.seller_id, CASE WHEN st.seller_id = shop.id AND st.host_id <> shop.user_id THEN st.host_id END,
+    SELECT st.seller_id, CASE WHEN st.host_id <> shop.user_id THEN st.host_id END,
+           CASE WHEN st.seller_id = shop.id AND st.host_id <> shop.user_id THEN st.host_id END,
            st.host_commission_bps
-      INTO stream_seller, host, commission_bps
+      INTO stream_seller, stream_host, host, commission_bps
       FROM streams st WHERE st.id = p_stream;
 
     -- Every account the batch may move exists (created in one statement), then is locked in id order.
@@ -494,7 +496,7 @@ BEGIN
     SELECT k.kind, k.user_id, 0
       FROM (SELECT 'wallet', b FROM unnest(buyers) b
             UNION ALL SELECT 'earnings_pending', shop.user_id
-            UNION ALL SELECT 'earnings_pending', host WHERE host IS NOT NULL) k (kind, user_id)
+            UNION ALL SELECT 'earnings_pending', stream_host WHERE stream_host IS NOT NULL) k (kind, user_id)
      WHERE NOT EXISTS (SELECT 1 FROM accounts a
                         WHERE a.user_id IS NOT NULL AND a.user_id = k.user_id AND a.kind = k.kind)
     ON CONFLICT DO NOTHING;
@@ -502,7 +504,7 @@ BEGIN
         SELECT 1 FROM accounts a
          WHERE a.user_id IS NOT NULL
            AND ((a.kind = 'wallet' AND a.user_id = ANY (buyers))
-                OR (a.kind = 'earnings_pending' AND a.user_id IN (shop.user_id, host)))
+                OR (a.kind = 'earnings_pending' AND a.user_id IN (shop.user_id, stream_host)))
          ORDER BY a.id FOR UPDATE) locked;
 
     statuses := array_fill(NULL::text, ARRAY[n]);
