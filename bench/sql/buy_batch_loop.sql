@@ -1,9 +1,10 @@
 -- The baseline of bench/purchases.py: buy_batch as it was before it became set-based (commit 266fa14),
 -- under the name buy_batch_loop, with the create_order and post it called (as create_order_loop and
 -- post_loop, so that later changes to those leave the baseline as it was). It loops over the requests in
--- plpgsql and runs some twenty statements per purchase. Installed only into the benchmark's own database,
--- never by storage.db.migrate; the other helpers it calls (account_of, units_bought, variant_price, ...)
--- are the project's own.
+-- plpgsql and runs some twenty statements per purchase. Installed into bench/purchases.py's own database,
+-- and by tests/test_buy_batch_baseline.py inside a transaction it rolls back (buy_batch must answer and
+-- write what this did), never by storage.db.migrate; the other helpers it calls (account_of,
+-- units_bought, variant_price, ...) are the project's own.
 
 CREATE OR REPLACE FUNCTION post_loop(
     p_txn bigint, p_account uuid, p_amount bigint, p_type text, p_order uuid, p_payout uuid, p_actor uuid,
