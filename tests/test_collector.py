@@ -67,3 +67,14 @@ def test_garbage_new_since_the_last_freeze_is_collected_by_the_next(collector_st
     del node
     collector.tick()
     assert gone() is None
+
+
+def test_what_survives_a_full_collection_is_frozen_at_once(collector_state):
+    collector = Collector(Settings(gc_freeze_interval_s=3600))
+    collector.start()
+    gc.unfreeze()
+    assert gc.get_freeze_count() == 0
+    gc.collect()  # as the collector runs one by itself when enough has piled up
+    assert gc.get_freeze_count() > 0
+    collector.stop()
+    assert collector._after_collection not in gc.callbacks
