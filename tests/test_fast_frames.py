@@ -77,6 +77,10 @@ BAD = [
     '{"type": "chat", "type": "react", "kind": "heart"}',
     '{"type": "react", "kind": ["heart"]}',
     '{"type": "teleport"}',
+    '{"type": ["buy"]}',
+    '{"type": {"buy": 1}}',
+    '{"type": 5, "kind": "heart"}',
+    '{"type": null}',
     '{"kind": "heart"}',
     '["type", "react"]',
     '"react"',
@@ -116,7 +120,7 @@ values = st.recursive(
     max_leaves=5,
 )
 frames = st.fixed_dictionaries(
-    {"type": st.sampled_from(["buy", "chat", "react", "ping", "click", "nope"])},
+    {"type": st.sampled_from(["buy", "chat", "react", "ping", "click", "nope"]) | values},
     optional={
         name: values
         for name in ("request_id", "variant_id", "quantity", "flash_sale_id", "address_id", "text", "kind", "extra")

@@ -39,9 +39,9 @@ def parse(raw: str) -> Frame | None:
         data = orjson.loads(raw)
     except orjson.JSONDecodeError:
         return None
-    if type(data) is not dict:
-        return None
-    build = _BUILDERS.get(data.get("type"))  # type: ignore[arg-type]
+    if type(data) is not dict or type(kind := data.get("type")) is not str:
+        return None  # a `type` that is a list or an object is the validator's to refuse
+    build = _BUILDERS.get(kind)
     return build(data) if build is not None else None
 
 
