@@ -16,6 +16,7 @@ waits for its subscriptions to settle and reports, per room, whether the offsets
 
     flock /tmp/livehub-bench.lock .venv/bin/python bench/publish.py           # 5,000/s, 10 s, 50 rooms
     flock /tmp/livehub-bench.lock .venv/bin/python bench/publish.py --rate 10000 --modes pipeline
+    flock /tmp/livehub-bench.lock .venv/bin/python bench/publish.py --seconds 0 --cpu-per-publish  # CPU only
 
 REDIS_URL (default redis://127.0.0.1:6379/0) names the Redis; keys go under a fresh prefix, deleted after.
 """
@@ -150,6 +151,25 @@ async def node_main(args) -> dict:
     }
 
 
+async def cpu_per_publish(url: str, batch_max: int, count: int = 20_000, in_flight: int = 200) -> float:
+    """Microseconds of this process's CPU per publish: one node, no subscriber, `count` publishes over 50
+    rooms, `in_flight` at a time (the publish path alone, without the receiving side of the bursts)."""
+    from livehub.broker import redis_backplane
+
+    prefix = f"livehub-bench-publish-{secrets.token_hex(4)}"
+    backplane = redis_backplane(url, prefix=prefix, publish_batch_max=batch_max)
+    await backplane.start()
+    event = {"type": "chat", "id": "x", "user": {"id": "u", "name": "bench"}, "text": "x" * 80}
+    before = resource.getrusage(resource.RUSAGE_SELF)
+    for _ in range(count // in_flight):
+        await asyncio.gather(*(backplane.broker.publish(f"room-{i % 50}", event) for i in range(in_flight)))
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    await backplane.close()
+    drop_prefix(url, prefix)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return round(cpu / count * 1e6, 1)
+
+
 def redis_cpu_s(url: str) -> float:
     import redis
 
@@ -261,6 +281,9 @@ def main() -> None:
     ap.add_argument("--text-chars", type=int, default=80, help="length of each chat message's text")
     ap.add_argument("--modes", default="pipeline,per-publish", help="comma-separated: " + ", ".join(MODES))
     ap.add_argument("--json", action="store_true", help="print the full results as JSON")
+    ap.add_argument(
+        "--cpu-per-publish", action="store_true", help="also each mode's node CPU per publish, publishing alone"
+    )
     # A node's own arguments (the parent passes them).
     ap.add_argument("--node", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--index", type=int, default=0, help=argparse.SUPPRESS)
@@ -276,7 +299,7 @@ def main() -> None:
     if args.rate * args.seconds > 200_000:
         raise SystemExit("keep a run bounded: at most 200,000 publishes")
     results = []
-    for mode in args.modes.split(","):
+    for mode in args.modes.split(",") if args.seconds > 0 else []:
         log(f"{mode}: {args.nodes} nodes, {args.rate:.0f}/s for {args.seconds:.0f} s over {args.rooms} rooms")
         result = run_mode(args, mode)
         results.append(result)
@@ -288,6 +311,11 @@ def main() -> None:
             f"{result['round_trips']} (largest batch {result['largest_batch']}); node CPU s {result['node_cpu_s']}, "
             f"Redis CPU s {result['redis_cpu_s']}; one publish id {result['pub_key_bytes']} bytes"
         )
+    if args.cpu_per_publish:
+        for mode in args.modes.split(","):
+            cpu = asyncio.run(cpu_per_publish(args.redis, MODES[mode]))
+            results.append({"mode": mode, "cpu_us_per_publish": cpu})
+            log(f"{mode}: {cpu} us of node CPU per publish (one node, no subscriber, 200 in flight)")
     if args.json:
         print(json.dumps(results, indent=2))
 
