@@ -146,107 +146,183 @@ LANGUAGE sql STABLE AS $$
                      AND oi.product_id = (SELECT product_id FROM variants WHERE id = p_variant) END;
 $$;
 
--- Writes one order from lines already priced, checked and locked by the caller (variants and the
--- accounts involved): items, stock, digital units, ledger entries, earnings, the first event.
--- p_lines: [{variant_id, quantity, unit_price_cents, flash_sale_id}], all of one seller. p_shipping is
--- what the buyer pays on top of the items to have them shipped to p_address (NULL when nothing ships):
--- the seller earns it whole; the platform's fee and the host's commission are on the items only.
--- An order of digital goods only is delivered at once (its codes are issued here).
-CREATE OR REPLACE FUNCTION create_order(
-    p_txn bigint, p_checkout uuid, p_buyer uuid, p_seller uuid, p_stream uuid, p_lines jsonb,
-    p_fee_bps integer, p_hold_s integer, p_request_id text, p_address jsonb, p_shipping bigint
-) RETURNS orders
+-- An order already decided (who buys what from whom, at what price, shipped where), as write_orders()
+-- takes it. The caller has checked every rule, locked the variants and every account the orders move, and
+-- created those accounts; it gives each order its id, number and ledger transaction.
+CREATE TYPE order_to_write AS (
+    id uuid,
+    number text,
+    txn bigint,
+    checkout_id uuid,
+    buyer_id uuid,
+    seller_id uuid,
+    stream_id uuid,
+    host_id uuid,             -- the stream's host when it earns a commission on this order, else NULL
+    commission_bps integer,   -- the host's rate (ignored without host_id)
+    address jsonb,            -- where it ships (NULL when nothing in it ships)
+    request_id text,
+    shipping_cents bigint     -- what the buyer pays on top of the items; the seller earns it whole
+);
+
+-- One line of an order_to_write, at the unit price decided for it.
+CREATE TYPE order_line_to_write AS (
+    order_id uuid,
+    variant_id uuid,
+    quantity integer,
+    unit_price_cents bigint,
+    flash_sale_id uuid
+);
+
+-- The one writer of new orders (place_order and buy_batch both end here): writes p_orders with their
+-- p_lines in the order given, with one statement for the orders, items, stock movements, ledger entries,
+-- account balances, earnings and events together, then one each for the variants' stock, the flash sales'
+-- sold units and the digital codes. Each order's ledger entries (buyer's wallet, platform fee, seller's
+-- and host's pending earnings; none for a zero amount) are in its transaction, with balances before and
+-- after chained per account in order. The platform's fee and the host's commission are on the items only,
+-- rounded down by integer division (never against the seller). An order of digital goods only is
+-- delivered at once (its codes are issued here); its earnings still wait for the hold.
+CREATE OR REPLACE FUNCTION write_orders(
+    p_orders order_to_write[], p_lines order_line_to_write[], p_fee_bps integer, p_hold_s integer
+) RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
-    o orders;
-    line jsonb;
-    qty integer;
-    vid uuid;
-    items bigint;
-    total bigint := 0;
-    fee bigint;
-    commission bigint := 0;
-    host uuid;
-    commission_bps integer := 0;
-    seller_user uuid;
-    new_stock integer;
-    allocated integer;
+    short uuid;
 BEGIN
-    SELECT user_id INTO seller_user FROM sellers WHERE id = p_seller;
-    items := lines_subtotal(p_lines);
-    total := items + p_shipping;
-    -- Integer division rounds the platform's fee and the host's commission down, never against the seller.
-    fee := items * p_fee_bps / 10000;
-    IF p_stream IS NOT NULL THEN
-        -- A host earns only on what the stream features, and only while it is live.
-        SELECT s.host_id, s.host_commission_bps INTO host, commission_bps
-          FROM streams s
-         WHERE s.id = p_stream AND s.status = 'live' AND s.seller_id = p_seller
-           AND NOT EXISTS (SELECT 1 FROM jsonb_array_elements(p_lines) l
-                            JOIN variants v ON v.id = (l->>'variant_id')::uuid
-                           WHERE NOT EXISTS (SELECT 1 FROM stream_products sp
-                                              WHERE sp.stream_id = s.id AND sp.product_id = v.product_id));
-        IF host IS NULL OR host = seller_user THEN
-            host := NULL;
-        ELSE
-            commission := least(items * commission_bps / 10000, items - fee);
-        END IF;
-    END IF;
-
-    INSERT INTO orders (number, checkout_id, buyer_id, seller_id, stream_id, status, total_cents, fee_cents,
-                        host_id, host_commission_cents, address, request_id, shipping_cents)
-    VALUES ('LH-' || nextval('order_number_seq'), p_checkout, p_buyer, p_seller, p_stream, 'paid', total, fee,
-            host, commission, p_address, p_request_id, p_shipping)
-    RETURNING * INTO o;
-
-    FOR line IN SELECT * FROM jsonb_array_elements(p_lines) LOOP
-        vid := (line->>'variant_id')::uuid;
-        qty := (line->>'quantity')::integer;
+    PERFORM account_of(NULL, 'platform');
+    WITH line AS MATERIALIZED (
+        SELECT l.*, o.ord AS order_ord, o.buyer_id, o.number, v.product_id, v.sku, v.options, v.digital,
+               p.title,
+               v.stock - sum(l.quantity) OVER (PARTITION BY l.variant_id ORDER BY o.ord, l.ord) AS stock_after
+          FROM unnest(p_lines) WITH ORDINALITY AS l (order_id, variant_id, quantity, unit_price_cents,
+                                                     flash_sale_id, ord)
+          JOIN unnest(p_orders) WITH ORDINALITY AS o (id, number, txn, checkout_id, buyer_id, seller_id,
+                                                      stream_id, host_id, commission_bps, address, request_id,
+                                                      shipping_cents, ord) ON o.id = l.order_id
+          JOIN variants v ON v.id = l.variant_id
+          JOIN products p ON p.id = v.product_id
+    ), placed AS MATERIALIZED (
+        SELECT o.*, s.user_id AS seller_user, o.items + o.shipping_cents AS total,
+               o.items * p_fee_bps / 10000 AS fee,
+               CASE WHEN o.host_id IS NULL THEN 0
+                    ELSE least(o.items * o.commission_bps / 10000, o.items - o.items * p_fee_bps / 10000)
+               END AS commission
+          FROM (SELECT o.*,
+                       (SELECT coalesce(sum(l.unit_price_cents * l.quantity), 0)::bigint
+                          FROM line l WHERE l.order_ord = o.ord) AS items,
+                       EXISTS (SELECT 1 FROM line l WHERE l.order_ord = o.ord AND NOT l.digital) AS ships
+                  FROM unnest(p_orders) WITH ORDINALITY AS o (id, number, txn, checkout_id, buyer_id, seller_id,
+                                                              stream_id, host_id, commission_bps, address,
+                                                              request_id, shipping_cents, ord)) o
+          JOIN sellers s ON s.id = o.seller_id
+    ), new_orders AS (
+        INSERT INTO orders (id, number, checkout_id, buyer_id, seller_id, stream_id, status, total_cents,
+                            fee_cents, host_id, host_commission_cents, address, request_id, shipping_cents,
+                            delivered_at)
+        SELECT o.id, o.number, o.checkout_id, o.buyer_id, o.seller_id, o.stream_id,
+               CASE WHEN o.ships THEN 'paid' ELSE 'delivered' END, o.total, o.fee, o.host_id, o.commission,
+               o.address, o.request_id, o.shipping_cents, CASE WHEN NOT o.ships THEN now() END
+          FROM placed o ORDER BY o.ord
+    ), new_items AS (
         INSERT INTO order_items (order_id, variant_id, product_id, title, sku, options, unit_price_cents,
                                  quantity, flash_sale_id)
-        SELECT o.id, v.id, p.id, p.title, v.sku, v.options, (line->>'unit_price_cents')::bigint, qty,
-               (line->>'flash_sale_id')::uuid
-          FROM variants v JOIN products p ON p.id = v.product_id WHERE v.id = vid;
-        UPDATE variants SET stock = stock - qty WHERE id = vid RETURNING stock INTO new_stock;
+        SELECT l.order_id, l.variant_id, l.product_id, l.title, l.sku, l.options, l.unit_price_cents,
+               l.quantity, l.flash_sale_id
+          FROM line l ORDER BY l.order_ord, l.ord
+    ), movements AS (
         INSERT INTO stock_movements (variant_id, delta, stock_after, reason, actor_id, reference)
-        VALUES (vid, -qty, new_stock, 'sale', p_buyer, o.number);
-        IF line->>'flash_sale_id' IS NOT NULL THEN
-            UPDATE flash_sales SET sold = sold + qty WHERE id = (line->>'flash_sale_id')::uuid;
-        END IF;
-        IF (SELECT digital FROM variants WHERE id = vid) THEN
-            -- SKIP LOCKED: codes being handed out by another transaction are passed over, not waited for.
-            UPDATE digital_units SET status = 'sold', order_id = o.id
-             WHERE id IN (SELECT id FROM digital_units WHERE variant_id = vid AND status = 'available'
-                           ORDER BY imported_at, id LIMIT qty FOR UPDATE SKIP LOCKED);
-            GET DIAGNOSTICS allocated = ROW_COUNT;
-            IF allocated < qty THEN
-                RAISE EXCEPTION 'not enough codes for a digital variant'
-                    USING ERRCODE = 'LHOOS', DETAIL = jsonb_build_object('variant_id', vid)::text;
-            END IF;
-        END IF;
-    END LOOP;
-
-    PERFORM post(p_txn, account_of(p_buyer, 'wallet'), -total, 'purchase', o.id, NULL, p_buyer, o.number);
-    PERFORM post(p_txn, account_of(NULL, 'platform'), fee, 'fee', o.id, NULL, p_buyer, o.number);
-    PERFORM post(p_txn, account_of(seller_user, 'earnings_pending'), total - fee - commission, 'earning', o.id,
-                 NULL, p_buyer, o.number);
-    INSERT INTO earnings (order_id, user_id, role, amount_cents, available_after)
-    VALUES (o.id, seller_user, 'seller', total - fee - commission, now() + make_interval(secs => p_hold_s));
-    IF host IS NOT NULL THEN
-        PERFORM post(p_txn, account_of(host, 'earnings_pending'), commission, 'earning', o.id, NULL, p_buyer,
-                     o.number);
+        SELECT l.variant_id, -l.quantity, l.stock_after, 'sale', l.buyer_id, l.number
+          FROM line l ORDER BY l.order_ord, l.ord
+    ), entries AS MATERIALIZED (
+        -- In order: buyer, platform, seller, host; none for nothing.
+        SELECT o.ord, e.step, o.txn, e.account, e.type, e.amount, o.id AS order_id, o.buyer_id, o.number
+          FROM placed o
+         CROSS JOIN LATERAL (VALUES
+             (1, (SELECT a.id FROM accounts a
+                   WHERE a.user_id IS NOT NULL AND a.user_id = o.buyer_id AND a.kind = 'wallet'),
+              -o.total, 'purchase'),
+             (2, (SELECT a.id FROM accounts a WHERE a.kind = 'platform' AND a.user_id IS NULL), o.fee, 'fee'),
+             (3, (SELECT a.id FROM accounts a
+                   WHERE a.user_id IS NOT NULL AND a.user_id = o.seller_user AND a.kind = 'earnings_pending'),
+              o.total - o.fee - o.commission, 'earning'),
+             (4, (SELECT a.id FROM accounts a
+                   WHERE a.user_id IS NOT NULL AND a.user_id = o.host_id AND a.kind = 'earnings_pending'),
+              o.commission, 'earning')) AS e (step, account, amount, type)
+         WHERE e.amount <> 0 AND (e.step <> 4 OR o.host_id IS NOT NULL)
+    ), ledger AS (
+        -- A user account's balance runs on from what it held (locked by the caller) entry by entry; system
+        -- accounts keep none. A missing account fails on ledger_entries.account_id NOT NULL.
+        INSERT INTO ledger_entries (txn_id, account_id, type, amount_cents, balance_before_cents,
+                                    balance_after_cents, order_id, actor_id, memo)
+        SELECT e.txn, e.account, e.type, e.amount, e.after - e.amount, e.after, e.order_id, e.buyer_id, e.number
+          FROM (SELECT e.*, (a.balance_cents + sum(e.amount) OVER (PARTITION BY e.account
+                                                                  ORDER BY e.ord, e.step))::bigint AS after
+                  FROM entries e LEFT JOIN accounts a ON a.id = e.account) e
+         ORDER BY e.ord, e.step
+    ), moved_balances AS (
+        UPDATE accounts a SET balance_cents = a.balance_cents + moved.amount
+          FROM (SELECT e.account, sum(e.amount)::bigint AS amount FROM entries e GROUP BY e.account) moved
+         WHERE a.id = moved.account AND a.balance_cents IS NOT NULL
+    ), shares AS (
         INSERT INTO earnings (order_id, user_id, role, amount_cents, available_after)
-        VALUES (o.id, host, 'host', commission, now() + make_interval(secs => p_hold_s));
+        SELECT o.id, s.user_id, s.role, s.amount, now() + make_interval(secs => p_hold_s)
+          FROM placed o
+         CROSS JOIN LATERAL (VALUES (1, o.seller_user, 'seller', o.total - o.fee - o.commission),
+                                    (2, o.host_id, 'host', o.commission)) AS s (step, user_id, role, amount)
+         WHERE s.user_id IS NOT NULL
+         ORDER BY o.ord, s.step
+    )
+    INSERT INTO order_events (order_id, from_status, to_status, actor_id, reason)
+    SELECT o.id, ev.from_status, ev.to_status, ev.actor_id, ev.reason
+      FROM placed o
+     CROSS JOIN LATERAL (VALUES (1, NULL, 'paid', o.buyer_id, NULL),
+                                (2, 'paid', 'delivered', NULL, 'digital goods are delivered with the order'))
+             AS ev (step, from_status, to_status, actor_id, reason)
+     WHERE ev.step = 1 OR NOT o.ships
+     ORDER BY o.ord, ev.step;
+
+    UPDATE variants v SET stock = v.stock - sold.quantity
+      FROM (SELECT l.variant_id, sum(l.quantity)::integer AS quantity
+              FROM unnest(p_lines) AS l GROUP BY l.variant_id) sold
+     WHERE v.id = sold.variant_id;
+    UPDATE flash_sales f SET sold = f.sold + sold.quantity
+      FROM (SELECT l.flash_sale_id, sum(l.quantity)::integer AS quantity
+              FROM unnest(p_lines) AS l WHERE l.flash_sale_id IS NOT NULL GROUP BY l.flash_sale_id) sold
+     WHERE f.id = sold.flash_sale_id;
+
+    -- Digital codes for every digital line at once, each variant's shared out in the order of its lines.
+    -- SKIP LOCKED: codes being handed out by another transaction are passed over, not waited for.
+    WITH line AS (
+        SELECT l.order_id, l.variant_id, l.quantity, l.ord,
+               sum(l.quantity) OVER (PARTITION BY l.variant_id ORDER BY o.ord, l.ord) - l.quantity AS after_n
+          FROM unnest(p_lines) WITH ORDINALITY AS l (order_id, variant_id, quantity, unit_price_cents,
+                                                     flash_sale_id, ord)
+          JOIN unnest(p_orders) WITH ORDINALITY AS o (id, number, txn, checkout_id, buyer_id, seller_id,
+                                                      stream_id, host_id, commission_bps, address, request_id,
+                                                      shipping_cents, ord) ON o.id = l.order_id
+          JOIN variants v ON v.id = l.variant_id AND v.digital
+    ), wanted AS (
+        SELECT l.variant_id, sum(l.quantity)::integer AS quantity, min(l.ord) AS first_line
+          FROM line l GROUP BY l.variant_id
+    ), issued AS (
+        UPDATE digital_units d SET status = 'sold', order_id = l.order_id
+          FROM (SELECT w.variant_id, c.id,
+                       row_number() OVER (PARTITION BY w.variant_id ORDER BY c.imported_at, c.id) AS n
+                  FROM wanted w
+                 CROSS JOIN LATERAL (SELECT u.id, u.imported_at FROM digital_units u
+                                      WHERE u.variant_id = w.variant_id AND u.status = 'available'
+                                      ORDER BY u.imported_at, u.id LIMIT w.quantity FOR UPDATE SKIP LOCKED) c) code
+          JOIN line l ON l.variant_id = code.variant_id AND code.n > l.after_n AND code.n <= l.after_n + l.quantity
+         WHERE d.id = code.id
+        RETURNING d.variant_id
+    )
+    SELECT w.variant_id INTO short
+      FROM wanted w
+     WHERE w.quantity > (SELECT count(*) FROM issued i WHERE i.variant_id = w.variant_id)
+     ORDER BY w.first_line LIMIT 1;
+    IF short IS NOT NULL THEN
+        RAISE EXCEPTION 'not enough codes for a digital variant'
+            USING ERRCODE = 'LHOOS', DETAIL = jsonb_build_object('variant_id', short)::text;
     END IF;
-    INSERT INTO order_events (order_id, from_status, to_status, actor_id) VALUES (o.id, NULL, 'paid', p_buyer);
-    IF NOT lines_ship(p_lines) THEN
-        -- Nothing to ship: the codes above are the delivery. The earnings still wait for the hold (only the
-        -- buyer's own confirmation releases them early, and nobody but the seller vouched for these codes).
-        UPDATE orders SET status = 'delivered', delivered_at = now() WHERE id = o.id RETURNING * INTO o;
-        INSERT INTO order_events (order_id, from_status, to_status, actor_id, reason)
-        VALUES (o.id, 'paid', 'delivered', NULL, 'digital goods are delivered with the order');
-    END IF;
-    RETURN o;
 END $$;
 
 -- Whether the stream's shop has banned the user (a ban covers all the shop's streams). Every purchase in a
@@ -283,7 +359,10 @@ DECLARE
     host uuid;
     seller uuid;
     order_ids uuid[] := '{}';
-    o orders;
+    order_id uuid;
+    seller_lines jsonb;
+    to_write order_to_write[] := '{}';
+    lines_to_write order_line_to_write[] := '{}';
 BEGIN
     SELECT array_agg(DISTINCT (e->>'variant_id')::uuid) INTO wanted FROM jsonb_array_elements(p_items) e;
     IF wanted IS NULL THEN
@@ -384,12 +463,25 @@ BEGIN
                   DETAIL = jsonb_build_object('balance_cents', balance_of(wallet), 'total_cents', total)::text;
     END IF;
 
+    -- One order per seller, all in the checkout's ledger transaction. A host earns only on its own shop's
+    -- stream (live, and everything in it featured: checked above), never as the shop's own user.
     FOR seller IN SELECT key::uuid FROM jsonb_each(lines) ORDER BY key LOOP
-        o := create_order(txn, checkout, p_buyer, seller, p_stream, lines->(seller::text), p_fee_bps, p_hold_s,
-                          NULL, CASE WHEN lines_ship(lines->(seller::text)) THEN address END,
-                          (shipping->>(seller::text))::bigint);
-        order_ids := order_ids || o.id;
+        order_id := gen_random_uuid();
+        seller_lines := lines->(seller::text);
+        to_write := to_write || ROW(
+            order_id, 'LH-' || nextval('order_number_seq'), txn, checkout, p_buyer, seller, p_stream,
+            (SELECT st.host_id FROM streams st JOIN sellers s ON s.id = st.seller_id
+              WHERE st.id = p_stream AND st.seller_id = seller AND st.host_id <> s.user_id),
+            (SELECT st.host_commission_bps FROM streams st WHERE st.id = p_stream),
+            CASE WHEN lines_ship(seller_lines) THEN address END, NULL,
+            (shipping->>(seller::text))::bigint)::order_to_write;
+        lines_to_write := lines_to_write || ARRAY(
+            SELECT ROW(order_id, (l.v->>'variant_id')::uuid, (l.v->>'quantity')::integer,
+                       (l.v->>'unit_price_cents')::bigint, (l.v->>'flash_sale_id')::uuid)::order_line_to_write
+              FROM jsonb_array_elements(seller_lines) WITH ORDINALITY AS l (v, ord) ORDER BY l.ord);
+        order_ids := order_ids || order_id;
     END LOOP;
+    PERFORM write_orders(to_write, lines_to_write, p_fee_bps, p_hold_s);
     RETURN order_ids;
 END $$;
 
@@ -425,10 +517,10 @@ $$;
 -- request are read with one query over the whole batch (earlier orders under its request ids, bans,
 -- wallets and their balances, units bought before, addresses and shipping), a loop over those rows with no
 -- SQL inside decides each outcome in arrival order (stock, each buyer's units and balance run on as the
--- batch goes), and one statement writes all the orders with their items, stock movements, ledger entries
--- (one ledger transaction per order; balances before and after chained per account in arrival order),
--- earnings and events, updating the variant and each account once. Each order is written as create_order()
--- would write it (place_order's path).
+-- batch goes), and write_orders() (place_order's writer too) writes all the orders with their items, stock
+-- movements, ledger entries (one ledger transaction per order; balances before and after chained per
+-- account in arrival order), earnings, events and codes, one statement for each kind of row, updating the
+-- variant and each account once.
 CREATE OR REPLACE FUNCTION buy_batch(
     p_variant uuid, p_stream uuid, p_requests jsonb, p_fee_bps integer, p_hold_s integer
 ) RETURNS jsonb
@@ -459,14 +551,12 @@ DECLARE
     buyer_ids uuid[];
     quantities integer[];
     request_keys text[];
-    wallets uuid[];
     addresses jsonb[];
     shippings bigint[];
     -- Per buyer, by the number the facts query gives each buyer: how the batch has left them so far.
     balances bigint[];
     units integer[];
     units_sold integer := 0;
-    allocated integer;
     flash_left integer;
     results jsonb;
 BEGIN
@@ -483,7 +573,7 @@ BEGIN
     for_sale := product.status = 'active' AND shop.status = 'approved' AND (p_stream IS NULL OR EXISTS (
         SELECT 1 FROM streams st JOIN stream_products sp ON sp.stream_id = st.id
          WHERE st.id = p_stream AND st.status = 'live' AND sp.product_id = product.id));
-    -- A host earns only on its own seller's stream (create_order's rule; live and featured: for_sale).
+    -- A host earns only on its own seller's stream (place_order's rule; live and featured: for_sale).
     SELECT st.seller_id, CASE WHEN st.host_id <> shop.user_id THEN st.host_id END,
            CASE WHEN st.seller_id = shop.id AND st.host_id <> shop.user_id THEN st.host_id END,
            st.host_commission_bps
@@ -514,7 +604,6 @@ BEGIN
     order_ids := array_fill(NULL::uuid, ARRAY[n]);
     txns := array_fill(NULL::bigint, ARRAY[n]);
     buyer_ids := order_ids;
-    wallets := order_ids;
     request_keys := statuses;
     quantities := array_fill(NULL::integer, ARRAY[n]);
     shippings := txns;
@@ -608,7 +697,6 @@ BEGIN
             buyer_ids[r.ord] := r.buyer;
             quantities[r.ord] := r.qty;
             request_keys[r.ord] := buy_request_key(p_variant, r.rid);
-            wallets[r.ord] := r.wallet;
             addresses[r.ord] := r.address;
             shippings[r.ord] := r.shipping;
             balances[r.buyer_no] := coalesce(balances[r.buyer_no], r.balance) - (price.price_cents * r.qty + r.shipping);
@@ -620,108 +708,18 @@ BEGIN
 
 
     IF units_sold > 0 THEN
-        PERFORM account_of(NULL, 'platform');
-        WITH placed AS MATERIALIZED (
-            -- The batch's orders, priced as create_order() prices one: integer division rounds the
-            -- platform's fee and the host's commission down, never against the seller, who earns the
-            -- shipping whole.
-            SELECT o.*, o.items + o.shipping AS total, o.items * p_fee_bps / 10000 AS fee,
-                   CASE WHEN host IS NULL THEN 0
-                        ELSE least(o.items * commission_bps / 10000, o.items - o.items * p_fee_bps / 10000)
-                   END AS commission
-              FROM (SELECT u.*, price.price_cents * u.qty AS items
-                      FROM unnest(statuses, order_ids, order_numbers, txns, buyer_ids, quantities, request_keys,
-                                  wallets, addresses, shippings)
-                           WITH ORDINALITY AS u (status, id, number, txn, buyer, qty, request_key, wallet, address,
-                                                 shipping, ord)
-                     WHERE u.status = 'ok') o
-        ), new_orders AS (
-            -- Digital goods only: delivered at once (their codes are issued below), the earnings still held.
-            INSERT INTO orders (id, number, checkout_id, buyer_id, seller_id, stream_id, status, total_cents,
-                                fee_cents, host_id, host_commission_cents, address, request_id, shipping_cents,
-                                delivered_at)
-            SELECT o.id, o.number, gen_random_uuid(), o.buyer, shop.id, p_stream,
-                   CASE WHEN variant.digital THEN 'delivered' ELSE 'paid' END, o.total, o.fee, host, o.commission,
-                   o.address, o.request_key, o.shipping, CASE WHEN variant.digital THEN now() END
-              FROM placed o ORDER BY o.ord
-        ), new_items AS (
-            INSERT INTO order_items (order_id, variant_id, product_id, title, sku, options, unit_price_cents,
-                                     quantity, flash_sale_id)
-            SELECT o.id, variant.id, product.id, product.title, variant.sku, variant.options, price.price_cents,
-                   o.qty, price.flash_sale_id
-              FROM placed o ORDER BY o.ord
-        ), movements AS (
-            INSERT INTO stock_movements (variant_id, delta, stock_after, reason, actor_id, reference)
-            SELECT p_variant, -o.qty, variant.stock - sum(o.qty) OVER (ORDER BY o.ord), 'sale', o.buyer, o.number
-              FROM placed o ORDER BY o.ord
-        ), entries AS MATERIALIZED (
-            -- post() for each order's entries, in order: buyer, platform, seller, host; none for nothing.
-            SELECT o.ord, e.step, o.txn, e.account, e.type, e.amount, o.id AS order_id, o.buyer, o.number
-              FROM placed o
-             CROSS JOIN LATERAL (VALUES
-                 (1, o.wallet, -o.total, 'purchase'),
-                 (2, (SELECT a.id FROM accounts a WHERE a.kind = 'platform' AND a.user_id IS NULL), o.fee, 'fee'),
-                 (3, (SELECT a.id FROM accounts a
-                       WHERE a.user_id IS NOT NULL AND a.user_id = shop.user_id AND a.kind = 'earnings_pending'),
-                  o.total - o.fee - o.commission, 'earning'),
-                 (4, (SELECT a.id FROM accounts a
-                       WHERE a.user_id IS NOT NULL AND a.user_id = host AND a.kind = 'earnings_pending'),
-                  o.commission, 'earning')) AS e (step, account, amount, type)
-             WHERE e.amount <> 0 AND e.account IS NOT NULL
-        ), ledger AS (
-            -- A user account's balance runs on from what it held (locked above) entry by entry; system
-            -- accounts keep none.
-            INSERT INTO ledger_entries (txn_id, account_id, type, amount_cents, balance_before_cents,
-                                        balance_after_cents, order_id, actor_id, memo)
-            SELECT e.txn, e.account, e.type, e.amount, e.after - e.amount, e.after, e.order_id, e.buyer, e.number
-              FROM (SELECT e.*, (a.balance_cents + sum(e.amount) OVER (PARTITION BY e.account
-                                                                      ORDER BY e.ord, e.step))::bigint AS after
-                      FROM entries e JOIN accounts a ON a.id = e.account) e
-             ORDER BY e.ord, e.step
-        ), moved_balances AS (
-            UPDATE accounts a SET balance_cents = a.balance_cents + moved.amount
-              FROM (SELECT e.account, sum(e.amount)::bigint AS amount FROM entries e GROUP BY e.account) moved
-             WHERE a.id = moved.account AND a.balance_cents IS NOT NULL
-        ), shares AS (
-            INSERT INTO earnings (order_id, user_id, role, amount_cents, available_after)
-            SELECT o.id, s.user_id, s.role, s.amount, now() + make_interval(secs => p_hold_s)
-              FROM placed o
-             CROSS JOIN LATERAL (VALUES (1, shop.user_id, 'seller', o.total - o.fee - o.commission),
-                                        (2, host, 'host', o.commission)) AS s (step, user_id, role, amount)
-             WHERE s.user_id IS NOT NULL
-             ORDER BY o.ord, s.step
-        )
-        INSERT INTO order_events (order_id, from_status, to_status, actor_id, reason)
-        SELECT o.id, ev.from_status, ev.to_status, ev.actor_id, ev.reason
-          FROM placed o
-         CROSS JOIN LATERAL (VALUES (1, NULL, 'paid', o.buyer, NULL),
-                                    (2, 'paid', 'delivered', NULL, 'digital goods are delivered with the order'))
-                 AS ev (step, from_status, to_status, actor_id, reason)
-         WHERE ev.step = 1 OR variant.digital
-         ORDER BY o.ord, ev.step;
-
-        UPDATE variants SET stock = stock - units_sold WHERE id = p_variant;
-        IF price.flash_sale_id IS NOT NULL THEN
-            UPDATE flash_sales SET sold = flash_sales.sold + units_sold WHERE id = price.flash_sale_id;
-        END IF;
-        IF variant.digital THEN
-            -- Codes for all the batch's orders at once, shared out in arrival order. SKIP LOCKED: codes being
-            -- handed out by another transaction are passed over, not waited for.
-            UPDATE digital_units d SET status = 'sold', order_id = o.id
-              FROM (SELECT c.id, row_number() OVER (ORDER BY c.imported_at, c.id) AS n
-                      FROM (SELECT u.id, u.imported_at FROM digital_units u
-                             WHERE u.variant_id = p_variant AND u.status = 'available'
-                             ORDER BY u.imported_at, u.id LIMIT units_sold FOR UPDATE SKIP LOCKED) c) code
-              JOIN (SELECT u.id, sum(u.qty) OVER (ORDER BY u.ord) - u.qty AS after_n, u.qty
-                      FROM unnest(statuses, order_ids, quantities) WITH ORDINALITY AS u (status, id, qty, ord)
-                     WHERE u.status = 'ok') o ON code.n > o.after_n AND code.n <= o.after_n + o.qty
-             WHERE d.id = code.id;
-            GET DIAGNOSTICS allocated = ROW_COUNT;
-            IF allocated < units_sold THEN
-                RAISE EXCEPTION 'not enough codes for a digital variant'
-                    USING ERRCODE = 'LHOOS', DETAIL = jsonb_build_object('variant_id', p_variant)::text;
-            END IF;
-        END IF;
+        -- The batch's orders, each of one line and its own ledger transaction, through place_order's writer.
+        PERFORM write_orders(
+            ARRAY(SELECT ROW(u.id, u.number, u.txn, gen_random_uuid(), u.buyer, shop.id, p_stream, host,
+                             commission_bps, u.address, u.request_key, u.shipping)::order_to_write
+                    FROM unnest(statuses, order_ids, order_numbers, txns, buyer_ids, request_keys, addresses,
+                                shippings)
+                         WITH ORDINALITY AS u (status, id, number, txn, buyer, request_key, address, shipping, ord)
+                   WHERE u.status = 'ok' ORDER BY u.ord),
+            ARRAY(SELECT ROW(u.id, p_variant, u.qty, price.price_cents, price.flash_sale_id)::order_line_to_write
+                    FROM unnest(statuses, order_ids, quantities) WITH ORDINALITY AS u (status, id, qty, ord)
+                   WHERE u.status = 'ok' ORDER BY u.ord),
+            p_fee_bps, p_hold_s);
     END IF;
 
     IF price.flash_sale_id IS NOT NULL THEN
