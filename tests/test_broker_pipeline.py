@@ -9,6 +9,7 @@ from collections import defaultdict
 import pytest
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from test_broker import Inbox, redis_nodes, room, until
 
 from livehub.broker import BrokerBusy, BrokerUnavailable
@@ -136,6 +137,30 @@ async def test_a_lost_reply_is_sent_again_and_nothing_is_doubled(redis_url):  # 
         assert await node.broker.history(r, 40, sent[0]["epoch"]) == in_order[40:]
         async with Redis.from_url(redis_url) as client:
             assert int(await client.get(node.broker.link.key(r, "offset"))) == 50
+
+
+async def test_a_reply_slower_than_the_timeout_is_asked_for_again_and_nothing_is_doubled(redis_url):  # noqa: F811
+    async with redis_nodes(redis_url, count=1, timeout_s=0.3) as (node,):
+        r, inbox = room(), Inbox()
+        await node.broker.subscribe(r, inbox)
+        pipeline = node.broker.pipeline
+        original, late = pipeline._round_trip, []
+
+        async def reply_too_late_once(batch):
+            replies = await original(batch)
+            if not late:
+                late.append(len(batch))
+                await asyncio.sleep(0.3)  # the whole retry window spent waiting for the replies
+                raise RedisTimeoutError("Timeout reading from socket")
+            return replies
+
+        pipeline._round_trip = reply_too_late_once
+        sent = await asyncio.gather(*(node.broker.publish(r, {"type": "chat", "n": i}) for i in range(5)))
+        assert late and pipeline.retries == 1
+        assert sorted(e["offset"] for e in sent) == [1, 2, 3, 4, 5]
+        await until(lambda: len(inbox) >= 5, what="five events")
+        await asyncio.sleep(0.1)
+        assert inbox == sorted(sent, key=lambda e: e["offset"])
 
 
 async def test_redis_away_fails_a_publish_within_the_timeout_and_then_recovers(redis_url):  # noqa: F811

@@ -15,8 +15,8 @@ for presence, counters and catch-up reads. Centrifugo's Redis engine batches its
 - Failures: a batch whose write or replies fail (connection lost, reply slower than `timeout_s`) is sent
   again, on a new connection, with the same publish ids: the script remembers each id's result, so what
   already ran returns its first offset and is not appended or announced twice. Retries stop `timeout_s`
-  after the batch was first sent; then that batch and everything queued behind it fail with
-  `BrokerUnavailable` (they would find Redis away too), and the next publish tries afresh.
+  after the batch was first sent (but there is always one); then that batch and everything queued behind
+  it fail with `BrokerUnavailable` (they would find Redis away too), and the next publish tries afresh.
 """
 
 import asyncio
@@ -161,7 +161,7 @@ class PublishPipeline:
     async def _send(self, batch: list[_Publish]) -> None:
         loop = asyncio.get_running_loop()
         give_up = loop.time() + self._timeout_s
-        pause = _RETRY_FIRST_S
+        pause, failures = _RETRY_FIRST_S, 0
         while True:
             try:
                 replies = await self._round_trip(batch)
@@ -173,7 +173,8 @@ class PublishPipeline:
                 break
             except DOWN as exc:
                 self._script_loaded = False
-                if loop.time() + pause >= give_up:
+                # At least one retry, even when the failure was a reply slower than the whole window.
+                if loop.time() + pause >= give_up and failures:
                     self._down(exc, "publish")
                     failure = BrokerUnavailable(str(exc) or type(exc).__name__)
                     self._fail(batch, failure)
@@ -183,6 +184,7 @@ class PublishPipeline:
                     self._queued.clear()
                     self._room_left.set()
                     return
+                failures += 1
                 self.retries += 1
                 await asyncio.sleep(pause)
                 pause *= 2
