@@ -213,7 +213,8 @@ class GcPauses:
         return (
             f"{self.who} gc pauses: "
             + "; ".join(
-                f"gen{g} {self.count[g]} x, {1000 * self.total[g]:.0f} ms in all, longest {1000 * self.longest[g]:.1f} ms"
+                f"gen{g} {self.count[g]} x, {1000 * self.total[g]:.0f} ms in all, "
+                f"longest {1000 * self.longest[g]:.1f} ms"
                 for g in range(3)
             )
             + (f"; over 20 ms: {', '.join(self.long)}" if self.long else "")
