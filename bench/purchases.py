@@ -5,6 +5,8 @@
     DATABASE_URL=postgresql://postgres@127.0.0.1:5432/postgres python bench/purchases.py
     DATABASE_URL=... python bench/purchases.py --modes buy_batch_loop,buy_batch --batch-sizes 100,200 \
         --connections 1,4 --purchases 10000                      # the set-based buy_batch against its baseline
+    DATABASE_URL=... python bench/purchases.py --modes place_order_loop,place_order --connections 1,4 \
+        --purchases 3000                                         # place_order against its baseline
 
 Modes, each with C concurrent asyncpg connections (its own pool) hammering the same variant:
 
@@ -14,7 +16,10 @@ Modes, each with C concurrent asyncpg connections (its own pool) hammering the s
   plpgsql loop of some twenty statements per purchase), kept in ``bench/sql/buy_batch_loop.sql`` and
   installed into this script's own database only;
 - ``place_order``: ``SELECT place_order(buyer, [{variant, 1}], stream, ...)`` -- one order per call and per
-  transaction, as the REST API does it.
+  transaction, as the REST API does it;
+- ``place_order_loop``: the same call to the baseline, place_order as it was before it wrote through
+  buy_batch's set-based writer (create_order's fifteen-odd statements per order), kept in
+  ``bench/sql/place_order_loop.sql`` and installed into this script's own database only.
 
 Every configuration is bounded in purchases (``--purchases``, raised to N x C so that each connection
 makes at least one call) and in time (``--seconds``); a call already running when time is up finishes.
@@ -59,8 +64,13 @@ HOLD_S = 7 * 24 * 3600
 PRICE = 1000
 STOCK = 100_000_000
 WALLET = 1_000_000_000  # cents per buyer: a million purchases each
-BASELINE_SQL = Path(__file__).parent / "sql" / "buy_batch_loop.sql"
-MODES = ("buy_batch", "buy_batch_loop", "place_order")
+# The baselines, in this order (place_order_loop calls buy_batch_loop.sql's create_order_loop).
+BASELINE_SQL = (
+    Path(__file__).parent / "sql" / "buy_batch_loop.sql",
+    Path(__file__).parent / "sql" / "place_order_loop.sql",
+)
+BATCHED_MODES = ("buy_batch", "buy_batch_loop")
+MODES = (*BATCHED_MODES, "place_order", "place_order_loop")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 # What a purchase writes: counted over the whole run, divided by the orders.
 PURCHASE_TABLES = ("orders", "order_items", "stock_movements", "ledger_entries", "earnings", "order_events")
@@ -169,14 +179,14 @@ class Run:
     async def _call(self, conn: asyncpg.Connection, reqs: list[dict]) -> int:
         """Makes one call; returns how many purchases it made."""
         w = self.world
-        if self.mode in ("buy_batch", "buy_batch_loop"):
+        if self.mode in BATCHED_MODES:
             out = await conn.fetchval(
                 f"SELECT {self.mode}($1, $2, $3, $4, $5)", w.variant, w.stream, reqs, FEE_BPS, HOLD_S
             )
             return sum(1 for r in out["results"] if r["status"] == "ok")
         (req,) = reqs
         ids = await conn.fetchval(
-            "SELECT place_order($1, $2, $3, NULL, $4, $5)",
+            f"SELECT {self.mode}($1, $2, $3, NULL, $4, $5)",
             req["buyer_id"],
             [{"variant_id": w.variant, "quantity": 1}],
             w.stream,
@@ -188,8 +198,8 @@ class Run:
     async def _wal_per_purchase(self, conn: asyncpg.Connection) -> float:
         """The WAL one more call writes, per purchase (EXPLAIN's WAL counters cover the functions it runs)."""
         w, reqs = self.world, self._requests(self.batch)
-        if self.mode == "place_order":
-            call = "place_order($1, $2, $3, NULL, $4, $5)"
+        if self.mode not in BATCHED_MODES:
+            call = f"{self.mode}($1, $2, $3, NULL, $4, $5)"
             args = [reqs[0]["buyer_id"], [{"variant_id": w.variant, "quantity": 1}], w.stream, FEE_BPS, HOLD_S]
         else:
             call, args = f"{self.mode}($1, $2, $3, $4, $5)", [w.variant, w.stream, reqs, FEE_BPS, HOLD_S]
@@ -257,7 +267,8 @@ async def bench(server_dsn: str, args: argparse.Namespace) -> str:
         conn = await asyncpg.connect(dsn)
         try:
             await migrate(conn)
-            await conn.execute(BASELINE_SQL.read_text())
+            for baseline in BASELINE_SQL:
+                await conn.execute(baseline.read_text())
             for setting, value in args.db_setting:
                 await conn.execute(f'ALTER DATABASE "{name}" SET {setting} = {value}')
             await init_connection(conn)
@@ -269,10 +280,11 @@ async def bench(server_dsn: str, args: argparse.Namespace) -> str:
 
         configs = []
         # The batched modes side by side: for each batch size and connection count, each mode in turn.
-        batched = [m for m in args.modes if m != "place_order"]
+        batched = [m for m in args.modes if m in BATCHED_MODES]
         configs += [(m, n, c) for n in args.batch_sizes for c in args.connections for m in batched]
-        if "place_order" in args.modes:
-            configs += [("place_order", 1, c) for c in args.connections]
+        # One order per call, likewise each mode in turn for each connection count.
+        single = [m for m in args.modes if m not in BATCHED_MODES]
+        configs += [(m, 1, c) for c in args.connections for m in single]
         rows = []
         for i, (mode, n, c) in enumerate(configs):
             # Each configuration starts from a vacuumed database: the hot rows' dead versions left by the
@@ -335,8 +347,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--connections", type=ints, help="comma-separated connection counts (default 1,8,32)")
     ap.add_argument(
         "--modes",
-        default="buy_batch,buy_batch_loop,place_order",
-        help="comma-separated (default buy_batch,buy_batch_loop,place_order)",
+        default="buy_batch,buy_batch_loop,place_order,place_order_loop",
+        help="comma-separated (default buy_batch,buy_batch_loop,place_order,place_order_loop)",
     )
     ap.add_argument(
         "--db-setting",
