@@ -17,6 +17,11 @@ waits for its subscriptions to settle and reports, per room, whether the offsets
     flock /tmp/livehub-bench.lock .venv/bin/python bench/publish.py           # 5,000/s, 10 s, 50 rooms
     flock /tmp/livehub-bench.lock .venv/bin/python bench/publish.py --rate 10000 --modes pipeline
     flock /tmp/livehub-bench.lock .venv/bin/python bench/publish.py --seconds 0 --cpu-per-publish  # CPU only
+    flock /tmp/livehub-bench.lock .venv/bin/python bench/publish.py --modes pipeline --parsers hiredis,python
+
+`--parsers` runs every mode once per reply parser: `hiredis` is redis-py's default when the hiredis package
+is installed, `python` forces redis-py's pure-Python parser on every connection (pub/sub, the pool, the
+pipeline's own), so both are measured in one invocation with one environment.
 
 REDIS_URL (default redis://127.0.0.1:6379/0) names the Redis; keys go under a fresh prefix, deleted after.
 """
@@ -37,6 +42,7 @@ from bench.common import log, nearest_rank  # noqa: E402
 
 DEFAULT_REDIS = "redis://127.0.0.1:6379/0"
 MODES = {"pipeline": 256, "per-publish": 0}  # LIVEHUB_REDIS_PUBLISH_BATCH_MAX of each mode
+PARSERS = ("hiredis", "python")
 SETTLE_S = 10.0  # how long a node waits after its burst for every room's events to arrive
 
 
@@ -62,11 +68,45 @@ class RoomCheck:
         self.count += 1
 
 
+def use_parser(name: str) -> None:
+    """Make every redis-py asyncio connection made from now on in this process read its replies with
+    `name`'s parser. redis-py binds its default parser (hiredis when installed) at import time, as a
+    default argument, so the bench swaps it where the connection installs it."""
+    from redis._parsers import _AsyncHiredisParser, _AsyncRESP2Parser, _AsyncRESP3Parser
+    from redis.asyncio.connection import AbstractConnection
+    from redis.utils import HIREDIS_AVAILABLE
+
+    if name not in PARSERS:
+        raise SystemExit(f"unknown parser {name!r}: one of {', '.join(PARSERS)}")
+    if name == "hiredis" and not HIREDIS_AVAILABLE:
+        raise SystemExit("--parsers hiredis: the hiredis package is not installed (or older than redis-py needs)")
+    original = getattr(AbstractConnection, "_bench_original_set_parser", AbstractConnection.set_parser)
+    AbstractConnection._bench_original_set_parser = original
+
+    def set_parser(self, parser_class):
+        if name == "python" and parser_class is _AsyncHiredisParser:
+            parser_class = _AsyncRESP3Parser if self.protocol == 3 else _AsyncRESP2Parser
+        original(self, parser_class)
+
+    AbstractConnection.set_parser = set_parser
+
+
+def parser_in_use(connection) -> str:
+    from redis._parsers import _AsyncHiredisParser
+
+    return "hiredis" if isinstance(connection._parser, _AsyncHiredisParser) else "python"
+
+
 async def node_main(args) -> dict:
     from livehub.broker import BrokerBusy, BrokerUnavailable, redis_backplane
 
+    use_parser(args.parser)
     backplane = redis_backplane(args.redis, prefix=args.prefix, publish_batch_max=args.batch_max)
     await backplane.start()
+    # The parser a pooled connection really got (a check that use_parser took effect).
+    connection = await backplane.broker.link.client.connection_pool.get_connection()
+    parser = parser_in_use(connection)
+    await backplane.broker.link.client.connection_pool.release(connection)
     rooms = [f"room-{i}" for i in range(args.rooms)]
     checks = {room: RoomCheck() for room in rooms}
     for room in rooms:
@@ -131,6 +171,7 @@ async def node_main(args) -> dict:
     return {
         "node": args.index,
         "mode": args.mode,
+        "parser": parser,
         "published": started,
         "outcomes": outcomes,
         "burst_s": round(burst_s, 3),
@@ -151,11 +192,12 @@ async def node_main(args) -> dict:
     }
 
 
-async def cpu_per_publish(url: str, batch_max: int, count: int = 20_000, in_flight: int = 200) -> float:
+async def cpu_per_publish(url: str, batch_max: int, parser: str, count: int = 20_000, in_flight: int = 200) -> float:
     """Microseconds of this process's CPU per publish: one node, no subscriber, `count` publishes over 50
     rooms, `in_flight` at a time (the publish path alone, without the receiving side of the bursts)."""
     from livehub.broker import redis_backplane
 
+    use_parser(parser)
     prefix = f"livehub-bench-publish-{secrets.token_hex(4)}"
     backplane = redis_backplane(url, prefix=prefix, publish_batch_max=batch_max)
     await backplane.start()
@@ -198,7 +240,7 @@ def pub_key_bytes(url: str, prefix: str) -> int | None:
     return None
 
 
-def run_mode(args, mode: str) -> dict:
+def run_mode(args, mode: str, parser: str) -> dict:
     prefix = f"livehub-bench-publish-{secrets.token_hex(4)}"
     total = int(args.rate * args.seconds)
     expected_per_room = total // args.rooms
@@ -208,7 +250,7 @@ def run_mode(args, mode: str) -> dict:
         "--redis", args.redis, "--prefix", prefix, "--rate", str(args.rate), "--seconds", str(args.seconds),
         "--rooms", str(args.rooms), "--nodes", str(args.nodes), "--mode", mode, "--batch-max", str(MODES[mode]),
         "--start-at", str(start_at), "--expected-per-room", str(expected_per_room),
-        "--text-chars", str(args.text_chars),
+        "--text-chars", str(args.text_chars), "--parser", parser,
     ]  # fmt: skip
     redis_before = redis_cpu_s(args.redis)
     procs = [
@@ -224,10 +266,12 @@ def run_mode(args, mode: str) -> dict:
     redis_cpu = redis_cpu_s(args.redis) - redis_before
     key_bytes = pub_key_bytes(args.redis, prefix)
     dropped = drop_prefix(args.redis, prefix)
-    return summarize(mode, reports, total, expected_per_room, redis_cpu, key_bytes, dropped, args)
+    return summarize(mode, parser, reports, total, expected_per_room, redis_cpu, key_bytes, dropped, args)
 
 
-def summarize(mode, reports, total, expected_per_room, redis_cpu, key_bytes, keys, args) -> dict:
+def summarize(mode, parser, reports, total, expected_per_room, redis_cpu, key_bytes, keys, args) -> dict:
+    if any(r["parser"] != parser for r in reports):
+        raise SystemExit(f"a node ran with another parser than {parser}: {[r['parser'] for r in reports]}")
     ok = sum(r["outcomes"]["ok"] for r in reports)
     # Offsets the publishers got back, per room over both nodes: must be exactly 1..N.
     per_room_returned: dict[str, list[int]] = {}
@@ -244,6 +288,7 @@ def summarize(mode, reports, total, expected_per_room, redis_cpu, key_bytes, key
     trips = [r["round_trips"] for r in reports if r["round_trips"] is not None]
     return {
         "mode": mode,
+        "parser": parser,
         "rate_per_s": args.rate,
         "seconds": args.seconds,
         "rooms": args.rooms,
@@ -280,6 +325,12 @@ def main() -> None:
     ap.add_argument("--nodes", type=int, default=2)
     ap.add_argument("--text-chars", type=int, default=80, help="length of each chat message's text")
     ap.add_argument("--modes", default="pipeline,per-publish", help="comma-separated: " + ", ".join(MODES))
+    ap.add_argument(
+        "--parsers",
+        help="comma-separated reply parsers, each mode runs once per parser: "
+        + ", ".join(PARSERS)
+        + " (default: what redis-py picks, hiredis when installed)",
+    )
     ap.add_argument("--json", action="store_true", help="print the full results as JSON")
     ap.add_argument(
         "--cpu-per-publish", action="store_true", help="also each mode's node CPU per publish, publishing alone"
@@ -289,6 +340,7 @@ def main() -> None:
     ap.add_argument("--index", type=int, default=0, help=argparse.SUPPRESS)
     ap.add_argument("--prefix", help=argparse.SUPPRESS)
     ap.add_argument("--mode", help=argparse.SUPPRESS)
+    ap.add_argument("--parser", default="hiredis", help=argparse.SUPPRESS)
     ap.add_argument("--batch-max", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--start-at", type=float, help=argparse.SUPPRESS)
     ap.add_argument("--expected-per-room", type=int, help=argparse.SUPPRESS)
@@ -299,9 +351,17 @@ def main() -> None:
     if args.rate * args.seconds > 200_000:
         raise SystemExit("keep a run bounded: at most 200,000 publishes")
     results = []
-    for mode in args.modes.split(",") if args.seconds > 0 else []:
-        log(f"{mode}: {args.nodes} nodes, {args.rate:.0f}/s for {args.seconds:.0f} s over {args.rooms} rooms")
-        result = run_mode(args, mode)
+    if args.parsers is None:
+        from redis.utils import HIREDIS_AVAILABLE
+
+        args.parsers = "hiredis" if HIREDIS_AVAILABLE else "python"
+    runs = [(parser, mode) for parser in args.parsers.split(",") for mode in args.modes.split(",")]
+    for parser, mode in runs if args.seconds > 0 else []:
+        log(
+            f"{mode}, {parser} parser: {args.nodes} nodes, {args.rate:.0f}/s for {args.seconds:.0f} s over "
+            f"{args.rooms} rooms"
+        )
+        result = run_mode(args, mode, parser)
         results.append(result)
         log(
             f"  ok {result['ok']}/{result['expected']}, unavailable {result['unavailable']}, busy {result['busy']}, "
@@ -312,10 +372,10 @@ def main() -> None:
             f"Redis CPU s {result['redis_cpu_s']}; one publish id {result['pub_key_bytes']} bytes"
         )
     if args.cpu_per_publish:
-        for mode in args.modes.split(","):
-            cpu = asyncio.run(cpu_per_publish(args.redis, MODES[mode]))
-            results.append({"mode": mode, "cpu_us_per_publish": cpu})
-            log(f"{mode}: {cpu} us of node CPU per publish (one node, no subscriber, 200 in flight)")
+        for parser, mode in runs:
+            cpu = asyncio.run(cpu_per_publish(args.redis, MODES[mode], parser))
+            results.append({"mode": mode, "parser": parser, "cpu_us_per_publish": cpu})
+            log(f"{mode}, {parser} parser: {cpu} us of node CPU per publish (one node, no subscriber, 200 in flight)")
     if args.json:
         print(json.dumps(results, indent=2))
 
