@@ -11,25 +11,15 @@ entries with their balance chains and transactions, earnings, events, codes, acc
 compared, with generated ids and numbers replaced by the position of the request that made the order.
 """
 
-import json
 import random
 import uuid
 from pathlib import Path
 
 import pytest
+from written_rows import mark, new_users, written_since
 
 BASELINE = Path(__file__).resolve().parents[1] / "bench" / "sql" / "buy_batch_loop.sql"
 WORLDS = 40
-
-
-async def new_users(db, n: int, prefix: str) -> list[uuid.UUID]:
-    rows = await db.fetch(
-        """INSERT INTO users (email, display_name, password_hash)
-           SELECT $1 || i || '@example.test', 'u', 'x' FROM generate_series(1, $2) i RETURNING id""",
-        f"{prefix}-{uuid.uuid4().hex[:8]}-",
-        n,
-    )
-    return [r["id"] for r in rows]
 
 
 async def random_world(db, rnd: random.Random) -> tuple:
@@ -151,29 +141,9 @@ async def random_world(db, rnd: random.Random) -> tuple:
     return variant, stream, batch(rnd.randint(0, 14), "r")
 
 
-# What an order row is compared by (its id, number and timestamps are generated).
-ORDER_FIELDS = (
-    "buyer_id",
-    "seller_id",
-    "stream_id",
-    "status",
-    "total_cents",
-    "fee_cents",
-    "host_id",
-    "host_commission_cents",
-    "address",
-    "request_id",
-    "shipping_cents",
-)
-
-
 async def outcome(db, function: str, variant, stream, batch) -> dict:
     """What one call answered and wrote, with its orders named by the position of their request."""
-    marks = {
-        t: await db.fetchval(f"SELECT coalesce(max(id), 0) FROM {t}")
-        for t in ("ledger_entries", "order_events", "stock_movements")
-    }
-    earlier_orders = [r["id"] for r in await db.fetch("SELECT id FROM orders")]
+    since = await mark(db)
     out = await db.fetchval(f"SELECT {function}($1, $2, $3, 500, 3600)", variant, stream, batch)
 
     made = {r["order_id"]: i for i, r in enumerate(out["results"]) if r["status"] == "ok"}
@@ -189,78 +159,11 @@ async def outcome(db, function: str, variant, stream, batch) -> dict:
             seen["order"] = order(r["order_id"])
             seen["numbered"] = r["order_number"] is not None
         results.append(seen)
-    new = "NOT (o.id = ANY ($1::uuid[]))"
-    orders = [
-        (
-            order(o["id"]),
-            o["delivered_at"] is not None,
-            *[json.dumps(o[k], sort_keys=True, default=str) for k in ORDER_FIELDS],
-        )
-        for o in await db.fetch(f"SELECT o.* FROM orders o WHERE {new} ORDER BY o.number", earlier_orders)
-    ]
-    items = sorted(
-        (order(r["order_id"]), r["quantity"], r["unit_price_cents"], str(r["flash_sale_id"]), r["sku"])
-        for r in await db.fetch(
-            f"SELECT i.* FROM order_items i JOIN orders o ON o.id = i.order_id WHERE {new}", earlier_orders
-        )
-    )
-    txns: dict[int, int] = {}
-    ledger = [
-        (
-            order(e["order_id"]),
-            txns.setdefault(e["txn_id"], len(txns)),
-            e["kind"],
-            str(e["user_id"]),
-            e["type"],
-            e["amount_cents"],
-            e["balance_before_cents"],
-            e["balance_after_cents"],
-            str(e["actor_id"]),
-        )
-        for e in await db.fetch(
-            """SELECT e.*, a.kind, a.user_id FROM ledger_entries e JOIN accounts a ON a.id = e.account_id
-                WHERE e.id > $1 ORDER BY e.id""",
-            marks["ledger_entries"],
-        )
-    ]
-    earnings = sorted(
-        (order(r["order_id"]), str(r["user_id"]), r["role"], r["amount_cents"], r["status"])
-        for r in await db.fetch(
-            f"SELECT e.* FROM earnings e JOIN orders o ON o.id = e.order_id WHERE {new}", earlier_orders
-        )
-    )
-    events = [
-        (order(r["order_id"]), r["from_status"], r["to_status"], str(r["actor_id"]), r["reason"])
-        for r in await db.fetch("SELECT * FROM order_events WHERE id > $1 ORDER BY id", marks["order_events"])
-    ]
-    movements = [
-        (r["delta"], r["stock_after"], r["reason"], str(r["actor_id"]))
-        for r in await db.fetch("SELECT * FROM stock_movements WHERE id > $1 ORDER BY id", marks["stock_movements"])
-    ]
-    codes = sorted(
-        (str(order(r["order_id"])), r["code"], r["status"])
-        for r in await db.fetch("SELECT * FROM digital_units WHERE variant_id = $1", variant)
-    )
-    accounts = sorted(
-        (str(r["user_id"]), r["kind"], r["balance_cents"]) for r in await db.fetch("SELECT * FROM accounts")
-    )
-    sales = [tuple(r) for r in await db.fetch("SELECT sold, ended_reason FROM flash_sales ORDER BY id")]
-    books = await db.fetchval("SELECT check_books()")
     return {
         "results": results,
         "available": out["available"],
         "flash_sale": out["flash_sale"],
-        "orders": orders,
-        "items": items,
-        "ledger": ledger,
-        "earnings": earnings,
-        "events": events,
-        "movements": movements,
-        "codes": codes,
-        "accounts": accounts,
-        "flash_sales": sales,
-        "stock": await db.fetchval("SELECT stock FROM variants WHERE id = $1", variant),
-        "balanced": books["balanced"],
+        **await written_since(db, since, order),
     }
 
 

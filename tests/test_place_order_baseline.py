@@ -16,28 +16,18 @@ transactions, earnings, events, codes, accounts, flash sales, stock) is compared
 numbers replaced by the order's position in the answer.
 """
 
-import json
 import random
 import uuid
 from pathlib import Path
 
 import asyncpg
 import pytest
+from written_rows import mark, new_users, written_since
 
 BENCH_SQL = Path(__file__).resolve().parents[1] / "bench" / "sql"
 BASELINES = (BENCH_SQL / "buy_batch_loop.sql", BENCH_SQL / "place_order_loop.sql")
 WORLDS = 90
 CARTS = 4  # place_order calls compared in each world, each from the world as it was made
-
-
-async def new_users(db, n: int, prefix: str) -> list[uuid.UUID]:
-    rows = await db.fetch(
-        """INSERT INTO users (email, display_name, password_hash)
-           SELECT $1 || i || '@example.test', 'u', 'x' FROM generate_series(1, $2) i RETURNING id""",
-        f"{prefix}-{uuid.uuid4().hex[:8]}-",
-        n,
-    )
-    return [r["id"] for r in rows]
 
 
 async def random_shop(db, rnd: random.Random, user) -> tuple[uuid.UUID, list[tuple[uuid.UUID, uuid.UUID]]]:
@@ -181,28 +171,9 @@ async def random_world(db, rnd: random.Random) -> list[dict]:
     return [call() for _ in range(CARTS)]
 
 
-ORDER_FIELDS = (
-    "buyer_id",
-    "seller_id",
-    "stream_id",
-    "status",
-    "total_cents",
-    "fee_cents",
-    "host_id",
-    "host_commission_cents",
-    "address",
-    "request_id",
-    "shipping_cents",
-)
-
-
 async def outcome(db, function: str, call: dict) -> dict:
     """What one call answered or raised and what it wrote, its orders named by their place in the answer."""
-    marks = {
-        t: await db.fetchval(f"SELECT coalesce(max(id), 0) FROM {t}")
-        for t in ("ledger_entries", "order_events", "stock_movements")
-    }
-    earlier_orders = [r["id"] for r in await db.fetch("SELECT id FROM orders")]
+    since = await mark(db)
     call_savepoint = db.transaction()  # an error rolls back the call only
     await call_savepoint.start()
     try:
@@ -225,91 +196,7 @@ async def outcome(db, function: str, call: dict) -> dict:
     def order(order_id) -> object:
         return ("order", made[order_id]) if order_id in made else str(order_id)
 
-    new = "NOT (o.id = ANY ($1::uuid[]))"
-    rows = await db.fetch(f"SELECT o.* FROM orders o WHERE {new} ORDER BY o.number", earlier_orders)
-    checkouts: dict = {}
-    orders = [
-        (
-            order(o["id"]),
-            checkouts.setdefault(o["checkout_id"], len(checkouts)),
-            o["delivered_at"] is not None,
-            *[json.dumps(o[k], sort_keys=True, default=str) for k in ORDER_FIELDS],
-        )
-        for o in rows
-    ]
-    items = sorted(
-        (order(r["order_id"]), str(r["variant_id"]), str(r["product_id"]), r["title"], r["sku"])
-        + (json.dumps(r["options"], sort_keys=True), r["quantity"], r["unit_price_cents"], str(r["flash_sale_id"]))
-        for r in await db.fetch(
-            f"SELECT i.* FROM order_items i JOIN orders o ON o.id = i.order_id WHERE {new}", earlier_orders
-        )
-    )
-    txns: dict[int, int] = {}
-    ledger = [
-        (
-            order(e["order_id"]),
-            txns.setdefault(e["txn_id"], len(txns)),
-            e["kind"],
-            str(e["user_id"]),
-            e["type"],
-            e["amount_cents"],
-            e["balance_before_cents"],
-            e["balance_after_cents"],
-            str(e["actor_id"]),
-            e["memo"] == next((o["number"] for o in rows if o["id"] == e["order_id"]), None),
-        )
-        for e in await db.fetch(
-            """SELECT e.*, a.kind, a.user_id FROM ledger_entries e JOIN accounts a ON a.id = e.account_id
-                WHERE e.id > $1 ORDER BY e.id""",
-            marks["ledger_entries"],
-        )
-    ]
-    earnings = sorted(
-        (order(r["order_id"]), str(r["user_id"]), r["role"], r["amount_cents"], r["status"])
-        for r in await db.fetch(
-            f"SELECT e.* FROM earnings e JOIN orders o ON o.id = e.order_id WHERE {new}", earlier_orders
-        )
-    )
-    events = [
-        (order(r["order_id"]), r["from_status"], r["to_status"], str(r["actor_id"]), r["reason"])
-        for r in await db.fetch("SELECT * FROM order_events WHERE id > $1 ORDER BY id", marks["order_events"])
-    ]
-    numbers = {o["number"]: order(o["id"]) for o in rows}
-    movements = [
-        (
-            str(r["variant_id"]),
-            r["delta"],
-            r["stock_after"],
-            r["reason"],
-            str(r["actor_id"]),
-            numbers.get(r["reference"]),
-        )
-        for r in await db.fetch("SELECT * FROM stock_movements WHERE id > $1 ORDER BY id", marks["stock_movements"])
-    ]
-    codes = sorted(
-        (str(r["variant_id"]), str(order(r["order_id"])), r["code"], r["status"])
-        for r in await db.fetch("SELECT * FROM digital_units")
-    )
-    accounts = sorted(
-        (str(r["user_id"]), r["kind"], r["balance_cents"]) for r in await db.fetch("SELECT * FROM accounts")
-    )
-    sales = [tuple(r) for r in await db.fetch("SELECT variant_id, sold, ended_reason FROM flash_sales ORDER BY id")]
-    stock = [tuple(r) for r in await db.fetch("SELECT id, stock FROM variants ORDER BY id")]
-    books = await db.fetchval("SELECT check_books()")
-    return {
-        "answer": answer,
-        "orders": orders,
-        "items": items,
-        "ledger": ledger,
-        "earnings": earnings,
-        "events": events,
-        "movements": movements,
-        "codes": codes,
-        "accounts": accounts,
-        "flash_sales": sales,
-        "stock": stock,
-        "balanced": books["balanced"],
-    }
+    return {"answer": answer, **await written_since(db, since, order)}
 
 
 @pytest.mark.parametrize("first", range(0, WORLDS, 30))
