@@ -9,12 +9,20 @@ const when = (iso) => (iso ? new Date(iso).toLocaleString() : "");
 // -- shipping profile ------------------------------------------------------------------------------------
 
 export async function loadShipping() {
-  const profile = await api("GET", "/api/seller/shipping");
   const form = $("shipping-form");
-  form.elements.flat_rate.value = (profile.flat_rate_cents / 100).toFixed(2);
-  form.elements.free_over.value = profile.free_over_cents == null ? "" : (profile.free_over_cents / 100).toFixed(2);
-  form.elements.countries.value = profile.countries.join(", ");
-  describeShipping(profile);
+  // Nothing can be typed until what is saved has been filled in (the page starts the fields disabled too):
+  // an answer arriving after the seller began typing would otherwise overwrite what they typed.
+  const fields = [...form.elements];
+  for (const el of fields) el.disabled = true;
+  try {
+    const profile = await api("GET", "/api/seller/shipping");
+    form.elements.flat_rate.value = (profile.flat_rate_cents / 100).toFixed(2);
+    form.elements.free_over.value = profile.free_over_cents == null ? "" : (profile.free_over_cents / 100).toFixed(2);
+    form.elements.countries.value = profile.countries.join(", ");
+    describeShipping(profile);
+  } finally {
+    for (const el of fields) el.disabled = false;
+  }
 }
 
 function describeShipping(p) {

@@ -244,6 +244,9 @@ function renderProducts() {
   const s = state.stream;
   const live = s.status === "live";
   const focused = $("products").contains(document.activeElement) ? document.activeElement.id : null;
+  // The flash-sale forms on the page are kept, not rebuilt: stock and pins change every second in a busy
+  // show, and a rebuilt form would lose the price the seller is typing (and the error shown by it).
+  const forms = new Map([...$("products").querySelectorAll("form.flash-form")].map((f) => [f.dataset.productId, f]));
   $("products").replaceChildren(
     ...s.products.map((p) => {
       const pinned = state.pinned?.id === p.id;
@@ -280,18 +283,24 @@ function renderProducts() {
               h("span", {}, `${money(flash.price_cents)}${p.variants.length > 1 ? ` (${variantLabel(p.variants.find((v) => v.id === flash.variant_id) || {})})` : ""} · ${flash.remaining} of ${flash.quantity} sale units left · ends in `, h("span", { class: "flash-clock" }, clock((new Date(flash.ends_at) - Date.now()) / 1000))),
               h("button", { type: "button", id: `end-flash-${p.id}`, onclick: () => send({ type: "end_flash_sale" }) }, "End flash sale"),
             )
-          : flashForm(p, live && !state.flash),
+          : keptFlashForm(forms.get(p.id), p, live && !state.flash),
       );
     }),
   );
   if (focused) $(focused)?.focus();
 }
 
+function keptFlashForm(form, p, enabled) {
+  if (!form) return flashForm(p, enabled);
+  form.querySelector("button[type=submit]").disabled = !enabled;
+  return form;
+}
+
 function flashForm(p, enabled) {
   const id = p.id;
   const form = h(
     "form",
-    { class: "flash-form", "aria-label": `Flash sale of ${p.title}` },
+    { class: "flash-form", "aria-label": `Flash sale of ${p.title}`, dataset: { productId: p.id } },
     p.variants.length > 1
       ? h("div", {}, h("label", { for: `fs-variant-${id}` }, "Option"), h("select", { id: `fs-variant-${id}`, name: "variant" }, p.variants.map((v) => h("option", { value: v.id }, variantLabel(v)))))
       : null,

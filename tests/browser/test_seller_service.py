@@ -148,3 +148,29 @@ async def test_admin_hides_a_review(client, make, open_page, db):
     await form.get_by_label("Reason").fill("again")
     await form.get_by_role("button", name="Hide review").click()
     await expect(form.locator(".form-error")).not_to_be_empty()
+
+
+async def test_the_shipping_form_cannot_be_typed_in_until_what_is_saved_is_filled_in(client, make, open_page):
+    """The saved profile arriving after the seller began typing would overwrite what they typed: until it
+    is filled in, the form's fields are disabled."""
+    seller = await make.seller()
+    body = {"flat_rate_cents": 300, "free_over_cents": None, "countries": []}
+    await ok(await client.put("/api/seller/shipping", json=body, headers=seller.headers))
+    page = await open_page("/seller", seller)
+    expect.set_options(timeout=TIMEOUT)
+    released = asyncio.Event()
+
+    async def hold(route):
+        await released.wait()
+        await route.continue_()
+
+    await page.route("**/api/seller/shipping", hold)
+    await page.get_by_role("link", name="Shipping").click()
+    flat_rate = page.locator("#shipping-form").get_by_label("Flat rate per order")
+    await expect(flat_rate).to_be_visible()
+    await expect(flat_rate).to_be_disabled()
+    await expect(page.locator("#shipping-form").get_by_role("button", name="Save shipping")).to_be_disabled()
+
+    released.set()
+    await expect(flat_rate).to_be_enabled()
+    await expect(flat_rate).to_have_value("3.00")

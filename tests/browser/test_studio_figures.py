@@ -135,3 +135,21 @@ async def test_chat_and_moderation_close_with_the_show(open_page, make, client):
     await expect(later.locator("#chat-closed")).to_be_visible(timeout=WAIT_MS)
     await expect(later.locator("#chat-list li", has_text="Does it dim?")).to_be_visible()
     await expect(later.locator("#chat-list .chat-actions button")).to_have_count(0)
+
+
+async def test_a_flash_price_being_typed_survives_the_show_changing_around_it(open_page, make):
+    """In a busy show the product list changes every second (stock, pins): the flash-sale form the seller
+    is typing in is kept, not rebuilt with its defaults."""
+    seller, lamp, stream = await live_lamp_show(make)
+    studio = await open_page(f"/studio?stream={stream['id']}", seller)
+    item = studio.locator(f"li[data-product-id='{lamp['id']}']")
+    pin = studio.get_by_role("button", name="Pin")
+    await expect(pin).to_be_enabled(timeout=WAIT_MS)
+    form = studio.get_by_role("form", name="Flash sale of Glow lamp")
+    price = form.get_by_label("Flash price")
+    await price.fill("12.34")
+
+    await pin.click()  # the pin comes back as an event, and the product list is drawn again
+    await expect(item).to_have_class(re.compile(r"\bpinned\b"), timeout=WAIT_MS)
+    await expect(studio.get_by_role("button", name="Unpin")).to_be_visible()
+    await expect(price).to_have_value("12.34")
