@@ -145,12 +145,11 @@ async def test_the_clock_does_not_drift_by_the_time_a_beat_takes():
     clock = asyncio.create_task(beat_forever(lambda: 0.1, lambda: 0.5, slow_beat))
     await asyncio.sleep(1.05)
     clock.cancel()
-    # On the grid: 10 beats in a second. Sleeping a whole interval after each beat would give 6.
+    # On the grid: 10 beats in a second, each 100 ms after the one before. Sleeping a whole interval after
+    # each beat would give 6, each 160 ms after the last. A beat the loop got to late (a busy machine) is
+    # made up at once, so the beats never fall behind the grid by more than one, however late one was.
     assert len(starts) >= 8
-    first = starts[0]
-    for start in starts:
-        beats = round((start - first) / 0.1)
-        assert abs(start - first - beats * 0.1) < 0.04, "a beat off the grid"
+    assert starts[-1] - starts[0] < (len(starts) - 1) * 0.1 + 0.1, starts
 
 
 @pytest.fixture
