@@ -4,6 +4,7 @@ change, and sessions (sign out everywhere else)."""
 
 import re
 
+from address_form import fill_address
 from playwright.async_api import expect
 
 from helpers import balance, top_up
@@ -53,10 +54,7 @@ async def test_account_addresses_add_default_edit_delete(open_page, make):
 
     await page.get_by_text("Add an address").click()
     form = page.locator("#address-form")
-    await form.get_by_label("Full name").fill("Ada at work")
-    await form.get_by_label("Address line 1").fill("9 Office Park")
-    await form.get_by_label("City", exact=True).fill("Paris")
-    await form.get_by_label("Country (2 letters, e.g. US)").fill("FR")
+    await fill_address(form, name="Ada at work", line1="9 Office Park", city="Paris", country="FR")
     await form.get_by_role("button", name="Save address").click()
     await expect(addresses).to_have_count(2, timeout=WAIT_MS)
     office = addresses.filter(has_text="9 Office Park")

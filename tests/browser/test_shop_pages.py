@@ -5,6 +5,7 @@ page's links to products and shops."""
 
 import re
 
+from address_form import fill_address
 from image_helpers import picture, upload
 from playwright.async_api import expect
 
@@ -60,11 +61,9 @@ async def test_product_page_to_cart_checkout_and_order(open_page, make):
     # No address yet: the totals wait for one, and checkout is not offered.
     await expect(page.locator("#summary-note")).to_contain_text("choose or add an address")
     await expect(page.get_by_role("link", name="Check out")).to_be_hidden()
-    await page.get_by_label("Full name").fill("Ada Buyer")
-    await page.get_by_label("Address line 1").fill("12 Analytical Row")
-    await page.get_by_label("City", exact=True).fill("London")
-    await page.get_by_label("Postal code").fill("N1 9GU")
-    await page.get_by_label("Country (2 letters, e.g. US)").fill("GB")
+    await fill_address(
+        page, name="Ada Buyer", line1="12 Analytical Row", city="London", postal_code="N1 9GU", country="GB"
+    )
     await page.get_by_role("button", name="Save and ship here").click()
     await expect(page.locator("#address-choice")).to_contain_text("12 Analytical Row", timeout=WAIT_MS)
     await expect(page.locator("#shops")).to_contain_text("shipping $5.00")
@@ -259,10 +258,7 @@ async def test_buy_now_asks_for_the_address_when_there_is_none(open_page, make):
     await expect(page.locator("#ship-to")).to_contain_text("you have none yet", timeout=WAIT_MS)
     await page.get_by_text("Where should it go?").click()
     form = page.locator("#buy-address-form")
-    await form.get_by_label("Full name").fill("Grace Buyer")
-    await form.get_by_label("Address line 1").fill("7 Compiler Lane")
-    await form.get_by_label("City", exact=True).fill("Arlington")
-    await form.get_by_label("Country (2 letters, e.g. US)").fill("us")
+    await fill_address(form, name="Grace Buyer", line1="7 Compiler Lane", city="Arlington", country="us")
     await form.get_by_role("button", name="Save address").click()
     await expect(page.locator("#ship-to")).to_contain_text("Ships to Grace Buyer, 7 Compiler Lane", timeout=WAIT_MS)
     await expect(page.locator("#buy-address")).to_be_hidden()

@@ -13,6 +13,7 @@ also refreshes the README's pictures of the shop pages."""
 import re
 
 import pytest
+from address_form import fill_address
 from PIL import Image
 from playwright.async_api import Page, expect
 
@@ -166,11 +167,9 @@ async def buyer_adds_the_lamp_to_the_cart(page: Page, lamp: dict, screenshot) ->
 async def buyer_adds_an_address_in_the_cart(page: Page, screenshot) -> None:
     await expect(page.locator("#lines")).to_contain_text("Walnut desk lamp")
     await expect(page.get_by_role("link", name="Check out")).to_be_hidden()
-    await page.get_by_label("Full name").fill("Wanda Walker")
-    await page.get_by_label("Address line 1").fill("4 Lantern Street")
-    await page.get_by_label("City", exact=True).fill("Portland")
-    await page.get_by_label("Postal code").fill("97201")
-    await page.get_by_label("Country (2 letters, e.g. US)").fill("US")
+    await fill_address(
+        page, name="Wanda Walker", line1="4 Lantern Street", city="Portland", postal_code="97201", country="US"
+    )
     await page.get_by_role("button", name="Save and ship here").click()
     await expect(page.locator("#address-choice")).to_contain_text("4 Lantern Street")
     await expect(page.locator('dd[data-total="shipping"]')).to_have_text("$4.50")
