@@ -81,6 +81,7 @@ class World:
     variant: str
     stream: str
     buyers: list[str]
+    seller_user: str
 
 
 @dataclass
@@ -155,7 +156,7 @@ async def seed(conn: asyncpg.Connection, buyers: int) -> World:
     await give_addresses(conn, buyer_ids)
     await conn.execute("SELECT top_up(u, $2, 'bench') FROM unnest($1::uuid[]) u", buyer_ids, WALLET)
     await conn.execute("ANALYZE")
-    return World(str(variant), str(stream), [str(b) for b in buyer_ids])
+    return World(str(variant), str(stream), [str(b) for b in buyer_ids], str(seller_user))
 
 
 class Run:
@@ -291,12 +292,24 @@ async def bench(server_dsn: str, args: argparse.Namespace) -> str:
             # previous one would otherwise slow it down (the later, the more).
             conn = await asyncpg.connect(dsn)
             try:
+                if args.stock is not None:
+                    # --stock: the units for sale, plus one per connection for the warm-ups, set with an
+                    # audited adjustment so that the stock still matches its movements.
+                    await init_connection(conn)
+                    await conn.execute(
+                        "SELECT adjust_stock($1, $2 - (SELECT stock FROM variants WHERE id = $1), 'bench', $3)",
+                        world.variant,
+                        args.stock + c,
+                        world.seller_user,
+                    )
                 await conn.execute("VACUUM ANALYZE")
             finally:
                 await conn.close()
             target = max(args.purchases, n * c)
             run = Run(world, mode, n, c, target, args.seconds, key=f"c{i}")
             result = await run.go(dsn)
+            if args.stock is not None:
+                result.wal_bytes_per_purchase = float("nan")  # the extra call found it sold out
             rows.append(result.row())
             log(result.row())
 
@@ -342,6 +355,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--purchases", type=int, default=2000, help="purchases per configuration (default 2000)")
     ap.add_argument("--seconds", type=float, default=20.0, help="time limit per configuration (default 20)")
     ap.add_argument("--buyers", type=int, default=2000, help="buyers with funded wallets (default 2000)")
+    ap.add_argument(
+        "--stock",
+        type=int,
+        help="units for sale per configuration, sold down to zero when --purchases equals it (a flash sale's "
+        "end: the last batch crosses a low-stock threshold); default 100 M, never running out",
+    )
     ap.add_argument("--quick", action="store_true", help="batch sizes 1 and 50, 1 and 8 connections, 500 purchases")
     ap.add_argument("--batch-sizes", type=ints, help="comma-separated batch sizes (default 1,10,50,200)")
     ap.add_argument("--connections", type=ints, help="comma-separated connection counts (default 1,8,32)")
@@ -369,6 +388,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     args.modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     if not set(args.modes) <= set(MODES) or not args.modes:
         ap.error(f"--modes takes some of {', '.join(MODES)}")
+    if args.stock is not None and args.stock < 1:
+        ap.error("--stock must be positive")
     if args.purchases < 1 or args.seconds <= 0 or args.buyers < 1:
         ap.error("--purchases, --seconds and --buyers must be positive")
     if min(args.batch_sizes) < 1 or min(args.connections) < 1:
