@@ -25,6 +25,7 @@ from livehub.api import (
     sellers,
     shipping,
     streams,
+    tickets,
     wallet,
 )
 from livehub.api.access_log import RedactingAccessLogger
@@ -70,6 +71,7 @@ APIS = [
     admin_accounts.api,
     reviews.admin_api,
     images.api,
+    tickets.api,
 ]
 DESCRIPTION = "LiveHub REST API. Errors: `{error: {code, message, details}}`; money in integer `_cents`."
 
@@ -200,6 +202,9 @@ PAGES = {
     "/orders/{id}": "order.html",
     "/wallet": "wallet.html",
     "/account": "account.html",
+    # Support tickets: yours, your shop's, and the admin queue; /support/{id} opens one.
+    "/support": "support.html",
+    "/support/{id}": "support.html",
 }
 
 
