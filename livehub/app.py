@@ -147,6 +147,21 @@ async def live(app: web.Application):
     await backplane.close()
 
 
+async def job_queue(app: web.Application):
+    """The node's mailer and its share of the durable job queue (livehub/jobs.py): after the hub, which
+    deliveries push through, and stopped before it (running jobs finish first)."""
+    from livehub.jobs import Jobs
+    from livehub.mail import Mailer
+
+    settings = app[keys.SETTINGS]
+    mailer = app[keys.MAILER] = Mailer(settings)
+    jobs = app[keys.JOBS] = Jobs(settings, app[keys.POOL], app[keys.HUB], mailer)
+    if settings.jobs_enabled:
+        await jobs.start()
+    yield
+    await jobs.close()
+
+
 async def media_plane(app: web.Application):
     """The aiortc media node (publishers and viewers relayed here); none with the livekit backend."""
     settings = app[keys.SETTINGS]
@@ -229,7 +244,7 @@ def create_app(settings: Settings | None = None, *, embedded: EmbeddedPostgres |
     app[keys.SETTINGS] = settings
     app[keys.LISTING_CACHE] = ListingCache(settings.catalog_cache_ms / 1000)
     app[keys.OPENAPI] = build_openapi(APIS, title="LiveHub", version=__version__, description=DESCRIPTION)
-    app.cleanup_ctx.extend([database, background, accounts, money, live, media_plane, media_store])
+    app.cleanup_ctx.extend([database, background, accounts, money, live, job_queue, media_plane, media_store])
     if settings.demo_video:
         app.cleanup_ctx.append(demo.demo_video)
     if embedded is not None:

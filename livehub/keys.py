@@ -16,6 +16,8 @@ from livehub.twofactor import TwoFactor
 
 if TYPE_CHECKING:
     from livehub.dbwatch import EmbeddedWatch
+    from livehub.jobs import Jobs
+    from livehub.mail import Mailer
     from livehub.media.sessions import MediaNode
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -30,5 +32,8 @@ HUB = web.AppKey("hub", Hub)
 LISTING_CACHE = web.AppKey("listing_cache", ListingCache)
 # The media node is imported with aiortc only when the app starts with the aiortc backend.
 MEDIA: web.AppKey["MediaNode"] = web.AppKey("media")
+# The node's job queue worker and scheduler (livehub/jobs.py), and its mailer (livehub/mail).
+JOBS: web.AppKey["Jobs"] = web.AppKey("jobs")
+MAILER: web.AppKey["Mailer"] = web.AppKey("mailer")
 # The embedded PostgreSQL's watcher, on a node run.py started with one.
 EMBEDDED_WATCH: web.AppKey["EmbeddedWatch"] = web.AppKey("embedded_watch")

@@ -201,6 +201,25 @@ class Settings(BaseSettings):
     # The demo stream shows a generated test pattern (set by `run.py --demo`).
     demo_video: bool = False
 
+    # Messages (docs/MESSAGES.md). Email goes over SMTP to smtp_url (smtp://user:pass@host:port, smtps://...
+    # for implicit TLS, smtp+starttls://...); unset, each message is written as an .eml file under
+    # data_dir/mail. Links in emails start with public_url; site_name names the shop in them.
+    smtp_url: str | None = None
+    mail_from: str = "LiveHub <noreply@localhost>"
+    smtp_timeout_s: float = Field(default=10.0, gt=0)
+    public_url: str = "http://127.0.0.1:8080"
+    site_name: str = "LiveHub"
+    # The job queue (pgqueuer) running in every node: a failed job is tried again after job_retry_min_s,
+    # doubled each time up to job_retry_max_s, job_attempts times in all; then it is kept as failed.
+    jobs_enabled: bool = True
+    job_attempts: int = Field(default=6, ge=1)
+    job_retry_min_s: float = Field(default=2.0, gt=0)
+    job_retry_max_s: float = Field(default=300.0, gt=0)
+    # A job whose node stopped beating for this long (killed) is picked up again by another node.
+    job_heartbeat_timeout_s: float = Field(default=30.0, gt=0)
+    # At shutdown, jobs running on the node get this long to finish.
+    job_drain_s: float = Field(default=20.0, gt=0)
+
     log_level: str = "INFO"
     # Read by `run.py create-admin` instead of prompting.
     admin_password: str | None = None

@@ -15,6 +15,13 @@ dropping the schema would silently drop those too, so migrate() refuses and name
 table needs, such as a trigger function, belongs to a migration and lives in public (0002's
 ledger_is_append_only).
 
+The job queue's tables are pgqueuer's (livehub/jobs.py; docs/MESSAGES.md), installed and upgraded here from
+the pgqueuer release that is installed: pgqueuer's own offline upgrade script (render_converge: idempotent
+CREATE ... IF NOT EXISTS, ADD COLUMN IF NOT EXISTS, enum labels, indexes, its trigger) runs whenever the
+release recorded on the queue table (a COMMENT, which TRUNCATE keeps) is not the installed one, after the
+migrations and before the functions (functions/messages.sql writes those tables). So a new pgqueuer release
+upgrades every database at its next start, under the same lock; read its changelog before raising the pin.
+
 It all runs in one transaction under one advisory lock: processes starting together apply each migration
 exactly once, and other sessions find the old functions until it commits, the new ones after.
 """
@@ -71,6 +78,7 @@ async def migrate(conn: asyncpg.Connection, *, migrations: Path = MIGRATIONS, fu
         done = await _check_applied(conn, files)
         await _drop_functions(conn)
         applied_now = await _apply_migrations(conn, files, done)
+        await _install_queue(conn)
         await _create_functions(conn, functions)
     return applied_now
 
@@ -140,6 +148,29 @@ async def _apply_migrations(conn: asyncpg.Connection, files: list[tuple[int, Pat
         )
         applied_now.append(version)
     return applied_now
+
+
+def _queue_release() -> str:
+    from pgqueuer import __version__
+
+    return f"pgqueuer {__version__}"
+
+
+async def _install_queue(conn: asyncpg.Connection) -> None:
+    """pgqueuer's schema, installed or brought up to the installed release (default names, in public)."""
+    from pgqueuer.adapters.persistence.schema_ddl import render_converge
+    from pgqueuer.domain.settings import DBSettings
+
+    settings = DBSettings()
+    table = settings.queue_table
+    installed = await conn.fetchval("SELECT obj_description(to_regclass($1), 'pg_class')", table)
+    release = _queue_release()
+    if installed == release:
+        return
+    log.info("installing the job queue's schema for %s (was %s)", release, installed or "absent")
+    for statement in render_converge(settings):
+        await conn.execute(statement)
+    await conn.execute(f"COMMENT ON TABLE {table} IS '{release}'")
 
 
 async def _drop_functions(conn: asyncpg.Connection) -> None:

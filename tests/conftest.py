@@ -25,6 +25,7 @@ import pytest
 from livehub.app import create_app
 from livehub.settings import Settings
 from redis_server import redis_url  # noqa: F401  (a fixture: the session's Redis)
+from smtp_server import smtp_server  # noqa: F401  (a fixture: a real SMTP server the test's settings mail)
 from storage.db import init_connection, migrate
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -117,6 +118,10 @@ def settings_for(database_url: str) -> Settings:
         catalog_cache_ms=0,
         # Product images and the like go to a throwaway directory, never to the checkout's var/.
         data_dir=TEST_DATA_DIR,
+        # A failed job (an SMTP server that is down) is tried again soon; a node's jobs drain quickly.
+        job_retry_min_s=0.2,
+        job_retry_max_s=2.0,
+        job_drain_s=5.0,
     )
 
 

@@ -99,10 +99,11 @@ async def test_connected_followers_are_told_when_the_shop_goes_live(client, make
 
     res = await client.post(f"/api/streams/{show.id}/start", headers=show.seller.headers)
     assert res.status == 200, await res.text()
-    note = loads((await inbox.receive(timeout=5)).data)
-    assert note["type"] == "notification" and note["kind"] == "stream_live" and note["stream_id"] == show.id
+    note = loads((await inbox.receive(timeout=15)).data)
+    assert note["type"] == "notification" and note["notification"]["kind"] == "stream_live"
+    assert note["notification"]["payload"]["stream_id"] == show.id
     pushed = await watching.wait_for(lambda v: v.replies("notification"))
-    assert pushed[0]["stream_id"] == show.id
+    assert pushed[0]["notification"]["payload"]["stream_id"] == show.id
     await asyncio.sleep(0.2)
     assert bystander.replies("notification") == []
 

@@ -17,7 +17,6 @@ from livehub.api.catalog import SellerRef
 from livehub.api.images import ImageOut
 from livehub.api.models import Cents, Page, PageQuery, RatingOut, Text
 from livehub.api.routing import PRINCIPAL, Api, Model, Out, db, path_id, principal
-from livehub.broker.base import BrokerUnavailable
 from livehub.errors import NotFound
 from livehub.shop import streams
 from livehub.shop.following import is_following
@@ -168,22 +167,10 @@ async def create_stream(request: web.Request, body: StreamIn) -> StreamEnvelope:
 async def start_stream(request: web.Request) -> StreamEnvelope:
     """Go live (the host): the shop's followers are notified"""
     stream_id = path_id(request)
-    stream, followers = await streams.start_stream(db(request), stream_id, principal(request).user_id)
-    hub = request.app[keys.HUB]
-    await hub.stream_changed(stream_id, stream)
-    if followers:
-        notice = {
-            "type": "notification",
-            "kind": "stream_live",
-            "stream_id": stream["id"],
-            "title": stream["title"],
-            "shop_name": stream["seller"]["shop_name"],
-        }
-        try:
-            await hub.notify(followers, notice)
-        except BrokerUnavailable:
-            # The notifications rows are written; followers see them when they next look.
-            log.warning("stream %s went live while the broker is away; followers were not pushed", stream_id)
+    # Followers' notifications are stored and queued in the same transaction; the deliver_notification job
+    # pushes and emails them (livehub/jobs.py).
+    stream, _followers = await streams.start_stream(db(request), stream_id, principal(request).user_id)
+    await request.app[keys.HUB].stream_changed(stream_id, stream)
     return StreamEnvelope.model_validate({"stream": await with_viewers(request, stream)})
 
 

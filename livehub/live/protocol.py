@@ -333,11 +333,19 @@ class Pong(Message):
     request_id: str | None
 
 
-class Notification(Message):
-    model_config = pydantic.ConfigDict(extra="allow")  # each kind has its own fields
+class NotificationBody(pydantic.BaseModel):
+    """A stored notification as GET /api/notifications lists it; `payload`'s fields depend on `kind`."""
 
-    type: Literal["notification"]
+    id: str
     kind: str
+    payload: dict[str, Any]
+    created_at: str
+    read_at: str | None
+
+
+class Notification(Message):
+    type: Literal["notification"]
+    notification: NotificationBody
 
 
 SERVER_FRAMES: tuple[type[Message], ...] = (Welcome, Events, Ack, Purchase, Error, Pong, Notification)

@@ -191,8 +191,8 @@ BEGIN
     RETURN stream_json(new_id);
 END $$;
 
--- scheduled -> live, by its host. Notifies every follower of the shop (a notifications row each, in
--- this transaction). Returns {stream, followers: [user id]} so the caller can push to them.
+-- scheduled -> live, by its host. Notifies every follower of the shop (notify_users: a notifications row
+-- each and its delivery job, in this transaction). Returns {stream, followers: [user id]}.
 CREATE OR REPLACE FUNCTION start_stream(p_stream uuid, p_actor uuid) RETURNS jsonb
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -220,14 +220,10 @@ BEGIN
             USING ERRCODE = 'LH409', DETAIL = jsonb_build_object('stream_id', other)::text;
     END IF;
     UPDATE streams SET status = 'live', started_at = now() WHERE id = p_stream;
-    WITH sent AS (
-        INSERT INTO notifications (user_id, kind, payload)
-        SELECT f.user_id, 'stream_live', jsonb_build_object(
-                   'stream_id', s.id, 'title', s.title, 'seller_id', se.id, 'shop_name', se.shop_name)
-          FROM follows f WHERE f.seller_id = s.seller_id
-        RETURNING user_id
-    )
-    SELECT coalesce(array_agg(user_id), '{}') INTO followers FROM sent;
+    -- Stored and their delivery queued (functions/messages.sql): the job pushes and emails them.
+    followers := notify_users(
+        ARRAY(SELECT f.user_id FROM follows f WHERE f.seller_id = s.seller_id), 'stream_live',
+        jsonb_build_object('stream_id', s.id, 'title', s.title, 'seller_id', se.id, 'shop_name', se.shop_name));
     RETURN jsonb_build_object('stream', stream_json(p_stream), 'followers', to_jsonb(followers));
 END $$;
 
