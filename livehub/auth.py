@@ -96,7 +96,8 @@ USER_JSON = """
     json_build_object(
         'id', u.id, 'email', u.email, 'phone', u.phone, 'display_name', u.display_name,
         'roles', u.roles || CASE WHEN s.status = 'approved' THEN '{seller}'::text[] ELSE '{}' END,
-        'seller_id', s.id, 'created_at', u.created_at, 'avatar', user_avatar_json(u.avatar_image_id))
+        'seller_id', s.id, 'created_at', u.created_at, 'avatar', user_avatar_json(u.avatar_image_id),
+        'email_verified', u.email_verified_at IS NOT NULL)
 """
 
 
@@ -171,7 +172,8 @@ async def register(
     phone: str | None = None,
     user_agent: str | None = None,
 ) -> tuple[dict, str]:
-    """Create an account and its first session (its address is then one of the account's own). Returns
+    """Create an account and its first session (its address is then one of the account's own), and queue
+    its verification email. Returns
     (user, token); ValidationFailed for a password livehub/passwords.py refuses."""
     await check_new_password(password, email=email, display_name=display_name, phone=phone)
     password_hash = await hasher.hash(password)
@@ -190,6 +192,10 @@ async def register(
             raise Conflict(f"an account with this {field_name} already exists", {"field": field_name}) from None
         token = await create_session(conn, user_id, settings.session_ttl_s, user_agent=user_agent, address=address)
         await limiter.remember(conn, account_key(user_id, ""), address)
+        # The verification email is queued with the account (the outbox): it exists exactly when the account does.
+        from livehub.shop.account_emails import queue_verification  # (it imports this module)
+
+        await queue_verification(conn, settings, user_id)
         return await user_json(conn, user_id), token
 
 

@@ -25,6 +25,7 @@ class ErrorCode(StrEnum):
     VALIDATION_ERROR = "validation_error", 422, "invalid request", "LH422"
     UNAUTHORIZED = "unauthorized", 401, "sign in first"
     FORBIDDEN = "forbidden", 403, "not allowed", "LH403"
+    EMAIL_UNVERIFIED = "email_unverified", 403, "verify your email address first", "LHEUV"
     NOT_FOUND = "not_found", 404, "not found", "LH404"
     METHOD_NOT_ALLOWED = "method_not_allowed", 405, "method not allowed"
     CONFLICT = "conflict", 409, "conflicts with the current state", "LH409"
@@ -32,6 +33,7 @@ class ErrorCode(StrEnum):
     INSUFFICIENT_FUNDS = "insufficient_funds", 409, "not enough money in the wallet", "LHNSF"
     IDEMPOTENCY_MISMATCH = "idempotency_mismatch", 422, "this Idempotency-Key was used with another request"
     PAYLOAD_TOO_LARGE = "payload_too_large", 413, "request too large"
+    INVALID_TOKEN = "invalid_token", 400, "this link is not valid (any more): ask for a new one", "LHTOK"
     RATE_LIMITED = "rate_limited", 429, "too many requests, slow down"
     UNAVAILABLE = "unavailable", 503, "temporarily unavailable, try again"
     INTERNAL = "internal", 500, "internal server error"
@@ -74,6 +76,10 @@ class Forbidden(LiveHubError):
     code = ErrorCode.FORBIDDEN
 
 
+class EmailUnverified(LiveHubError):
+    code = ErrorCode.EMAIL_UNVERIFIED
+
+
 class NotFound(LiveHubError):
     code = ErrorCode.NOT_FOUND
 
@@ -100,6 +106,10 @@ class IdempotencyMismatch(LiveHubError):
 
 class PayloadTooLarge(LiveHubError):
     code = ErrorCode.PAYLOAD_TOO_LARGE
+
+
+class InvalidToken(LiveHubError):
+    code = ErrorCode.INVALID_TOKEN
 
 
 class RateLimited(LiveHubError):

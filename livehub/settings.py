@@ -71,6 +71,15 @@ class Settings(BaseSettings):
     login_max_delay_s: float = Field(default=60.0, gt=0)
     # How long an address an account signed in from is remembered as its own (refreshed at each sign-in).
     login_known_address_ttl_s: int = Field(default=90 * 24 * 3600, ge=0)
+    # Email verification and password reset links (docs/MESSAGES.md, "Accounts"): how long each works, and
+    # the limits on asking for them. One account (verification) or one email (reset) gets at most one email
+    # per account_email_interval_s and account_email_per_day a day; one client address asks for at most
+    # password_reset_per_address_per_day resets a day (past a limit a reset request is dropped quietly).
+    verify_email_ttl_s: int = Field(default=48 * 3600, ge=60)
+    password_reset_ttl_s: int = Field(default=3600, ge=60)
+    account_email_interval_s: int = Field(default=60, ge=0)
+    account_email_per_day: int = Field(default=5, ge=1)
+    password_reset_per_address_per_day: int = Field(default=50, ge=1)
     # Fernet keys (from `Fernet.generate_key()`) sealing two-factor secrets in the database; the first seals,
     # any opens. Empty: secrets are stored as they are.
     two_factor_keys: list[str] = []

@@ -44,3 +44,11 @@ async def give_addresses(db, user_ids, country: str = "US") -> None:
         list(user_ids),
         country,
     )
+
+
+async def mark_verified(client, user_id) -> None:
+    """Mark an account's email verified in the database (test setup: applying to sell needs a verified email;
+    tests/test_account_emails.py covers the real way)."""
+    from livehub import keys
+
+    await client.app[keys.POOL].execute("UPDATE users SET email_verified_at = now() WHERE id = $1", user_id)

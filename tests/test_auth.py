@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from livehub.app import create_app
-from tests.helpers import error_of
+from tests.helpers import error_of, mark_verified
 
 PASSWORD = "correct horse battery"
 
@@ -291,6 +291,7 @@ async def test_cookie_alone_authenticates_reads(client):
 
 async def test_cookie_writes_need_our_own_origin(client, db):
     data = await register(client, 1)
+    await mark_verified(client, data["user"]["id"])
     cookie_only(client, data["token"])
     apply = {"shop_name": "Cookie Shop"}
 
@@ -316,6 +317,7 @@ async def test_cookie_writes_need_our_own_origin(client, db):
 async def test_configured_origins_may_write_with_the_cookie(aiohttp_client, settings, db):
     client = await limited_client(aiohttp_client, settings, allowed_origins=["https://shop.example"])
     data = await register(client, 1)
+    await mark_verified(client, data["user"]["id"])
     cookie_only(client, data["token"])
     apply = {"shop_name": "Partner Shop"}
     await error_of(
@@ -329,6 +331,7 @@ async def test_configured_origins_may_write_with_the_cookie(aiohttp_client, sett
 
 async def test_bearer_writes_need_no_origin(client):
     data = await register(client, 1)
+    await mark_verified(client, data["user"]["id"])
     client.session.cookie_jar.clear()
     res = await client.post(
         "/api/sellers/apply", json={"shop_name": "API Shop"}, headers={"Authorization": f"Bearer {data['token']}"}
@@ -338,6 +341,7 @@ async def test_bearer_writes_need_no_origin(client):
 
 async def test_bearer_wins_over_a_cookie(client):
     first = await register(client, 1)
+    await mark_verified(client, first["user"]["id"])
     second = await register(client, 2)
     cookie_only(client, second["token"])
     res = await me(client, first["token"])
@@ -353,6 +357,7 @@ async def test_bearer_wins_over_a_cookie(client):
 async def test_https_origin_behind_a_trusted_tls_proxy(aiohttp_client, settings, db):
     client = await limited_client(aiohttp_client, settings, trusted_proxy_count=1)
     data = await register(client, 1)
+    await mark_verified(client, data["user"]["id"])
     cookie_only(client, data["token"])
     https_origin = own_origin(client).replace("http://", "https://")
     res = await client.post("/api/sellers/apply", json={"shop_name": "Behind TLS"}, headers={"Origin": https_origin})

@@ -7,7 +7,7 @@ import uuid
 import pytest
 
 from livehub.app import create_app
-from tests.helpers import error_of
+from tests.helpers import error_of, mark_verified
 
 
 def anonymous(client) -> None:
@@ -211,6 +211,7 @@ async def test_body_just_under_the_limit_is_read_whole_when_it_arrives_in_pieces
 
     # A large (but allowed) body split in pieces, with a Content-Length this time.
     seller = (await res.json())["token"]
+    await mark_verified(client, (await res.json())["user"]["id"])
     apply = b'{"shop_name": "Split Shop", "description": "' + b"d" * 9000 + b'"}'
 
     async def pieces():
@@ -293,6 +294,7 @@ async def test_unicode_and_emoji_round_trip(client, make):
     assert (await res.json())["user"]["display_name"] == name.strip()
     res = await client.post("/api/auth/login", json={"email": "emoji@example.test", "password": "пароль-🔑-secret"})
     assert res.status == 200, await res.text()
+    await mark_verified(client, (await res.json())["user"]["id"])
     res = await client.post(
         "/api/sellers/apply",
         json={"shop_name": "🐉 Dragon Shop"},

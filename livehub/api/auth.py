@@ -14,6 +14,7 @@ from livehub.auth import Principal
 from livehub.errors import Conflict, Forbidden, Unauthorized, ValidationFailed
 from livehub.http import SESSION_COOKIE, client_address, request_token
 from livehub.jsonx import json_response
+from livehub.shop import account_emails
 from livehub.signin_limits import Outcome
 
 api = Api("auth")
@@ -161,6 +162,79 @@ async def me(request: web.Request) -> MeOut:
     """The signed-in account with its roles and seller profile id"""
     async with request.app[keys.POOL].acquire() as conn:
         return MeOut(user=await auth.user_json(conn, principal(request).user_id))
+
+
+# -- email verification and password reset (docs/MESSAGES.md, "Accounts") ------------------------------
+
+# A token from an emailed link; one new_token did not make is `invalid_token`, not a malformed request.
+Token = Annotated[str, StringConstraints(max_length=256), _NO_NUL]
+
+
+class TokenIn(Model):
+    token: Token
+
+
+class ResetRequestIn(Model):
+    email: Email
+
+
+class ResetConfirmIn(Model):
+    token: Token
+    password: Password
+
+
+@api.post(
+    "/api/auth/verify-email",
+    body=TokenIn,
+    status=204,
+    errors={400: "`invalid_token`: the link is unknown, used or expired (details.reason)"},
+)
+async def verify_email(request: web.Request, body: TokenIn) -> None:
+    """Verify the account's email address with the token of the emailed link (no sign-in needed)"""
+    user_id = await account_emails.verify_email(request.app[keys.POOL], body.token)
+    await record_audit(request, "email_verified", actor_id=user_id, target_type="account", target_id=str(user_id))
+
+
+@api.post(
+    "/api/auth/verify-email/resend",
+    auth="user",
+    status=202,
+    errors={409: "the email address is verified already", 429: "asked too often (details.retry_after_s)"},
+)
+async def resend_verification(request: web.Request) -> web.Response:
+    """Email a new verification link (at most one a minute and five a day)"""
+    app = request.app
+    await account_emails.resend_verification(app[keys.POOL], app[keys.SETTINGS], principal(request).user_id)
+    return web.Response(status=202)
+
+
+@api.post("/api/auth/password-reset", body=ResetRequestIn, status=202)
+async def password_reset(request: web.Request, body: ResetRequestIn) -> web.Response:
+    """Email a password reset link to this address if it has an account; the answer is the same either way"""
+    app = request.app
+    await account_emails.request_password_reset(app[keys.POOL], app[keys.SETTINGS], body.email, client_address(request))
+    return web.Response(status=202)
+
+
+@api.post(
+    "/api/auth/password-reset/confirm",
+    body=ResetConfirmIn,
+    status=204,
+    errors={400: "`invalid_token`: the link is unknown, used or expired (details.reason)"},
+)
+async def password_reset_confirm(request: web.Request, body: ResetConfirmIn) -> None:
+    """Set a new password with the token of the emailed link; every session of the account is signed out"""
+    result = await account_emails.reset_password(
+        request.app[keys.POOL], request.app[keys.HASHER], body.token, body.password
+    )
+    await record_audit(
+        request,
+        "password_reset",
+        actor_id=result["user_id"],
+        target_type="account",
+        target_id=str(result["user_id"]),
+        details={"ended_sessions": result["ended_sessions"]},
+    )
 
 
 # -- two-factor sign-in ---------------------------------------------------------------------------------

@@ -156,6 +156,7 @@ class UserOut(Out):
     seller_id: UUID | None
     created_at: datetime
     avatar: AvatarOut | None = Field(description="your picture (PATCH /api/me avatar_image_id), or null")
+    email_verified: bool = Field(description="whether the email address was verified (POST /api/auth/verify-email)")
 
 
 class ErrorBody(Out):

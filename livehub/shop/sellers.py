@@ -5,7 +5,7 @@ from uuid import UUID
 import asyncpg
 
 from livehub.auth import Principal
-from livehub.errors import Conflict, NotFound
+from livehub.errors import Conflict, EmailUnverified, NotFound
 
 SELLER_JSON = """
     json_build_object(
@@ -17,6 +17,13 @@ SELLER_JSON = """
 
 
 async def apply(pool: asyncpg.Pool, user_id: UUID, shop_name: str, description: str) -> dict:
+    """A pending seller profile; EmailUnverified until the account has verified its email (a seller is
+    reached by email: orders, payouts, tickets)."""
+    if not await pool.fetchval("SELECT email_verified_at IS NOT NULL FROM users WHERE id = $1", user_id):
+        raise EmailUnverified(
+            "verify your email address before applying to sell: open the link we emailed you, or ask for a new one",
+            {"resend": "/api/auth/verify-email/resend"},
+        )
     try:
         seller_id = await pool.fetchval(
             "INSERT INTO sellers (user_id, shop_name, description) VALUES ($1, $2, $3) RETURNING id",
