@@ -288,3 +288,33 @@ async def test_the_notification_and_its_delivery_commit_with_the_reply(client, m
     await tx.rollback()
     assert (await ticket_notes(db), await db.fetchval("SELECT count(*) FROM ticket_messages")) == before
     assert await db.fetchval(jobs) == queued
+
+
+async def test_emails_through_a_real_smtp_server(smtp_server, settings, client, make):
+    """A buyer's ticket about an order emails the shop's seller (ticket_opened); the seller's answer emails the
+    buyer (ticket_reply), each with the message and the link to the conversation."""
+    from smtp_server import body_html, body_text
+
+    seller = await make.seller(shop_name="Glow Lab")
+    buyer = await make.user()
+    order = await order_of(client, make, buyer, seller)
+    ticket = await opened(
+        client, buyer, subject="Wrong colour", body="I ordered red,\nit came blue.", order_id=order["id"]
+    )
+    link = f"{settings.public_url}/support/{ticket['id']}"
+
+    opened_mail = await smtp_server.wait_for(seller.user["email"], subject="New support ticket")
+    assert opened_mail["Subject"] == f"New support ticket about order {order['number']}: Wrong colour"
+    text = body_text(opened_mail).replace("\r\n", "\n")
+    assert "I ordered red,\nit came blue." in text and link in text
+    assert f'href="{link}"' in body_html(opened_mail)
+
+    await ok(await reply(client, seller, ticket["id"], "Sorry! A red one is on its way."), 201)
+    answer = await smtp_server.wait_for(buyer.user["email"], subject="Re: Wrong colour")
+    assert answer["Subject"] == f"Re: Wrong colour (order {order['number']})"
+    text = body_text(answer).replace("\r\n", "\n")
+    assert "Glow Lab answered your support ticket" in text and "A red one is on its way." in text
+    assert link in text
+    # Each once: the buyer got nothing about the ticket they opened themselves.
+    assert smtp_server.messages(buyer.user["email"], subject="New support ticket") == []
+    assert len(smtp_server.messages(seller.user["email"], subject="support ticket")) == 1

@@ -53,6 +53,8 @@ function show(order, shopName) {
   $("order-shop").textContent = shopName;
   $("order-shop").href = `/shops/${order.seller_id}`;
   $("order-date").textContent = dateTime.format(new Date(order.created_at));
+  // A support ticket about this order, to its shop (/support opens the form with it chosen).
+  $("order-help").href = `/support?order=${encodeURIComponent(order.id)}`;
   $("items").replaceChildren(...order.items.map(itemRow));
   const itemsCents = order.total_cents - order.shipping_cents;
   const row = (label, value) => [h("dt", {}, label), h("dd", { dataset: { total: label.toLowerCase() } }, value)];

@@ -16,6 +16,7 @@ export async function shopHeader() {
     h("a", { href: "/orders" }, "Orders"),
     h("a", { href: "/wallet" }, "Wallet"),
     h("a", { href: "/account" }, "Account"),
+    h("a", { href: "/support" }, "Support"),
   );
   nav.prepend(links);
   refreshCartCount().catch(() => null);

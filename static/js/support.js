@@ -60,7 +60,10 @@ async function loadList(name, more = false) {
   const list = lists[name];
   const params = new URLSearchParams({ limit: "20", ...list.params() });
   if (more && list.cursor) params.set("cursor", list.cursor);
+  // Filters changed quickly send several requests: only the latest one's answer is shown.
+  const asked = (list.asked = (list.asked || 0) + 1);
   const page = await api("GET", `/api/tickets?${params}`);
+  if (asked !== list.asked) return;
   const ul = $(`${name}-list`);
   if (more) ul.append(...page.items.map(ticketItem));
   else ul.replaceChildren(...page.items.map(ticketItem));
