@@ -20,10 +20,12 @@ from livehub.api import (
     notifications,
     orders,
     payouts,
+    reminders,
     returns,
     reviews,
     sellers,
     shipping,
+    stock_alerts,
     streams,
     tickets,
     wallet,
@@ -72,6 +74,8 @@ APIS = [
     reviews.admin_api,
     images.api,
     tickets.api,
+    stock_alerts.api,
+    reminders.api,
 ]
 DESCRIPTION = "LiveHub REST API. Errors: `{error: {code, message, details}}`; money in integer `_cents`."
 

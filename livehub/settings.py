@@ -116,6 +116,8 @@ class Settings(BaseSettings):
     # Earnings become available for payout on delivery, or this long after the sale at the latest.
     earnings_hold_s: int = 14 * 24 * 3600
     earnings_release_interval_s: float = 60.0
+    # Show reminders (POST /api/streams/{id}/remind) go out this long before the stream's scheduled time.
+    reminder_lead_s: int = Field(default=15 * 60, ge=0, le=7 * 24 * 3600)
     # A buyer may ask to return a delivered order for this long after its delivery.
     return_window_s: int = Field(default=30 * 24 * 3600, ge=0, le=2**31 - 1)
     # "instant-dev" credits top-ups and sends payouts at once without moving real money: development only.

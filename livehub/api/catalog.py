@@ -116,6 +116,9 @@ class VariantPatch(Model):
     sku: Sku = None
     options: Options = None
     price_cents: Cents = None
+    low_stock_threshold: Annotated[int, Field(ge=0, le=1_000_000)] | None = Field(
+        None, description="the variant's own low-stock threshold; null: the shop's default applies"
+    )
 
 
 class StockIn(Model):
@@ -261,7 +264,7 @@ async def add_variants(request: web.Request, body: VariantsIn) -> ProductEnvelop
 
 @api.patch("/api/variants/{id}", auth="seller", changes_listings=True, body=VariantPatch, response=ProductEnvelope)
 async def update_variant(request: web.Request, body: VariantPatch) -> ProductEnvelope:
-    """Change your variant's SKU, options or price"""
+    """Change your variant's SKU, options, price or low-stock threshold"""
     changes = body.model_dump(exclude_unset=True)
     product = await catalog.update_variant(
         request.app[keys.POOL], principal(request).user_id, path_id(request), changes

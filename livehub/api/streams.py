@@ -18,7 +18,7 @@ from livehub.api.images import ImageOut
 from livehub.api.models import Cents, Page, PageQuery, RatingOut, Text
 from livehub.api.routing import PRINCIPAL, Api, Model, Out, db, path_id, principal
 from livehub.errors import NotFound
-from livehub.shop import streams
+from livehub.shop import reminders, streams
 from livehub.shop.following import is_following
 
 log = logging.getLogger(__name__)
@@ -106,6 +106,8 @@ class StreamOut(Out):
 class StreamDetailOut(StreamOut):
     flash_sale: FlashSaleOut | None = Field(description="the flash sale running now")
     following: bool | None = Field(None, description="whether you follow the shop; null when not signed in")
+    reminders: int = Field(0, description="how many asked to be reminded of the stream (POST .../remind)")
+    reminded: bool | None = Field(None, description="whether you asked to be reminded; null when not signed in")
 
 
 class StreamEnvelope(Out):
@@ -206,6 +208,10 @@ async def get_stream(request: web.Request) -> StreamDetailEnvelope:
     me = request.get(PRINCIPAL)
     if me is not None:
         stream["following"] = await is_following(db(request), me.user_id, UUID(stream["seller"]["id"]))
+    asked = await reminders.reminders_of(db(request), UUID(stream["id"]), me.user_id if me else None)
+    stream["reminders"] = asked["reminders"]
+    if me is not None:
+        stream["reminded"] = asked["reminded"]
     return StreamDetailEnvelope.model_validate({"stream": stream})
 
 

@@ -155,8 +155,9 @@ async def add_variants(pool: asyncpg.Pool, user_id: UUID, product_id: UUID, vari
 
 
 async def update_variant(pool: asyncpg.Pool, user_id: UUID, variant_id: UUID, changes: dict) -> dict:
-    """Changes price, options or SKU of the caller's variant. Stock moves only through adjust_stock."""
-    columns = {k: v for k, v in changes.items() if k in ("sku", "options", "price_cents")}
+    """Changes price, options, SKU or low-stock threshold (None: the shop's) of the caller's variant. Stock
+    moves only through adjust_stock."""
+    columns = {k: v for k, v in changes.items() if k in ("sku", "options", "price_cents", "low_stock_threshold")}
     async with pool.acquire() as conn, conn.transaction():
         # Variant before product, the order adjust_stock and import_units lock in: the other way round
         # a price edit and a stock adjustment of the same variant deadlock.

@@ -7,6 +7,7 @@ import {
 import { imageTag, uploadImage } from "/static/js/images.js";
 import { refundForm, shipForm } from "/static/js/orders.js";
 import { loadReturns, loadReviews, loadShipping, returnActions, setupService } from "/static/js/seller-service.js";
+import { historyButton, loadStock, setupStock } from "/static/js/stock-alerts.js";
 
 const $ = (id) => document.getElementById(id);
 const state = { seller: null, currency: "USD", categories: [], orderCursor: null, importing: null };
@@ -36,6 +37,7 @@ const loaders = {
   shipping: loadShipping,
   returns: loadReturns,
   reviews: () => loadReviews(state.seller.id),
+  stock: loadStock,
 };
 
 // -- products ------------------------------------------------------------------------------------------
@@ -221,7 +223,7 @@ function variantRow(product, variant) {
     h("td", {}, describeOptions(variant.options)),
     h("td", { class: "price" }, fmt(variant.price_cents), " ", priceForm(variant)),
     h("td", {}, available),
-    h("td", {}, action),
+    h("td", {}, action, historyButton(variant.id, variant.sku)),
   );
 }
 
@@ -666,6 +668,7 @@ async function start() {
   $("orders-more").addEventListener("click", () => loadOrders(false).catch(showError));
   $("payout-form").addEventListener("submit", requestPayout);
   setupService();
+  setupStock();
   window.addEventListener("hashchange", () => showTab(loaders));
   await loadCategories().catch(showError);
   showTab(loaders);

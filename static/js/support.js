@@ -121,14 +121,15 @@ async function showDesk() {
 
 // ---- one ticket ---------------------------------------------------------------------------------------
 
-function messageItem(m) {
+function messageItem(m, t) {
   const mine = m.author.id === me.id;
+  // The shop answers under its name (who in it wrote is for the shop to know).
+  const name = mine ? "You" : m.role === "seller" && t.seller ? t.seller.shop_name : m.author.display_name;
   return h(
     "li",
     { class: `card message by-${m.role}${mine ? " mine" : ""}`, dataset: { message: m.id, role: m.role } },
     h("div", { class: "row spread" },
-      h("strong", {}, mine ? "You" : m.author.display_name,
-        h("span", { class: "badge role" }, ROLE_WORDS[m.role])),
+      h("strong", {}, name, " ", h("span", { class: "badge role" }, ROLE_WORDS[m.role])),
       h("time", { class: "muted small", datetime: m.created_at }, when(m.created_at))),
     h("p", { class: "message-body" }, m.body),
   );
@@ -166,7 +167,7 @@ function showTicket(t) {
   if (t.opener.id !== me.id) about.push(` · opened by ${t.opener.display_name}`);
   about.push(` · opened ${when(t.created_at)}`);
   $("ticket-about").replaceChildren(...about);
-  $("messages").replaceChildren(...t.messages.map(messageItem));
+  $("messages").replaceChildren(...t.messages.map((m) => messageItem(m, t)));
   const closed = t.status === "closed";
   $("closed-note").hidden = !closed;
   $("reply-form").hidden = closed;

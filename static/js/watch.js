@@ -52,6 +52,7 @@ function applyStream(stream) {
   renderReactionButtons();
   const follow = $("follow");
   follow.hidden = !!state.me && state.me.seller_id === s.seller.id;
+  renderReminder();
   if (s.status === "live") startVideo();
   else {
     stopVideo();
@@ -144,6 +145,43 @@ $("follow").addEventListener("click", async () => {
     const r = await api(on ? "POST" : "DELETE", `/api/sellers/${state.stream.seller.id}/follow`);
     setFollowing(r.following);
     toast(r.following ? `You follow ${state.stream.seller.shop_name}: we tell you when they go live.` : "Unfollowed.", "ok");
+  } catch (err) {
+    toast(err.message, "error");
+  } finally {
+    b.disabled = false;
+  }
+});
+
+// ---- remind me (a scheduled show) ---------------------------------------------------------
+
+const reminder = { loaded: false, on: false, count: 0, status: null };
+
+function renderReminder() {
+  const status = state.stream?.status ?? reminder.status;
+  $("remind-box").hidden = !reminder.loaded || status !== "scheduled";
+  const b = $("remind");
+  b.setAttribute("aria-pressed", reminder.on ? "true" : "false");
+  b.textContent = reminder.on ? "Reminder set ✓" : "Remind me";
+  b.classList.toggle("primary", !reminder.on);
+  $("reminders").textContent = reminder.count === 1 ? "1 reminder" : `${reminder.count} reminders`;
+}
+
+function showReminder(r) {
+  Object.assign(reminder, { loaded: true, on: !!r.reminded, count: r.reminders });
+  renderReminder();
+}
+
+$("remind").addEventListener("click", async () => {
+  if (!state.me) {
+    location.assign(`/signin?next=${encodeURIComponent(location.pathname)}`);
+    return;
+  }
+  const b = $("remind");
+  const on = b.getAttribute("aria-pressed") !== "true";
+  b.disabled = true;
+  try {
+    showReminder(await api(on ? "POST" : "DELETE", `/api/streams/${streamId}/remind`));
+    toast(on ? "We will remind you 15 minutes before the show and when it goes live." : "Reminder removed.", "ok");
   } catch (err) {
     toast(err.message, "error");
   } finally {
@@ -671,8 +709,13 @@ async function main() {
   renderReactionButtons();
   refreshWallet();
   setFollowing(false);
+  // Whether you follow the shop and asked to be reminded, and how many did (anyone sees the count).
+  api("GET", `/api/streams/${streamId}`).then(({ stream }) => {
+    setFollowing(!!stream.following);
+    reminder.status = stream.status;
+    showReminder(stream);
+  }, () => null);
   if (state.me) {
-    api("GET", `/api/streams/${streamId}`).then(({ stream }) => setFollowing(!!stream.following), () => null);
     buying.load();
     loadBought();
   }

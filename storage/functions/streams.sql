@@ -188,6 +188,8 @@ BEGIN
     END IF;
     INSERT INTO stream_moderators (stream_id, user_id)
     SELECT DISTINCT new_id, m FROM unnest(p_moderators) m WHERE m <> p_user;
+    -- The shop's followers get show_scheduled (functions/reminders.sql).
+    PERFORM scheduled_show_notice(new_id);
     RETURN stream_json(new_id);
 END $$;
 
@@ -221,8 +223,10 @@ BEGIN
     END IF;
     UPDATE streams SET status = 'live', started_at = now() WHERE id = p_stream;
     -- Stored and their delivery queued (functions/messages.sql): the job pushes and emails them.
+    -- Those who asked to be reminded of it (functions/reminders.sql) too; notify_users() tells each once.
     followers := notify_users(
-        ARRAY(SELECT f.user_id FROM follows f WHERE f.seller_id = s.seller_id), 'stream_live',
+        ARRAY(SELECT f.user_id FROM follows f WHERE f.seller_id = s.seller_id
+              UNION SELECT r.user_id FROM stream_reminders r WHERE r.stream_id = s.id), 'stream_live',
         jsonb_build_object('stream_id', s.id, 'title', s.title, 'seller_id', se.id, 'shop_name', se.shop_name));
     RETURN jsonb_build_object('stream', stream_json(p_stream), 'followers', to_jsonb(followers));
 END $$;
