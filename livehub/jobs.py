@@ -70,7 +70,7 @@ ENTRYPOINTS: dict[str, JobHandler] = {}
 SCHEDULES: dict[str, _Schedule] = {}
 
 # Modules whose @job/@schedule registrations every node needs, imported when the queue starts. Add yours.
-MODULES: list[str] = ["livehub.jobs"]
+MODULES: list[str] = ["livehub.jobs", "livehub.shop.notices"]
 
 
 def job(name: str) -> Callable[[JobHandler], JobHandler]:

@@ -348,7 +348,22 @@ class Notification(Message):
     notification: NotificationBody
 
 
-SERVER_FRAMES: tuple[type[Message], ...] = (Welcome, Events, Ack, Purchase, Error, Pong, Notification)
+class Wallet(Message):
+    """The user's wallet balance after a purchase, a refund or a top-up (livehub/shop/notices.py)."""
+
+    type: Literal["wallet"]
+    balance_cents: int
+    reason: Literal["purchase", "refund", "top_up"]
+
+
+class Earnings(Message):
+    """The seller's (or host's) available earnings after some passed their hold."""
+
+    type: Literal["earnings"]
+    available_cents: int
+
+
+SERVER_FRAMES: tuple[type[Message], ...] = (Welcome, Events, Ack, Purchase, Error, Pong, Notification, Wallet, Earnings)
 
 
 # -- building replies -------------------------------------------------------------------------------

@@ -150,11 +150,14 @@ BEGIN
           FROM unnest(p_codes) AS c LEFT JOIN unnest(new_codes) AS n (code) ON n.code = c;
 END $$;
 
+-- Deciding a pending application (approved, or suspended: refused) tells the applicant.
 CREATE OR REPLACE FUNCTION set_seller_status(p_seller uuid, p_status text, p_admin uuid) RETURNS sellers
 LANGUAGE plpgsql AS $$
 DECLARE
     s sellers;
+    was text;
 BEGIN
+    SELECT status INTO was FROM sellers WHERE id = p_seller FOR UPDATE;
     UPDATE sellers
        SET status = p_status,
            approved_at = CASE WHEN p_status = 'approved' THEN now() ELSE approved_at END,
@@ -163,6 +166,10 @@ BEGIN
     RETURNING * INTO s;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'seller not found' USING ERRCODE = 'LH404';
+    END IF;
+    IF was = 'pending' AND s.status <> 'pending' THEN
+        PERFORM notify_user(s.user_id, 'seller_application_decided', jsonb_build_object(
+            'seller_id', s.id, 'shop_name', s.shop_name, 'status', s.status, 'approved', s.status = 'approved'));
     END IF;
     RETURN s;
 END $$;

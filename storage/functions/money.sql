@@ -73,6 +73,7 @@ BEGIN
     END IF;
     PERFORM lock_accounts(ARRAY[wallet]);
     PERFORM post(txn, account_of(NULL, 'external'), -p_amount, 'deposit', NULL, NULL, p_user, p_reference);
+    PERFORM queue_balance_push(ARRAY[p_user], 'wallet', 'top_up');  -- functions/notices.sql
     RETURN post(txn, wallet, p_amount, 'deposit', NULL, NULL, p_user, p_reference);
 END $$;
 
@@ -482,6 +483,9 @@ BEGIN
         order_ids := order_ids || order_id;
     END LOOP;
     PERFORM write_orders(to_write, lines_to_write, p_fee_bps, p_hold_s);
+    -- The buyer's confirmations (with any digital codes) and wallet push, in this transaction (notices.sql).
+    PERFORM notify_orders_placed(order_ids);
+    PERFORM queue_balance_push(ARRAY[p_buyer], 'wallet', 'purchase');
     RETURN order_ids;
 END $$;
 
@@ -720,6 +724,10 @@ BEGIN
                     FROM unnest(statuses, order_ids, quantities) WITH ORDINALITY AS u (status, id, qty, ord)
                    WHERE u.status = 'ok' ORDER BY u.ord),
             p_fee_bps, p_hold_s);
+        -- The buyers' confirmations and wallet pushes: ONE job for the whole batch, not a notification per
+        -- buyer on this locked row's path (its handler calls notify_orders_placed; functions/notices.sql).
+        PERFORM enqueue_job('orders_placed', jsonb_build_object('order_ids', to_jsonb(ARRAY(
+            SELECT u.id FROM unnest(statuses, order_ids) AS u (status, id) WHERE u.status = 'ok'))));
     END IF;
 
     IF price.flash_sale_id IS NOT NULL THEN

@@ -64,6 +64,7 @@ BEGIN
     END LOOP;
     PERFORM post(txn, account_of(NULL, 'platform'), -(p_amount - taken), 'fee', o.id, NULL, p_actor, p_reason);
     UPDATE orders SET refunded_cents = refunded_cents + p_amount WHERE id = o.id;
+    PERFORM queue_balance_push(ARRAY[o.buyer_id], 'wallet', 'refund');  -- functions/notices.sql
 END $$;
 
 -- Cancel a paid order that has not shipped: the buyer gets everything back and physical stock returns.
@@ -102,6 +103,10 @@ BEGIN
         PERFORM reverse_payment(o, o.total_cents - o.refunded_cents, p_actor, coalesce(p_reason, 'cancelled'));
     END IF;
     PERFORM record_transition(o, 'cancelled', p_actor, p_reason, o.total_cents - o.refunded_cents);
+    IF p_actor IS DISTINCT FROM o.buyer_id AND o.total_cents > o.refunded_cents THEN
+        PERFORM notify_user(o.buyer_id, 'order_refunded', order_notice(o.id) || jsonb_build_object(
+            'amount_cents', o.total_cents - o.refunded_cents, 'reason', p_reason, 'cancelled', true));
+    END IF;
 END $$;
 
 -- A refund of p_amount (NULL: everything not yet refunded), by the order's seller or an admin.
@@ -130,6 +135,8 @@ BEGIN
     PERFORM record_transition(
         o, CASE WHEN o.refunded_cents + amount = o.total_cents THEN 'refunded' ELSE 'partially_refunded' END,
         p_actor, p_reason, amount);
+    PERFORM notify_user(o.buyer_id, 'order_refunded', order_notice(o.id) || jsonb_build_object(
+        'amount_cents', amount, 'reason', p_reason, 'cancelled', false));
 END $$;
 
 -- p_tracking: {carrier, tracking_number, tracking_url?}, which the buyer then sees on the order.
@@ -151,6 +158,9 @@ BEGIN
     END IF;
     UPDATE orders SET shipped_at = now(), tracking = p_tracking WHERE id = o.id;
     PERFORM record_transition(o, 'shipped', p_actor, NULL, NULL);
+    PERFORM notify_user(o.buyer_id, 'order_shipped', order_notice(o.id) || jsonb_build_object(
+        'carrier', p_tracking->>'carrier', 'tracking_number', p_tracking->>'tracking_number',
+        'tracking_url', p_tracking->>'tracking_url'));
 END $$;
 
 -- The buyer (or an admin) confirming delivery makes the order's earnings available at once. The seller may
@@ -166,6 +176,10 @@ BEGIN
     END IF;
     UPDATE orders SET delivered_at = now() WHERE id = o.id;
     PERFORM record_transition(o, 'delivered', p_actor, NULL, NULL);
+    -- The buyer who confirmed it knows; anyone else marking it delivered tells the buyer.
+    IF o.buyer_id IS DISTINCT FROM p_actor THEN
+        PERFORM notify_user(o.buyer_id, 'order_delivered', order_notice(o.id));
+    END IF;
     IF p_is_admin OR o.buyer_id = p_actor THEN
         PERFORM release_earnings(o.id);
     END IF;
@@ -180,6 +194,8 @@ DECLARE
     due uuid[];
     e earnings;
     amount bigint;
+    earners uuid[];
+    notices jsonb[];
 BEGIN
     SELECT array_agg(er.id) INTO due FROM (
         SELECT er.id FROM earnings er
@@ -199,6 +215,20 @@ BEGIN
         PERFORM post(txn, account_of(e.user_id, 'earnings_available'), amount, 'release', e.order_id, NULL, NULL, NULL);
         UPDATE earnings SET status = 'available', released_at = now() WHERE id = e.id;
     END LOOP;
+    -- One earnings_available per earner (not per order), with what became available and what is now;
+    -- and a push of the new available figure (functions/notices.sql).
+    SELECT array_agg(r.user_id ORDER BY r.user_id),
+           array_agg(jsonb_build_object(
+               'amount_cents', r.amount, 'orders', r.orders,
+               'available_cents', balance_of(account_of(r.user_id, 'earnings_available'))) ORDER BY r.user_id)
+      INTO earners, notices
+      FROM (SELECT er.user_id, sum(er.amount_cents - er.reversed_cents)::bigint AS amount, count(*) AS orders
+              FROM earnings er WHERE er.id = ANY (due) GROUP BY er.user_id) r
+     WHERE r.amount > 0;
+    IF earners IS NOT NULL THEN
+        PERFORM notify_each('earnings_available', earners, notices);
+        PERFORM queue_balance_push(earners, 'earnings', 'released');
+    END IF;
     RETURN cardinality(due);
 END $$;
 
@@ -257,6 +287,9 @@ BEGIN
            reason = p_reason, decided_at = now(), decided_by = p_admin
      WHERE id = po.id
     RETURNING * INTO po;
+    PERFORM notify_user(po.user_id, 'payout_decided', jsonb_build_object(
+        'payout_id', po.id, 'amount_cents', po.amount_cents, 'status', po.status, 'approved', p_approve,
+        'reference', po.provider_reference, 'reason', po.reason));
     RETURN po;
 END $$;
 

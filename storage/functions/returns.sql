@@ -144,6 +144,8 @@ BEGIN
     IF amount > 0 THEN
         PERFORM refund_order(o.id, p_actor, p_is_admin, amount, 'return: ' || r.reason);
     END IF;
+    PERFORM notify_user(o.buyer_id, 'return_decided', order_notice(o.id) || jsonb_build_object(
+        'return_id', r.id, 'approved', true, 'refund_cents', amount, 'reason', NULL));
     RETURN amount;
 END $$;
 
@@ -155,4 +157,6 @@ DECLARE
 BEGIN
     UPDATE order_returns SET status = 'rejected', decision_reason = p_reason, decided_at = now(), decided_by = p_actor
      WHERE id = r.id;
+    PERFORM notify_user(o.buyer_id, 'return_decided', order_notice(o.id) || jsonb_build_object(
+        'return_id', r.id, 'approved', false, 'refund_cents', 0, 'reason', p_reason));
 END $$;

@@ -75,6 +75,10 @@ BEGIN
         RAISE EXCEPTION 'this review has an answer already' USING ERRCODE = 'LH409';
     END IF;
     UPDATE reviews SET reply = p_text, replied_at = now(), replied_by = p_user WHERE id = p_review;
+    PERFORM notify_user(rv.author_id, 'review_reply', (
+        SELECT jsonb_build_object('review_id', rv.id, 'product_id', p.id, 'title', p.title,
+                                  'shop_name', s.shop_name, 'rating', rv.rating, 'reply', p_text)
+          FROM products p JOIN sellers s ON s.id = p.seller_id WHERE p.id = p_product));
 END $$;
 
 CREATE OR REPLACE FUNCTION hide_review(p_review uuid, p_admin uuid, p_reason text) RETURNS void
