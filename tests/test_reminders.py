@@ -11,6 +11,7 @@ import pytest
 from helpers import error_of
 from livehub import jobs
 from livehub.shop import reminders
+from smtp_server import body_html, body_text
 
 LEAD = timedelta(minutes=15)
 
@@ -57,7 +58,11 @@ async def test_remind_me_is_idempotent_counted_and_only_for_scheduled_streams(cl
 
     for _ in range(2):
         res = await client.delete(url, headers=viewer.headers)
-        assert res.status == 200 and (await res.json()) == {"stream_id": stream["id"], "reminders": 1, "reminded": False}
+        assert res.status == 200 and (await res.json()) == {
+            "stream_id": stream["id"],
+            "reminders": 1,
+            "reminded": False,
+        }
 
     await error_of(await client.post(url), 401, "unauthorized")
     await error_of(await client.post(f"/api/streams/{uuid.uuid4()}/remind", headers=viewer.headers), 404, "not_found")
@@ -179,3 +184,31 @@ async def test_the_lead_is_a_setting(client, make, db, lead_s):
     assert (await client.post(f"/api/streams/{stream['id']}/remind", headers=viewer.headers)).status == 200
     assert await reminders.sweep(db, at - timedelta(seconds=lead_s + 1), lead_s) == 0
     assert await reminders.sweep(db, at - timedelta(seconds=lead_s), lead_s) == 1
+
+
+async def test_the_reminder_and_the_scheduled_show_are_emailed(smtp_server, client, make, db, settings):
+    seller = await make.seller(shop_name="Vinyl Den")
+    fan, viewer = await make.user(), await make.user()
+    res = await client.post(f"/api/sellers/{seller.seller['id']}/follow", headers=fan.headers)
+    assert res.status == 200
+    at = datetime(2031, 5, 4, 18, 30, tzinfo=UTC)
+    _, stream = await scheduled_stream(make, seller, at=at)
+    link = f"{settings.public_url}/watch/{stream['id']}"
+
+    scheduled = await smtp_server.wait_for(fan.user["email"], subject="scheduled a show")
+    assert scheduled["Subject"] == "Vinyl Den scheduled a show: Spring drop"
+    assert "2031-05-04T18:30:00.000000Z" in body_text(scheduled) and link in body_text(scheduled)
+
+    assert (await client.post(f"/api/streams/{stream['id']}/remind", headers=viewer.headers)).status == 200
+    assert await reminders.sweep(db, at - LEAD, LEAD.total_seconds()) == 1
+    msg = await smtp_server.wait_for(viewer.user["email"], subject="Starting soon")
+    assert msg["Subject"] == "Starting soon: Spring drop by Vinyl Den"
+    assert link in body_text(msg) and f'href="{link}"' in body_html(msg)
+    # Swept again: nothing more is sent.
+    assert await reminders.sweep(db, at - LEAD + timedelta(minutes=1), LEAD.total_seconds()) == 0
+    deadline = asyncio.get_running_loop().time() + 15
+    query = "SELECT count(*) FROM notifications WHERE kind = 'show_reminder' AND emailed_at IS NULL"
+    while await db.fetchval(query):
+        assert asyncio.get_running_loop().time() < deadline, "show_reminder not delivered"
+        await asyncio.sleep(0.05)
+    assert len(smtp_server.messages(viewer.user["email"], subject="Starting soon")) == 1

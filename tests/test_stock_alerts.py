@@ -7,18 +7,19 @@ import uuid
 import aiohttp
 import pytest
 
-from conftest import settings_for
 from helpers import error_of, top_up
 from live_helpers import Viewer, live_show
 from livehub.app import create_app
+from smtp_server import body_html, body_text
 
 WAIT_S = 15.0
 
 
 @pytest.fixture
-async def client(aiohttp_client, database_url, db):
-    settings = settings_for(database_url).model_copy(update={"tick_ms": 20})
-    return await aiohttp_client(create_app(settings), connector=aiohttp.TCPConnector(limit=0))
+async def client(aiohttp_client, settings, db):
+    # The test's settings (mailing the test's SMTP server when it takes smtp_server first), rooms ticking fast.
+    app = create_app(settings.model_copy(update={"tick_ms": 20}))
+    return await aiohttp_client(app, connector=aiohttp.TCPConnector(limit=0))
 
 
 async def queued_low_stock(db) -> int:
@@ -214,3 +215,43 @@ async def test_stock_history_pages_newest_first_for_its_shop_and_admins_only(cli
     await error_of(res, 404, "not_found")
     res = await client.get(f"/api/variants/{variant}/stock-history?cursor=0", headers=seller.headers)
     await error_of(res, 422, "validation_error")
+
+
+async def all_emailed(db, seller) -> None:
+    """Every low_stock notification of the seller has been through its delivery job (a bounded poll)."""
+    deadline = time.monotonic() + WAIT_S
+    query = "SELECT count(*) FROM notifications WHERE user_id = $1 AND kind = 'low_stock' AND emailed_at IS NULL"
+    while await db.fetchval(query, uuid.UUID(seller.id)):
+        assert time.monotonic() < deadline, "low_stock notifications not delivered"
+        await asyncio.sleep(0.05)
+
+
+async def test_low_stock_is_emailed_once_per_crossing(smtp_server, client, make, db, settings):
+    seller = await make.seller(shop_name="Tea & Co")
+    product = await make.product(
+        seller, title="Green tea", variants=[{"sku": "TEA-G", "price_cents": 100, "stock": 10}]
+    )
+    variant = product["variants"][0]["id"]
+    buyer = await make.user()
+    await top_up(client, buyer, 10_000)
+    email = seller.user["email"]
+
+    for quantity in (6, 1, 1):  # 10 -> 4 crosses 5; 4 -> 3 -> 2 do not
+        await buy(client, buyer, variant, quantity)
+    msg = await smtp_server.wait_for(email, subject="Low stock")
+    assert msg["Subject"] == "Low stock: Green tea (TEA-G) is down to 4"
+    text = body_text(msg)
+    assert "Tea & Co" in text and "threshold of 5" in text and f"{settings.public_url}/seller" in text
+    assert f'href="{settings.public_url}/seller"' in body_html(msg) and "Tea &amp; Co" in body_html(msg)
+    await settled_notices(db, seller, 1)
+    await all_emailed(db, seller)
+    assert len(smtp_server.messages(email, subject="Low stock")) == 1
+
+    await adjust(client, seller, variant, 20)  # 2 -> 22: re-armed
+    await buy(client, buyer, variant, 17)  # 22 -> 5
+    await buy(client, buyer, variant, 1)
+    second = await smtp_server.wait_for(email, subject="Low stock", count=2)
+    assert second["Subject"] == "Low stock: Green tea (TEA-G) is down to 5"
+    await settled_notices(db, seller, 2)
+    await all_emailed(db, seller)
+    assert len(smtp_server.messages(email, subject="Low stock")) == 2
