@@ -221,6 +221,9 @@ PAGES = {
     "/orders/{id}": "order.html",
     "/wallet": "wallet.html",
     "/account": "account.html",
+    # Emailed links (docs/MESSAGES.md, "Accounts"): verify the email address; ask for and set a new password.
+    "/verify-email": "verify-email.html",
+    "/reset-password": "reset-password.html",
     # Support tickets: yours, your shop's, and the admin queue; /support/{id} opens one.
     "/support": "support.html",
     "/support/{id}": "support.html",
