@@ -259,6 +259,9 @@ class World:
         self.call("POST", f"/api/admin/sellers/{other_seller_id}/approve", token)
         other_variants = [v["id"] for v in self.product(other_token, "OTHER")["variants"]]
         bought = self.order(token, other_variants[0])
+        # A support ticket of the fuzzing user about that order (its replies and status are fuzzed).
+        ticket = {"subject": "Fuzz help", "body": "seeded for the fuzz test", "order_id": bought}
+        ticket_id = self.call("POST", "/api/tickets", token, json=ticket)["ticket"]["id"]
 
         # A review of the delivered order (which the seller may answer and the admin hide), the fuzzing user's
         # address, and a spare session of theirs to end (never the one the fuzzing runs with).
@@ -292,6 +295,7 @@ class World:
             "other_users": [buyer, other],
             "streams": streams,
             "reviews": [review_id],
+            "tickets": [ticket_id],
             "addresses": address_ids,
             "sessions": session_ids,
         }
@@ -323,6 +327,7 @@ class World:
             ("/api/cart/items/", "variants"),
             ("/api/orders/", "orders"),
             ("/api/streams/", "streams"),
+            ("/api/tickets/", "tickets"),
         ]:
             if path.startswith(prefix):
                 return self.ids[kind]
