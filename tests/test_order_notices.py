@@ -10,6 +10,7 @@ import uuid
 import aiohttp
 
 from live_helpers import Viewer, live_show
+from livehub import jobs, keys
 from livehub.jsonx import loads
 from smtp_server import body_html, body_text
 from tests.helpers import top_up
@@ -206,6 +207,18 @@ async def test_buy_batch_queues_one_job_for_the_whole_batch_and_writes_no_notifi
         await batch.rollback()
 
 
+async def delivered(db, notification_id: str, timeout: float = WAIT_S) -> None:
+    """Wait (a bounded poll) until the notification's deliver_notification job has left the queue: done."""
+    deadline = time.monotonic() + timeout
+    while await db.fetchval(
+        """SELECT count(*) FROM pgqueuer WHERE entrypoint = 'deliver_notification'
+              AND convert_from(payload, 'UTF8')::jsonb->>'notification_id' = $1""",
+        notification_id,
+    ):
+        assert time.monotonic() < deadline, f"notification {notification_id} still being delivered"
+        await asyncio.sleep(0.05)
+
+
 async def queued_since(db, mark: int) -> list[str]:
     """The jobs queued (their entrypoints) since the queue log's row `mark`."""
     rows = await db.fetch("SELECT entrypoint FROM pgqueuer_log WHERE id > $1 AND status = 'queued' ORDER BY id", mark)
@@ -237,3 +250,228 @@ async def test_a_purchase_that_rolls_back_queues_nothing(client, make, db):
     assert await queued_since(db, mark) == []
     assert await db.fetchval("SELECT count(*) FROM notifications WHERE user_id = $1", U(buyer.id)) == 0
     assert await db.fetchval("SELECT count(*) FROM orders WHERE buyer_id = $1", U(buyer.id)) == 0
+
+
+# -- after the purchase -----------------------------------------------------------------------------------
+
+
+class Shop:
+    """A seller (two-factor on: it may ask for payouts) selling a physical product, a funded buyer, an admin."""
+
+    @classmethod
+    async def open(cls, client, make) -> "Shop":
+        self = cls()
+        self.client = client
+        self.admin = await make.admin()
+        self.seller = await make.seller(shop_name="Parcel Shop", two_factor=True)
+        self.buyer = await make.user()
+        self.product = await make.product(
+            self.seller, title="Teapot", variants=[{"sku": "POT-1", "price_cents": 1000, "stock": 10}]
+        )
+        await top_up(client, self.buyer, 10_000)
+        return self
+
+    async def order(self) -> dict:
+        return await buy(self.client, self.buyer, self.product["variants"][0]["id"])
+
+    async def act(self, account, order: dict, action: str, body: dict | None = None) -> dict:
+        return (await post_ok(self.client, f"/api/orders/{order['id']}/{action}", account, body))["order"]
+
+
+TRACKING = {
+    "carrier": "Parcel Co",
+    "tracking_number": "PC123456789",
+    "tracking_url": "https://track.example/PC123456789",
+}
+
+
+async def test_shipped_with_tracking_and_delivered(smtp_server, client, make, db):
+    shop = await Shop.open(client, make)
+    order = await shop.order()
+    me = await MeSocket.open(client, shop.buyer)
+    try:
+        await shop.act(shop.seller, order, "ship", TRACKING)
+        (payload,) = await stored(db, shop.buyer.id, "order_shipped")
+        assert {k: payload[k] for k in TRACKING} == TRACKING and payload["order_id"] == order["id"]
+        assert (await me.notification("order_shipped"))["payload"]["tracking_number"] == "PC123456789"
+        mail = await smtp_server.wait_for(shop.buyer.user["email"], subject="shipped")
+        text = body_text(mail)
+        assert "Parcel Co" in text and "PC123456789" in text and TRACKING["tracking_url"] in text
+        assert f"{PUBLIC}/orders/{order['id']}" in text
+        assert TRACKING["tracking_url"] in body_html(mail)
+
+        # The seller marking it delivered tells the buyer; the buyer confirming it themself does not.
+        await shop.act(shop.seller, order, "deliver")
+        assert len(await stored(db, shop.buyer.id, "order_delivered")) == 1
+        mail = await smtp_server.wait_for(shop.buyer.user["email"], subject="delivered")
+        assert f"{PUBLIC}/orders/{order['id']}" in body_text(mail)
+        other = await shop.order()
+        await shop.act(shop.seller, other, "ship", TRACKING)
+        await shop.act(shop.buyer, other, "deliver")
+        assert len(await stored(db, shop.buyer.id, "order_delivered")) == 1
+    finally:
+        await me.close()
+
+
+async def test_refund_is_told_and_the_wallet_pushed(smtp_server, client, make, db):
+    shop = await Shop.open(client, make)
+    order = await shop.order()
+    me = await MeSocket.open(client, shop.buyer)
+    try:
+        await shop.act(shop.seller, order, "refund", {"amount_cents": 400, "reason": "chipped lid"})
+        (payload,) = await stored(db, shop.buyer.id, "order_refunded")
+        assert payload["amount_cents"] == 400 and payload["reason"] == "chipped lid" and not payload["cancelled"]
+        assert (await me.notification("order_refunded"))["payload"]["amount_cents"] == 400
+        wallet = await me.wait_for(lambda f: f["type"] == "wallet" and f["reason"] == "refund")
+        assert wallet["balance_cents"] == 10_000 - 1000 + 400 == await wallet_balance(client, shop.buyer)
+        mail = await smtp_server.wait_for(shop.buyer.user["email"], subject="refunded")
+        assert "$4.00" in str(mail["Subject"]) and "chipped lid" in body_text(mail)
+    finally:
+        await me.close()
+
+
+async def test_return_decisions_are_told(smtp_server, client, make, db):
+    shop = await Shop.open(client, make)
+    kept, returned = await shop.order(), await shop.order()
+    for order in (kept, returned):
+        await shop.act(shop.seller, order, "ship", TRACKING)
+        await shop.act(shop.buyer, order, "deliver")
+        await post_ok(client, f"/api/orders/{order['id']}/return", shop.buyer, {"reason": "too small"})
+    await shop.act(shop.seller, kept, "return/reject", {"reason": "used already"})
+    await shop.act(shop.seller, returned, "return/approve")
+
+    decided = {p["order_id"]: p for p in await stored(db, shop.buyer.id, "return_decided")}
+    assert decided[kept["id"]]["approved"] is False and decided[kept["id"]]["reason"] == "used already"
+    assert decided[returned["id"]]["approved"] is True and decided[returned["id"]]["refund_cents"] == 1000
+    email = shop.buyer.user["email"]
+    refused = await smtp_server.wait_for(email, subject="refused")
+    assert kept["number"] in str(refused["Subject"]) and "used already" in body_text(refused)
+    approved = await smtp_server.wait_for(email, subject="approved")
+    assert returned["number"] in str(approved["Subject"]) and "$10.00" in body_text(approved)
+
+
+async def test_payout_decisions_are_told(smtp_server, client, make, db):
+    shop = await Shop.open(client, make)
+    order = await shop.order()
+    await shop.act(shop.seller, order, "ship", TRACKING)
+    await shop.act(shop.buyer, order, "deliver")  # earnings available at once: 900
+    payouts = []
+    for amount in (300, 600):
+        res = await client.post("/api/seller/payouts", json={"amount_cents": amount}, headers=shop.seller.headers)
+        assert res.status == 201, await res.text()
+        payouts.append((await res.json())["payout"])
+    await post_ok(client, f"/api/admin/payouts/{payouts[0]['id']}/reject", shop.admin, {"reason": "check your ID"})
+    await post_ok(client, f"/api/admin/payouts/{payouts[1]['id']}/approve", shop.admin)
+
+    decided = {p["payout_id"]: p for p in await stored(db, shop.seller.id, "payout_decided")}
+    assert (decided[payouts[0]["id"]]["approved"], decided[payouts[0]["id"]]["reason"]) == (False, "check your ID")
+    assert (decided[payouts[1]["id"]]["approved"], decided[payouts[1]["id"]]["amount_cents"]) == (True, 600)
+    email = shop.seller.user["email"]
+    rejected = await smtp_server.wait_for(email, subject="refused")
+    assert "$3.00" in str(rejected["Subject"]) and "check your ID" in body_text(rejected)
+    sent = await smtp_server.wait_for(email, subject="sent")
+    assert "$6.00" in str(sent["Subject"]) and f"{PUBLIC}/seller#earnings" in body_text(sent)
+
+
+async def test_seller_applications_decided_are_told(smtp_server, client, make, db):
+    admin = await make.admin()
+    approved = await make.seller(approved=False, shop_name="Yes Shop")
+    refused = await make.seller(approved=False, shop_name="No Shop")
+    await post_ok(client, f"/api/admin/sellers/{approved.seller['id']}/approve", admin)
+    await post_ok(client, f"/api/admin/sellers/{refused.seller['id']}/suspend", admin)
+
+    assert [p["approved"] for p in await stored(db, approved.id, "seller_application_decided")] == [True]
+    assert [p["status"] for p in await stored(db, refused.id, "seller_application_decided")] == ["suspended"]
+    yes = await smtp_server.wait_for(approved.user["email"], subject="Yes Shop")
+    assert "approved" in str(yes["Subject"]) and f"{PUBLIC}/seller" in body_text(yes)
+    no = await smtp_server.wait_for(refused.user["email"], subject="No Shop")
+    assert "not approved" in str(no["Subject"])
+    # Suspending a shop later, or reinstating it, is no application decided.
+    await post_ok(client, f"/api/admin/sellers/{approved.seller['id']}/suspend", admin)
+    await post_ok(client, f"/api/admin/sellers/{approved.seller['id']}/approve", admin)
+    assert len(await stored(db, approved.id, "seller_application_decided")) == 1
+
+
+async def test_a_review_reply_is_told_to_the_reviewer(smtp_server, client, make, db):
+    shop = await Shop.open(client, make)
+    order = await shop.order()
+    await shop.act(shop.seller, order, "ship", TRACKING)
+    await shop.act(shop.buyer, order, "deliver")
+    review = (
+        await post_ok(
+            client,
+            f"/api/products/{shop.product['id']}/reviews",
+            shop.buyer,
+            {"order_id": order["id"], "rating": 4, "text": "Pours well"},
+        )
+    )["review"]
+    await post_ok(
+        client,
+        f"/api/products/{shop.product['id']}/reviews/{review['id']}/reply",
+        shop.seller,
+        {"text": "Thank you, enjoy your tea!"},
+    )
+    (payload,) = await stored(db, shop.buyer.id, "review_reply")
+    assert payload["review_id"] == review["id"] and payload["reply"] == "Thank you, enjoy your tea!"
+    mail = await smtp_server.wait_for(shop.buyer.user["email"], subject="answered your review")
+    assert "Parcel Shop" in str(mail["Subject"]) and "enjoy your tea" in body_text(mail)
+    assert f"{PUBLIC}/products/{shop.product['id']}" in body_text(mail)
+
+
+async def test_earnings_available_once_per_earner_and_pushed(smtp_server, client, make, db):
+    shop = await Shop.open(client, make)
+    for _ in range(2):
+        await shop.order()
+    # Their hold is over (one app only: the push must reach this app's sockets).
+    await db.execute("UPDATE earnings SET available_after = now() - interval '1 second'")
+    me = await MeSocket.open(client, shop.seller)
+    try:
+        # One run of the release schedule (each minute on one node), now.
+        await jobs.SCHEDULES["release_earnings"].handler(client.server.app[keys.JOBS].context())
+        (payload,) = await stored(db, shop.seller.id, "earnings_available")
+        assert payload == {"amount_cents": 1800, "orders": 2, "available_cents": 1800}
+        assert await me.wait_for(lambda f: f["type"] == "earnings") == {"type": "earnings", "available_cents": 1800}
+        assert (await me.notification("earnings_available"))["payload"]["amount_cents"] == 1800
+        mail = await smtp_server.wait_for(shop.seller.user["email"], subject="earnings")
+        assert "$18.00" in str(mail["Subject"]) and "2 orders" in body_text(mail)
+    finally:
+        await me.close()
+
+
+async def test_email_turned_off_for_a_kind_is_still_stored_and_pushed(smtp_server, client, make, db):
+    shop = await Shop.open(client, make)
+    order = await shop.order()
+    res = await client.put(
+        "/api/me/notification-settings",
+        json={"kinds": [{"kind": "order_shipped", "email": False}]},
+        headers=shop.buyer.headers,
+    )
+    assert res.status == 200, await res.text()
+    me = await MeSocket.open(client, shop.buyer)
+    try:
+        await shop.act(shop.seller, order, "ship", TRACKING)
+        shipped = await me.notification("order_shipped")
+        assert shipped["payload"]["order_id"] == order["id"]
+        await delivered(db, shipped["id"])
+        # A later notification that is emailed arrives; the shipped one never did.
+        await shop.act(shop.seller, order, "refund", {"amount_cents": 100, "reason": "late"})
+        await smtp_server.wait_for(shop.buyer.user["email"], subject="refunded")
+        await smtp_server.wait_for(shop.buyer.user["email"], subject=order["number"])  # its confirmation
+        assert smtp_server.messages(shop.buyer.user["email"], subject="shipped") == []
+        assert len(await stored(db, shop.buyer.id, "order_shipped")) == 1
+    finally:
+        await me.close()
+
+
+async def test_a_top_up_pushes_the_wallet(client, make, db):
+    buyer = await make.user()
+    me = await MeSocket.open(client, buyer)
+    try:
+        await top_up(client, buyer, 2500)
+        assert await me.wait_for(lambda f: f["type"] == "wallet") == {
+            "type": "wallet",
+            "balance_cents": 2500,
+            "reason": "top_up",
+        }
+    finally:
+        await me.close()
