@@ -181,6 +181,7 @@ async def seed(
                 variant_id = await conn.fetchval("SELECT id FROM variants WHERE product_id = $1", product_id)
                 await conn.execute("SELECT * FROM import_units($1, $2, $3)", variant_id, product["codes"], seller_user)
         await _past_orders(conn, seller_user, fee_bps, hold_s)
+        await _support_ticket(conn, seller_user)
         await _live_stream(conn, seller_user)
 
 
@@ -204,6 +205,30 @@ async def _past_orders(conn, seller_user, fee_bps: int, hold_s: int) -> None:
         tracking = {"carrier": "DemoPost", "tracking_number": f"DEMO-{n:04d}", "tracking_url": None}
         await conn.execute("SELECT ship_order($1, $2, false, $3)", order_id, seller_user, tracking)
         await conn.execute("SELECT deliver_order($1, $2, false)", order_id, buyer)
+
+
+async def _support_ticket(conn, seller_user) -> None:
+    """viewer1 asks the shop about their past order, and the shop has answered: a conversation on /support
+    for both (storage/functions/tickets.sql). Once: seeding again finds it."""
+    if await conn.fetchval("SELECT 1 FROM tickets"):
+        return
+    buyer = await conn.fetchval("SELECT id FROM users WHERE email = $1", VIEWERS[0])
+    order_id = await conn.fetchval("SELECT id FROM orders WHERE buyer_id = $1 ORDER BY created_at, id LIMIT 1", buyer)
+    if order_id is None:
+        return
+    ticket = await conn.fetchval(
+        "SELECT open_ticket($1, false, $2, $3, $4)",
+        buyer,
+        "Does the jacket come in a longer fit?",
+        "Love the Harbor jacket! Is there a tall version, or could I swap for a size up?",
+        order_id,
+    )
+    await conn.execute(
+        "SELECT reply_ticket($1, $2, false, $3)",
+        ticket,
+        seller_user,
+        "No tall fit yet, sorry. A size up runs about 3 cm longer: start a return and order the L.",
+    )
 
 
 async def _live_stream(conn, seller_user) -> None:
@@ -276,6 +301,7 @@ def sign_in_help(base_url: str) -> str:
             f"  seller:    {SELLER}",
             "  viewers:   viewer1@demo.livehub … viewer20@demo.livehub",
             "             each with demo money in the wallet and a default address; viewer1-3 have past orders",
+            f"  support:   viewer1 and the seller have a ticket at {base_url}/support",
             f"  the seller has earnings from those orders available: a payout at {base_url}/seller#earnings",
             "             (with two-factor sign-in on, as for the admin)",
             f"  password (every demo account): {PASSWORD}",

@@ -318,3 +318,24 @@ async def test_emails_through_a_real_smtp_server(smtp_server, settings, client, 
     # Each once: the buyer got nothing about the ticket they opened themselves.
     assert smtp_server.messages(buyer.user["email"], subject="New support ticket") == []
     assert len(smtp_server.messages(seller.user["email"], subject="support ticket")) == 1
+
+
+async def test_the_demo_has_a_conversation_once(settings, db, client):
+    """`run.py --demo`: viewer1 asked the shop about their past order and the shop answered; seeding again
+    adds nothing."""
+    from livehub import demo
+    from livehub.auth import PasswordHasher
+    from storage.db import create_pool
+
+    pool = await create_pool(settings.database_url, min_size=1, max_size=2)
+    try:
+        for _ in range(2):
+            await demo.seed(pool, PasswordHasher(settings))
+    finally:
+        await pool.close()
+    (row,) = await db.fetch(
+        """SELECT t.status, u.email, (SELECT array_agg(author_role ORDER BY created_at, id) FROM ticket_messages m
+                                       WHERE m.ticket_id = t.id) AS roles
+             FROM tickets t JOIN users u ON u.id = t.opener_id JOIN orders o ON o.id = t.order_id"""
+    )
+    assert (row["status"], row["email"], row["roles"]) == ("waiting", demo.VIEWERS[0], ["opener", "seller"])
