@@ -619,7 +619,13 @@ async function apply(event) {
   const data = new FormData(form);
   const result = await submitting(form, () =>
     api("POST", "/api/sellers/apply", { shop_name: data.get("shop_name"), description: data.get("description") || "" }),
-  ).catch(() => null);
+  ).catch((err) => {
+    // Selling needs a verified email address: the way to a new link, next to the reason.
+    if (err.code === "email_unverified") {
+      form.querySelector(".form-error").append(" ", h("a", { href: "/verify-email" }, "Get a new verification link"));
+    }
+    return null;
+  });
   if (!result) return;
   showSeller(result.seller);
   // The header's link now leads to the shop.
@@ -654,6 +660,9 @@ async function start() {
   if (!user.seller_id) {
     $("title").textContent = "Sell on LiveHub";
     $("apply").hidden = false;
+    if (!user.email_verified) {
+      $("apply-verify").hidden = false;
+    }
     return;
   }
   const { seller } = await api("GET", `/api/sellers/${user.seller_id}`);

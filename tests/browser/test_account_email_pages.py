@@ -76,3 +76,16 @@ async def test_the_verification_link_verifies_on_load(smtp_server, client, make,
     # Opened again: the link is used, and the signed-in account is told it is verified already.
     page = await open_page(link.removeprefix(base_url), account)
     await expect(page.get_by_role("status")).to_contain_text("is verified already")
+
+
+async def test_an_unverified_account_is_shown_the_way_to_verify_before_selling(client, make, open_page, base_url):
+    user = await make.user(verified=False)
+    expect.set_options(timeout=WAIT_MS)
+    page = await open_page("/seller", user)
+    await expect(page.get_by_text("First verify your email address")).to_be_visible()
+    await page.get_by_label("Shop name").fill("Too Early")
+    await page.get_by_role("button", name="Apply to sell").click()
+    await expect(page.get_by_role("alert")).to_contain_text("verify your email address before applying")
+    await page.get_by_role("link", name="Get a new verification link").click()
+    await expect(page).to_have_url(f"{base_url}/verify-email")
+    await expect(page.get_by_role("button", name="Send me a new link")).to_be_visible()
