@@ -125,19 +125,9 @@ async def background(app: web.Application):
 
 
 async def money(app: web.Application):
-    """The payment provider, and releasing earnings whose hold has passed."""
-    settings = app[keys.SETTINGS]
-    pool = app[keys.POOL]
-    app[keys.PAYMENTS] = provider_named(settings.payment_provider)
-
-    async def release_earnings() -> None:
-        # A failed round (the database away for a while) is logged by the supervisor; the next one retries.
-        if released := await pool.fetchval("SELECT release_earnings()"):
-            log.info("released %d earnings past their hold", released)
-
-    loop = app[keys.TASKS].every(settings.earnings_release_interval_s, release_earnings, name="release-earnings")
+    """The payment provider. (Releasing earnings whose hold has passed is a job schedule: livehub/jobs.py.)"""
+    app[keys.PAYMENTS] = provider_named(app[keys.SETTINGS].payment_provider)
     yield
-    await cancel(loop)
 
 
 async def live(app: web.Application):

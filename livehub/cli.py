@@ -29,6 +29,7 @@ from livehub import demo, demo_images
 from livehub.app import serve as serve_node
 from livehub.auth import PasswordHasher, ensure_admin
 from livehub.dbwatch import CHECK_EVERY_S, DatabaseState, EmbeddedWatch
+from livehub.mail import Mailer
 from livehub.mediastore import open_store
 from livehub.settings import Settings
 from storage.db import create_pool, migrate
@@ -139,10 +140,13 @@ def serve(args: argparse.Namespace, settings: Settings) -> int:
     with database(settings) as (settings, embedded):
         asyncio.run(_prepare(settings, seed_demo=args.demo))
         base_url = f"http://{settings.host}:{settings.port}"
+        # Where the emails (verification, reset, notifications) go: SMTP, or .eml files to open.
+        print(f"LiveHub email goes to {Mailer(settings).describe()}", flush=True)
+        demo_help = demo.sign_in_help(base_url) if args.demo else None
         if args.workers == 1:
-            print(demo.sign_in_help(base_url) if args.demo else f"LiveHub is running at {base_url}", flush=True)
+            print(demo_help or f"LiveHub is running at {base_url}", flush=True)
             return serve_node(settings, embedded=embedded)
-        return _serve_workers(settings, args.workers, demo.sign_in_help(base_url) if args.demo else None, embedded)
+        return _serve_workers(settings, args.workers, demo_help, embedded)
 
 
 def _worker(settings: Settings) -> None:

@@ -62,8 +62,11 @@ ScheduleHandler = Callable[[Context], Awaitable[None]]
 
 @dataclass(frozen=True)
 class _Schedule:
-    cron: str
+    cron: str | Callable[[Settings], str]  # or read from the settings when the node starts
     handler: ScheduleHandler
+
+    def expression(self, settings: Settings) -> str:
+        return self.cron if isinstance(self.cron, str) else self.cron(settings)
 
 
 ENTRYPOINTS: dict[str, JobHandler] = {}
@@ -85,9 +88,9 @@ def job(name: str) -> Callable[[JobHandler], JobHandler]:
     return register
 
 
-def schedule(name: str, cron: str) -> Callable[[ScheduleHandler], ScheduleHandler]:
-    """Register `handler(ctx)` to run on the cron schedule (UTC; five fields, once a minute at most often),
-    each due run on exactly one node."""
+def schedule(name: str, cron: str | Callable[[Settings], str]) -> Callable[[ScheduleHandler], ScheduleHandler]:
+    """Register `handler(ctx)` to run on the cron schedule (UTC; five fields, once a minute at most often;
+    or a function of the settings giving it), each due run on exactly one node."""
 
     def register(handler: ScheduleHandler) -> ScheduleHandler:
         if name in SCHEDULES and SCHEDULES[name].handler is not handler:
@@ -148,12 +151,13 @@ class Jobs:
             self.qm.register_executor(name, self._executor(name, handler))
         self.sm = SchedulerManager(Queries(AsyncpgPoolDriver(self._queue_pool)))
         for name, sched in SCHEDULES.items():
-            self.sm.schedule(name, sched.cron)(self._scheduled(name, sched.handler))
+            self.sm.schedule(name, sched.expression(s))(self._scheduled(name, sched.handler))
         heartbeat = timedelta(seconds=s.job_heartbeat_timeout_s)
         self._tasks.append(
             asyncio.create_task(
                 self.qm.run(
-                    dequeue_timeout=timedelta(seconds=min(30.0, s.job_heartbeat_timeout_s)),
+                    # pgqueuer's NOTIFY trigger fires on inserts only: a retry (an update) is found by this poll.
+                    dequeue_timeout=timedelta(seconds=s.job_poll_s),
                     batch_size=10,
                     heartbeat_timeout=heartbeat,
                 ),
@@ -228,3 +232,13 @@ async def account_email(ctx: Context, payload: dict) -> None:
     await messages.send_account_email(
         ctx.pool, ctx.settings, ctx.mailer, UUID(payload["user_id"]), payload["kind"], payload.get("data") or {}
     )
+
+
+# -- periodic work ----------------------------------------------------------------------------------
+
+
+@schedule("release_earnings", lambda settings: settings.earnings_release_cron)
+async def release_earnings(ctx: Context) -> None:
+    """Earnings whose hold (LIVEHUB_EARNINGS_HOLD_S) has passed become available (docs/MONEY.md)."""
+    if released := await ctx.pool.fetchval("SELECT release_earnings()"):
+        log.info("released %d earnings past their hold", released)

@@ -115,7 +115,8 @@ class Settings(BaseSettings):
     platform_fee_bps: int = Field(default=1000, ge=0, le=10_000)
     # Earnings become available for payout on delivery, or this long after the sale at the latest.
     earnings_hold_s: int = 14 * 24 * 3600
-    earnings_release_interval_s: float = 60.0
+    # When earnings past their hold are released: a cron schedule (UTC), each run on one node (livehub/jobs.py).
+    earnings_release_cron: str = "* * * * *"
     # Show reminders (POST /api/streams/{id}/remind) go out this long before the stream's scheduled time.
     reminder_lead_s: int = Field(default=15 * 60, ge=0, le=7 * 24 * 3600)
     # A buyer may ask to return a delivered order for this long after its delivery.
@@ -226,6 +227,9 @@ class Settings(BaseSettings):
     job_attempts: int = Field(default=6, ge=1)
     job_retry_min_s: float = Field(default=2.0, gt=0)
     job_retry_max_s: float = Field(default=300.0, gt=0)
+    # A node looks for due jobs at least this often. New jobs wake it at once (LISTEN/NOTIFY); a retry's new
+    # time or a job left by a dead node is only seen by looking.
+    job_poll_s: float = Field(default=2.0, gt=0)
     # A job whose node stopped beating for this long (killed) is picked up again by another node.
     job_heartbeat_timeout_s: float = Field(default=30.0, gt=0)
     # At shutdown, jobs running on the node get this long to finish.

@@ -121,6 +121,7 @@ def settings_for(database_url: str) -> Settings:
         # A failed job (an SMTP server that is down) is tried again soon; a node's jobs drain quickly.
         job_retry_min_s=0.2,
         job_retry_max_s=2.0,
+        job_poll_s=0.2,
         job_drain_s=5.0,
     )
 

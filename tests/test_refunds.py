@@ -2,10 +2,9 @@
 admin wallet adjustments, through the REST API against a real PostgreSQL."""
 
 import asyncio
-import time
 import uuid
 
-from livehub import keys
+from livehub import jobs, keys
 from livehub.app import create_app
 from tests.helpers import balance, error_of, top_up
 
@@ -427,35 +426,30 @@ async def one_sale(client, make):
     return seller, buyer, (await res.json())["order"]
 
 
-async def test_earnings_released_after_the_hold(aiohttp_client, settings, make, db):
-    quick = await aiohttp_client(
-        create_app(settings.model_copy(update={"earnings_hold_s": 0, "earnings_release_interval_s": 0.05}))
-    )
-    seller, buyer, order = await one_sale(quick, make)
+async def release_round(app) -> None:
+    """One run of the release_earnings schedule (each minute on one node; livehub/jobs.py), now."""
+    await jobs.SCHEDULES["release_earnings"].handler(app[keys.JOBS].context())
 
-    deadline = time.monotonic() + 5
-    while True:
-        summary = await earnings(quick, seller)
-        if summary["available_cents"] or time.monotonic() > deadline:
-            break
-        await asyncio.sleep(0.05)
+
+async def test_earnings_released_after_the_hold(aiohttp_client, settings, make, db):
+    quick = await aiohttp_client(create_app(settings.model_copy(update={"earnings_hold_s": 0})))
+    seller, buyer, order = await one_sale(quick, make)
+    assert (await earnings(quick, seller))["pending_cents"] == 900
+
+    await release_round(quick.server.app)
+    summary = await earnings(quick, seller)
     assert (summary["pending_cents"], summary["available_cents"]) == (0, 900)
     assert summary["recent"][0]["status"] == "available" and summary["recent"][0]["released_at"]
     res = await quick.get(f"/api/orders/{order['id']}", headers=buyer.headers)
     assert (await res.json())["order"]["status"] == "paid"  # released without delivery
 
 
-async def test_default_hold_keeps_undelivered_earnings_pending(aiohttp_client, settings, make, db):
-    # The release task runs often, but the default 14-day hold has not passed.
-    quick = await aiohttp_client(create_app(settings.model_copy(update={"earnings_release_interval_s": 0.05})))
-    seller, buyer, _ = await one_sale(quick, make)
-    tasks = quick.server.app[keys.TASKS]
-    rounds = tasks.rounds["release-earnings"]
-    deadline = time.monotonic() + 5
-    while tasks.rounds["release-earnings"] < rounds + 3:  # three releases after the sale
-        assert time.monotonic() < deadline, "the release job did not run"
-        await asyncio.sleep(0.01)
-    summary = await earnings(quick, seller)
+async def test_default_hold_keeps_undelivered_earnings_pending(client, make, db):
+    # The release runs, but the default 14-day hold has not passed.
+    seller, buyer, _ = await one_sale(client, make)
+    for _ in range(3):
+        await release_round(client.server.app)
+    summary = await earnings(client, seller)
     assert (summary["pending_cents"], summary["available_cents"]) == (900, 0)
 
 

@@ -123,6 +123,8 @@ async def test_demo_node_with_embedded_postgres(data_dir):
     node = Node(data_dir, "--demo")
     try:
         assert "viewer1@demo.livehub" in node.banner and "demo-password" in node.banner
+        # No LIVEHUB_SMTP_URL: emails are written as files, and the banner says where.
+        assert f"LiveHub email goes to .eml files in {(data_dir / 'mail').resolve()}" in node.banner
         async with aiohttp.ClientSession() as session:
             await wait_ready(session, node.url)
             await login(session, node.url, "viewer7@demo.livehub", "demo-password")

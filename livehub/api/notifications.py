@@ -9,7 +9,7 @@ from pydantic import Field
 
 from livehub.api.models import Page, PageQuery
 from livehub.api.routing import Api, Model, Out, db, principal
-from livehub.shop import notifications
+from livehub.shop import messages, notifications
 
 api = Api("notifications")
 
@@ -43,3 +43,34 @@ async def list_notifications(request: web.Request, query: PageQuery) -> Page[Not
 async def mark_read(request: web.Request, body: MarkReadIn) -> MarkedOut:
     """Mark notifications read: the ones named, or all"""
     return MarkedOut(marked=await notifications.mark_read(db(request), principal(request).user_id, body.ids))
+
+
+class KindSetting(Model):
+    kind: str = Field(max_length=64, description="a notification kind (docs/MESSAGES.md, Kinds)")
+    email: bool = Field(description="emailed (true, the default) or only stored and pushed")
+
+
+class NotificationSettingsIn(Model):
+    kinds: Annotated[list[KindSetting], Field(max_length=100)]
+
+
+class NotificationSettingsOut(Out):
+    kinds: list[KindSetting] = Field(description="every kind, in a fixed order")
+
+
+@api.get("/api/me/notification-settings", auth="user", response=NotificationSettingsOut)
+async def get_notification_settings(request: web.Request) -> NotificationSettingsOut:
+    """Which kinds of notification are emailed to you"""
+    kinds = await messages.notification_settings(db(request), principal(request).user_id)
+    return NotificationSettingsOut.model_validate({"kinds": kinds})
+
+
+@api.route(
+    "PUT", "/api/me/notification-settings", auth="user", body=NotificationSettingsIn, response=NotificationSettingsOut
+)
+async def put_notification_settings(request: web.Request, body: NotificationSettingsIn) -> NotificationSettingsOut:
+    """Turn email on or off per kind (kinds left out are unchanged)"""
+    kinds = await messages.set_notification_settings(
+        db(request), principal(request).user_id, [k.model_dump() for k in body.kinds]
+    )
+    return NotificationSettingsOut.model_validate({"kinds": kinds})

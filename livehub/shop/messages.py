@@ -60,14 +60,15 @@ async def set_notification_settings(db: DB, user_id: UUID, kinds: list[dict[str,
     unknown = sorted({k["kind"] for k in kinds} - set(KINDS))
     if unknown:
         raise ValidationFailed("unknown notification kind", {"kinds": unknown, "known": list(KINDS)})
-    if kinds:
+    chosen = {k["kind"]: bool(k["email"]) for k in kinds}  # a kind named twice: the last one counts
+    if chosen:
         await db.execute(
             """INSERT INTO notification_settings (user_id, kind, email)
                SELECT $1, k, e FROM unnest($2::text[], $3::boolean[]) AS t(k, e)
                ON CONFLICT (user_id, kind) DO UPDATE SET email = EXCLUDED.email""",
             user_id,
-            [k["kind"] for k in kinds],
-            [bool(k["email"]) for k in kinds],
+            list(chosen),
+            list(chosen.values()),
         )
     return await notification_settings(db, user_id)
 
