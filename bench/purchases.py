@@ -32,7 +32,11 @@ give the database's cost per written row. One more call per configuration, untim
 ``EXPLAIN (ANALYZE, WAL)`` for the WAL it writes per purchase. ``--db-setting NAME=VALUE`` sets a
 parameter for the benchmark's database, for experiments that show what limits the figures (information
 only: LiveHub keeps durability and its foreign keys), e.g. ``synchronous_commit=off``, or
-``session_replication_role=replica`` (a superuser's setting: no foreign-key checks).
+``session_replication_role=replica`` (a superuser's setting: no foreign-key checks). ``--disable-trigger
+TABLE.TRIGGER`` leaves a trigger off in it, to measure its cost (``variants.variants_low_stock``: the
+low-stock check every fall of a variant's stock runs, once per ``buy_batch`` call). ``--stock N`` sells
+N units per configuration down to zero, as a flash sale's end does (the last batch crosses a low-stock
+threshold).
 
 The script creates a database of its own -- on DATABASE_URL's server if set, else on an embedded
 PostgreSQL it starts in a temporary directory -- migrates it with ``storage.db.migrate``, and drops it
@@ -272,6 +276,8 @@ async def bench(server_dsn: str, args: argparse.Namespace) -> str:
                 await conn.execute(baseline.read_text())
             for setting, value in args.db_setting:
                 await conn.execute(f'ALTER DATABASE "{name}" SET {setting} = {value}')
+            for table, trigger in args.disable_trigger:
+                await conn.execute(f"ALTER TABLE {table} DISABLE TRIGGER {trigger}")
             await init_connection(conn)
             world = await seed(conn, args.buyers)
         finally:
@@ -323,6 +329,12 @@ async def bench(server_dsn: str, args: argparse.Namespace) -> str:
                 world.variant,
             )
             orders = await conn.fetchval("SELECT count(*) FROM orders")
+            # Low-stock alerts the run queued (one per crossing: with --stock, one per configuration).
+            alerts = "n/a (no job queue)"
+            if await conn.fetchval("SELECT to_regclass('pgqueuer_log') IS NOT NULL"):
+                alerts = await conn.fetchval(
+                    "SELECT count(*) FROM pgqueuer_log WHERE entrypoint = 'low_stock' AND status = 'queued'"
+                )
             written = {t: await conn.fetchval(f"SELECT count(*) FROM {t}") for t in PURCHASE_TABLES}
             # The seed's top-ups wrote two ledger entries per buyer; no other table had rows before.
             written["ledger_entries"] -= 2 * len(world.buyers)
@@ -331,6 +343,7 @@ async def bench(server_dsn: str, args: argparse.Namespace) -> str:
         per_order = ", ".join(f"{t} {written[t] / orders:.2f}" for t in PURCHASE_TABLES) if orders else "-"
         check = (
             f"after the run: {orders} orders, books balanced={books['balanced']}, stock matches movements={stock_ok}"
+            f", low-stock alerts queued: {alerts}"
             f"; rows written per purchase: {sum(written.values()) / max(orders, 1):.2f} ({per_order})"
         )
         log(check)
@@ -348,6 +361,13 @@ def db_setting(text: str) -> tuple[str, str]:
     if not re.fullmatch(r"[a-z_.]+", name) or not re.fullmatch(r"[A-Za-z0-9_.]+", value):
         raise argparse.ArgumentTypeError(f"not NAME=VALUE: {text!r}")
     return name, value
+
+
+def table_trigger(text: str) -> tuple[str, str]:
+    table, _, trigger = text.partition(".")
+    if not re.fullmatch(r"[a-z_]+", table) or not re.fullmatch(r"[a-z_]+", trigger):
+        raise argparse.ArgumentTypeError(f"not TABLE.TRIGGER: {text!r}")
+    return table, trigger
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -376,6 +396,15 @@ def parse_args(argv=None) -> argparse.Namespace:
         default=[],
         metavar="NAME=VALUE",
         help="a parameter for the benchmark's database, e.g. synchronous_commit=off (repeatable)",
+    )
+    ap.add_argument(
+        "--disable-trigger",
+        action="append",
+        type=table_trigger,
+        default=[],
+        metavar="TABLE.TRIGGER",
+        help="a trigger left off in the benchmark's database, to measure what it costs, e.g. "
+        "variants.variants_low_stock (repeatable; information only)",
     )
     args = ap.parse_args(argv)
     if args.quick:
