@@ -63,7 +63,7 @@ async def test_remind_me_on_a_scheduled_show(client, make, db, open_page):
     await expect(page.locator("#remind-box")).to_be_hidden()
 
 
-async def test_the_stock_alerts_tab_lists_low_variants_and_their_history(client, make, open_page):
+async def test_the_stock_alerts_tab_lists_low_variants_and_their_history(client, make, open_page, screenshot):
     seller = await make.seller()
     mug = await make.product(seller, title="Blue mug", variants=[{"sku": "MUG-B", "price_cents": 900, "stock": 8}])
     await make.product(seller, title="Red mug", variants=[{"sku": "MUG-R", "price_cents": 900, "stock": 40}])
@@ -109,3 +109,5 @@ async def test_the_stock_alerts_tab_lists_low_variants_and_their_history(client,
     await expect(lines.nth(0)).to_contain_text(buyer.user["display_name"])
     await expect(lines.nth(0).get_by_role("link")).to_have_attribute("href", re.compile(r"^/orders/"))
     await expect(lines.nth(1)).to_contain_text("+8")
+    await page.evaluate("document.getElementById('toasts')?.replaceChildren()")
+    await screenshot(page, "seller-stock")
