@@ -194,21 +194,25 @@ class Jobs:
 
     async def close(self) -> None:
         """Stop taking jobs; the ones running get LIVEHUB_JOB_DRAIN_S to finish. A job cut off after that
-        is left 'picked' and taken again by a node once its heartbeat is stale."""
+        is left 'picked' and taken again by a node once its heartbeat is stale (as after a crash)."""
         for manager in (self.qm, self.sm):
             if manager is not None:
                 manager.shutdown.set()
         if self._tasks:
             done, late = await asyncio.wait(self._tasks, timeout=self.settings.job_drain_s)
+            if late and self._queue_pool is not None:
+                # Cut off from the database first: a cancelled job then cannot record itself as done or
+                # cancelled, stays 'picked', and a node takes it again once its heartbeat is stale.
+                log.warning("jobs still running after %s s; left for another node", self.settings.job_drain_s)
+                self._queue_pool.terminate()
             for task in late:
-                log.warning("%s did not drain in %s s; cancelling", task.get_name(), self.settings.job_drain_s)
                 task.cancel()
             for task in self._tasks:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
                 if not task.cancelled() and task.exception() is not None:
                     log.error("%s ended with %r", task.get_name(), task.exception())
-        if self._queue_pool is not None:
+        if self._queue_pool is not None and not self._queue_pool.is_closing():
             await self._queue_pool.close()
 
 

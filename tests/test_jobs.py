@@ -30,6 +30,12 @@ async def probe(ctx: jobs.Context, payload: dict) -> None:
     RAN.append(payload)
 
 
+@jobs.job("test_slow")
+async def slow(ctx: jobs.Context, payload: dict) -> None:
+    RAN.append(payload)
+    await asyncio.sleep(3600)
+
+
 async def new_user(db, n: int) -> str:
     """A user made in SQL (the jobs need only a row), with an address of its own."""
     return str(
@@ -223,3 +229,18 @@ async def test_a_killed_node_loses_no_job_and_another_runs_each_once(smtp_server
             node.kill()
             node.wait(30)
         hole.close()
+
+
+async def test_a_job_still_running_at_shutdown_is_left_for_another_node(aiohttp_client, settings, db):
+    RAN.clear()
+    node = await aiohttp_client(create_app(settings.model_copy(update={"job_drain_s": 0.5})))
+    await db.execute("SELECT enqueue_job('test_slow', '{\"n\": 1}')")
+
+    async def started():
+        return RAN
+
+    await until(started, what="the slow job starting")
+    await node.close()  # SIGTERM's path: the job does not finish within the drain
+    # Neither done nor dropped: still picked, so another node takes it once its heartbeat is stale.
+    assert await db.fetchval("SELECT status FROM pgqueuer WHERE entrypoint = 'test_slow'") == "picked"
+    await db.execute("DELETE FROM pgqueuer")  # no node of this test should run it for an hour
