@@ -10,6 +10,7 @@ import pytest
 from helpers import error_of, top_up
 from live_helpers import Viewer, live_show
 from livehub.app import create_app
+from livehub.shop import stock_alerts
 from smtp_server import body_html, body_text
 
 WAIT_S = 15.0
@@ -77,6 +78,10 @@ async def test_a_seller_is_alerted_once_per_crossing_and_a_restock_rearms_it(cli
     (notice,) = await settled_notices(db, seller, 1)
     assert notice["variant_id"] == variant and notice["stock"] == 4 and notice["threshold"] == 5
     assert notice["sku"] == "LOW-1" and notice["title"] == product["title"]
+    # The job run again (its node died after it stored the notification): nothing more is stored.
+    again = {k: notice[k] for k in ("variant_id", "stock", "threshold", "crossing")}
+    assert await stock_alerts.run_low_stock(db, again) is None
+    assert len(await low_stock_notices(db, seller)) == 1
 
     # A restock above the threshold re-arms it; selling under it again is a second crossing, and only one.
     await adjust(client, seller, variant, 8)  # 2 -> 10

@@ -89,12 +89,14 @@ async def stock_history(db: DB, viewer: Principal, variant_id: UUID, *, limit: i
 
 
 async def run_low_stock(db: DB, payload: dict) -> UUID | None:
-    """The `low_stock` job: the seller's notification for one crossing (stored, pushed, emailed per settings)."""
+    """The `low_stock` job: the seller's notification for one crossing (stored, pushed, emailed per settings),
+    once even when the job runs again."""
     return await db.fetchval(
-        "SELECT low_stock_notify($1, $2, $3)",
+        "SELECT low_stock_notify($1, $2, $3, $4)",
         UUID(payload["variant_id"]),
         int(payload["stock"]),
         int(payload["threshold"]),
+        payload.get("crossing"),
     )
 
 

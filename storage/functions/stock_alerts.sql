@@ -24,21 +24,29 @@ DECLARE
     threshold integer := low_stock_threshold(p_own_threshold, p_product);
 BEGIN
     IF p_before > threshold AND p_after <= threshold THEN
+        -- crossing: which crossing this is (a variant crosses at most once per transaction: its row is
+        -- updated in order under its lock), so a retried job stores its notification once.
         PERFORM enqueue_job('low_stock', jsonb_build_object(
-            'variant_id', p_variant, 'stock', p_after, 'threshold', threshold));
+            'variant_id', p_variant, 'stock', p_after, 'threshold', threshold,
+            'crossing', pg_current_xact_id()::text || ':' || p_variant));
     END IF;
 END $$;
 
 -- The job's work: the seller's low_stock notification (stored, pushed, emailed per their settings), with
--- what the crossing left (p_stock) and the product's names. Returns the notification's id (NULL when the
--- variant is gone).
-CREATE OR REPLACE FUNCTION low_stock_notify(p_variant uuid, p_stock integer, p_threshold integer) RETURNS uuid
+-- what the crossing left (p_stock) and the product's names. Once per crossing (p_crossing): a job run again
+-- after it stored the notification (its node died before the queue recorded it done) stores nothing more.
+-- Returns the notification's id (NULL when the variant is gone or it was stored before).
+CREATE OR REPLACE FUNCTION low_stock_notify(p_variant uuid, p_stock integer, p_threshold integer, p_crossing text)
+RETURNS uuid
 LANGUAGE sql AS $$
     SELECT notify_user(s.user_id, 'low_stock', jsonb_build_object(
                'variant_id', v.id, 'product_id', p.id, 'title', p.title, 'sku', v.sku, 'options', v.options,
-               'stock', p_stock, 'threshold', p_threshold, 'shop_name', s.shop_name))
+               'stock', p_stock, 'threshold', p_threshold, 'shop_name', s.shop_name, 'crossing', p_crossing))
       FROM variants v JOIN products p ON p.id = v.product_id JOIN sellers s ON s.id = p.seller_id
-     WHERE v.id = p_variant;
+     WHERE v.id = p_variant
+       AND (p_crossing IS NULL OR NOT EXISTS (
+               SELECT 1 FROM notifications n
+                WHERE n.user_id = s.user_id AND n.kind = 'low_stock' AND n.payload->>'crossing' = p_crossing));
 $$;
 
 -- The shop's variants at or under their threshold (active products), lowest stock first.
