@@ -214,6 +214,8 @@ PAGES = {
     # Emailed links (docs/MESSAGES.md, "Accounts"): verify the email address; ask for and set a new password.
     "/verify-email": "verify-email.html",
     "/reset-password": "reset-password.html",
+    # Your notifications (the header bell's inbox) and which of them are emailed.
+    "/notifications": "notifications.html",
     # Support tickets: yours, your shop's, and the admin queue; /support/{id} opens one.
     "/support": "support.html",
     "/support/{id}": "support.html",

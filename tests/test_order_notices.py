@@ -475,3 +475,18 @@ async def test_a_top_up_pushes_the_wallet(client, make, db):
         }
     finally:
         await me.close()
+
+
+async def test_unread_count_for_the_bell(client, make, db):
+    shop = await Shop.open(client, make)
+    url = "/api/notifications/unread-count"
+    assert (await client.get(url)).status == 401
+    for _ in range(2):
+        await shop.order()
+    res = await client.get(url, headers=shop.buyer.headers)
+    assert res.status == 200 and await res.json() == {"unread": 2}
+    first = await db.fetchval("SELECT id FROM notifications WHERE user_id = $1 LIMIT 1", U(shop.buyer.id))
+    await post_ok(client, "/api/notifications/read", shop.buyer, {"ids": [str(first)]})
+    assert await (await client.get(url, headers=shop.buyer.headers)).json() == {"unread": 1}
+    await post_ok(client, "/api/notifications/read", shop.buyer)
+    assert await (await client.get(url, headers=shop.buyer.headers)).json() == {"unread": 0}

@@ -39,6 +39,16 @@ async def list_notifications(request: web.Request, query: PageQuery) -> Page[Not
     return Page[NotificationOut].model_validate(page)
 
 
+class UnreadOut(Out):
+    unread: int = Field(description="your notifications not read yet")
+
+
+@api.get("/api/notifications/unread-count", auth="user", response=UnreadOut)
+async def unread_count(request: web.Request) -> UnreadOut:
+    """How many of your notifications are unread (the header bell)"""
+    return UnreadOut(unread=await notifications.unread_count(db(request), principal(request).user_id))
+
+
 @api.post("/api/notifications/read", auth="user", body=MarkReadIn, response=MarkedOut)
 async def mark_read(request: web.Request, body: MarkReadIn) -> MarkedOut:
     """Mark notifications read: the ones named, or all"""

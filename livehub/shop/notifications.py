@@ -31,3 +31,8 @@ async def mark_read(db: DB, user_id: UUID, ids: list[UUID] | None) -> int:
         None if ids is None else list(ids),
     )
     return int(result.split()[-1])
+
+
+async def unread_count(db: DB, user_id: UUID) -> int:
+    """How many of the user's notifications are unread (the header bell's number)."""
+    return await db.fetchval("SELECT count(*) FROM notifications WHERE user_id = $1 AND read_at IS NULL", user_id)

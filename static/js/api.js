@@ -1,5 +1,6 @@
 // Shared by every page: the REST client, the signed-in user, money and safe DOM building.
 // User text (titles, chat, names) only ever reaches the page through text nodes: h() never parses HTML.
+import { mountBell } from "./bell.js";
 
 export class ApiError extends Error {
   constructor(status, code, message, details) {
@@ -157,7 +158,7 @@ export function toast(message, kind = "info") {
   setTimeout(() => item.remove(), 5000);
 }
 
-// The top bar of every page: brand, links for the user's roles, sign in / out.
+// The top bar of every page: brand, links for the user's roles, the notifications bell (bell.js), sign in / out.
 export async function renderHeader() {
   const top = document.getElementById("top");
   if (!top) return null;
@@ -172,8 +173,9 @@ export async function renderHeader() {
       nav.append(h("a", { href: "/seller" }, user.seller_id ? "My shop" : "Start selling"));
     }
     if (user.roles.includes("admin")) nav.append(h("a", { href: "/admin" }, "Admin"));
+    nav.append(h("a", { href: "/security" }, "Security"));
+    mountBell(nav);
     nav.append(
-      h("a", { href: "/security" }, "Security"),
       h("span", { class: "who" }, user.display_name),
       h("button", { type: "button", class: "link", onclick: signOut }, "Sign out"),
     );

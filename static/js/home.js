@@ -65,8 +65,10 @@ function listen() {
   ws.onopen = () => (document.body.dataset.notifications = "open");
   ws.onmessage = (msg) => {
     const frame = JSON.parse(msg.data);
-    if (frame.type === "notification" && frame.kind === "stream_live") {
-      toast(`${frame.shop_name} is live now: ${frame.title}`, "ok");
+    // {type: notification, notification: {kind, payload, ...}} (docs/PROTOCOL.md)
+    const note = frame.type === "notification" ? frame.notification || {} : {};
+    if (note.kind === "stream_live") {
+      toast(`${note.payload.shop_name} is live now: ${note.payload.title}`, "ok");
       loadStreams().catch(() => null);
     }
   };

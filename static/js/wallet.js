@@ -57,6 +57,12 @@ $("top-up").addEventListener("submit", async (event) => {
   }
 });
 
+// A purchase, refund or top-up elsewhere (another tab, a live show): the bell's socket says so (bell.js).
+window.addEventListener("livehub:wallet", (event) => {
+  $("balance").textContent = money(event.detail.balance_cents, currency);
+  loadHistory().catch(() => null);
+});
+
 $("history-more").addEventListener("click", () => loadHistory(true).catch(showError));
 requireUser().then(async () => {
   shopHeader();

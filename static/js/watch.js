@@ -694,10 +694,18 @@ function connectionStatus(status, detail) {
   }
 }
 
-// Frames for this viewer alone that no request waits for: a followed shop went live elsewhere.
+// Frames for this viewer alone that no request waits for: a followed shop went live elsewhere; the
+// wallet's balance after a purchase, refund or top-up.
 function reply(frame) {
-  if (frame.type === "notification" && frame.kind === "stream_live" && frame.stream_id !== streamId) {
-    toast(`${frame.shop_name} is live now: ${frame.title}`);
+  if (frame.type === "wallet") {
+    state.wallet = frame.balance_cents;
+    const el = $("wallet");
+    if (el) el.textContent = `Wallet: ${money(state.wallet)}`;
+    return;
+  }
+  const note = frame.type === "notification" ? frame.notification || {} : {};
+  if (note.kind === "stream_live" && note.payload.stream_id !== streamId) {
+    toast(`${note.payload.shop_name} is live now: ${note.payload.title}`);
   }
 }
 
