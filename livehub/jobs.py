@@ -246,3 +246,14 @@ async def release_earnings(ctx: Context) -> None:
     """Earnings whose hold (LIVEHUB_EARNINGS_HOLD_S) has passed become available (docs/MONEY.md)."""
     if released := await ctx.pool.fetchval("SELECT release_earnings()"):
         log.info("released %d earnings past their hold", released)
+
+
+@schedule("prune_job_log", "17 3 * * *")
+async def prune_job_log(ctx: Context) -> None:
+    """pgqueuer_log keeps a row per job status change (its statistics are folded into pgqueuer_statistics as
+    it goes): rows older than LIVEHUB_JOB_LOG_KEEP_DAYS are deleted once a day. Failed jobs stay in the
+    queue table itself until someone re-queues or deletes them."""
+    deleted = await ctx.pool.execute(
+        "DELETE FROM pgqueuer_log WHERE created < now() - make_interval(days => $1)", ctx.settings.job_log_keep_days
+    )
+    log.info("job log pruned: %s", deleted)

@@ -234,6 +234,8 @@ class Settings(BaseSettings):
     job_heartbeat_timeout_s: float = Field(default=30.0, gt=0)
     # At shutdown, jobs running on the node get this long to finish.
     job_drain_s: float = Field(default=20.0, gt=0)
+    # The job log (one row per job status change) is pruned daily to this many days.
+    job_log_keep_days: int = Field(default=14, ge=1)
 
     log_level: str = "INFO"
     # Read by `run.py create-admin` instead of prompting.

@@ -17,7 +17,7 @@ import aiohttp
 import pytest
 
 from conftest import ROOT
-from livehub import jobs
+from livehub import jobs, keys
 from livehub.app import create_app
 from smtp_server import SmtpServer
 
@@ -34,6 +34,14 @@ async def probe(ctx: jobs.Context, payload: dict) -> None:
 async def slow(ctx: jobs.Context, payload: dict) -> None:
     RAN.append(payload)
     await asyncio.sleep(3600)
+
+
+TICKS: list[str] = []  # the node (its site_name) of each run of test_tick
+
+
+@jobs.schedule("test_tick", "* * * * *")
+async def tick(ctx: jobs.Context) -> None:
+    TICKS.append(ctx.settings.site_name)
 
 
 async def new_user(db, n: int) -> str:
@@ -244,3 +252,37 @@ async def test_a_job_still_running_at_shutdown_is_left_for_another_node(aiohttp_
     # Neither done nor dropped: still picked, so another node takes it once its heartbeat is stale.
     assert await db.fetchval("SELECT status FROM pgqueuer WHERE entrypoint = 'test_slow'") == "picked"
     await db.execute("DELETE FROM pgqueuer")  # no node of this test should run it for an hour
+
+
+async def test_schedules_are_the_queues_and_each_due_run_happens_on_one_node(aiohttp_client, settings, db):
+    TICKS.clear()
+    for name in ("node-a", "node-b"):
+        await aiohttp_client(create_app(settings.model_copy(update={"site_name": name})))
+    rows = await db.fetch("SELECT entrypoint, expression FROM pgqueuer_schedules")
+    schedules = {r["entrypoint"]: r["expression"] for r in rows}
+    assert schedules["release_earnings"] == "* * * * *" and schedules["prune_job_log"] == "17 3 * * *"
+
+    async def ran():
+        return TICKS
+
+    # The next whole minute (up to a minute away): one node runs it...
+    await until(ran, timeout_s=75, what="a run of the every-minute schedule")
+    first = await db.fetchval("SELECT last_run FROM pgqueuer_schedules WHERE entrypoint = 'test_tick'")
+    # ...and once it is released with its next time set, no node can run that minute again.
+    await until(
+        lambda: db.fetchval(
+            "SELECT status = 'queued' AND next_run > last_run FROM pgqueuer_schedules WHERE entrypoint = 'test_tick'"
+        ),
+        what="the schedule moving on",
+    )
+    assert len(TICKS) == 1 and TICKS[0] in ("node-a", "node-b")
+    assert await db.fetchval("SELECT last_run FROM pgqueuer_schedules WHERE entrypoint = 'test_tick'") == first
+
+
+async def test_the_job_log_is_pruned_to_its_keep_days(client, settings, db):
+    await db.execute(
+        """INSERT INTO pgqueuer_log (job_id, status, entrypoint, priority, created)
+           VALUES (1, 'successful', 'x', 0, now() - interval '15 days'), (2, 'successful', 'x', 0, now())"""
+    )
+    await jobs.SCHEDULES["prune_job_log"].handler(client.server.app[keys.JOBS].context())
+    assert await db.fetchval("SELECT array_agg(job_id) FROM pgqueuer_log") == [2]
