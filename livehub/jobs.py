@@ -44,6 +44,9 @@ from storage.db import create_pool
 
 log = logging.getLogger(__name__)
 
+# A queue worker or scheduler that dies (the database away) is started again after this, doubled, capped.
+RESTART_MIN_S, RESTART_MAX_S = 1.0, 30.0
+
 
 @dataclass(frozen=True)
 class Context:
@@ -126,6 +129,7 @@ class Jobs:
         self.mailer = mailer
         self._queue_pool: asyncpg.Pool | None = None
         self._tasks: list[asyncio.Task] = []
+        self._closing = asyncio.Event()
         self.qm: QueueManager | None = None
         self.sm: SchedulerManager | None = None
 
@@ -145,27 +149,52 @@ class Jobs:
             command_timeout_s=max(s.db_command_timeout_s, 10.0),
             statement_timeout_s=max(s.db_statement_timeout_s, 10.0),
         )
-        driver = AsyncpgPoolDriver(self._queue_pool)
-        self.qm = QueueManager(Queries(driver))
-        for name, handler in ENTRYPOINTS.items():
-            self.qm.register_executor(name, self._executor(name, handler))
-        self.sm = SchedulerManager(Queries(AsyncpgPoolDriver(self._queue_pool)))
-        for name, sched in SCHEDULES.items():
-            self.sm.schedule(name, sched.expression(s))(self._scheduled(name, sched.handler))
-        heartbeat = timedelta(seconds=s.job_heartbeat_timeout_s)
-        self._tasks.append(
-            asyncio.create_task(
-                self.qm.run(
-                    # pgqueuer's NOTIFY trigger fires on inserts only: a retry (an update) is found by this poll.
-                    dequeue_timeout=timedelta(seconds=s.job_poll_s),
-                    batch_size=10,
-                    heartbeat_timeout=heartbeat,
-                ),
-                name="jobs-queue",
-            )
-        )
+        self._tasks.append(asyncio.create_task(self._keep(self._run_queue, "jobs-queue"), name="jobs-queue"))
         if SCHEDULES:
-            self._tasks.append(asyncio.create_task(self.sm.run(), name="jobs-schedules"))
+            self._tasks.append(
+                asyncio.create_task(self._keep(self._run_schedules, "jobs-schedules"), name="jobs-schedules")
+            )
+
+    async def _keep(self, run: Callable[[], Awaitable[None]], name: str) -> None:
+        """Runs a manager until the node closes, starting a new one (capped backoff) if it dies: the
+        database away for a while must not leave the node without a worker."""
+        delay = RESTART_MIN_S
+        while not self._closing.is_set():
+            try:
+                await run()
+            except Exception:
+                log.exception("%s died; starting it again in %.1f s", name, delay)
+            else:
+                if self._closing.is_set():
+                    return
+                log.warning("%s stopped; starting it again in %.1f s", name, delay)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._closing.wait(), delay)
+            delay = min(delay * 2, RESTART_MAX_S)
+
+    async def _run_queue(self) -> None:
+        s = self.settings
+        qm = QueueManager(Queries(AsyncpgPoolDriver(self._queue_pool)))
+        for name, handler in ENTRYPOINTS.items():
+            qm.register_executor(name, self._executor(name, handler))
+        self.qm = qm
+        if self._closing.is_set():
+            return
+        await qm.run(
+            # pgqueuer's NOTIFY trigger fires on inserts only: a retry (an update) is found by this poll.
+            dequeue_timeout=timedelta(seconds=s.job_poll_s),
+            batch_size=10,
+            heartbeat_timeout=timedelta(seconds=s.job_heartbeat_timeout_s),
+        )
+
+    async def _run_schedules(self) -> None:
+        sm = SchedulerManager(Queries(AsyncpgPoolDriver(self._queue_pool)))
+        for name, sched in SCHEDULES.items():
+            sm.schedule(name, sched.expression(self.settings))(self._scheduled(name, sched.handler))
+        self.sm = sm
+        if self._closing.is_set():
+            return
+        await sm.run()
 
     def _executor(self, name: str, handler: JobHandler) -> _Retrying:
         s = self.settings
@@ -195,6 +224,7 @@ class Jobs:
     async def close(self) -> None:
         """Stop taking jobs; the ones running get LIVEHUB_JOB_DRAIN_S to finish. A job cut off after that
         is left 'picked' and taken again by a node once its heartbeat is stale (as after a crash)."""
+        self._closing.set()
         for manager in (self.qm, self.sm):
             if manager is not None:
                 manager.shutdown.set()

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from pgqueuer import QueueManager
 
 from conftest import ROOT
 from livehub import jobs, keys
@@ -286,3 +287,25 @@ async def test_the_job_log_is_pruned_to_its_keep_days(client, settings, db):
     )
     await jobs.SCHEDULES["prune_job_log"].handler(client.server.app[keys.JOBS].context())
     assert await db.fetchval("SELECT array_agg(job_id) FROM pgqueuer_log") == [2]
+
+
+async def test_a_worker_that_dies_is_started_again(aiohttp_client, settings, db, monkeypatch):
+    RAN.clear()
+    real_run, calls = QueueManager.run, []
+
+    async def dies_once(self, *args, **kwargs):
+        calls.append(self)
+        if len(calls) == 1:
+            raise ConnectionError("the database went away")
+        return await real_run(self, *args, **kwargs)
+
+    monkeypatch.setattr(QueueManager, "run", dies_once)
+    monkeypatch.setattr(jobs, "RESTART_MIN_S", 0.05)
+    await aiohttp_client(create_app(settings))
+    await db.execute("SELECT enqueue_job('test_probe', '{\"after\": \"restart\"}')")
+
+    async def ran():
+        return RAN
+
+    await until(ran, what="the job running on the restarted worker")
+    assert RAN == [{"after": "restart"}] and len(calls) == 2
