@@ -33,7 +33,7 @@ class ErrorCode(StrEnum):
     INSUFFICIENT_FUNDS = "insufficient_funds", 409, "not enough money in the wallet", "LHNSF"
     IDEMPOTENCY_MISMATCH = "idempotency_mismatch", 422, "this Idempotency-Key was used with another request"
     PAYLOAD_TOO_LARGE = "payload_too_large", 413, "request too large"
-    INVALID_TOKEN = "invalid_token", 400, "this link is not valid (any more): ask for a new one", "LHTOK"
+    INVALID_TOKEN = "invalid_token", 422, "this link is not valid (any more): ask for a new one", "LHTOK"
     RATE_LIMITED = "rate_limited", 429, "too many requests, slow down"
     UNAVAILABLE = "unavailable", 503, "temporarily unavailable, try again"
     INTERNAL = "internal", 500, "internal server error"

@@ -89,10 +89,10 @@ async def test_registering_mails_a_link_that_verifies_once(smtp_server, client, 
     assert res.status == 204, await res.text()
     assert (await me(client, data["token"]))["email_verified"] is True
 
-    err = await error_of(await client.post("/api/auth/verify-email", json={"token": token}), 400, "invalid_token")
+    err = await error_of(await client.post("/api/auth/verify-email", json={"token": token}), 422, "invalid_token")
     assert err["details"] == {"reason": "used"}
     for bad in ("nope", token[:-1] + ("A" if token[-1] != "A" else "B"), "x" * 256):
-        err = await error_of(await client.post("/api/auth/verify-email", json={"token": bad}), 400, "invalid_token")
+        err = await error_of(await client.post("/api/auth/verify-email", json={"token": bad}), 422, "invalid_token")
         assert err["details"] == {"reason": "unknown"}
 
 
@@ -100,7 +100,7 @@ async def test_an_expired_verification_link_is_refused(smtp_server, client, db):
     data = await register(client, "late@example.test")
     _, _, token = link_of(await smtp_server.wait_for("late@example.test"))
     await db.execute("UPDATE account_tokens SET expires_at = now() - interval '1 second'")
-    err = await error_of(await client.post("/api/auth/verify-email", json={"token": token}), 400, "invalid_token")
+    err = await error_of(await client.post("/api/auth/verify-email", json={"token": token}), 422, "invalid_token")
     assert err["details"] == {"reason": "expired"}
     assert (await me(client, data["token"]))["email_verified"] is False
 
@@ -227,7 +227,7 @@ async def test_reset_sets_a_new_password_and_signs_out_every_session(smtp_server
     assert (await res.json())["user"]["email_verified"] is True
 
     res = await client.post("/api/auth/password-reset/confirm", json={"token": token, "password": "yet another one!"})
-    err = await error_of(res, 400, "invalid_token")
+    err = await error_of(res, 422, "invalid_token")
     assert err["details"] == {"reason": "used"}
     assert (await login(client, "forgot@example.test", NEW_PASSWORD)).status == 200
     audit = await db.fetchval("SELECT count(*) FROM audit_log WHERE action = 'password_reset'")
@@ -246,21 +246,21 @@ async def test_an_expired_or_replaced_reset_link_is_refused(smtp_server, client,
     assert len(smtp_server.messages("slow@example.test")) == 3  # the verification and two resets
 
     res = await client.post("/api/auth/password-reset/confirm", json={"token": older, "password": NEW_PASSWORD})
-    assert (await error_of(res, 400, "invalid_token"))["details"] == {"reason": "used"}  # the newer one voided it
+    assert (await error_of(res, 422, "invalid_token"))["details"] == {"reason": "used"}  # the newer one voided it
     await db.execute("UPDATE account_tokens SET expires_at = now() - interval '1 second' WHERE used_at IS NULL")
     res = await client.post("/api/auth/password-reset/confirm", json={"token": newer, "password": NEW_PASSWORD})
-    assert (await error_of(res, 400, "invalid_token"))["details"] == {"reason": "expired"}
+    assert (await error_of(res, 422, "invalid_token"))["details"] == {"reason": "expired"}
     assert (await login(client, "slow@example.test", PASSWORD)).status == 200
     # A verification token is no reset token, nor the other way round.
     res = await client.post("/api/auth/password-reset/confirm", json={"token": "A" * 43, "password": NEW_PASSWORD})
-    assert (await error_of(res, 400, "invalid_token"))["details"] == {"reason": "unknown"}
+    assert (await error_of(res, 422, "invalid_token"))["details"] == {"reason": "unknown"}
 
 
 async def test_a_verification_link_does_not_reset_a_password(smtp_server, client):
     await register(client, "mixed@example.test")
     _, _, token = link_of(await smtp_server.wait_for("mixed@example.test"))
     res = await client.post("/api/auth/password-reset/confirm", json={"token": token, "password": NEW_PASSWORD})
-    assert (await error_of(res, 400, "invalid_token"))["details"] == {"reason": "unknown"}
+    assert (await error_of(res, 422, "invalid_token"))["details"] == {"reason": "unknown"}
     assert (await client.post("/api/auth/verify-email", json={"token": token})).status == 204
 
 
@@ -311,3 +311,14 @@ async def test_no_email_for_a_deactivated_account(smtp_server, client, make, db)
         )
         == 0
     )
+
+
+async def test_one_reset_link_sent_twice_at_once_works_once(smtp_server, client, db):
+    await register(client, "race@example.test")
+    await request_reset(client, "race@example.test")
+    token = await reset_token(smtp_server, "race@example.test")
+    body = {"token": token, "password": NEW_PASSWORD}
+    answers = await asyncio.gather(*(client.post("/api/auth/password-reset/confirm", json=body) for _ in range(2)))
+    assert sorted(res.status for res in answers) == [204, 422]
+    loser = next(res for res in answers if res.status == 422)
+    assert (await error_of(loser, 422, "invalid_token"))["details"] == {"reason": "used"}

@@ -187,7 +187,7 @@ class ResetConfirmIn(Model):
     "/api/auth/verify-email",
     body=TokenIn,
     status=204,
-    errors={400: "`invalid_token`: the link is unknown, used or expired (details.reason)"},
+    errors={422: "`invalid_token`: the link is unknown, used or expired (details.reason)"},
 )
 async def verify_email(request: web.Request, body: TokenIn) -> None:
     """Verify the account's email address with the token of the emailed link (no sign-in needed)"""
@@ -220,7 +220,7 @@ async def password_reset(request: web.Request, body: ResetRequestIn) -> web.Resp
     "/api/auth/password-reset/confirm",
     body=ResetConfirmIn,
     status=204,
-    errors={400: "`invalid_token`: the link is unknown, used or expired (details.reason)"},
+    errors={422: "`invalid_token`: the link is unknown, used or expired (details.reason)"},
 )
 async def password_reset_confirm(request: web.Request, body: ResetConfirmIn) -> None:
     """Set a new password with the token of the emailed link; every session of the account is signed out"""

@@ -11,7 +11,7 @@ function showRequest(why) {
   if (why) {
     document.getElementById("request-heading").textContent = "Ask for a new link";
     const form = document.getElementById("request");
-    showFormError(form, new ApiError(400, "invalid_token", why, {}));
+    showFormError(form, new ApiError(422, "invalid_token", why, {}));
   }
 }
 
