@@ -44,8 +44,14 @@ LANGUAGE plpgsql AS $$
 DECLARE
     status text;
 BEGIN
-    -- FOR SHARE: start_stream (which locks the stream) reads the reminders after a reminder set now.
-    SELECT s.status INTO status FROM streams s WHERE s.id = p_stream FOR SHARE;
+    IF p_on THEN
+        -- FOR SHARE: a reminder set while the stream goes live either commits first (start_stream, which
+        -- locks the stream, then tells it too) or finds the stream live. Forgetting needs no lock (a live
+        -- stream's row is its room's, and busy).
+        SELECT s.status INTO status FROM streams s WHERE s.id = p_stream FOR SHARE;
+    ELSE
+        SELECT s.status INTO status FROM streams s WHERE s.id = p_stream;
+    END IF;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'stream not found' USING ERRCODE = 'LH404';
     END IF;
