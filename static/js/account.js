@@ -8,6 +8,10 @@ const $ = (id) => document.getElementById(id);
 
 function showProfile(user) {
   $("email").textContent = user.email;
+  // Verified by the emailed link (selling needs it); otherwise the way to a new link.
+  $("email-verified").replaceChildren(
+    ...(user.email_verified ? ["(verified)"] : ["(not verified: ", h("a", { href: "/verify-email" }, "verify it"), ")"]),
+  );
   $("profile-name").value = user.display_name;
   $("profile-phone").value = user.phone || "";
 }

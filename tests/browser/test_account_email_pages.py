@@ -72,6 +72,8 @@ async def test_the_verification_link_verifies_on_load(smtp_server, client, make,
     await expect(page.get_by_role("status")).to_have_text("Thank you: your email address is verified.")
     res = await client.get("/api/me", headers=account.headers)
     assert (await res.json())["user"]["email_verified"] is True
+    page = await open_page("/account", account)
+    await expect(page.locator("#email-verified")).to_have_text("(verified)")
 
     # Opened again: the link is used, and the signed-in account is told it is verified already.
     page = await open_page(link.removeprefix(base_url), account)
@@ -81,6 +83,11 @@ async def test_the_verification_link_verifies_on_load(smtp_server, client, make,
 async def test_an_unverified_account_is_shown_the_way_to_verify_before_selling(client, make, open_page, base_url):
     user = await make.user(verified=False)
     expect.set_options(timeout=WAIT_MS)
+    page = await open_page("/account", user)
+    await expect(page.locator("#email-verified")).to_have_text("(not verified: verify it)")
+    await expect(page.locator("#email-verified").get_by_role("link", name="verify it")).to_have_attribute(
+        "href", "/verify-email"
+    )
     page = await open_page("/seller", user)
     await expect(page.get_by_text("First verify your email address")).to_be_visible()
     await page.get_by_label("Shop name").fill("Too Early")
