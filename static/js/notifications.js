@@ -78,15 +78,17 @@ export function describe(n) {
     case "show_scheduled":
       return { text: `${p.shop_name || "A shop you follow"} scheduled a show: ${p.title || ""}`, href: `/watch/${p.stream_id}` };
     case "show_reminder":
-      return { text: `Your show starts soon: ${p.title || ""}`, href: `/watch/${p.stream_id}` };
+      return { text: `Starting soon: ${p.title || "a show"}${p.shop_name ? ` by ${p.shop_name}` : ""}`, href: `/watch/${p.stream_id}` };
     case "ticket_opened":
     case "ticket_reply":
       return {
-        text: n.kind === "ticket_reply" ? `New reply on your ticket: ${p.subject || ""}` : `New support ticket: ${p.subject || ""}`,
-        href: p.ticket_id ? `/support/${p.ticket_id}` : "/support",
+        text: n.kind === "ticket_reply"
+          ? `${p.from?.display_name || "Someone"} replied on your ticket: ${p.subject || ""}`
+          : `New support ticket: ${p.subject || ""}`,
+        href: p.path || (p.ticket_id ? `/support/${p.ticket_id}` : "/support"),
       };
     case "low_stock":
-      return { text: `Low stock: ${p.title || p.sku || "a product"}${p.stock !== undefined ? ` (${p.stock} left)` : ""}`, href: "/seller#products" };
+      return { text: `Low stock: ${p.title || p.sku || "a product"}${p.stock !== undefined ? ` (${p.stock} left)` : ""}`, href: "/seller#stock" };
     default:
       return { text: LABELS[n.kind] || n.kind, href: p.path || "/notifications" };
   }
