@@ -360,7 +360,13 @@ async def test_payout_decisions_are_told(smtp_server, client, make, db):
         res = await client.post("/api/seller/payouts", json={"amount_cents": amount}, headers=shop.seller.headers)
         assert res.status == 201, await res.text()
         payouts.append((await res.json())["payout"])
-    await post_ok(client, f"/api/admin/payouts/{payouts[0]['id']}/reject", shop.admin, {"reason": "check your ID"})
+    me = await MeSocket.open(client, shop.seller)
+    try:
+        await post_ok(client, f"/api/admin/payouts/{payouts[0]['id']}/reject", shop.admin, {"reason": "check your ID"})
+        # The refused 300 is available again: pushed.
+        assert await me.wait_for(lambda f: f["type"] == "earnings") == {"type": "earnings", "available_cents": 300}
+    finally:
+        await me.close()
     await post_ok(client, f"/api/admin/payouts/{payouts[1]['id']}/approve", shop.admin)
 
     decided = {p["payout_id"]: p for p in await stored(db, shop.seller.id, "payout_decided")}

@@ -598,6 +598,15 @@ async function loadEarnings() {
   );
 }
 
+// Earnings released, or a payout decided (bell.js hears both on /ws/me): the figures again, if shown.
+function earningsChanged() {
+  if (!$("earnings").hidden) loadEarnings().catch(() => null);
+}
+window.addEventListener("livehub:earnings", earningsChanged);
+window.addEventListener("livehub:notification", (event) => {
+  if (event.detail.kind === "payout_decided") earningsChanged();
+});
+
 async function requestPayout(event) {
   event.preventDefault();
   const form = event.target;

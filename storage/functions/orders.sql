@@ -287,6 +287,9 @@ BEGIN
            reason = p_reason, decided_at = now(), decided_by = p_admin
      WHERE id = po.id
     RETURNING * INTO po;
+    IF NOT p_approve THEN  -- back in the available earnings (functions/notices.sql)
+        PERFORM queue_balance_push(ARRAY[po.user_id], 'earnings', 'payout_rejected');
+    END IF;
     PERFORM notify_user(po.user_id, 'payout_decided', jsonb_build_object(
         'payout_id', po.id, 'amount_cents', po.amount_cents, 'status', po.status, 'approved', p_approve,
         'reference', po.provider_reference, 'reason', po.reason));
