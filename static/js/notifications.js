@@ -117,6 +117,7 @@ function noticeItem(n) {
     parts.push(read);
     // Following the link marks it read first (the page it leads to is what it was about).
     link.addEventListener("click", (event) => {
+      if (event.button !== 0 || event.ctrlKey || event.metaKey || event.shiftKey || event.altKey) return;
       event.preventDefault();
       markRead([n.id]).catch(() => null).finally(() => (location.href = href));
     });

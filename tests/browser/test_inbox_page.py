@@ -138,3 +138,20 @@ async def test_the_wallet_page_shows_a_refund_as_it_happens(open_page, make):
     # Pushed on /ws/me (a wallet frame), no reload.
     await expect(page.locator("#balance")).to_have_text("$50.00", timeout=WAIT_MS)
     await expect(page.locator("#bell")).to_have_attribute("data-unread", "2", timeout=WAIT_MS)
+
+    # Following a notification's link opens what it is about and marks it read.
+    await page.locator("#bell").click()
+    await expect(page.locator("body")).to_have_attribute("data-inbox", "loaded", timeout=WAIT_MS)
+    await page.get_by_role("link", name=re.compile(r"\$12\.50 refunded on your order")).click()
+    await expect(page).to_have_url(re.compile(f"/orders/{order['id']}$"), timeout=WAIT_MS)
+
+    async def refund_read() -> bool:
+        return bool(
+            await make.db.fetchval(
+                "SELECT read_at IS NOT NULL FROM notifications WHERE user_id = $1 AND kind = 'order_refunded'",
+                uuid.UUID(buyer.id),
+            )
+        )
+
+    await until(refund_read)
+    await expect(page.locator("#bell")).to_have_attribute("data-unread", "1", timeout=WAIT_MS)
