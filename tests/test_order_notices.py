@@ -4,13 +4,16 @@ off; in-stream buys queue one job per batch; wallet and earnings balances are pu
 rolls back queues nothing."""
 
 import asyncio
+import secrets
 import time
 import uuid
 
 import aiohttp
 
+from conftest import Factory, settings_for
 from live_helpers import Viewer, live_show
 from livehub import jobs, keys
+from livehub.app import create_app
 from livehub.jsonx import loads
 from smtp_server import body_html, body_text
 from tests.helpers import top_up
@@ -496,3 +499,24 @@ async def test_unread_count_for_the_bell(client, make, db):
     assert await (await client.get(url, headers=shop.buyer.headers)).json() == {"unread": 1}
     await post_ok(client, "/api/notifications/read", shop.buyer)
     assert await (await client.get(url, headers=shop.buyer.headers)).json() == {"unread": 0}
+
+
+async def test_pushes_reach_the_user_on_another_node(aiohttp_client, database_url, redis_url, db):
+    """Two nodes on one Redis (and one job queue): whichever node runs the jobs, the notification and the
+    wallet push reach the buyer's socket on the other."""
+    prefix = f"t{secrets.token_hex(4)}"
+    settings = settings_for(database_url).model_copy(update={"redis_url": redis_url, "redis_prefix": prefix})
+    a, b = [await aiohttp_client(create_app(settings)) for _ in range(2)]
+    make = Factory(a, db)
+    seller = await make.seller()
+    buyer = await make.user()
+    product = await make.product(seller, variants=[{"sku": "FAR-1", "price_cents": 800, "stock": 3}])
+    await top_up(a, buyer, 1000)
+    me = await MeSocket.open(b, buyer)
+    try:
+        order = await buy(a, buyer, product["variants"][0]["id"])
+        assert (await me.notification("order_placed"))["payload"]["order_id"] == order["id"]
+        wallet = await me.wait_for(lambda f: f["type"] == "wallet" and f["reason"] == "purchase")
+        assert wallet["balance_cents"] == 200
+    finally:
+        await me.close()
