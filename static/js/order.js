@@ -227,6 +227,13 @@ async function render(order) {
   show(order, shop);
 }
 
+// Something happened to this order elsewhere (shipped, refunded, a return decided): the bell's socket says so
+// (bell.js), and the page shows the order as it is now.
+window.addEventListener("livehub:notification", (event) => {
+  if ((event.detail.payload || {}).order_id !== orderId) return;
+  api("GET", `/api/orders/${orderId}`).then(({ order }) => render(order)).catch(() => null);
+});
+
 requireUser().then(async (user) => {
   me = user;
   shopHeader();

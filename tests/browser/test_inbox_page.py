@@ -155,3 +155,25 @@ async def test_the_wallet_page_shows_a_refund_as_it_happens(open_page, make):
 
     await until(refund_read)
     await expect(page.locator("#bell")).to_have_attribute("data-unread", "1", timeout=WAIT_MS)
+
+
+async def test_an_open_order_page_shows_it_shipped_as_it_happens(open_page, make):
+    client = make.client
+    seller = await make.seller()
+    buyer = await make.user()
+    product = await make.product(
+        seller, variants=[{"sku": f"LAMP-{uuid.uuid4().hex[:6]}", "price_cents": 2000, "stock": 3}]
+    )
+    await top_up(client, buyer, 5000)
+    res = await client.post(
+        "/api/orders", json={"items": [{"variant_id": product["variants"][0]["id"]}]}, headers=buyer.headers
+    )
+    order = (await ok(res, 201))["order"]
+
+    page = await open_page(f"/orders/{order['id']}", buyer)
+    await expect(page.locator("#order-status")).to_contain_text("Paid", timeout=WAIT_MS, ignore_case=True)
+    await expect(page.locator("body")).to_have_attribute("data-bell", "open", timeout=WAIT_MS)
+    await ok(await client.post(f"/api/orders/{order['id']}/ship", json=TRACKING, headers=seller.headers))
+    # The order_shipped notification on /ws/me: the page shows the order as it is now, no reload.
+    await expect(page.locator("#tracking")).to_contain_text("PC123456789", timeout=WAIT_MS)
+    await expect(page.locator("#order-status")).to_contain_text("Shipped", ignore_case=True)
