@@ -22,6 +22,7 @@ import asyncpg
 import pyotp
 import pytest
 
+from livehub import keys
 from livehub.app import create_app
 from livehub.settings import Settings
 from redis_server import redis_url  # noqa: F401  (a fixture: the session's Redis)
@@ -269,7 +270,9 @@ class Factory:
         data = await res.json()
         account = Account(data["user"], data["token"], password)
         if verified:
-            await verify_in_db(self.db, account)
+            # Through the app's pool, not the test's one connection: tests make users concurrently
+            # (asyncio.gather), and one asyncpg connection takes one statement at a time.
+            await verify_in_db(self.client.app[keys.POOL], account)
         if address:
             await self.address(account)
         return account

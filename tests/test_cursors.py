@@ -17,6 +17,7 @@ LISTS = [
     "/api/admin/orders",
     "/api/admin/wallets",
     "/api/admin/payouts",
+    "/api/tickets",
 ]
 # Lists under one product: their cursors are UUIDs too (a review's id).
 PER_ITEM = ["/api/products/{id}/reviews"]
@@ -31,7 +32,8 @@ async def test_the_spec_states_each_cursors_format(client):
                 if param["name"] == "cursor":
                     schema = next(s for s in param["schema"].get("anyOf", [param["schema"]]) if s.get("type") != "null")
                     formats[path] = schema.get("format") or schema["type"]
-    integers = {"/api/wallet/transactions", "/api/admin/audit"}  # ledger entries and audit rows
+    # ledger entries, audit rows and stock movements
+    integers = {"/api/wallet/transactions", "/api/admin/audit", "/api/variants/{id}/stock-history"}
     assert set(formats) == {*LISTS, *PER_ITEM, *integers}
     assert formats == {**dict.fromkeys([*LISTS, *PER_ITEM], "uuid"), **dict.fromkeys(integers, "integer")}
 
@@ -47,6 +49,9 @@ async def test_cursors_of_the_stated_format_are_accepted_and_others_refused(clie
         await error_of(await client.get(path, params={"cursor": "garbage"}, headers=admin.headers), 422)
     await top_up(client, admin, 100)
     wallet = "/api/wallet/transactions"
-    assert (await client.get(wallet, params={"cursor": "9223372036854775807"}, headers=admin.headers)).status == 200
-    for bad in ("\u00b3", "-1", "1.5", "9223372036854775808", "x"):
-        await error_of(await client.get(wallet, params={"cursor": bad}, headers=admin.headers), 422, "validation_error")
+    history = f"/api/variants/{product['variants'][0]['id']}/stock-history"
+    for path in (wallet, history):
+        assert (await client.get(path, params={"cursor": "9223372036854775807"}, headers=admin.headers)).status == 200
+        for bad in ("\u00b3", "-1", "1.5", "9223372036854775808", "x"):
+            res = await client.get(path, params={"cursor": bad}, headers=admin.headers)
+            await error_of(res, 422, "validation_error")
