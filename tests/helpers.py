@@ -52,3 +52,14 @@ async def mark_verified(client, user_id) -> None:
     from livehub import keys
 
     await client.app[keys.POOL].execute("UPDATE users SET email_verified_at = now() WHERE id = $1", user_id)
+
+
+async def import_codes(client, seller, variant_id, codes: list[str]) -> None:
+    """The seller imports digital codes into a variant (CSV, one a line) through the API."""
+    res = await client.post(
+        f"/api/variants/{variant_id}/units",
+        data="\n".join(codes).encode(),
+        headers={"Content-Type": "text/csv", **seller.headers},
+    )
+    assert res.status == 200, await res.text()
+    assert (await res.json())["imported"] == len(codes)

@@ -16,7 +16,7 @@ from livehub import jobs, keys
 from livehub.app import create_app
 from livehub.jsonx import loads
 from smtp_server import body_html, body_text
-from tests.helpers import top_up
+from tests.helpers import import_codes, top_up
 
 WAIT_S = 20.0
 PUBLIC = "http://127.0.0.1:8080"  # LIVEHUB_PUBLIC_URL's default: the links in the emails
@@ -75,15 +75,6 @@ async def stored(db, user_id, kind: str) -> list[dict]:
         "SELECT payload FROM notifications WHERE user_id = $1 AND kind = $2 ORDER BY created_at", U(user_id), kind
     )
     return [r["payload"] for r in rows]
-
-
-async def import_codes(client, seller, variant_id, codes: list[str]) -> None:
-    res = await client.post(
-        f"/api/variants/{variant_id}/units",
-        data="\n".join(codes).encode(),
-        headers={"Content-Type": "text/csv", **seller.headers},
-    )
-    assert res.status == 200, await res.text()
 
 
 async def buy(client, buyer, variant_id, quantity: int = 1) -> dict:

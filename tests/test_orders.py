@@ -10,7 +10,7 @@ from datetime import datetime
 import pytest
 
 from livehub.app import create_app
-from tests.helpers import balance, error_of, give_addresses, top_up
+from tests.helpers import balance, error_of, give_addresses, import_codes, top_up
 
 
 def U(value) -> uuid.UUID:
@@ -99,16 +99,6 @@ async def feature(db, stream_id, product_id, live_price=None, limit=None) -> Non
         live_price,
         limit,
     )
-
-
-async def import_codes(client, seller, variant_id, codes: list[str]) -> None:
-    res = await client.post(
-        f"/api/variants/{variant_id}/units",
-        data="\n".join(codes).encode(),
-        headers={"Content-Type": "text/csv", **seller.headers},
-    )
-    assert res.status == 200, await res.text()
-    assert (await res.json())["imported"] == len(codes)
 
 
 # -- concurrency ----------------------------------------------------------------------------------------
