@@ -1,4 +1,4 @@
-"""Show reminders: "remind me" on a scheduled stream (issue 16, "Show reminders")."""
+"""Show reminders: "remind me" on a scheduled stream."""
 
 from uuid import UUID
 

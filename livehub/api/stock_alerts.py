@@ -1,4 +1,4 @@
-"""Low-stock alerts and stock history for the back office (issue 16, "Inventory alerts and history")."""
+"""Low-stock alerts and stock history for the back office."""
 
 from datetime import datetime
 from typing import Annotated, Any

@@ -1,4 +1,4 @@
-"""Show reminders (issue 16): "remind me" on a scheduled stream, and the sweep that sends them.
+"""Show reminders: "remind me" on a scheduled stream, and the sweep that sends them.
 
 The rules are in storage/functions/reminders.sql: `send_due_reminders(now, lead)` marks every due reminder
 sent and stores its show_reminder notification in one transaction (safe when two nodes sweep at once); a

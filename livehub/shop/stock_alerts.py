@@ -1,4 +1,4 @@
-"""Low-stock alerts and stock history (issue 16, "Inventory alerts and history").
+"""Low-stock alerts and stock history.
 
 The rule is in storage/functions/stock_alerts.sql: every statement that lowers a variant's stock is checked
 once (a trigger), and a crossing of the threshold downward queues one `low_stock` job in that transaction;

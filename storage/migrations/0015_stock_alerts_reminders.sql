@@ -1,4 +1,4 @@
--- Low-stock alerts and show reminders (issue 16). The rules live in functions/stock_alerts.sql and
+-- Low-stock alerts and show reminders. The rules live in functions/stock_alerts.sql and
 -- functions/reminders.sql.
 
 -- A variant is low on stock at or under its threshold: its own when set, else its shop's default.
