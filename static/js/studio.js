@@ -5,6 +5,7 @@ import { ChatView } from "./chat.js";
 import { imageTag } from "./images.js";
 import * as media from "./media.js";
 import { Room, clock, variantLabel } from "./room.js";
+import { StudioFormats } from "./studio-formats.js";
 
 const $ = (id) => document.getElementById(id);
 const ORDER_POLL_MS = 3000;
@@ -29,6 +30,14 @@ let room = null;
 let pollTimer = null;
 
 const chat = new ChatView($("chat-list"), { actions: chatActions });
+// Auctions and giveaways: their forms and live figures.
+const formats = new StudioFormats({
+  send: (frame) => send(frame),
+  stream: () => state.stream,
+  stock: () => state.stock,
+  flashRunning: () => !!state.flash,
+  note: (text) => chat.note(text),
+});
 
 // ---- shows --------------------------------------------------------------------------------
 
@@ -114,6 +123,7 @@ async function chooseStream(id) {
   chat.reset([]);
   renderStatus();
   renderProducts();
+  formats.reset();
   $("stats").hidden = true;
   if (stream.status === "ended") showStats();
   room = new Room(id, { welcome, events, status: (s, detail) => detail && toast(detail, "error") });
@@ -143,6 +153,7 @@ function renderStatus() {
   $("camera").hidden = s.status === "ended";
   $("on-air").hidden = !state.publisher;
   $("on-air").className = "badge live";
+  formats.render();
 }
 
 // ---- camera and going live ----------------------------------------------------------------
@@ -351,12 +362,23 @@ function welcome(w) {
   if (!w.recovered) chat.reset(w.recent);
   renderStatus();
   renderProducts();
+  formats.fillPickers();
+  formats.welcome(w.state);
 }
 
 function events(list) {
   let products = false;
+  let format = false;
   for (const e of list) {
-    if (e.type === "chat") chat.add(e);
+    if (formats.event(e)) {
+      format = true;
+      // A won lot or prize moved stock; the order shows in the feed.
+      if ((e.auction || e.giveaway)?.ended) {
+        refreshStock().catch(() => null);
+        clearTimeout(pollTimer);
+        pollTimer = setTimeout(pollOrders, 300);
+      }
+    } else if (e.type === "chat") chat.add(e);
     else if (e.type === "chat_deleted") chat.markDeleted(e.message_id);
     else if (e.type === "pin") (state.pinned = e.product), (products = true);
     else if (e.type === "unpin") (state.pinned = null), (products = true);
@@ -396,6 +418,7 @@ function events(list) {
     }
   }
   if (products) renderProducts();
+  if (products || format) formats.render();
 }
 
 let stockTimer = null;

@@ -3,6 +3,7 @@
 import { api, h, money, renderHeader, toast } from "./api.js";
 import { Buying, priceText } from "./buying.js";
 import { ChatView } from "./chat.js";
+import { FormatCards } from "./formats.js";
 import { imageTag } from "./images.js";
 import * as media from "./media.js";
 import { REACTIONS, Room, clock, variantLabel } from "./room.js";
@@ -31,6 +32,14 @@ const buying = new Buying();
 let room = null;
 let video = null; // {pc, close} while watching
 let videoStarting = false;
+// The auction and giveaway cards.
+const formats = new FormatCards({
+  room: () => room,
+  me: () => state.me,
+  you: () => state.you,
+  live: () => state.stream?.status === "live",
+  products: () => state.products,
+});
 
 // ---- the stream and its status ------------------------------------------------------------
 
@@ -623,6 +632,7 @@ function welcome(w) {
   setFlash(w.state.flash_sale);
   for (const p of w.stream.products || []) for (const v of p.variants) if (state.flash?.variant_id !== v.id) state.stock.set(v.id, v.available);
   setPinned(w.state.pinned);
+  formats.welcome(w.state);
   $("viewers").textContent = `${w.state.viewers} watching`;
   setReactions(w.state.reactions || {});
   $("chat-mode").textContent = w.state.slow_mode_s ? `Slow mode: one message every ${w.state.slow_mode_s} s` : "";
@@ -633,7 +643,17 @@ function welcome(w) {
 
 function events(list) {
   let product = false;
+  let format = false;
   for (const e of list) {
+    if (formats.event(e)) {
+      format = true;
+      // A won lot or prize moved stock and settled the winner's wallet: show both as they are now.
+      if ((e.auction || e.giveaway)?.ended) {
+        refreshProducts();
+        refreshWallet();
+      }
+      continue;
+    }
     switch (e.type) {
       case "chat":
         chat.add(e);
@@ -672,6 +692,7 @@ function events(list) {
     }
   }
   if (product) renderProduct();
+  if (format || product) formats.render();
 }
 
 function connectionStatus(status, detail) {
