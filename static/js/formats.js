@@ -141,27 +141,15 @@ export class FormatCards {
     $("auction-clock-line").hidden = !!a.ended;
     this.tick();
 
-    // Quick bids at the next increments; the maximum bid form stays as typed.
+    // Quick bids at the next increments, rebuilt only when they change (a button is not swapped under a
+    // finger on every tick); the maximum bid form stays as typed.
     const box = $("auction-quick");
     const focused = box.contains(document.activeElement) ? document.activeElement.dataset.step : null;
     const min = this.minimumBid(a);
     const inc = this.increment(a);
-    box.replaceChildren(
-      ...[0, 1, 2].map((k) =>
-        h(
-          "button",
-          {
-            type: "button",
-            class: k === 0 ? "primary bid" : "bid",
-            dataset: { step: String(k), cents: String(min + k * inc) },
-            disabled: !open || this.bidding,
-            onclick: () => this.bid({ amount_cents: min + k * inc }),
-          },
-          `Bid ${money(min + k * inc)}`,
-        ),
-      ),
-    );
-    if (focused !== null) box.querySelector(`[data-step="${focused}"]`)?.focus();
+    const key = `${a.id}|${min}|${inc}|${!open || this.bidding}`;
+    if (box.dataset.key !== key) this.quickBids(box, key, a, min, inc, open);
+    if (focused !== null && !box.contains(document.activeElement)) box.querySelector(`[data-step="${focused}"]`)?.focus();
     $("auction-max-input").min = String(min / 100);
     $("auction-max").querySelector("button").disabled = !open || this.bidding;
     $("auction-bid-box").hidden = !signedIn || !!a.ended;
@@ -184,6 +172,25 @@ export class FormatCards {
       } else winner.textContent = `Won by ${a.winner.name} at ${money(a.current_cents)}.`;
       winner.classList.toggle("you", a.winner?.id === me);
     }
+  }
+
+  quickBids(box, key, a, min, inc, open) {
+    box.dataset.key = key;
+    box.replaceChildren(
+      ...[0, 1, 2].map((k) =>
+        h(
+          "button",
+          {
+            type: "button",
+            class: k === 0 ? "primary bid" : "bid",
+            dataset: { step: String(k), cents: String(min + k * inc) },
+            disabled: !open || this.bidding,
+            onclick: () => this.bid({ amount_cents: min + k * inc }),
+          },
+          `Bid ${money(min + k * inc)}`,
+        ),
+      ),
+    );
   }
 
   renderGiveaway() {
