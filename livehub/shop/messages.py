@@ -39,6 +39,7 @@ KINDS: tuple[str, ...] = (
     "stream_live",
     "show_reminder",
     "earnings_available",
+    "giveaway_won",
 )
 
 # Account emails: not notifications (not stored, no settings, always sent), queued as job `account_email`

@@ -260,6 +260,7 @@ LANGUAGE sql STABLE AS $$
     SELECT jsonb_build_object(
         'stream', stream_json(s.id),
         'flash_sale', (SELECT flash_json(f) FROM running_flash_sale(s.id) f WHERE f.id IS NOT NULL),
+        'giveaway', stream_giveaway(s.id),  -- functions/giveaways.sql
         'moderators', (SELECT coalesce(jsonb_agg(m.user_id ORDER BY m.user_id), '[]')
                          FROM stream_moderators m WHERE m.stream_id = s.id),
         'slow_mode_s', s.slow_mode_s,

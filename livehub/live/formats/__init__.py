@@ -68,5 +68,6 @@ class ShowFormat(abc.ABC):
 def all_formats() -> tuple[type[ShowFormat], ...]:
     """Every show format a room runs."""
     from livehub.live.formats.flash_sale import FlashSales
+    from livehub.live.formats.giveaway import Giveaways
 
-    return (FlashSales,)
+    return (FlashSales, Giveaways)

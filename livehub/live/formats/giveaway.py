@@ -1,0 +1,143 @@
+"""Giveaways: the host gives one unit of a featured variant away to a viewer who entered, by a draw anyone
+can check (docs/PROTOCOL.md, "Giveaways").
+
+Everything that decides lives in PostgreSQL (storage/functions/giveaways.sql): `start_giveaway` stores a
+secret seed and shows its SHA-256; `enter_giveaway` checks who may enter (eligibility, bans, timeouts) and
+records one entry per user; `end_giveaway` draws the winner from the seed and the sorted entries, writes
+the zero-price prize order and notifies the winner, exactly once however many nodes' timers fire. The room
+keeps the current giveaway (running, or the last one ended, with its winner) for the welcome frame.
+"""
+
+from datetime import UTC, datetime
+from typing import Any, Literal
+from uuid import UUID
+
+from pydantic import Field
+
+from livehub.errors import Conflict
+from livehub.live.commands import signed_in, staff
+from livehub.live.connection import Connection
+from livehub.live.formats import Handler, ShowFormat
+from livehub.live.protocol import Event, Frame, ack
+from livehub.shop import giveaways
+
+
+class StartGiveaway(Frame):
+    type: Literal["giveaway"]
+    variant_id: UUID
+    duration_s: int = Field(ge=5, le=3600)
+    eligibility: Literal["everyone", "followers", "buyers"] = "everyone"
+
+
+class EnterGiveaway(Frame):
+    type: Literal["enter"]
+    giveaway_id: UUID
+
+
+class EndGiveaway(Frame):
+    """The host or a moderator draws the running giveaway now."""
+
+    type: Literal["end_giveaway"]
+
+
+class GiveawayEvent(Event):
+    """Started, a new entry (`entries` counts them), or ended (`ended: true` with `seed`, `winner`, `order_id`)."""
+
+    type: Literal["giveaway"]
+    giveaway: dict[str, Any]
+
+
+class Giveaways(ShowFormat):
+    key = "giveaway"
+    frames = (StartGiveaway, EnterGiveaway, EndGiveaway)
+    events = (GiveawayEvent,)
+
+    def __init__(self, room):
+        super().__init__(room)
+        self.current: dict | None = None  # the running giveaway, or the last one that ended
+        self._timer = None
+
+    def handlers(self) -> dict[type[Frame], Handler]:
+        return {StartGiveaway: self.start, EnterGiveaway: self.enter, EndGiveaway: self.end}
+
+    def load(self, snapshot: dict) -> None:
+        self._set(snapshot.get(self.key))
+
+    def snapshot(self) -> dict | None:
+        return self.current
+
+    def apply(self, event: dict) -> None:
+        giveaway = event["giveaway"]
+        current = self.current
+        if current is not None and current["id"] == giveaway["id"]:
+            if current["ended"]:
+                return  # an entry's event published after the end's: the end is final
+            if not giveaway["ended"]:
+                # Entries' events may arrive out of order: the count only grows.
+                current["entries"] = max(current["entries"], giveaway["entries"])
+                return
+        self._set(giveaway)
+
+    def stream_ended(self) -> None:
+        if self._running():
+            giveaway_id = UUID(str(self.current["id"]))
+            self.room.spawn(self._end(giveaway_id, "stream_ended"), name="giveaway-stream-ended")
+
+    def stop(self) -> None:
+        self._cancel_timer()
+
+    # -- commands ----------------------------------------------------------------------------------
+
+    async def start(self, conn: Connection, frame: StartGiveaway) -> dict | None:
+        giveaway = await giveaways.start_giveaway(
+            self.room.pool,
+            self.room.id,
+            staff(conn),
+            variant_id=frame.variant_id,
+            duration_s=frame.duration_s,
+            eligibility=frame.eligibility,
+        )
+        return ack(frame, await self.room.publish({"type": "giveaway", "giveaway": giveaway}))
+
+    async def enter(self, conn: Connection, frame: EnterGiveaway) -> dict | None:
+        user_id = signed_in(conn)
+        out = await giveaways.enter_giveaway(self.room.pool, frame.giveaway_id, user_id)
+        event = None
+        if out["entered"]:
+            event = await self.room.publish({"type": "giveaway", "giveaway": out["giveaway"]})
+        return ack(frame, event)
+
+    async def end(self, conn: Connection, frame: EndGiveaway) -> dict | None:
+        giveaway = await giveaways.end_giveaway_by_host(
+            self.room.pool, self.room.id, staff(conn), self.room.settings.earnings_hold_s
+        )
+        if giveaway is None:
+            raise Conflict("no giveaway is running")
+        return ack(frame, await self.room.publish({"type": "giveaway", "giveaway": giveaway}))
+
+    # -- state and timer ---------------------------------------------------------------------------
+
+    def _running(self) -> bool:
+        return self.current is not None and not self.current["ended"]
+
+    def _set(self, giveaway: dict | None) -> None:
+        self._cancel_timer()
+        self.current = dict(giveaway) if giveaway is not None else None
+        if not self._running():
+            return
+        giveaway_id = UUID(str(giveaway["id"]))
+        delay = (datetime.fromisoformat(giveaway["ends_at"]) - datetime.now(UTC)).total_seconds()
+        self._timer = self.room.call_later(
+            max(0.0, delay), lambda: self.room.spawn(self._end(giveaway_id, "time"), name="giveaway-time")
+        )
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    async def _end(self, giveaway_id: UUID, reason: str) -> None:
+        # Every node with viewers runs this; the database lets exactly one of them draw.
+        giveaway = await giveaways.end_giveaway(self.room.pool, giveaway_id, reason, self.room.settings.earnings_hold_s)
+        if giveaway is not None:
+            await self.room.publish({"type": "giveaway", "giveaway": giveaway})
