@@ -14,6 +14,7 @@ from livehub.api import (
     admin_accounts,
     auth,
     catalog,
+    giveaways,
     health,
     images,
     media,
@@ -76,6 +77,7 @@ APIS = [
     tickets.api,
     stock_alerts.api,
     reminders.api,
+    giveaways.api,
 ]
 DESCRIPTION = "LiveHub REST API. Errors: `{error: {code, message, details}}`; money in integer `_cents`."
 

@@ -65,8 +65,17 @@ async def test_the_draw_is_reproducible_from_the_revealed_seed_and_the_stored_en
     assert refused["type"] == "error" and refused["code"] == "forbidden" and refused["details"]["reason"] == "staff"
     await late.wait_for(lambda v: any(e["giveaway"]["entries"] == 7 for e in v.of_type("giveaway")))
 
+    res = await client.get(f"/api/giveaways/{giveaway['id']}")
+    assert res.status == 200 and (await res.json())["entrants"] is None
+    assert (await res.json())["giveaway"]["seed"] is None
+
     assert (await host.request("end_giveaway"))["type"] == "ack"
     result = await late.wait_for(ended)
+    # Anyone can check the draw: the entrants come with the revealed seed once it has ended.
+    res = await client.get(f"/api/giveaways/{giveaway['id']}")
+    public = await res.json()
+    assert public["entrants"] == sorted(u.id for u in users) and public["giveaway"]["seed"] == result["seed"]
+    assert recompute(public["giveaway"]["seed"], public["entrants"]) == result["winner"]["id"]
     assert hashlib.sha256(bytes.fromhex(result["seed"])).hexdigest() == giveaway["seed_hash"]
     stored = [
         str(r["user_id"])

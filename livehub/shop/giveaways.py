@@ -33,6 +33,24 @@ async def enter_giveaway(db: DB, giveaway_id: UUID, user_id: UUID) -> dict:
     return await db.fetchval("SELECT enter_giveaway($1, $2)", giveaway_id, user_id)
 
 
+async def get_giveaway(db: DB, giveaway_id: UUID) -> dict | None:
+    """The giveaway as the room shows it (the seed only once ended); None when there is none."""
+    return await db.fetchval("SELECT giveaway_json(g) FROM giveaways g WHERE g.id = $1", giveaway_id)
+
+
+async def giveaway_with_entrants(db: DB, giveaway_id: UUID) -> dict | None:
+    """`{giveaway, entrants}`: entrants (user ids sorted as the draw sorts them) only once it has ended."""
+    row = await db.fetchrow(
+        """SELECT giveaway_json(g) AS giveaway,
+                  CASE WHEN g.ended_at IS NOT NULL THEN ARRAY(
+                      SELECT e.user_id FROM giveaway_entries e WHERE e.giveaway_id = g.id
+                       ORDER BY e.user_id::text COLLATE "C") END AS entrants
+             FROM giveaways g WHERE g.id = $1""",
+        giveaway_id,
+    )
+    return dict(row) if row is not None else None
+
+
 async def end_giveaway(db: DB, giveaway_id: UUID, reason: str, hold_s: int) -> dict | None:
     """Draws and ends it if it still runs and returns it; None if it had already ended, so of several
     nodes ending it at once exactly one gets it back."""

@@ -21,6 +21,9 @@ from livehub.live.formats import Handler, ShowFormat
 from livehub.live.protocol import Event, Frame, ack
 from livehub.shop import giveaways
 
+# How long new entries on a node wait to be announced together (one event with the count).
+ENTRIES_EVERY_S = 0.25
+
 
 class StartGiveaway(Frame):
     type: Literal["giveaway"]
@@ -56,6 +59,7 @@ class Giveaways(ShowFormat):
         super().__init__(room)
         self.current: dict | None = None  # the running giveaway, or the last one that ended
         self._timer = None
+        self._counting: set[UUID] = set()  # giveaways whose new entries are about to be announced
 
     def handlers(self) -> dict[type[Frame], Handler]:
         return {StartGiveaway: self.start, EnterGiveaway: self.enter, EndGiveaway: self.end}
@@ -102,10 +106,9 @@ class Giveaways(ShowFormat):
     async def enter(self, conn: Connection, frame: EnterGiveaway) -> dict | None:
         user_id = signed_in(conn)
         out = await giveaways.enter_giveaway(self.room.pool, frame.giveaway_id, user_id)
-        event = None
         if out["entered"]:
-            event = await self.room.publish({"type": "giveaway", "giveaway": out["giveaway"]})
-        return ack(frame, event)
+            self._count_entries(frame.giveaway_id)
+        return ack(frame)
 
     async def end(self, conn: Connection, frame: EndGiveaway) -> dict | None:
         giveaway = await giveaways.end_giveaway_by_host(
@@ -130,6 +133,22 @@ class Giveaways(ShowFormat):
         self._timer = self.room.call_later(
             max(0.0, delay), lambda: self.room.spawn(self._end(giveaway_id, "time"), name="giveaway-time")
         )
+
+    def _count_entries(self, giveaway_id: UUID) -> None:
+        """New entries on this node are announced together: one `giveaway` event with the count read after
+        ENTRIES_EVERY_S, not one per entrant (a crowd entering would flood the room's history)."""
+        if giveaway_id in self._counting:
+            return
+        self._counting.add(giveaway_id)
+        self.room.call_later(
+            ENTRIES_EVERY_S, lambda: self.room.spawn(self._publish_entries(giveaway_id), name="giveaway-entries")
+        )
+
+    async def _publish_entries(self, giveaway_id: UUID) -> None:
+        self._counting.discard(giveaway_id)
+        giveaway = await giveaways.get_giveaway(self.room.pool, giveaway_id)
+        if giveaway is not None and not giveaway["ended"]:
+            await self.room.publish({"type": "giveaway", "giveaway": giveaway})
 
     def _cancel_timer(self) -> None:
         if self._timer is not None:
