@@ -233,3 +233,19 @@ async def test_two_nodes_timers_end_it_once_with_one_prize_order(aiohttp_client,
     assert await db.fetchval("SELECT count(*) FROM orders WHERE stream_id = $1", uuid.UUID(show.id)) == 2
     assert results[0]["winner"]["id"] == recompute(results[0]["seed"], [u.id for u in users])
     await assert_books_balanced(db)
+
+
+async def test_a_giveaway_running_when_the_stream_ends_is_drawn_then(client, make, db):
+    show = await live_show(make, products=1, stock=2)
+    host = await Viewer.connect(client, show.id, show.seller)
+    entrant = await make.user()
+    viewer = await Viewer.connect(client, show.id, entrant)
+    giveaway = await start(host, show.variant(), eligibility="everyone")
+    assert (await viewer.request("enter", giveaway_id=giveaway["id"]))["type"] == "ack"
+    res = await client.post(f"/api/streams/{show.id}/end", headers=show.seller.headers)
+    assert res.status == 200, await res.text()
+    result = await viewer.wait_for(ended)
+    assert result["ended_reason"] == "stream_ended" and result["winner"]["id"] == entrant.id
+    assert result["prize_status"] == "ordered"
+    assert await db.fetchval("SELECT count(*) FROM orders WHERE stream_id = $1", uuid.UUID(show.id)) == 1
+    await assert_books_balanced(db)
