@@ -168,6 +168,9 @@ class Settings(BaseSettings):
     stock_update_ms: int = Field(default=1000, ge=0)
     # Units one buyer may take in a flash sale unless the host names another limit.
     flash_sale_per_buyer_limit: int | None = 1
+    # Auctions (livehub/live/formats/auction.py): bids per second one bidder may send in a room (burst twice
+    # that); a bid coalesces with others on the same auction like buys (buy_window_ms, buy_batch_max).
+    bids_per_s: float = Field(default=5.0, gt=0)
     # Chat is written to PostgreSQL in the background; past this many unwritten messages the oldest are dropped.
     chat_buffer_max: int = 10_000
     # How often viewer counts are aggregated across nodes and stream stats written.

@@ -146,6 +146,10 @@ class BooksOut(Out):
     payouts_requested_cents: int
     platform_cents: int
     shipping_cents: int = Field(description="shipping charged on all orders (part of their totals)")
+    holds_cents: int = Field(description="what auction leaders' hold accounts keep (part of held_cents)")
+    mismatched_holds_cents: int = Field(
+        description="holds less what the running auctions hold for their leaders: 0 when balanced"
+    )
 
 
 @api.post(

@@ -320,6 +320,16 @@ class Purchase(Message):
     message: str | None = None
 
 
+class BidResult(Message):
+    """The answer to a `bid` (livehub/live/formats/auction.py), once the database decided it."""
+
+    type: Literal["bid_result"]
+    request_id: str | None
+    status: Literal["leading", "outbid", "too_low", "insufficient_funds", "ended", "not_allowed"]
+    current_cents: int | None = None
+    message: str | None = None
+
+
 class Error(Message):
     type: Literal["error"]
     code: str
@@ -363,7 +373,18 @@ class Earnings(Message):
     available_cents: int
 
 
-SERVER_FRAMES: tuple[type[Message], ...] = (Welcome, Events, Ack, Purchase, Error, Pong, Notification, Wallet, Earnings)
+SERVER_FRAMES: tuple[type[Message], ...] = (
+    Welcome,
+    Events,
+    Ack,
+    Purchase,
+    BidResult,
+    Error,
+    Pong,
+    Notification,
+    Wallet,
+    Earnings,
+)
 
 
 # -- building replies -------------------------------------------------------------------------------

@@ -39,6 +39,7 @@ KINDS: tuple[str, ...] = (
     "stream_live",
     "show_reminder",
     "earnings_available",
+    "auction_won",
     "giveaway_won",
 )
 

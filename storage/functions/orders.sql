@@ -319,6 +319,10 @@ LANGUAGE sql STABLE AS $$
             (SELECT coalesce(sum(entries), 0) FROM sums WHERE kind LIKE 'earnings%') AS earnings,
             (SELECT coalesce(sum(entries), 0) FROM sums WHERE kind = 'payouts') AS payouts_requested,
             (SELECT coalesce(sum(entries), 0) FROM sums WHERE kind = 'platform') AS platform,
+            -- Auction holds (functions/auctions.sql): what every hold account keeps is what the running
+            -- auctions hold for their leaders, no more, no less.
+            (SELECT coalesce(sum(entries), 0) FROM sums WHERE kind = 'hold') AS holds,
+            (SELECT coalesce(sum(leader_hold_cents), 0) FROM auctions WHERE ended_at IS NULL) AS auction_holds,
             (SELECT count(*) FROM orders o
                LEFT JOIN (SELECT e.order_id,
                                  coalesce(-sum(e.amount_cents) FILTER (WHERE e.type = 'purchase'), 0) AS paid,
@@ -333,7 +337,9 @@ LANGUAGE sql STABLE AS $$
             (SELECT coalesce(sum(shipping_cents), 0) FROM orders) AS shipping
     )
     SELECT jsonb_build_object(
-        'balanced', mismatched = 0 AND unbalanced = 0 AND mismatched_orders = 0 AND money_in = money_out + held,
+        'balanced', mismatched = 0 AND unbalanced = 0 AND mismatched_orders = 0 AND money_in = money_out + held
+                    AND holds = auction_holds,
+        'holds_cents', holds, 'mismatched_holds_cents', holds - auction_holds,
         'mismatched_orders', mismatched_orders, 'shipping_cents', shipping,
         'mismatched_accounts', mismatched, 'unbalanced_transactions', unbalanced,
         'money_in_cents', money_in, 'money_out_cents', money_out, 'held_cents', held,

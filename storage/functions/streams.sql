@@ -250,6 +250,7 @@ BEGIN
        SET ended_at = least(now(), ends_at),
            ended_reason = CASE WHEN now() >= ends_at THEN 'time' ELSE 'stream_ended' END
      WHERE stream_id = p_stream AND ended_at IS NULL;
+    PERFORM end_stream_auctions(p_stream);  -- functions/auctions.sql: no sale, holds released
     UPDATE streams SET status = 'ended', ended_at = now(), pinned_product_id = NULL WHERE id = p_stream;
     RETURN stream_json(p_stream);
 END $$;
@@ -260,6 +261,7 @@ LANGUAGE sql STABLE AS $$
     SELECT jsonb_build_object(
         'stream', stream_json(s.id),
         'flash_sale', (SELECT flash_json(f) FROM running_flash_sale(s.id) f WHERE f.id IS NOT NULL),
+        'auction', running_auction_json(s.id),  -- functions/auctions.sql
         'giveaway', stream_giveaway(s.id),  -- functions/giveaways.sql
         'moderators', (SELECT coalesce(jsonb_agg(m.user_id ORDER BY m.user_id), '[]')
                          FROM stream_moderators m WHERE m.stream_id = s.id),
@@ -339,6 +341,12 @@ BEGIN
     IF running IS NOT NULL THEN
         RAISE EXCEPTION 'a flash sale is already running'
             USING ERRCODE = 'LH409', DETAIL = jsonb_build_object('flash_sale_id', running)::text;
+    END IF;
+    -- One auction or flash sale at a time (functions/auctions.sql).
+    SELECT id INTO running FROM auctions WHERE stream_id = p_stream AND ended_at IS NULL;
+    IF running IS NOT NULL THEN
+        RAISE EXCEPTION 'an auction is running'
+            USING ERRCODE = 'LH409', DETAIL = jsonb_build_object('auction_id', running)::text;
     END IF;
     IF p_quantity > in_stock THEN
         RAISE EXCEPTION 'not enough stock'

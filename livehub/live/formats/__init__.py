@@ -67,7 +67,8 @@ class ShowFormat(abc.ABC):
 
 def all_formats() -> tuple[type[ShowFormat], ...]:
     """Every show format a room runs."""
+    from livehub.live.formats.auction import Auctions
     from livehub.live.formats.flash_sale import FlashSales
     from livehub.live.formats.giveaway import Giveaways
 
-    return (FlashSales, Giveaways)
+    return (FlashSales, Giveaways, Auctions)
