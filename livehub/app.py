@@ -16,6 +16,7 @@ from livehub.api import (
     catalog,
     giveaways,
     health,
+    hosts,
     images,
     media,
     notifications,
@@ -77,6 +78,7 @@ APIS = [
     tickets.api,
     stock_alerts.api,
     reminders.api,
+    hosts.api,
     giveaways.api,
 ]
 DESCRIPTION = "LiveHub REST API. Errors: `{error: {code, message, details}}`; money in integer `_cents`."

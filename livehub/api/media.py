@@ -57,6 +57,11 @@ def _node(request: web.Request) -> "MediaNode":
     return node
 
 
+def _is_host(stream: dict, user_id: UUID) -> bool:
+    """The stream's host: its shop's own user, or a guest host once they accepted (storage/functions/hosts.sql)."""
+    return str(stream["host_id"]) == str(user_id) and stream.get("host_status", "accepted") == "accepted"
+
+
 async def _stream(request: web.Request, stream_id: UUID) -> dict:
     stream = await streams.get_stream(db(request), stream_id)
     if stream is None:
@@ -72,7 +77,7 @@ async def media_options(request: web.Request) -> MediaOut:
     me = request.get(PRINCIPAL)
     if me is not None and await streams.is_banned(db(request), stream_id, me.user_id):
         raise Forbidden("banned from this seller's streams")
-    host = me is not None and str(me.user_id) == str(stream["host_id"])
+    host = me is not None and _is_host(stream, me.user_id)
     identity = str(me.user_id) if me is not None else f"anonymous-{secrets.token_hex(8)}"
     node = request.app.get(keys.MEDIA)
     relay = node.relay if node is not None else None
@@ -86,7 +91,7 @@ async def publish(request: web.Request, body: OfferIn) -> AnswerOut:
     stream_id = path_id(request)
     node = _node(request)
     stream = await _stream(request, stream_id)
-    if str(stream["host_id"]) != str(principal(request).user_id):
+    if not _is_host(stream, principal(request).user_id):
         raise Forbidden("only the stream's host can publish")
     if stream["status"] != "live":
         raise Conflict(f"the stream is {stream['status']}: go live first", {"status": stream["status"]})
@@ -100,7 +105,7 @@ async def unpublish(request: web.Request) -> None:
     stream_id = path_id(request)
     node = _node(request)
     stream = await _stream(request, stream_id)
-    if str(stream["host_id"]) != str(principal(request).user_id):
+    if not _is_host(stream, principal(request).user_id):
         raise Forbidden("only the stream's host can stop publishing")
     await node.unpublish(stream_id)
 

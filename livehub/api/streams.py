@@ -49,6 +49,12 @@ class StreamIn(Model):
     scheduled_at: UtcTime | None = None
     products: Annotated[list[StreamProductIn], Field(max_length=100)]
     moderators: Annotated[list[UUID], Field(max_length=50)] = []
+    host_id: UUID | None = Field(
+        None, description="another user to host the show (invited: they accept before it can start)"
+    )
+    host_commission_bps: Annotated[int, Field(ge=0, le=5000)] = Field(
+        0, description="the host's share of the items sold in the show, in basis points (with host_id)"
+    )
 
 
 class ModeratorIn(Model):
@@ -95,6 +101,9 @@ class StreamOut(Out):
     status: StreamStatus
     seller: SellerRef
     host_id: UUID
+    host_status: Literal["invited", "accepted", "declined"] = Field(
+        description="a guest host's answer; 'accepted' when the shop hosts its own show"
+    )
     scheduled_at: datetime | None
     started_at: datetime | None
     ended_at: datetime | None
@@ -153,7 +162,7 @@ async def with_viewers(request: web.Request, stream: dict) -> dict:
 
 @api.post("/api/streams", auth="seller", body=StreamIn, response=StreamEnvelope, status=201)
 async def create_stream(request: web.Request, body: StreamIn) -> StreamEnvelope:
-    """Schedule a stream of your shop featuring your products (in the order given)"""
+    """Schedule a stream of your shop featuring your products (in the order given), hosted by you or an invited host"""
     stream = await streams.create_stream(
         db(request),
         principal(request).user_id,
@@ -161,13 +170,15 @@ async def create_stream(request: web.Request, body: StreamIn) -> StreamEnvelope:
         scheduled_at=body.scheduled_at,
         products=[p.model_dump() for p in body.products],
         moderators=body.moderators,
+        host_id=body.host_id,
+        host_commission_bps=body.host_commission_bps,
     )
     return StreamEnvelope.model_validate({"stream": stream})
 
 
 @api.post("/api/streams/{id}/start", auth="user", response=StreamEnvelope)
 async def start_stream(request: web.Request) -> StreamEnvelope:
-    """Go live (the host): the shop's followers are notified"""
+    """Go live (the host; a guest host once accepted): the shop's followers are notified"""
     stream_id = path_id(request)
     # Followers' notifications are stored and queued in the same transaction; the deliver_notification job
     # pushes and emails them (livehub/jobs.py).
@@ -178,7 +189,7 @@ async def start_stream(request: web.Request) -> StreamEnvelope:
 
 @api.post("/api/streams/{id}/end", auth="user", response=StreamEnvelope)
 async def end_stream(request: web.Request) -> StreamEnvelope:
-    """End a live stream (the host or an admin)"""
+    """End a live stream (the host, its shop or an admin)"""
     stream_id = path_id(request)
     stream = await streams.end_stream(db(request), stream_id, principal(request).user_id)
     await request.app[keys.HUB].stream_changed(stream_id, stream)
@@ -217,7 +228,7 @@ async def get_stream(request: web.Request) -> StreamDetailEnvelope:
 
 @api.get("/api/streams/{id}/stats", auth="user", response=StreamStatsOut)
 async def stream_stats(request: web.Request) -> StreamStatsOut:
-    """A stream's audience and sales figures (the host or an admin)"""
+    """A stream's audience and sales figures (the host, its shop or an admin)"""
     me = principal(request)
     stats = await streams.stream_stats(db(request), path_id(request), me.user_id, me.is_admin)
     return StreamStatsOut.model_validate(stats)

@@ -58,7 +58,7 @@ class RoomState:
     def load(self, snapshot: dict, *, offset: int, epoch: str, history: list[dict], reactions: dict) -> None:
         """The state from the database's room snapshot and the broker's position and history."""
         self.stream = snapshot["stream"]
-        self.host_id = str(self.stream["host_id"])
+        self.host_id = _host_of(self.stream)
         self.variants = {str(v["id"]): v for p in self.stream["products"] for v in p["variants"]}
         self.pinned = self.product(self.stream.get("pinned_product_id"))
         self.moderators = {str(m) for m in snapshot["moderators"]}
@@ -119,10 +119,16 @@ class RoomState:
         elif kind == "unpin":
             self.pinned = None
         elif kind == "stream_status":
+            was_live = self.live
             self.stream = {**self.stream, **{k: v for k, v in event["stream"].items() if k != "products"}}
+            # A guest host (re)invited, accepted or replaced: both users' roles change (api/hosts.py).
+            host, self.host_id = self.host_id, _host_of(self.stream)
+            effects: list[Effect] = [RoleChanged(u) for u in {host, self.host_id} - {""} if host != self.host_id]
             if not self.live:
                 self.pinned = None
-                return [StreamEnded()]
+                # (A scheduled stream's host changing ends nothing: nothing runs before it is live.)
+                return [*effects, StreamEnded()] if was_live or self.stream.get("status") == "ended" else effects
+            return effects
         elif kind == "moderation":
             return self._moderate(event)
         return []
@@ -187,3 +193,9 @@ def for_client(event: dict) -> dict:
 
 def as_datetime(value: datetime | str) -> datetime:
     return value if isinstance(value, datetime) else datetime.fromisoformat(value)
+
+
+def _host_of(stream: dict) -> str:
+    """Who hosts the room: its host_id once the host accepted (a guest host invited, or who declined, is
+    nobody's host yet: storage/functions/hosts.sql); "" for nobody."""
+    return str(stream["host_id"]) if stream.get("host_status", "accepted") == "accepted" else ""

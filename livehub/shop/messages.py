@@ -40,6 +40,7 @@ KINDS: tuple[str, ...] = (
     "show_reminder",
     "earnings_available",
     "auction_won",
+    "host_invited",
     "giveaway_won",
 )
 

@@ -6,7 +6,7 @@ connection's jsonb codec (storage.db.init_connection), as everywhere else: Pytho
 objects out. Times inside Postgres-built JSON are RFC 3339 UTC strings.
 
 Shapes:
-- stream: `{id, title, status, seller: {id, shop_name}, host_id, scheduled_at, started_at, ended_at,
+- stream: `{id, title, status, seller: {id, shop_name}, host_id, host_status, scheduled_at, started_at, ended_at,
   pinned_product_id, products: [product]}`
 - product: `{id, title, position, live_price_cents, per_buyer_limit, variants: [{id, sku, options,
   price_cents, available, digital}]}`; a variant's price_cents is the stream's price when no flash sale runs.
@@ -37,16 +37,21 @@ async def create_stream(
     scheduled_at: datetime | None,
     products: list[dict],
     moderators: list[UUID],
+    host_id: UUID | None = None,
+    host_commission_bps: int = 0,
 ) -> dict:
-    """A new scheduled stream of the caller's (approved) shop, which the caller hosts. `products`:
+    """A new scheduled stream of the caller's (approved) shop, which the caller hosts, or another user
+    invited to host it for host_commission_bps (livehub/shop/hosts.py). `products`:
     [{product_id, live_price_cents, per_buyer_limit}] in the order shown, the shop's own and active."""
     return await db.fetchval(
-        "SELECT create_stream($1, $2, $3, $4::jsonb, $5)",
+        "SELECT create_stream($1, $2, $3, $4::jsonb, $5, $6, $7)",
         user_id,
         title,
         scheduled_at,
         products,
         list(moderators),
+        host_id,
+        host_commission_bps,
     )
 
 

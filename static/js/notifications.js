@@ -25,6 +25,7 @@ const LABELS = {
   stream_live: "Shops you follow going live",
   show_reminder: "Show reminders",
   earnings_available: "Earnings available",
+  host_invited: "Invitations to host a show",
 };
 
 const order = (p) => `order ${p.number || ""}`.trim();
@@ -73,6 +74,11 @@ export function describe(n) {
       return { text: `${p.shop_name} answered your review of ${p.title}`, href: `/products/${p.product_id}` };
     case "earnings_available":
       return { text: `${money(p.amount_cents || 0)} of your earnings are available`, href: "/seller#earnings" };
+    case "host_invited":
+      return {
+        text: `${p.shop_name || "A shop"} invites you to host ${p.title || "a show"} for ${((p.host_commission_bps || 0) / 100).toFixed(2)}% of its sales`,
+        href: "/studio#hosting",
+      };
     case "stream_live":
       return { text: `${p.shop_name} is live: ${p.title}`, href: `/watch/${p.stream_id}` };
     case "show_scheduled":

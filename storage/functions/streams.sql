@@ -38,7 +38,7 @@ LANGUAGE sql STABLE AS $$
     SELECT jsonb_build_object(
         'id', s.id, 'title', s.title, 'status', s.status,
         'seller', jsonb_build_object('id', se.id, 'shop_name', se.shop_name),
-        'host_id', s.host_id, 'scheduled_at', utc_time(s.scheduled_at), 'started_at', utc_time(s.started_at),
+        'host_id', s.host_id, 'host_status', s.host_status, 'scheduled_at', utc_time(s.scheduled_at), 'started_at', utc_time(s.started_at),
         'ended_at', utc_time(s.ended_at), 'pinned_product_id', s.pinned_product_id,
         'products', (SELECT coalesce(jsonb_agg(j ORDER BY sp.position, sp.product_id), '[]')
                        FROM stream_products sp, stream_product_json(sp) j
@@ -65,13 +65,14 @@ LANGUAGE sql STABLE AS $$
        AND s.status = 'live';
 $$;
 
--- 'host', 'moderator' (named by the host, or an admin) or 'viewer' (also for no user).
+-- 'host', 'moderator' (named by the host, or an admin) or 'viewer' (also for no user). A guest host is the
+-- host once they accepted (functions/hosts.sql); until then nobody is.
 CREATE OR REPLACE FUNCTION stream_role(p_stream uuid, p_user uuid) RETURNS text
 LANGUAGE plpgsql STABLE AS $$
 DECLARE
     host uuid;
 BEGIN
-    SELECT host_id INTO host FROM streams WHERE id = p_stream;
+    SELECT CASE WHEN host_status = 'accepted' THEN host_id END INTO host FROM streams WHERE id = p_stream;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'stream not found' USING ERRCODE = 'LH404';
     END IF;
@@ -127,10 +128,12 @@ BEGIN
     END IF;
 END $$;
 
--- A new scheduled stream of the caller's shop, hosted by the caller. p_products, in the order shown:
+-- A new scheduled stream of the caller's shop, hosted by the caller, or by p_host (another user, invited
+-- at p_host_bps: functions/hosts.sql). p_products, in the order shown:
 -- [{product_id, live_price_cents?, per_buyer_limit?}], each an active product of the shop, once.
 CREATE OR REPLACE FUNCTION create_stream(
-    p_user uuid, p_title text, p_scheduled_at timestamptz, p_products jsonb, p_moderators uuid[]
+    p_user uuid, p_title text, p_scheduled_at timestamptz, p_products jsonb, p_moderators uuid[],
+    p_host uuid DEFAULT NULL, p_host_bps integer DEFAULT 0
 ) RETURNS jsonb
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -186,8 +189,12 @@ BEGIN
     IF EXISTS (SELECT 1 FROM unnest(p_moderators) m WHERE NOT EXISTS (SELECT 1 FROM users WHERE id = m)) THEN
         RAISE EXCEPTION 'moderator not found' USING ERRCODE = 'LH404';
     END IF;
+    -- The host runs the stream; with a guest host the seller may name their own user a moderator.
     INSERT INTO stream_moderators (stream_id, user_id)
-    SELECT DISTINCT new_id, m FROM unnest(p_moderators) m WHERE m <> p_user;
+    SELECT DISTINCT new_id, m FROM unnest(p_moderators) m WHERE m <> coalesce(p_host, p_user);
+    IF p_host IS NOT NULL AND p_host <> p_user OR coalesce(p_host_bps, 0) <> 0 THEN
+        PERFORM put_stream_host((SELECT st FROM streams st WHERE st.id = new_id), p_user, p_host, p_host_bps);
+    END IF;
     -- The shop's followers get show_scheduled (functions/reminders.sql).
     PERFORM scheduled_show_notice(new_id);
     RETURN stream_json(new_id);
@@ -206,6 +213,11 @@ BEGIN
     s := locked_stream(p_stream);
     IF s.host_id <> p_actor THEN
         RAISE EXCEPTION 'only the host can start the stream' USING ERRCODE = 'LH403';
+    END IF;
+    -- A guest host starts only what they accepted (functions/hosts.sql).
+    IF s.status = 'scheduled' AND s.host_status <> 'accepted' THEN
+        RAISE EXCEPTION 'the host has not accepted the invitation to host this stream'
+            USING ERRCODE = 'LH409', DETAIL = jsonb_build_object('host_status', s.host_status)::text;
     END IF;
     IF s.status <> 'scheduled' THEN
         RAISE EXCEPTION 'the stream is %', s.status
@@ -231,15 +243,17 @@ BEGIN
     RETURN jsonb_build_object('stream', stream_json(p_stream), 'followers', to_jsonb(followers));
 END $$;
 
--- live -> ended, by its host or an admin. A running flash sale ends with it; nothing stays pinned.
+-- live -> ended, by its host, its shop (of a guest-hosted stream) or an admin. A running flash sale ends
+-- with it; nothing stays pinned.
 CREATE OR REPLACE FUNCTION end_stream(p_stream uuid, p_actor uuid) RETURNS jsonb
 LANGUAGE plpgsql AS $$
 DECLARE
     s streams;
 BEGIN
     s := locked_stream(p_stream);
-    IF s.host_id <> p_actor AND NOT user_is_admin(p_actor) THEN
-        RAISE EXCEPTION 'only the host or an admin can end the stream' USING ERRCODE = 'LH403';
+    IF s.host_id <> p_actor AND NOT user_is_admin(p_actor)
+       AND NOT EXISTS (SELECT 1 FROM sellers WHERE id = s.seller_id AND user_id = p_actor) THEN
+        RAISE EXCEPTION 'only the host, the shop or an admin can end the stream' USING ERRCODE = 'LH403';
     END IF;
     IF s.status <> 'live' THEN
         RAISE EXCEPTION 'the stream is %', s.status
@@ -475,7 +489,7 @@ DECLARE
     s streams;
 BEGIN
     s := locked_stream(p_stream);
-    IF s.host_id <> p_actor THEN
+    IF s.host_id <> p_actor OR s.host_status <> 'accepted' THEN
         RAISE EXCEPTION 'only the host names moderators' USING ERRCODE = 'LH403';
     END IF;
     IF NOT p_on THEN
@@ -532,8 +546,9 @@ BEGIN
     IF NOT FOUND THEN
         RAISE EXCEPTION 'stream not found' USING ERRCODE = 'LH404';
     END IF;
-    IF s.host_id <> p_actor AND NOT (p_is_admin OR user_is_admin(p_actor)) THEN
-        RAISE EXCEPTION 'only the host or an admin can see the stream''s numbers' USING ERRCODE = 'LH403';
+    IF s.host_id <> p_actor AND NOT (p_is_admin OR user_is_admin(p_actor))
+       AND NOT EXISTS (SELECT 1 FROM sellers WHERE id = s.seller_id AND user_id = p_actor) THEN
+        RAISE EXCEPTION 'only the host, the shop or an admin can see the stream''s numbers' USING ERRCODE = 'LH403';
     END IF;
     RETURN jsonb_build_object(
         'stream_id', s.id, 'status', s.status, 'started_at', utc_time(s.started_at),
