@@ -249,3 +249,36 @@ async def test_a_giveaway_running_when_the_stream_ends_is_drawn_then(client, mak
     assert result["prize_status"] == "ordered"
     assert await db.fetchval("SELECT count(*) FROM orders WHERE stream_id = $1", uuid.UUID(show.id)) == 1
     await assert_books_balanced(db)
+
+
+async def test_entries_racing_the_draw_are_either_in_it_or_refused(client, make, db):
+    show = await live_show(make, products=1, stock=2)
+    host = await Viewer.connect(client, show.id, show.seller)
+    users = [await make.user() for _ in range(30)]
+    viewers = []
+    for chunk in range(0, len(users), 10):
+        viewers += await asyncio.gather(*(Viewer.connect(client, show.id, u) for u in users[chunk : chunk + 10]))
+    giveaway = await start(host, show.variant())
+    await asyncio.gather(*(v.wait_for(lambda v: v.of_type("giveaway")) for v in viewers))
+
+    # Everyone enters (twice) while the host draws: an entry is either acked and in the draw, or refused.
+    replies = await asyncio.gather(
+        *(v.request("enter", giveaway_id=giveaway["id"]) for v in viewers),
+        host.request("end_giveaway"),
+        *(v.request("enter", giveaway_id=giveaway["id"]) for v in viewers),
+    )
+    entries, drawn, again = replies[:30], replies[30], replies[31:]
+    assert drawn["type"] == "ack", drawn
+    for reply in entries + again:
+        assert reply["type"] == "ack" or reply["code"] == "conflict", reply
+    acked = {u.id for u, r, r2 in zip(users, entries, again, strict=True) if "ack" in (r["type"], r2["type"])}
+    result = await host.wait_for(ended)
+    res = await client.get(f"/api/giveaways/{giveaway['id']}")
+    entrants = (await res.json())["entrants"]
+    assert set(entrants) == acked and result["entries"] == len(acked)
+    if acked:
+        assert result["winner"]["id"] == recompute(result["seed"], entrants)
+    giveaway_id = uuid.UUID(giveaway["id"])
+    assert await db.fetchval("SELECT count(*) FROM giveaway_entries WHERE giveaway_id = $1", giveaway_id) == len(acked)
+    orders = await db.fetchval("SELECT count(*) FROM orders WHERE stream_id = $1", uuid.UUID(show.id))
+    assert orders == (1 if acked else 0)

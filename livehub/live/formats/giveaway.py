@@ -60,6 +60,7 @@ class Giveaways(ShowFormat):
         self.current: dict | None = None  # the running giveaway, or the last one that ended
         self._timer = None
         self._counting: set[UUID] = set()  # giveaways whose new entries are about to be announced
+        self._entered: set[UUID] = set()  # users who entered the current giveaway through this node
 
     def handlers(self) -> dict[type[Frame], Handler]:
         return {StartGiveaway: self.start, EnterGiveaway: self.enter, EndGiveaway: self.end}
@@ -105,7 +106,12 @@ class Giveaways(ShowFormat):
 
     async def enter(self, conn: Connection, frame: EnterGiveaway) -> dict | None:
         user_id = signed_in(conn)
+        current = self.current
+        if self._running() and current["id"] == str(frame.giveaway_id) and user_id in self._entered:
+            return ack(frame)  # entered through this node already: nothing to ask the database
         out = await giveaways.enter_giveaway(self.room.pool, frame.giveaway_id, user_id)
+        if out["giveaway"]["id"] == (self.current or {}).get("id"):
+            self._entered.add(user_id)
         if out["entered"]:
             self._count_entries(frame.giveaway_id)
         return ack(frame)
@@ -125,6 +131,8 @@ class Giveaways(ShowFormat):
 
     def _set(self, giveaway: dict | None) -> None:
         self._cancel_timer()
+        if giveaway is None or self.current is None or giveaway["id"] != self.current["id"]:
+            self._entered = set()
         self.current = dict(giveaway) if giveaway is not None else None
         if not self._running():
             return
