@@ -326,7 +326,7 @@ class BidResult(Message):
     type: Literal["bid_result"]
     request_id: str | None
     status: Literal["leading", "outbid", "too_low", "insufficient_funds", "ended", "not_allowed"]
-    current_cents: int | None = None
+    current_cents: int | None  # the auction's price after this bid (null: no auction of that id runs here)
     message: str | None = None
 
 
