@@ -322,3 +322,81 @@ async def auction_setup(client, make, db):
         return uuid.UUID(orjson.loads(raw)["id"]), users
 
     return setup
+
+
+async def test_a_guest_hosts_commission_and_shipping_on_the_winners_order(client, make, db):
+    """Decided by the storage functions directly (the room's part is above): the shop ships at a flat rate, and
+    the stream's host is another user earning a commission."""
+    show = await live_show(make, products=1, stock=2, price=PRICE)
+    res = await client.put(
+        "/api/seller/shipping", json={"flat_rate_cents": 700, "countries": []}, headers=show.seller.headers
+    )
+    assert res.status == 200, await res.text()
+    alice, bob = await bidders(client, make, db, 2, cents=20_000)
+    host = await make.user()
+    raw = await db.fetchval(
+        "SELECT start_auction($1, $2, $3, 1000, NULL, 60, 'standard', 10)::text",
+        uuid.UUID(show.id),
+        uuid.UUID(show.seller.id),
+        uuid.UUID(show.variant()),
+    )
+    auction = orjson.loads(raw)
+    assert auction["increment_cents"] == 50  # the ladder at 10.00
+    await db.execute(
+        "UPDATE streams SET host_id = $2, host_commission_bps = 2000 WHERE id = $1",
+        uuid.UUID(show.id),
+        uuid.UUID(host.id),
+    )
+
+    async def bids(*items) -> list[str]:
+        out = orjson.loads(await db.fetchval("SELECT bid_batch($1, $2)::text", uuid.UUID(auction["id"]), list(items)))
+        return [r["status"] for r in out["results"]]
+
+    # The host cannot bid; alice's hold is her maximum plus the flat rate; bob outbids her and hers goes back.
+    assert await bids({"bidder_id": host.id, "amount_cents": 1000}) == ["not_allowed"]
+    assert await bids({"bidder_id": alice.id, "max_cents": 1500}) == ["leading"]
+    assert await hold_of(db, alice.id) == 1500 + 700
+    assert await bids({"bidder_id": bob.id, "max_cents": 19_400}) == ["insufficient_funds"]  # + 700 > 20,000
+    assert await bids({"bidder_id": bob.id, "max_cents": 4000}) == ["leading"]
+    assert (await hold_of(db, alice.id), await hold_of(db, bob.id)) == (0, 4000 + 700)
+    assert await balance(client, alice) == 20_000
+    ended = await close_now(db, auction["id"], datetime.fromisoformat(auction["ends_at"]))
+    assert ended["winner"]["id"] == bob.id and ended["current_cents"] == 1550  # alice's 1500 + 50
+    order = await db.fetchrow("SELECT * FROM orders WHERE id = $1", uuid.UUID(ended["order_id"]))
+    assert (order["total_cents"], order["shipping_cents"], order["host_id"]) == (1550 + 700, 700, uuid.UUID(host.id))
+    shares = dict(
+        await db.fetch("SELECT role, amount_cents FROM earnings WHERE order_id = $1", uuid.UUID(ended["order_id"]))
+    )
+    fee = 1550 * FEE_BPS // 10_000
+    assert shares == {"host": 1550 * 2000 // 10_000, "seller": 1550 + 700 - fee - 1550 * 2000 // 10_000}
+    assert await balance(client, bob) == 20_000 - 1550 - 700 and await hold_of(db, bob.id) == 0
+    assert await db.fetchval("SELECT stock FROM variants WHERE id = $1", uuid.UUID(show.variant())) == 1
+    await assert_books_balanced(db)
+
+
+async def test_a_reconnecting_viewer_recovers_the_auction_and_the_stream_ending_releases_the_hold(client, make, db):
+    show = await live_show(make, products=1, stock=2, price=PRICE)
+    host = await Viewer.connect(client, show.id, show.seller)
+    (alice,) = await bidders(client, make, db, 1)
+    a = await Viewer.connect(client, show.id, alice)
+    auction = await start(host, show.variant())
+    since = (await a.wait_for(lambda v: v.of_type("auction")))[-1]["offset"]
+    await a.close()
+    await bid(host, auction["id"], amount_cents=5000)  # refused (own lot): changes nothing
+    other = await Viewer.connect(client, show.id, await make.user())
+    b = await Viewer.connect(client, show.id, (bob := (await bidders(client, make, db, 1))[0]))
+    assert (await bid(b, auction["id"], amount_cents=1200))["status"] == "leading"
+    back = await Viewer.connect(client, show.id, alice, since=since, epoch=a.welcome["epoch"])
+    assert back.welcome["recovered"] is True
+    seen = await back.wait_for(lambda v: [e for e in v.of_type("auction") if e["auction"]["current_cents"] == 1200])
+    assert seen[-1]["auction"]["leader"]["id"] == bob.id
+    assert back.welcome["state"]["auction"]["id"] == auction["id"]
+    assert await hold_of(db, bob.id) == 1200
+    res = await client.post(f"/api/streams/{show.id}/end", headers=show.seller.headers)
+    assert res.status == 200, await res.text()
+    row = await db.fetchrow("SELECT ended_reason, order_id FROM auctions WHERE id = $1", uuid.UUID(auction["id"]))
+    assert (row["ended_reason"], row["order_id"]) == ("stream_ended", None)
+    assert await hold_of(db, bob.id) == 0 and await balance(client, bob) == 100_000
+    await assert_books_balanced(db)
+    for v in (host, other, b, back):
+        await v.close()
