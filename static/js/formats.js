@@ -41,6 +41,7 @@ export class FormatCards {
     this.extended = null; // {id, seconds, at}
     this.myStatus = null; // {auctionId, kind, text}: the last bid_result, or the news of being outbid
     this.bidding = false;
+    this.myMax = new Map(); // auction id -> the maximum this viewer set, as this page sent it
     this.entered = new Set(); // giveaway ids this viewer entered
     this.giveawayStatus = null;
 
@@ -93,6 +94,9 @@ export class FormatCards {
       if (me && wasLeading && a.leader?.id !== me && !a.ended) {
         this.myStatus = { auctionId: a.id, kind: "bad", text: `You have been outbid: ${money(a.current_cents)} by ${a.leader?.name || "another bidder"}.` };
         toast(this.myStatus.text, "error");
+      } else if (me && a.leader?.id === me && !a.ended && this.myStatus?.auctionId === a.id && this.myStatus.kind === "ok") {
+        // Still leading: a bid against this viewer's maximum raised the price they lead at.
+        this.myStatus = { auctionId: a.id, kind: "ok", text: this.leadingText(a.id, a.current_cents) };
       }
     }
     this.auction = a || null;
@@ -136,7 +140,8 @@ export class FormatCards {
     $("auction-current").textContent = money(a.current_cents);
     $("auction-bids").textContent = a.bids === 1 ? "1 bid" : `${a.bids || 0} bids`;
     const leader = $("auction-leader");
-    leader.textContent = a.leader ? (a.leader.id === me ? "You are leading" : `Leading: ${a.leader.name}`) : a.ended ? "" : "No bids yet: be the first.";
+    leader.textContent = a.ended ? "" : a.leader ? (a.leader.id === me ? "You are leading" : `Leading: ${a.leader.name}`) : "No bids yet: be the first.";
+    leader.hidden = !!a.ended;
     leader.classList.toggle("you", !!a.leader && a.leader.id === me);
     $("auction-clock-line").hidden = !!a.ended;
     this.tick();
@@ -155,7 +160,8 @@ export class FormatCards {
     $("auction-bid-box").hidden = !signedIn || !!a.ended;
     $("auction-signin").hidden = signedIn || !!a.ended;
 
-    const status = this.myStatus?.auctionId === a.id ? this.myStatus : null;
+    // Once ended, the winner line says it all.
+    const status = this.myStatus?.auctionId === a.id && !a.ended ? this.myStatus : null;
     const el = $("auction-status");
     el.textContent = status?.text || "";
     el.className = `purchase-result ${status?.kind || ""}`;
@@ -215,7 +221,8 @@ export class FormatCards {
     button.disabled = entered || !this.ctx.live() || this.entering;
     button.textContent = entered ? "You are in ✓" : "Enter the giveaway";
     $("giveaway-signin").hidden = signedIn || !!g.ended;
-    const status = this.giveawayStatus?.id === g.id ? this.giveawayStatus : null;
+    // Once drawn, the winner line says it all.
+    const status = this.giveawayStatus?.id === g.id && !g.ended ? this.giveawayStatus : null;
     $("giveaway-status").textContent = status?.text || "";
     $("giveaway-status").className = `purchase-result ${status?.kind || ""}`;
     $("giveaway-seed-line").hidden = !g.seed;
@@ -250,6 +257,12 @@ export class FormatCards {
 
   // ---- the viewer's frames ----
 
+  // Only this viewer sees their own maximum: the server never sends it back.
+  leadingText(auctionId, cents) {
+    const max = this.myMax.get(auctionId);
+    return `${BID_TEXT.leading(cents)}${max ? ` We bid for you up to your maximum of ${money(max)}.` : ""}`;
+  }
+
   status(kind, text) {
     this.myStatus = { auctionId: this.auction?.id, kind, text };
     this.renderAuction();
@@ -264,12 +277,13 @@ export class FormatCards {
     const reply = await room.request({ type: "bid", auction_id: a.id, ...fields });
     this.bidding = false;
     if (reply.type === "bid_result") {
-      const text = BID_TEXT[reply.status]?.(reply.current_cents ?? a.current_cents) || reply.status;
-      const kind = reply.status === "leading" ? "ok" : "bad";
-      if (reply.status === "leading" && fields.max_cents) {
-        this.myStatus = { auctionId: a.id, kind, text: `${text} We bid for you up to ${money(fields.max_cents)}.` };
-      } else this.myStatus = { auctionId: a.id, kind, text };
-      if (reply.status === "leading") done?.();
+      const current = reply.current_cents ?? a.current_cents;
+      if (reply.status === "leading") {
+        if (fields.max_cents) this.myMax.set(a.id, fields.max_cents);
+        else this.myMax.delete(a.id);
+        this.myStatus = { auctionId: a.id, kind: "ok", text: this.leadingText(a.id, current) };
+        done?.();
+      } else this.myStatus = { auctionId: a.id, kind: "bad", text: BID_TEXT[reply.status]?.(current) || reply.status };
     } else {
       const wait = reply.details?.retry_after_s;
       this.myStatus = { auctionId: a.id, kind: "bad", text: wait ? `${reply.message} (wait ${Math.ceil(wait)} s)` : reply.message || "The bid did not go through." };

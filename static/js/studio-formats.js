@@ -43,13 +43,20 @@ export class StudioFormats {
     this.render();
   }
 
-  // The pickers' options, keeping the host's choice.
+  // The pickers' options with each variant's stock, keeping the host's choice (an open picker is not
+  // rebuilt under them: when the variants are the same, only the texts change).
   fillPickers() {
     const s = this.ctx.stream();
     for (const id of ["au-variant", "ga-variant"]) {
       const sel = $(id);
+      const fresh = variantOptions(s?.products || [], this.ctx.stock());
+      const same = fresh.length === sel.options.length && fresh.every((o, i) => sel.options[i].value === o.value);
+      if (same) {
+        fresh.forEach((o, i) => sel.options[i].textContent !== o.textContent && (sel.options[i].textContent = o.textContent));
+        continue;
+      }
       const chosen = sel.value;
-      sel.replaceChildren(...variantOptions(s?.products || [], this.ctx.stock()));
+      sel.replaceChildren(...fresh);
       if ([...sel.options].some((o) => o.value === chosen)) sel.value = chosen;
     }
   }
@@ -88,6 +95,7 @@ export class StudioFormats {
   }
 
   render() {
+    this.fillPickers();
     const live = this.ctx.stream()?.status === "live";
     const a = this.auction;
     const products = this.ctx.stream()?.products || [];
