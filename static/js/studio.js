@@ -6,6 +6,7 @@ import { imageTag } from "./images.js";
 import * as media from "./media.js";
 import { Room, clock, variantLabel } from "./room.js";
 import { StudioFormats } from "./studio-formats.js";
+import { loadHosting } from "./hosting.js";
 
 const $ = (id) => document.getElementById(id);
 const ORDER_POLL_MS = 3000;
@@ -15,6 +16,7 @@ const BUCKET_MS = 30 * 1000;
 
 const state = {
   me: null,
+  hosting: [], // invitations to host other shops' shows (hosting.js)
   streams: [],
   stream: null, // the chosen show (GET /api/streams/{id})
   pinned: null,
@@ -42,10 +44,13 @@ const formats = new StudioFormats({
 // ---- shows --------------------------------------------------------------------------------
 
 async function loadStreams(select) {
-  const page = await api("GET", `/api/streams?seller=${state.me.seller_id}&limit=50`);
+  // Your shop's shows, and those you accepted to host for other shops (hosting.js).
+  const own = state.me.seller_id ? (await api("GET", `/api/streams?seller=${state.me.seller_id}&limit=50`)).items : [];
+  const hosted = state.hosting.filter((i) => i.host_status === "accepted").map((i) => i.stream);
+  const page = { items: [...hosted, ...own] };
   state.streams = page.items;
   const sel = $("stream-select");
-  sel.replaceChildren(...page.items.map((s) => h("option", { value: s.id }, `${s.title} (${s.status})`)));
+  sel.replaceChildren(...page.items.map((s) => h("option", { value: s.id }, `${s.title} (${s.status})${s.seller.id === state.me.seller_id ? "" : ` · hosting for ${s.seller.shop_name}`}`)));
   if (!page.items.length) {
     $("new-stream-box").open = true;
     return;
@@ -91,6 +96,10 @@ $("new-stream").addEventListener("submit", async (e) => {
     const { stream } = await submitting(form, () => {
       if (!products.length) throw new Error("Choose at least one product to feature.");
       const body = { title: form.title.value.trim(), products };
+      if (form.host.value.trim()) {
+        body.host_id = form.host.value.trim();
+        body.host_commission_bps = Math.round(parseFloat(form.commission.value || "0") * 100);
+      }
       // datetime-local is the user's local time; the API takes RFC 3339 with a zone.
       if (form.when.value) body.scheduled_at = new Date(form.when.value).toISOString();
       return api("POST", "/api/streams", body);
@@ -146,11 +155,15 @@ function renderStatus() {
   $("chat-closed").hidden = !ended;
   $("slow-mode").disabled = ended;
   if (ended) for (const tools of $("chat-list").querySelectorAll(".chat-actions")) tools.remove();
-  $("go-live").hidden = s.status === "ended";
+  // A show of your shop hosted by a guest: they go live and publish; you may end it (hosting.js).
+  const guest = s.host_id !== state.me.id;
+  $("host-note").hidden = !guest;
+  $("host-note").textContent = guest ? `Hosted by a guest (${s.host_status}): they go live.` : "";
+  $("go-live").hidden = s.status === "ended" || guest;
   $("go-live").textContent = s.status === "live" ? (state.publisher ? "Publishing" : "Send camera") : "Go live";
   $("go-live").disabled = s.status === "live" && !!state.publisher;
   $("end").hidden = s.status !== "live";
-  $("camera").hidden = s.status === "ended";
+  $("camera").hidden = s.status === "ended" || guest;
   $("on-air").hidden = !state.publisher;
   $("on-air").className = "badge live";
   formats.render();
@@ -608,16 +621,27 @@ async function main() {
     location.replace(`/signin?next=${encodeURIComponent("/studio" + location.search)}`);
     return;
   }
-  if (!state.me.roles.includes("seller")) {
+  const seller = state.me.roles.includes("seller");
+  state.hosting = await loadHosting(state.me, { onChange: hostingChanged });
+  if (!seller && !state.hosting.some((i) => i.host_status === "accepted")) {
     const gate = $("gate");
-    gate.replaceChildren("The studio is for sellers. ", h("a", { href: "/seller" }, "Open a shop"), " and go live once it is approved.");
+    gate.replaceChildren("The studio is for sellers and the hosts they invite. ", h("a", { href: "/seller" }, "Open a shop"), " and go live once it is approved.");
     gate.hidden = false;
     return;
   }
+  $("gate").hidden = true;
   $("studio").hidden = false;
+  $("new-stream-box").hidden = !seller;
   drawChart();
-  await loadProductPicker();
+  if (seller) await loadProductPicker();
   await loadStreams();
+}
+
+// An invitation accepted or declined: the hosted shows change, and a first one opens the studio.
+async function hostingChanged(streamId, verb) {
+  state.hosting = await loadHosting(state.me, { onChange: hostingChanged });
+  if ($("studio").hidden) return main();
+  await loadStreams(verb === "accept" ? streamId : state.stream?.id);
 }
 
 window.addEventListener("pagehide", () => {
