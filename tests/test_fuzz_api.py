@@ -279,6 +279,16 @@ class World:
             body = {"title": "Fuzz live", "products": [{"product_id": product["id"]}], "moderators": [buyer]}
             streams.append(self.call("POST", "/api/streams", token, json=body)["stream"]["id"])
         self.call("POST", f"/api/streams/{streams[0]}/start", token)
+        # A giveaway running in the live stream (GET /api/giveaways/{id}).
+        giveaway = self.server.run(
+            self.server.pool.fetchval(
+                "SELECT start_giveaway($1::uuid, $2::uuid, $3::uuid, 3600, 'everyone', $4)->>'id'",
+                streams[0],
+                me,
+                variants[0],
+                bytes(32),
+            )
+        )
 
         self.ids = {
             "products": [product["id"]],
@@ -296,6 +306,7 @@ class World:
             "streams": streams,
             "reviews": [review_id],
             "tickets": [ticket_id],
+            "giveaways": [giveaway],
             "addresses": address_ids,
             "sessions": session_ids,
         }
@@ -328,6 +339,7 @@ class World:
             ("/api/orders/", "orders"),
             ("/api/streams/", "streams"),
             ("/api/tickets/", "tickets"),
+            ("/api/giveaways/", "giveaways"),
         ]:
             if path.startswith(prefix):
                 return self.ids[kind]
