@@ -36,6 +36,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_CENTS = 10**12
+# A timer that fired before the database's clock reached the end asks again after at least this long.
+RETRY_S = 0.1
+# An auction's end that this node decided is published however long the broker takes to come back, up to this.
+PUBLISH_ATTEMPTS = 30
 
 MESSAGES = {
     "own_lot": "you cannot bid on your own lot",
@@ -177,11 +181,11 @@ class Auctions(ShowFormat):
         self.running = dict(auction)
         self._arm(aid, auction["ends_at"])
 
-    def _arm(self, aid: str, ends_at: str) -> None:
+    def _arm(self, aid: str, ends_at: str, *, at_least_s: float = 0.0) -> None:
         self._cancel_timer()
         delay = (datetime.fromisoformat(ends_at) - datetime.now(UTC)).total_seconds()
         self._timer = self.room.call_later(
-            max(0.0, delay), lambda: self.room.spawn(self._close_at_time(UUID(aid)), name="auction-time")
+            max(at_least_s, delay), lambda: self.room.spawn(self._close_at_time(UUID(aid)), name="auction-time")
         )
 
     def _cancel_timer(self) -> None:
@@ -196,23 +200,36 @@ class Auctions(ShowFormat):
             ended = await auctions.close_auction(
                 self.room.pool, auction_id, fee_bps=settings.platform_fee_bps, hold_s=settings.earnings_hold_s
             )
+            if ended is None:
+                # Not due (a bid moved its end) or closed by another node. If the event that moved it never
+                # came (the node that decided the bid went away first), the database says where it stands.
+                snapshot = await self.room.pool.fetchval("SELECT running_auction_json($1)", self.room.id)
         except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
             log.warning("closing auction %s failed, trying again in 1 s: %r", auction_id, exc)
-            self._timer = self.room.call_later(
-                1.0, lambda: self.room.spawn(self._close_at_time(auction_id), name="auction-time")
-            )
+            if self.running is not None and self.running["id"] == str(auction_id):
+                self._arm(str(auction_id), self.running["ends_at"], at_least_s=1.0)
             return
         if ended is not None:
-            await self.room.publish({"type": "auction", "auction": ended})
+            # Only this node got it back: it must reach the room, or viewers never see the end.
+            await self._publish_surely({"type": "auction", "auction": ended})
             return
-        # Not due (a bid moved its end) or closed by another node. If the event that moved it never came
-        # (the node that decided the bid went away before publishing), the database says where it stands.
-        snapshot = await self.room.pool.fetchval("SELECT running_auction_json($1)", self.room.id)
-        if snapshot is not None and snapshot["id"] == str(auction_id) and self.running is not None:
-            if self.running["id"] == snapshot["id"] and snapshot["ends_at"] != self.running["ends_at"]:
-                await self.room.publish({"type": "auction", "auction": snapshot})
-            elif self.running["id"] == snapshot["id"]:
-                self._arm(snapshot["id"], snapshot["ends_at"])
+        known = self.running
+        if snapshot is None or known is None or snapshot["id"] != str(auction_id) or known["id"] != snapshot["id"]:
+            return
+        if snapshot["ends_at"] != known["ends_at"]:
+            await self._publish_surely({"type": "auction", "auction": snapshot})
+        else:
+            # Not due by the database's clock yet (this node's runs a little ahead): ask again shortly.
+            self._arm(snapshot["id"], snapshot["ends_at"], at_least_s=RETRY_S)
+
+    async def _publish_surely(self, event: dict) -> None:
+        for attempt in range(PUBLISH_ATTEMPTS):
+            try:
+                await self.room.publish(event)
+                return
+            except Exception as exc:  # the broker away: try again, a little later each time
+                log.warning("publishing auction %s failed (%d): %r", event["auction"]["id"], attempt + 1, exc)
+                await asyncio.sleep(min(5.0, 0.5 * (attempt + 1)))
 
     def decided(self, result: dict) -> None:
         """A batch of bids was decided on this node: its new state for every node's room."""
