@@ -282,3 +282,26 @@ async def test_entries_racing_the_draw_are_either_in_it_or_refused(client, make,
     assert await db.fetchval("SELECT count(*) FROM giveaway_entries WHERE giveaway_id = $1", giveaway_id) == len(acked)
     orders = await db.fetchval("SELECT count(*) FROM orders WHERE stream_id = $1", uuid.UUID(show.id))
     assert orders == (1 if acked else 0)
+
+
+async def test_a_prize_sold_out_before_the_draw_leaves_a_winner_without_an_order(client, make, db):
+    show = await live_show(make, products=1, stock=1)
+    host = await Viewer.connect(client, show.id, show.seller)
+    entrant, buyer = await make.user(), await make.user()
+    viewer = await Viewer.connect(client, show.id, entrant)
+    giveaway = await start(host, show.variant())
+    assert (await viewer.request("enter", giveaway_id=giveaway["id"]))["type"] == "ack"
+    await top_up(client, buyer, 5000)
+    shopper = await Viewer.connect(client, show.id, buyer)
+    assert (await shopper.request("buy", variant_id=show.variant()))["status"] == "ok"
+    assert (await host.request("end_giveaway"))["type"] == "ack"
+    result = await viewer.wait_for(ended)
+    assert result["winner"]["id"] == entrant.id and result["prize_status"] == "unavailable"
+    assert result["order_id"] is None
+    winner_orders = await db.fetchval("SELECT count(*) FROM orders WHERE buyer_id = $1", uuid.UUID(entrant.id))
+    assert winner_orders == 0
+    note = await db.fetchrow(
+        "SELECT payload FROM notifications WHERE kind = 'giveaway_won' AND user_id = $1", uuid.UUID(entrant.id)
+    )
+    assert note["payload"]["prize_status"] == "unavailable"
+    await assert_books_balanced(db)
