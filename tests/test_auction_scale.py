@@ -229,6 +229,9 @@ async def test_500_bidders_on_two_nodes_one_winner_at_the_highest_valid_bid(node
 
     order_id = await check_settled(db, show, bidders, top_ups, WINNER, amounts[WINNER])
     assert str(order_id) == str(final["order_id"])
+    # Every bid decided once, as its bidder was told.
+    rows = await db.fetch("SELECT status FROM auction_bids WHERE auction_id = $1", auction_id)
+    assert Counter(r["status"] for r in rows) == statuses
     for v in (*viewers, host):
         await v.close()
 
@@ -304,6 +307,8 @@ async def test_a_node_killed_mid_auction_the_other_ends_it_once_with_the_right_w
     prefix = f"t{secrets.token_hex(4)}"
     doomed = SubprocessNode(database_url, redis_url, prefix)
     try:
+        # Up before node A and any data: each node rebuilds the storage functions as it starts.
+        await doomed.ready()
         a = await aiohttp_client(
             create_app(node_settings(database_url, redis_url, prefix)), connector=aiohttp.TCPConnector(limit=0)
         )
@@ -311,7 +316,6 @@ async def test_a_node_killed_mid_auction_the_other_ends_it_once_with_the_right_w
         show = await live_show(make, products=1, stock=STOCK)
         top_ups = [RICH] * KILL_BIDDERS
         bidders = await bidders_by_sql(db, top_ups)
-        await doomed.ready()
         # Even bidders on the doomed node, odd ones on A; the host (who starts the auction) on the doomed one.
         viewers = await connect_all([doomed.session, a], show.id, [t for _, t in bidders])
         on_doomed, on_a = viewers[0::2], viewers[1::2]
