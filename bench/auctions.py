@@ -17,15 +17,18 @@ run is START + k x INCREMENT, from a bidder other than the one before), so each 
 leader's amount and releases the previous leader's: the whole money path. Per row: a fresh auction on a
 fresh stream, one untimed warm-up call, then ``--bids`` bids; settled/s = bids / wall time.
 
-**ws**: a FRESH server process (``common.serve_livehub``, the shipped settings, the in-process broker) on
-127.0.0.1; a stream and an auction (600 s) through REST and the host's socket; B bidders on
-``/ws/streams/{id}?token=`` (``common.RawWebsocket``, on uvloop when installed, in this process); once all
+**ws**: a FRESH server process per row (``common.serve_livehub``, the in-process broker) on 127.0.0.1, with
+the shipped settings (the room coalesces bids as buys: ``LIVEHUB_BUY_BATCH_MAX`` 50, ``LIVEHUB_BUY_WINDOW_MS``
+5) and with ``LIVEHUB_BUY_BATCH_MAX=1`` (``--ws-batch-max``); a stream and an auction (600 s) through REST and
+the host's socket; B bidders on
+``/ws/streams/{id}?token=`` (``common.RawWebsocket`` on asyncio's loop, in this process); once all
 are in, every bidder sends one ``{"type": "bid", "amount_cents", ...}`` at once, each a distinct amount
-(bidder i: START + (i + 1) x INCREMENT), and the time from its frame written to its ``bid_result`` read
-is its latency (p50 / p99 by nearest rank, max). settled/s = replies / (last reply - first bid written).
+(bidder i: START + (i + 1) x INCREMENT), written in that order or shuffled (``--order``), and the time from
+its frame written to its ``bid_result`` read is its latency (p50 / p99 by nearest rank, max). settled/s =
+replies / (last reply - first bid written).
 
-Checked afterwards, each row: every bid answered; the highest bid leads; the auction's ``bids`` count and
-its bid rows agree with the replies; every bidder's wallet plus hold is its top-up (no money lost or made)
+Checked afterwards, each row: every bid answered; the highest bid leads (sql: every bid ``leading``); one bid
+row per bid; every bidder's wallet plus hold is its top-up (no money lost or made)
 and only the leader has a hold; ``check_books()`` balanced. A failed check marks the row FAILED.
 """
 
