@@ -105,6 +105,7 @@ export class StudioFormats {
       $("auction-live-mode").textContent = a.mode === "sudden_death" ? "Sudden death" : "Anti-snipe";
       $("auction-live-current").textContent = money(a.current_cents);
       $("auction-live-leader").textContent = a.leader ? `leading: ${a.leader.name}` : "no bids yet";
+      $("auction-live-leader-line").hidden = !!a.ended;
       $("auction-live-bids").textContent = a.bids === 1 ? "1 bid" : `${a.bids || 0} bids`;
       $("auction-live-clock-line").hidden = !!a.ended;
       const winner = $("auction-live-winner");

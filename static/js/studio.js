@@ -387,7 +387,7 @@ function events(list) {
       format = true;
       // A won lot or prize moved stock; the order shows in the feed.
       if ((e.auction || e.giveaway)?.ended) {
-        refreshStock().catch(() => null);
+        refreshStock().then(() => formats.render(), () => null);
         clearTimeout(pollTimer);
         pollTimer = setTimeout(pollOrders, 300);
       }
