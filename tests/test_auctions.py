@@ -94,6 +94,8 @@ async def test_bids_proxies_holds_and_the_winners_order(client, make, db):
     assert (reply["status"], reply["current_cents"]) == ("leading", 3100)
     assert (await hold_of(db, bob.id), await hold_of(db, carol.id)) == (0, 5000)
     assert await balance(client, carol) == 100_000 - 5000
+    res = await client.get("/api/wallet", headers=carol.headers)
+    assert (await res.json())["held_cents"] == 5000
     # Funds: a maximum beyond the wallet is refused, and never moves the price.
     reply = await bid(a, aid, max_cents=200_000)
     assert (reply["status"], reply["current_cents"]) == ("insufficient_funds", 3100)

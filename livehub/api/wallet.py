@@ -4,6 +4,7 @@ from datetime import datetime
 from uuid import UUID
 
 from aiohttp import web
+from pydantic import Field
 
 from livehub import keys
 from livehub.api.models import Amount, EntryPageQuery, Page
@@ -17,6 +18,10 @@ api = Api("wallet")
 class WalletOut(Out):
     balance_cents: int
     currency: str
+
+
+class WalletView(WalletOut):
+    held_cents: int = Field(description="held out of the wallet for the auctions you lead (your maximum bids)")
 
 
 class TopUpIn(Model):
@@ -39,11 +44,13 @@ class EntryOut(Out):
     created_at: datetime
 
 
-@api.get("/api/wallet", auth="user", response=WalletOut)
-async def get_wallet(request: web.Request) -> WalletOut:
-    """Your wallet's balance"""
+@api.get("/api/wallet", auth="user", response=WalletView)
+async def get_wallet(request: web.Request) -> WalletView:
+    """Your wallet's balance, and what your leading auction bids hold out of it"""
     settings = request.app[keys.SETTINGS]
-    return WalletOut.model_validate(await wallet.wallet(db(request), principal(request).user_id, settings.currency))
+    user_id = principal(request).user_id
+    balance = await wallet.wallet(db(request), user_id, settings.currency)
+    return WalletView.model_validate(balance | {"held_cents": await wallet.held(db(request), user_id)})
 
 
 @api.get("/api/wallet/transactions", auth="user", query=EntryPageQuery, response=Page[EntryOut])

@@ -13,6 +13,12 @@ async def wallet(db: DB, user_id: UUID, currency: str) -> dict:
     return {"balance_cents": balance or 0, "currency": currency}
 
 
+async def held(db: DB, user_id: UUID) -> int:
+    """What the user's leading auction bids hold out of the wallet (their hold account)."""
+    held = await db.fetchval("SELECT balance_cents FROM accounts WHERE user_id = $1 AND kind = 'hold'", user_id)
+    return held or 0
+
+
 async def transactions(db: DB, user_id: UUID, *, limit: int, before: int | None) -> dict:
     """The wallet's ledger entries, newest first; the cursor is the last entry's id."""
     rows = await db.fetch(
