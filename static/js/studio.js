@@ -159,6 +159,8 @@ function renderStatus() {
   const guest = s.host_id !== state.me.id;
   $("host-note").hidden = !guest;
   $("host-note").textContent = guest ? `Hosted by a guest (${s.host_status}): they go live.` : "";
+  // Until it starts, the shop may cancel the invitation and host the show itself (DELETE .../host).
+  $("take-back").hidden = !guest || s.status !== "scheduled" || s.seller.id !== state.me.seller_id;
   $("go-live").hidden = s.status === "ended" || guest;
   $("go-live").textContent = s.status === "live" ? (state.publisher ? "Publishing" : "Send camera") : "Go live";
   $("go-live").disabled = s.status === "live" && !!state.publisher;
@@ -168,6 +170,16 @@ function renderStatus() {
   $("on-air").className = "badge live";
   formats.render();
 }
+
+$("take-back").addEventListener("click", async () => {
+  try {
+    await api("DELETE", `/api/streams/${state.stream.id}/host`);
+    toast("The guest host's invitation is cancelled: your shop hosts the show.", "ok");
+    await loadStreams(state.stream.id);
+  } catch (err) {
+    toast(err.message, "error");
+  }
+});
 
 // ---- camera and going live ----------------------------------------------------------------
 
