@@ -50,6 +50,7 @@ async def test_invite_accept_and_the_host_starts_the_show(open_page, make, db):
     note = re.compile(r"Hosted by a guest \(invited\)")
     await expect(studio.locator("#host-note")).to_have_text(note, timeout=WAIT_MS)
     await expect(studio.locator("#go-live")).to_be_hidden()
+    await expect(studio.get_by_role("button", name="Take the show back")).to_be_visible()
     stream_id = await studio.evaluate("document.body.dataset.streamId")
     await db_until(
         db,
@@ -76,3 +77,9 @@ async def test_invite_accept_and_the_host_starts_the_show(open_page, make, db):
     await expect(host_page.locator("#status")).to_have_text("LIVE", timeout=WAIT_MS)
     await db_until(db, "SELECT status FROM streams WHERE id = $1", uuid.UUID(stream_id), expected="live")
     await expect(host_page.locator("#on-air")).to_be_visible(timeout=WAIT_MS)
+
+    # The shop's studio follows: live, hosted by the guest, nothing to take back any more.
+    await studio.reload()
+    await expect(studio.locator("#status")).to_have_text("LIVE", timeout=WAIT_MS)
+    await expect(studio.locator("#host-note")).to_have_text(re.compile(r"Hosted by a guest \(accepted\)"))
+    await expect(studio.get_by_role("button", name="Take the show back")).to_be_hidden()
