@@ -321,7 +321,7 @@ async def test_a_node_killed_mid_auction_the_other_ends_it_once_with_the_right_w
         on_doomed, on_a = viewers[0::2], viewers[1::2]
         host = await Viewer.connect(doomed.session, show.id, show.seller)
         watcher = await Viewer.connect(a, show.id, show.seller)  # the host again, on A
-        auction = await start_auction(host, show.variant(), duration_s=12, mode="sudden_death")
+        auction = await start_auction(host, show.variant(), duration_s=20, mode="sudden_death")
         auction_id = auction["id"]
         await watcher.wait_for(lambda v: v.of_type("auction"))
 
