@@ -99,6 +99,19 @@ async def test_bids_proxies_holds_and_the_winners_order(client, make, db):
     # Funds: a maximum beyond the wallet is refused, and never moves the price.
     reply = await bid(a, aid, max_cents=200_000)
     assert (reply["status"], reply["current_cents"]) == ("insufficient_funds", 3100)
+    # A retried request id is answered with where the bidder stands now, and not bid again.
+    again = await bid(b, aid, amount_cents=3000, request_id=(reply_id := "bob-1"))
+    assert (again["status"], again["current_cents"]) == ("too_low", 3100)
+    await b.send(type="bid", auction_id=aid, amount_cents=3000, request_id=reply_id)
+    answers = await b.wait_for(lambda v: (r := [f for f in v.frames if f.get("request_id") == reply_id])[1:] and r)
+    retried = answers[1]
+    assert (retried["status"], retried["current_cents"]) == ("outbid", 3100)
+    assert (
+        await db.fetchval(
+            "SELECT count(*) FROM auction_bids WHERE auction_id = $1 AND request_id = $2", uuid.UUID(aid), reply_id
+        )
+        == 1
+    )
     # The seller (the host here) cannot bid on its own lot.
     assert (await bid(host, aid, amount_cents=10_000))["status"] == "not_allowed"
     # The maximum is never shown: not in the event, not in the welcome.
