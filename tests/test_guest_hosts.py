@@ -9,11 +9,11 @@ import uuid
 import aiohttp
 import pytest
 
-from conftest import settings_for
 from helpers import assert_books_balanced, error_of, top_up
 from live_helpers import Viewer
 from livehub import keys
 from livehub.app import create_app
+from smtp_server import body_html, body_text
 
 PRICE = 1000
 FLASH_PRICE = 600
@@ -21,8 +21,9 @@ BPS = 1500  # the host's 15%
 
 
 @pytest.fixture
-async def client(aiohttp_client, database_url, db, backplane):
-    settings = settings_for(database_url).model_copy(update={"tick_ms": 20, **backplane})
+async def client(aiohttp_client, settings, db, backplane):
+    # From the test's settings (smtp_server, when a test asks for it first, points them at its server).
+    settings = settings.model_copy(update={"tick_ms": 20, **backplane})
     return await aiohttp_client(create_app(settings), connector=aiohttp.TCPConnector(limit=0))
 
 
@@ -248,3 +249,16 @@ async def test_a_sale_pays_the_host_commission_and_the_host_asks_for_a_payout(cl
     res = await client.post(f"/api/admin/payouts/{payout['id']}/approve", headers=admin.headers)
     assert res.status == 200, await res.text()
     await assert_books_balanced(db)
+
+
+async def test_the_invited_host_is_emailed(smtp_server, client, make, settings):
+    seller = await make.seller(shop_name="Lamp Corner")
+    product = await make.product(seller, variants=[{"sku": f"M{make._next()}", "price_cents": PRICE, "stock": 5}])
+    host = await make.user()
+    stream = await hosted_stream(client, seller, product, host, bps=1250)
+    msg = await smtp_server.wait_for(host.user["email"], subject="invites you to host")
+    assert msg["Subject"] == "Lamp Corner invites you to host a show: Guest night"
+    assert "12.50%" in body_text(msg) and "12.50%" in body_html(msg)
+    link = f"{settings.public_url}/studio#hosting"
+    assert link in body_text(msg) and f'href="{link}"' in body_html(msg)
+    assert stream["id"]  # (the notification's payload names it: test_invitation_rules)
