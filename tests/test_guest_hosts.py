@@ -101,11 +101,18 @@ async def test_invitation_rules(client, make, db):
     await ok(await post(client, seller, f"/api/streams/{stream['id']}/host", json=body))
     assert await db.fetchval("SELECT count(*) FROM notifications WHERE user_id = $1", uuid.UUID(host.id)) == 2
 
+    # The seller may name their own user a moderator of a show a guest hosts (not the guest: they host it).
+    res = await create(client, seller, product, host_id=host.id, host_commission_bps=0, moderators=[seller.id, host.id])
+    moderated = (await ok(res, 201))["stream"]
+    names = await db.fetch("SELECT user_id FROM stream_moderators WHERE stream_id = $1", uuid.UUID(moderated["id"]))
+    assert [str(r["user_id"]) for r in names] == [seller.id]
+
     # Cancelled: the shop hosts it again, with no commission; the former host has nothing to answer.
     taken = (await ok(await client.delete(f"/api/streams/{stream['id']}/host", headers=seller.headers)))["invitation"]
     assert (taken["host"]["id"], taken["host_status"], taken["host_commission_bps"]) == (seller.id, "accepted", 0)
     await error_of(await post(client, host, f"/api/streams/{stream['id']}/host/accept"), 404)
-    assert (await ok(await client.get("/api/me/hosting", headers=host.headers)))["items"] == []
+    hosting = (await ok(await client.get("/api/me/hosting", headers=host.headers)))["items"]
+    assert [i["stream"]["id"] for i in hosting] == [moderated["id"]]
 
 
 async def test_accept_decline_and_no_start_before_accepting(client, make, db):
