@@ -415,3 +415,27 @@ async def test_a_reconnecting_viewer_recovers_the_auction_and_the_stream_ending_
     await assert_books_balanced(db)
     for v in (host, other, b, back):
         await v.close()
+
+
+async def test_an_auction_whose_stock_sold_out_meanwhile_ends_without_a_sale(client, make, db):
+    show = await live_show(make, products=1, stock=1, price=PRICE)
+    (alice,) = await bidders(client, make, db, 1)
+    auction = orjson.loads(
+        await db.fetchval(
+            "SELECT start_auction($1, $2, $3, 1000, 100, 30, 'sudden_death', 10)::text",
+            uuid.UUID(show.id),
+            uuid.UUID(show.seller.id),
+            uuid.UUID(show.variant()),
+        )
+    )
+    out = orjson.loads(
+        await db.fetchval(
+            "SELECT bid_batch($1, $2)::text", uuid.UUID(auction["id"]), [{"bidder_id": alice.id, "max_cents": 2000}]
+        )
+    )
+    assert out["results"][0]["status"] == "leading" and await hold_of(db, alice.id) == 2000
+    await db.execute("UPDATE variants SET stock = 0 WHERE id = $1", uuid.UUID(show.variant()))  # sold elsewhere
+    ended = await close_now(db, auction["id"], datetime.fromisoformat(auction["ends_at"]))
+    assert (ended["ended_reason"], ended["order_id"]) == ("out_of_stock", None)
+    assert await hold_of(db, alice.id) == 0 and await balance(client, alice) == 100_000
+    await assert_books_balanced(db)

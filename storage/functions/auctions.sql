@@ -376,7 +376,9 @@ BEGIN
         UPDATE auctions SET ended_at = least(p_now, ends_at), ended_reason = p_reason WHERE id = a.id RETURNING * INTO a;
         RETURN auction_json(a);
     END IF;
-    variant := variant_for_update(a.variant_id);
+    IF p_reason = 'time' THEN
+        variant := variant_for_update(a.variant_id);  -- (not for a stream's end: no sale, and its stream is locked)
+    END IF;
     host := CASE WHEN st.host_id <> shop.user_id THEN st.host_id END;
     PERFORM account_of(shop.user_id, 'earnings_pending');
     IF host IS NOT NULL THEN
@@ -390,7 +392,7 @@ BEGIN
                  'auction ' || a.id);
     PERFORM post(txn, account_of(a.leader_id, 'wallet'), a.leader_hold_cents, 'bid_release', NULL, NULL, a.leader_id,
                  'auction ' || a.id);
-    IF variant.stock < 1 OR p_reason <> 'time' THEN
+    IF p_reason <> 'time' OR variant.stock < 1 THEN
         UPDATE auctions SET ended_at = p_now, ended_reason = CASE WHEN p_reason = 'time' THEN 'out_of_stock' ELSE p_reason END
          WHERE id = a.id RETURNING * INTO a;
         RETURN auction_json(a);
