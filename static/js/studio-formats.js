@@ -94,6 +94,10 @@ export class StudioFormats {
     this.auction = a || null;
   }
 
+  auctionRunning() {
+    return !!this.auction && !this.auction.ended;
+  }
+
   render() {
     this.fillPickers();
     const live = this.ctx.stream()?.status === "live";
@@ -112,7 +116,7 @@ export class StudioFormats {
       winner.hidden = !a.ended;
       winner.textContent = a.winner ? `Sold to ${a.winner.name} for ${money(a.current_cents)}` : "Ended without bids";
     }
-    const auctionRuns = !!a && !a.ended;
+    const auctionRuns = this.auctionRunning();
     $("auction-form").querySelector("button[type=submit]").disabled = !live || auctionRuns || this.ctx.flashRunning();
     const g = this.giveaway;
     $("giveaway-live").hidden = !g;

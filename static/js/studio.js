@@ -319,7 +319,7 @@ function renderProducts() {
               h("span", {}, `${money(flash.price_cents)}${p.variants.length > 1 ? ` (${variantLabel(p.variants.find((v) => v.id === flash.variant_id) || {})})` : ""} · ${flash.remaining} of ${flash.quantity} sale units left · ends in `, h("span", { class: "flash-clock" }, clock((new Date(flash.ends_at) - Date.now()) / 1000))),
               h("button", { type: "button", id: `end-flash-${p.id}`, onclick: () => send({ type: "end_flash_sale" }) }, "End flash sale"),
             )
-          : keptFlashForm(forms.get(p.id), p, live && !state.flash),
+          : keptFlashForm(forms.get(p.id), p, live && !state.flash && !formats.auctionRunning()),
       );
     }),
   );
@@ -385,10 +385,10 @@ function welcome(w) {
   state.viewers = w.state.viewers;
   $("slow-mode").value = String(w.state.slow_mode_s || 0);
   if (!w.recovered) chat.reset(w.recent);
+  // The running auction first: the flash-sale forms are disabled while it runs.
+  formats.welcome(w.state);
   renderStatus();
   renderProducts();
-  formats.fillPickers();
-  formats.welcome(w.state);
 }
 
 function events(list) {
@@ -397,6 +397,8 @@ function events(list) {
   for (const e of list) {
     if (formats.event(e)) {
       format = true;
+      // One auction or flash sale at a time: the flash-sale forms follow the auction.
+      if (e.type === "auction") products = true;
       // A won lot or prize moved stock; the order shows in the feed.
       if ((e.auction || e.giveaway)?.ended) {
         refreshStock().then(() => formats.render(), () => null);

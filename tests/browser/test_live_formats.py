@@ -84,6 +84,10 @@ async def test_auction_and_giveaway(open_page, make, client, db, screenshot):
     await form.get_by_role("button", name="Start auction").click()
     await expect(studio.locator("#auction-live")).to_contain_text("Vintage camera", timeout=WAIT_MS)
     await expect(studio.locator("#auction-live-leader")).to_have_text("no bids yet")
+    # One auction or flash sale at a time: neither starts another while it runs.
+    await expect(form.get_by_role("button", name="Start auction")).to_be_disabled()
+    for button in await studio.get_by_role("button", name="Start flash sale").all():
+        await expect(button).to_be_disabled()
 
     # Ann sees the lot at its start price and bids it with the first quick bid.
     card_ann = watch_ann.locator("#auction")
@@ -143,6 +147,9 @@ async def test_auction_and_giveaway(open_page, make, client, db, screenshot):
     await expect(card_bob.locator("#auction-winner")).to_contain_text("You won at $15.00!", timeout=END_MS)
     await expect(card_ann.locator("#auction-winner")).to_have_text("Won by Bob Bidder at $15.00.", timeout=WAIT_MS)
     await expect(studio.locator("#auction-live-winner")).to_have_text("Sold to Bob Bidder for $15.00", timeout=WAIT_MS)
+    await expect(studio.locator("#auction-form").get_by_role("button", name="Start auction")).to_be_enabled()
+    for button in await studio.get_by_role("button", name="Start flash sale").all():
+        await expect(button).to_be_enabled()
     auction = await db.fetchrow("SELECT * FROM auctions WHERE stream_id = $1", stream["id"])
     assert str(auction["winner_id"]) == bob.user["id"]
     assert auction["current_cents"] == 1500
