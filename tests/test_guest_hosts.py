@@ -131,6 +131,9 @@ async def test_accept_decline_and_no_start_before_accepting(client, make, db):
 
     declined = (await ok(await post(client, host, f"/api/streams/{sid}/host/decline")))["invitation"]
     assert declined["host_status"] == "declined"
+    answers = "SELECT payload FROM notifications WHERE user_id = $1 AND kind = 'host_answered' ORDER BY created_at"
+    told = [r["payload"] for r in await db.fetch(answers, uuid.UUID(seller.id))]
+    assert [(t["stream_id"], t["accepted"], t["host"]["id"]) for t in told] == [(sid, False, host.id)]
     error = await error_of(await post(client, host, f"/api/streams/{sid}/start"), 409, "conflict")
     assert error["details"] == {"host_status": "declined"}
     await error_of(await post(client, host, f"/api/streams/{sid}/host/accept"), 404)
@@ -141,6 +144,10 @@ async def test_accept_decline_and_no_start_before_accepting(client, make, db):
     await ok(await post(client, seller, f"/api/streams/{sid}/host", json=body))
     accepted = (await ok(await post(client, host, f"/api/streams/{sid}/host/accept")))["invitation"]
     assert accepted["host_status"] == "accepted" and accepted["stream"]["host_status"] == "accepted"
+    # The shop is told each answer once (accepting again changes nothing).
+    await ok(await post(client, host, f"/api/streams/{sid}/host/accept"))
+    told = [r["payload"]["accepted"] for r in await db.fetch(answers, uuid.UUID(seller.id))]
+    assert told == [False, True]
     live = (await ok(await post(client, host, f"/api/streams/{sid}/start")))["stream"]
     assert live["status"] == "live"
     # Live: the host is settled, and there is nothing left to answer.

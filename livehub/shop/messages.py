@@ -41,6 +41,7 @@ KINDS: tuple[str, ...] = (
     "earnings_available",
     "auction_won",
     "host_invited",
+    "host_answered",
     "giveaway_won",
 )
 

@@ -26,6 +26,7 @@ const LABELS = {
   show_reminder: "Show reminders",
   earnings_available: "Earnings available",
   host_invited: "Invitations to host a show",
+  host_answered: "Guest hosts' answers to your invitations",
 };
 
 const order = (p) => `order ${p.number || ""}`.trim();
@@ -78,6 +79,11 @@ export function describe(n) {
       return {
         text: `${p.shop_name || "A shop"} invites you to host ${p.title || "a show"} for ${((p.host_commission_bps || 0) / 100).toFixed(2)}% of its sales`,
         href: "/studio#hosting",
+      };
+    case "host_answered":
+      return {
+        text: `${p.host?.name || "Your guest host"} ${p.accepted ? "accepted" : "declined"} to host ${p.title || "your show"}`,
+        href: p.path || "/studio",
       };
     case "stream_live":
       return { text: `${p.shop_name} is live: ${p.title}`, href: `/watch/${p.stream_id}` };

@@ -102,12 +102,13 @@ BEGIN
     RETURN host_invitation_json(p_stream);
 END $$;
 
--- The invited host accepts (p_accept) or declines, while the stream is scheduled. Returns
--- host_invitation_json.
+-- The invited host accepts (p_accept) or declines, while the stream is scheduled; the shop is told
+-- (host_answered) when the answer changes. Returns host_invitation_json.
 CREATE OR REPLACE FUNCTION answer_host_invitation(p_stream uuid, p_actor uuid, p_accept boolean) RETURNS jsonb
 LANGUAGE plpgsql AS $$
 DECLARE
     s streams;
+    answer text := CASE WHEN p_accept THEN 'accepted' ELSE 'declined' END;
 BEGIN
     s := locked_stream(p_stream);
     IF s.host_id <> p_actor OR EXISTS (SELECT 1 FROM sellers WHERE id = s.seller_id AND user_id = p_actor)
@@ -118,7 +119,14 @@ BEGIN
         RAISE EXCEPTION 'the stream is %', s.status
             USING ERRCODE = 'LH409', DETAIL = jsonb_build_object('status', s.status)::text;
     END IF;
-    UPDATE streams SET host_status = CASE WHEN p_accept THEN 'accepted' ELSE 'declined' END WHERE id = p_stream;
+    IF s.host_status <> answer THEN
+        UPDATE streams SET host_status = answer WHERE id = p_stream;
+        PERFORM notify_user(se.user_id, 'host_answered', jsonb_build_object(
+                    'stream_id', s.id, 'title', s.title, 'accepted', p_accept,
+                    'host', jsonb_build_object('id', u.id, 'name', u.display_name),
+                    'path', '/studio?stream=' || s.id))
+           FROM sellers se, users u WHERE se.id = s.seller_id AND u.id = p_actor;
+    END IF;
     RETURN host_invitation_json(p_stream);
 END $$;
 
