@@ -504,7 +504,8 @@ const timeFmt = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2
 async function pollOrders() {
   clearTimeout(pollTimer);
   const streamId = state.stream?.id;
-  if (!streamId) return;
+  // A guest host without a shop has no orders to list (they are the shop's).
+  if (!streamId || !state.me.seller_id) return;
   try {
     const page = await api("GET", "/api/seller/orders?limit=50");
     if (state.stream?.id !== streamId) return;
