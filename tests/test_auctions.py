@@ -439,3 +439,23 @@ async def test_an_auction_whose_stock_sold_out_meanwhile_ends_without_a_sale(cli
     assert (ended["ended_reason"], ended["order_id"]) == ("out_of_stock", None)
     assert await hold_of(db, alice.id) == 0 and await balance(client, alice) == 100_000
     await assert_books_balanced(db)
+
+
+async def test_bids_are_rate_limited_per_bidder(aiohttp_client, database_url, db, backplane, make):
+    settings = settings_for(database_url).model_copy(update={"tick_ms": 20, "bids_per_s": 0.5, **backplane})
+    client = await aiohttp_client(create_app(settings))
+    make.client = client
+    show = await live_show(make, products=1, stock=2, price=PRICE)
+    host = await Viewer.connect(client, show.id, show.seller)
+    alice, bob = await bidders(client, make, db, 2)
+    a, b = [await Viewer.connect(client, show.id, p) for p in (alice, bob)]
+    auction = await start(host, show.variant())
+    await a.wait_for(lambda v: v.of_type("auction"))
+    assert (await bid(a, auction["id"], amount_cents=1000))["status"] == "leading"  # the burst: one bid
+    reply = await a.request("bid", auction_id=auction["id"], amount_cents=2000)
+    assert (reply["type"], reply["code"]) == ("error", "rate_limited")
+    # Another bidder has a budget of their own.
+    await b.wait_for(lambda v: v.of_type("auction"))
+    assert (await bid(b, auction["id"], amount_cents=1100))["status"] == "leading"
+    for v in (host, a, b):
+        await v.close()
