@@ -411,6 +411,9 @@ async def test_a_reconnecting_viewer_recovers_the_auction_and_the_stream_ending_
     assert res.status == 200, await res.text()
     row = await db.fetchrow("SELECT ended_reason, order_id FROM auctions WHERE id = $1", uuid.UUID(auction["id"]))
     assert (row["ended_reason"], row["order_id"]) == ("stream_ended", None)
+    # The room tells its viewers the auction ended with the stream.
+    ended = await back.wait_for(lambda v: [e for e in v.of_type("auction") if e["auction"]["ended"]])
+    assert (ended[-1]["auction"]["ended_reason"], ended[-1]["auction"]["winner"]) == ("stream_ended", None)
     assert await hold_of(db, bob.id) == 0 and await balance(client, bob) == 100_000
     await assert_books_balanced(db)
     for v in (host, other, b, back):

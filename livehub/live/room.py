@@ -218,9 +218,10 @@ class Room:
     def has_checkout(self, variant_id: UUID) -> bool:
         return variant_id in self._checkouts
 
-    async def publish(self, event: dict) -> dict:
-        """A durable event for every node's room; returns it with its offset. Raises BrokerUnavailable."""
-        return await self._backplane.broker.publish(self.key, event)
+    async def publish(self, event: dict, *, publish_id: str | None = None) -> dict:
+        """A durable event for every node's room; returns it with its offset. Raises BrokerUnavailable. Nodes
+        publishing the same event with the same `publish_id` (within LIVEHUB_REDIS_PUBLISH_ID_TTL_S) append it once."""
+        return await self._backplane.broker.publish(self.key, event, publish_id=publish_id)
 
     async def publish_state(self, event: dict) -> None:
         await self._backplane.broker.publish_state(self.key, event)

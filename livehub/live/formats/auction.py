@@ -111,8 +111,12 @@ class Auctions(ShowFormat):
         self._set(event["auction"])
 
     def stream_ended(self) -> None:
+        # The stream's end ended the auction too (no sale, the hold released: end_stream). Every node that
+        # knew it announces it under one publish id, so the room gets the event once.
+        running, self.running = self.running, None
         self._cancel_timer()
-        self.running = None
+        if running is not None:
+            self.room.spawn(self._announce_end(UUID(running["id"])), name="auction-stream-ended")
 
     def stop(self) -> None:
         self._cancel_timer()
@@ -222,10 +226,20 @@ class Auctions(ShowFormat):
             # Not due by the database's clock yet (this node's runs a little ahead): ask again shortly.
             self._arm(snapshot["id"], snapshot["ends_at"], at_least_s=RETRY_S)
 
+    async def _announce_end(self, auction_id: UUID) -> None:
+        ended = await self.room.pool.fetchval(
+            "SELECT auction_json(a) FROM auctions a WHERE a.id = $1 AND a.ended_at IS NOT NULL", auction_id
+        )
+        if ended is not None:
+            await self._publish_surely({"type": "auction", "auction": ended})
+
     async def _publish_surely(self, event: dict) -> None:
+        # The end of an auction, published under one id: a retry, or another node announcing the same end,
+        # appends nothing more.
+        publish_id = f"auction-end:{event['auction']['id']}"
         for attempt in range(PUBLISH_ATTEMPTS):
             try:
-                await self.room.publish(event)
+                await self.room.publish(event, publish_id=publish_id if event["auction"].get("ended") else None)
                 return
             except Exception as exc:  # the broker away: try again, a little later each time
                 log.warning("publishing auction %s failed (%d): %r", event["auction"]["id"], attempt + 1, exc)
