@@ -83,7 +83,6 @@ LANGUAGE plpgsql AS $$
 DECLARE
     s streams := moderated_stream(p_stream, p_actor);
     in_stock integer;
-    running uuid;
     a auctions;
 BEGIN
     IF p_duration_s IS NULL OR p_duration_s NOT BETWEEN 5 AND 600 THEN
@@ -110,18 +109,7 @@ BEGIN
         RAISE EXCEPTION 'not enough stock'
             USING ERRCODE = 'LHOOS', DETAIL = jsonb_build_object('variant_id', p_variant, 'available', in_stock)::text;
     END IF;
-    SELECT id INTO running FROM flash_sales
-     WHERE stream_id = p_stream AND ended_at IS NULL AND p_now < ends_at;
-    IF running IS NOT NULL THEN
-        RAISE EXCEPTION 'a flash sale is running'
-            USING ERRCODE = 'LH409', DETAIL = jsonb_build_object('flash_sale_id', running)::text;
-    END IF;
-    -- (One past its end whose timer has not fired yet still counts: its timer closes it in a moment.)
-    SELECT id INTO running FROM auctions WHERE stream_id = p_stream AND ended_at IS NULL;
-    IF running IS NOT NULL THEN
-        RAISE EXCEPTION 'an auction is already running'
-            USING ERRCODE = 'LH409', DETAIL = jsonb_build_object('auction_id', running)::text;
-    END IF;
+    PERFORM refuse_while_a_sale_or_auction_runs(p_stream, p_now);
     INSERT INTO auctions (stream_id, variant_id, mode, start_cents, increment_cents, extend_s, starts_at, ends_at,
                           current_cents, created_by)
     VALUES (p_stream, p_variant, p_mode, p_start, p_increment, coalesce(p_extend_s, 10), p_now,

@@ -318,7 +318,6 @@ DECLARE
     s streams := moderated_stream(p_stream, p_actor);
     in_stock integer;
     stream_price bigint;
-    running uuid;
     f flash_sales;
 BEGIN
     IF p_duration_s IS NULL OR p_duration_s NOT BETWEEN 5 AND 3600 THEN
@@ -351,17 +350,7 @@ BEGIN
     -- A sale past its end whose timer has not fired yet is over: it does not block the next one.
     UPDATE flash_sales SET ended_at = ends_at, ended_reason = 'time'
      WHERE stream_id = p_stream AND ended_at IS NULL AND now() >= ends_at;
-    SELECT id INTO running FROM flash_sales WHERE stream_id = p_stream AND ended_at IS NULL;
-    IF running IS NOT NULL THEN
-        RAISE EXCEPTION 'a flash sale is already running'
-            USING ERRCODE = 'LH409', DETAIL = jsonb_build_object('flash_sale_id', running)::text;
-    END IF;
-    -- One auction or flash sale at a time (functions/auctions.sql).
-    SELECT id INTO running FROM auctions WHERE stream_id = p_stream AND ended_at IS NULL;
-    IF running IS NOT NULL THEN
-        RAISE EXCEPTION 'an auction is running'
-            USING ERRCODE = 'LH409', DETAIL = jsonb_build_object('auction_id', running)::text;
-    END IF;
+    PERFORM refuse_while_a_sale_or_auction_runs(p_stream, now());
     IF p_quantity > in_stock THEN
         RAISE EXCEPTION 'not enough stock'
             USING ERRCODE = 'LHOOS', DETAIL = jsonb_build_object('variant_id', p_variant, 'available', in_stock)::text;
@@ -371,6 +360,26 @@ BEGIN
             now() + make_interval(secs => p_duration_s))
     RETURNING * INTO f;
     RETURN flash_json(f);
+END $$;
+
+-- One flash sale or auction at a time per stream: starting either refuses (409, naming the running one) while
+-- a sale before its end or an auction not yet closed runs. (An auction past its end whose timer has not fired
+-- yet still counts: its timer closes it in a moment and settles its winner.)
+CREATE OR REPLACE FUNCTION refuse_while_a_sale_or_auction_runs(p_stream uuid, p_now timestamptz) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    running uuid;
+BEGIN
+    SELECT id INTO running FROM flash_sales WHERE stream_id = p_stream AND ended_at IS NULL AND p_now < ends_at;
+    IF running IS NOT NULL THEN
+        RAISE EXCEPTION 'a flash sale is running'
+            USING ERRCODE = 'LH409', DETAIL = jsonb_build_object('flash_sale_id', running)::text;
+    END IF;
+    SELECT id INTO running FROM auctions WHERE stream_id = p_stream AND ended_at IS NULL;
+    IF running IS NOT NULL THEN
+        RAISE EXCEPTION 'an auction is running'
+            USING ERRCODE = 'LH409', DETAIL = jsonb_build_object('auction_id', running)::text;
+    END IF;
 END $$;
 
 -- Ends a flash sale if it is still running; NULL when it had already ended (or does not exist), so of
