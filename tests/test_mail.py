@@ -78,6 +78,21 @@ def test_render_fills_the_context_and_escapes_html_only():
     assert 'href="https://shop.example/watch/s1"' in out.html
 
 
+def test_a_subject_of_user_text_is_one_header_line():
+    """User text in a subject may hold line or paragraph separators a form's one-line check lets through
+    (U+2028, U+0085); the email is still made, its subject one line (the email library refuses others)."""
+    context = {
+        "site_name": "LiveHub",
+        "public_url": "https://shop.example",
+        "user": {"id": "u1", "name": "Ana", "email": "ana@example.test"},
+        "payload": {"stream_id": "s1", "title": "Tips\u2028and\x85tricks", "shop_name": "Glow\u2029Lab"},
+    }
+    out = mail.render("stream_live", context)
+    assert out.subject == "Glow Lab is live now: Tips and tricks"
+    msg = mail.message(out, to="ana@example.test", to_name="Ana", sender="LiveHub <noreply@localhost>")
+    assert msg["Subject"] == "Glow Lab is live now: Tips and tricks"
+
+
 def test_a_kind_without_templates_fails_loudly():
     try:
         mail.render("no_such_kind", {})

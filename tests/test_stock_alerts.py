@@ -207,9 +207,26 @@ async def test_stock_history_pages_newest_first_for_its_shop_and_admins_only(cli
     assert [(m["delta"], m["stock_after"]) for m in rest["items"]] == [(5, 55), (50, 50)]
     assert rest["next_cursor"] is None
 
+    # A reference naming another shop's order number does not link (or reveal) that order.
+    elsewhere = await make.seller()
+    theirs = await make.product(elsewhere, variants=[{"sku": "ELSE-1", "price_cents": 100, "stock": 5}])
+    await buy(client, buyer, theirs["variants"][0]["id"], 1)
+    other_number = await db.fetchval(
+        "SELECT number FROM orders WHERE buyer_id = $1 AND number <> $2", uuid.UUID(buyer.id), order["number"]
+    )
+    res = await client.post(
+        f"/api/variants/{variant}/stock",
+        json={"delta": -1, "reason": "sent as a replacement", "reference": other_number},
+        headers=seller.headers,
+    )
+    assert res.status == 200, await res.text()
+    res = await client.get(f"/api/variants/{variant}/stock-history?limit=1", headers=seller.headers)
+    (named,) = (await res.json())["items"]
+    assert named["reference"] == other_number and named["order_id"] is None
+
     admin = await make.admin()
     res = await client.get(f"/api/variants/{variant}/stock-history", headers=admin.headers)
-    assert res.status == 200 and len((await res.json())["items"]) == 4
+    assert res.status == 200 and len((await res.json())["items"]) == 5
     other = await make.seller()
     for who in (buyer, other):
         res = await client.get(f"/api/variants/{variant}/stock-history", headers=who.headers)

@@ -61,7 +61,9 @@ def render(kind: str, context: dict[str, Any]) -> Rendered:
     first, _, body = text.partition("\n")
     if not first.startswith("Subject:") or not body.startswith("\n"):
         raise TemplateError(f"{kind}.txt must start with 'Subject: ...' and a blank line")
-    subject = first[len("Subject:") :].strip()
+    # One line of single spaces: user text in a subject (a shop's or product's name, a ticket's subject) may
+    # hold line or paragraph separators (U+2028 and the like) that the email library refuses in a header.
+    subject = " ".join(first[len("Subject:") :].split())
     if not subject:
         raise TemplateError(f"{kind}.txt has an empty subject")
     return Rendered(subject=subject, text=body[1:], html=html)

@@ -53,12 +53,16 @@ async def stock_history(db: DB, viewer: Principal, variant_id: UUID, *, limit: i
                   m.actor_id, u.display_name AS actor_name, o.id AS order_id
              FROM stock_movements m
              LEFT JOIN users u ON u.id = m.actor_id
-             LEFT JOIN LATERAL (SELECT o.id FROM orders o WHERE o.number = m.reference LIMIT 1) o ON true
+             -- The order a movement's reference names, if it is this shop's (a seller's own reference could
+             -- name another shop's order number).
+             LEFT JOIN LATERAL (SELECT o.id FROM orders o WHERE o.number = m.reference AND o.seller_id = $4
+                                 LIMIT 1) o ON true
             WHERE m.variant_id = $1 AND ($2::bigint IS NULL OR m.id < $2)
             ORDER BY m.id DESC LIMIT $3""",
         variant_id,
         cursor,
         limit + 1,
+        owner["seller_id"],
     )
     items = [
         {
