@@ -243,6 +243,26 @@ async def test_banned_and_timed_out_users_cannot_bid(client, make, db):
     await host.close()
 
 
+async def test_moderators_and_admins_cannot_bid_in_the_show_they_run(client, make, db):
+    show = await live_show(make, products=1, stock=5, price=PRICE)
+    host = await Viewer.connect(client, show.id, show.seller)
+    mod, admin, dave = await bidders(client, make, db, 3)
+    await db.execute(
+        "INSERT INTO stream_moderators (stream_id, user_id) VALUES ($1, $2)", uuid.UUID(show.id), uuid.UUID(mod.id)
+    )
+    await db.execute("UPDATE users SET roles = '{viewer,admin}' WHERE id = $1", uuid.UUID(admin.id))
+    auction = await start(host, show.variant())
+    out = orjson.loads(
+        await db.fetchval(
+            "SELECT bid_batch($1, $2)::text",
+            uuid.UUID(auction["id"]),
+            [{"bidder_id": who.id, "amount_cents": 1000} for who in (mod, admin, dave)],
+        )
+    )
+    assert [r["status"] for r in out["results"]] == ["not_allowed", "not_allowed", "leading"]
+    await host.close()
+
+
 # -- the proxy rules against a model ----------------------------------------------------------------
 
 

@@ -305,3 +305,32 @@ async def test_a_prize_sold_out_before_the_draw_leaves_a_winner_without_an_order
     )
     assert note["payload"]["prize_status"] == "unavailable"
     await assert_books_balanced(db)
+
+
+async def test_a_draw_that_fails_at_the_end_is_tried_again(client, make, db):
+    """The database refusing the draw when the timer fires (here: its function gone for a moment) does not
+    leave the giveaway undrawn: the room tries again until it can."""
+    show = await live_show(make, products=1, stock=5)
+    host = await Viewer.connect(client, show.id, show.seller)
+    entrant = await make.user()
+    viewer = await Viewer.connect(client, show.id, entrant)
+    draw = "end_giveaway(uuid, text, integer)"
+    await db.execute(f"ALTER FUNCTION {draw} RENAME TO end_giveaway_away")
+    try:
+        giveaway = await start(host, show.variant(), duration_s=5)
+        assert (await viewer.request("enter", giveaway_id=giveaway["id"]))["type"] == "ack"
+        # Past its end, with the timer fired and failed at least once: still not drawn.
+        running = "SELECT ended_at IS NULL FROM giveaways WHERE id = $1"
+        async with asyncio.timeout(30):
+            while await db.fetchval(
+                "SELECT now() < ends_at + interval '2 s' FROM giveaways WHERE id = $1", uuid.UUID(giveaway["id"])
+            ):
+                await asyncio.sleep(0.2)
+        assert await db.fetchval(running, uuid.UUID(giveaway["id"]))
+    finally:
+        await db.execute("ALTER FUNCTION end_giveaway_away(uuid, text, integer) RENAME TO end_giveaway")
+    result = await viewer.wait_for(ended)
+    assert result["id"] == giveaway["id"] and result["winner"]["id"] == entrant.id
+    assert result["prize_status"] == "ordered"
+    await host.close()
+    await viewer.close()

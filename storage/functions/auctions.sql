@@ -197,6 +197,10 @@ BEGIN
                         AND b.user_id = (e.v->>'bidder_id')::uuid)
                OR EXISTS (SELECT 1 FROM stream_timeouts t WHERE t.stream_id = st.id
                            AND t.user_id = (e.v->>'bidder_id')::uuid AND t.until > p_now) AS barred,
+               -- Those who run the show (moderators and admins) do not bid in it: no shill bids.
+               EXISTS (SELECT 1 FROM stream_moderators m WHERE m.stream_id = st.id
+                        AND m.user_id = (e.v->>'bidder_id')::uuid)
+               OR user_is_admin((e.v->>'bidder_id')::uuid) AS staff,
                (SELECT ad FROM addresses ad WHERE ad.user_id = (e.v->>'bidder_id')::uuid AND ad.is_default
                  LIMIT 1) AS address,
                EXISTS (SELECT 1 FROM auction_bids ab WHERE ab.auction_id = a.id
@@ -219,7 +223,7 @@ BEGIN
             statuses[r.ord] := outcome;
             currents[r.ord] := a.current_cents;
             CONTINUE;  -- answered, not recorded again
-        ELSIF r.bidder = shop.user_id OR r.bidder = st.host_id THEN
+        ELSIF r.bidder = shop.user_id OR r.bidder = st.host_id OR r.staff THEN
             outcome := 'not_allowed';
             reason := 'own_lot';
         ELSIF r.barred THEN

@@ -8,10 +8,12 @@ the zero-price prize order and notifies the winner, exactly once however many no
 keeps the current giveaway (running, or the last one ended, with its winner) for the welcome frame.
 """
 
+import logging
 from datetime import UTC, datetime
 from typing import Any, Literal
 from uuid import UUID
 
+import asyncpg
 from pydantic import Field
 
 from livehub.errors import Conflict
@@ -23,6 +25,10 @@ from livehub.shop import giveaways
 
 # How long new entries on a node wait to be announced together (one event with the count).
 ENTRIES_EVERY_S = 0.25
+# A draw at the timer that failed (the database away) is tried again after this long.
+RETRY_S = 1.0
+
+log = logging.getLogger(__name__)
 
 
 class StartGiveaway(Frame):
@@ -136,11 +142,25 @@ class Giveaways(ShowFormat):
         self.current = dict(giveaway) if giveaway is not None else None
         if not self._running():
             return
-        giveaway_id = UUID(str(giveaway["id"]))
         delay = (datetime.fromisoformat(giveaway["ends_at"]) - datetime.now(UTC)).total_seconds()
+        self._arm(UUID(str(giveaway["id"])), max(0.0, delay))
+
+    def _arm(self, giveaway_id: UUID, delay_s: float) -> None:
+        self._cancel_timer()
         self._timer = self.room.call_later(
-            max(0.0, delay), lambda: self.room.spawn(self._end(giveaway_id, "time"), name="giveaway-time")
+            delay_s, lambda: self.room.spawn(self._end_at_time(giveaway_id), name="giveaway-time")
         )
+
+    async def _end_at_time(self, giveaway_id: UUID) -> None:
+        """The timer's end: a draw that fails (the database away for a moment) is tried again a second later
+        while the giveaway is still this room's running one, so no giveaway is left undrawn."""
+        try:
+            await self._end(giveaway_id, "time")
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+            if not (self._running() and self.current["id"] == str(giveaway_id)):
+                return
+            log.warning("drawing giveaway %s failed, trying again in %s s: %r", giveaway_id, RETRY_S, exc)
+            self._arm(giveaway_id, RETRY_S)
 
     def _count_entries(self, giveaway_id: UUID) -> None:
         """New entries on this node are announced together: one `giveaway` event with the count read after
