@@ -18,6 +18,8 @@ from smtp_server import body_html, body_text
 PRICE = 1000
 FLASH_PRICE = 600
 BPS = 1500  # the host's 15%
+# Accepting names the commission the invitation showed.
+AT_BPS = {"host_commission_bps": BPS}
 
 
 @pytest.fixture
@@ -110,7 +112,7 @@ async def test_invitation_rules(client, make, db):
     # Cancelled: the shop hosts it again, with no commission; the former host has nothing to answer.
     taken = (await ok(await client.delete(f"/api/streams/{stream['id']}/host", headers=seller.headers)))["invitation"]
     assert (taken["host"]["id"], taken["host_status"], taken["host_commission_bps"]) == (seller.id, "accepted", 0)
-    await error_of(await post(client, host, f"/api/streams/{stream['id']}/host/accept"), 404)
+    await error_of(await post(client, host, f"/api/streams/{stream['id']}/host/accept", json=AT_BPS), 404)
     hosting = (await ok(await client.get("/api/me/hosting", headers=host.headers)))["items"]
     assert [i["stream"]["id"] for i in hosting] == [moderated["id"]]
 
@@ -126,8 +128,8 @@ async def test_accept_decline_and_no_start_before_accepting(client, make, db):
     assert error["details"] == {"host_status": "invited"}
     await error_of(await post(client, seller, f"/api/streams/{sid}/start"), 403)
     # Only the invited host answers.
-    await error_of(await post(client, stranger, f"/api/streams/{sid}/host/accept"), 404)
-    await error_of(await post(client, seller, f"/api/streams/{sid}/host/accept"), 404)
+    await error_of(await post(client, stranger, f"/api/streams/{sid}/host/accept", json=AT_BPS), 404)
+    await error_of(await post(client, seller, f"/api/streams/{sid}/host/accept", json=AT_BPS), 404)
 
     declined = (await ok(await post(client, host, f"/api/streams/{sid}/host/decline")))["invitation"]
     assert declined["host_status"] == "declined"
@@ -136,16 +138,24 @@ async def test_accept_decline_and_no_start_before_accepting(client, make, db):
     assert [(t["stream_id"], t["accepted"], t["host"]["id"]) for t in told] == [(sid, False, host.id)]
     error = await error_of(await post(client, host, f"/api/streams/{sid}/start"), 409, "conflict")
     assert error["details"] == {"host_status": "declined"}
-    await error_of(await post(client, host, f"/api/streams/{sid}/host/accept"), 404)
+    await error_of(await post(client, host, f"/api/streams/{sid}/host/accept", json=AT_BPS), 404)
     assert (await ok(await client.get("/api/me/hosting", headers=host.headers)))["items"] == []
 
-    # Invited again, accepted: the host starts the show.
+    # Invited again, at a lower commission than the host saw before: accepting the old terms is refused with
+    # the new ones, and nothing is accepted.
+    await ok(
+        await post(client, seller, f"/api/streams/{sid}/host", json={"host_id": host.id, "host_commission_bps": 100})
+    )
+    error = await error_of(await post(client, host, f"/api/streams/{sid}/host/accept", json=AT_BPS), 409, "conflict")
+    assert error["details"] == {"host_commission_bps": 100}
+    assert await db.fetchval("SELECT host_status FROM streams WHERE id = $1", uuid.UUID(sid)) == "invited"
+    # Invited again at the first terms, accepted: the host starts the show.
     body = {"host_id": host.id, "host_commission_bps": BPS}
     await ok(await post(client, seller, f"/api/streams/{sid}/host", json=body))
-    accepted = (await ok(await post(client, host, f"/api/streams/{sid}/host/accept")))["invitation"]
+    accepted = (await ok(await post(client, host, f"/api/streams/{sid}/host/accept", json=AT_BPS)))["invitation"]
     assert accepted["host_status"] == "accepted" and accepted["stream"]["host_status"] == "accepted"
     # The shop is told each answer once (accepting again changes nothing).
-    await ok(await post(client, host, f"/api/streams/{sid}/host/accept"))
+    await ok(await post(client, host, f"/api/streams/{sid}/host/accept", json=AT_BPS))
     told = [r["payload"]["accepted"] for r in await db.fetch(answers, uuid.UUID(seller.id))]
     assert told == [False, True]
     live = (await ok(await post(client, host, f"/api/streams/{sid}/start")))["stream"]
@@ -171,7 +181,7 @@ async def test_the_host_runs_the_room_and_the_seller_keeps_the_catalog(client, m
     # Invited, not accepted: in the room the guest is nobody's host.
     early = await Viewer.connect(client, sid, host)
     assert early.welcome["you"]["role"] == "viewer"
-    await ok(await post(client, host, f"/api/streams/{sid}/host/accept"))
+    await ok(await post(client, host, f"/api/streams/{sid}/host/accept", json=AT_BPS))
     await ok(await post(client, host, f"/api/streams/{sid}/start"))
     # The open connection's role follows the accepted invitation, on the stream's change.
     await early.wait_for(lambda v: [e for e in v.of_type("stream_status") if e["stream"]["status"] == "live"])
@@ -223,7 +233,7 @@ async def test_a_sale_pays_the_host_commission_and_the_host_asks_for_a_payout(cl
     await top_up(client, buyer, 10_000)
     stream = await hosted_stream(client, seller, product, host)
     sid = stream["id"]
-    await ok(await post(client, host, f"/api/streams/{sid}/host/accept"))
+    await ok(await post(client, host, f"/api/streams/{sid}/host/accept", json=AT_BPS))
     await ok(await post(client, host, f"/api/streams/{sid}/start"))
 
     viewer = await Viewer.connect(client, sid, buyer)

@@ -23,6 +23,12 @@ class HostIn(Model):
     )
 
 
+class AcceptIn(Model):
+    host_commission_bps: Annotated[int, Field(ge=0, le=5000)] = Field(
+        description="the commission you accept, as the invitation showed it (refused if the shop changed it since)"
+    )
+
+
 class HostRef(Out):
     id: UUID
     name: str
@@ -68,11 +74,20 @@ async def take_back_stream(request: web.Request) -> InvitationEnvelope:
     return await _changed(request, stream_id, invitation)
 
 
-@api.post("/api/streams/{id}/host/accept", auth="user", response=InvitationEnvelope)
-async def accept_invitation(request: web.Request) -> InvitationEnvelope:
-    """Accept the invitation to host a scheduled stream: you may then start it and run it"""
+@api.post(
+    "/api/streams/{id}/host/accept",
+    auth="user",
+    body=AcceptIn,
+    response=InvitationEnvelope,
+    errors={409: "the stream is not scheduled, or the commission changed since (details.host_commission_bps)"},
+)
+async def accept_invitation(request: web.Request, body: AcceptIn) -> InvitationEnvelope:
+    """Accept the invitation to host a scheduled stream at the commission it showed: you may then start it and
+    run it"""
     stream_id = path_id(request)
-    invitation = await hosts.answer(db(request), stream_id, principal(request).user_id, accept=True)
+    invitation = await hosts.answer(
+        db(request), stream_id, principal(request).user_id, accept=True, commission_bps=body.host_commission_bps
+    )
     return await _changed(request, stream_id, invitation)
 
 

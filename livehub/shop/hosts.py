@@ -18,9 +18,12 @@ async def set_host(db: DB, stream_id: UUID, actor_id: UUID, host_id: UUID | None
     return await db.fetchval("SELECT set_stream_host($1, $2, $3, $4)", stream_id, actor_id, host_id, commission_bps)
 
 
-async def answer(db: DB, stream_id: UUID, actor_id: UUID, *, accept: bool) -> dict:
-    """The invited host accepts or declines, while the stream is scheduled."""
-    return await db.fetchval("SELECT answer_host_invitation($1, $2, $3)", stream_id, actor_id, accept)
+async def answer(db: DB, stream_id: UUID, actor_id: UUID, *, accept: bool, commission_bps: int | None = None) -> dict:
+    """The invited host accepts (the commission they saw: refused if the shop changed it) or declines, while
+    the stream is scheduled."""
+    return await db.fetchval(
+        "SELECT answer_host_invitation($1, $2, $3, $4)", stream_id, actor_id, accept, commission_bps
+    )
 
 
 async def hosting_of(db: DB, user_id: UUID) -> list[dict]:

@@ -40,7 +40,8 @@ function invitationItem(inv, me, onChange) {
   const row = h("div", { class: "row" });
   if (inv.host_status === "invited") {
     row.append(
-      answerButton(s, "accept", `Accept hosting ${s.title}`, "Accept", onChange, true),
+      answerButton({ ...s, host_commission_bps: inv.host_commission_bps }, "accept", `Accept hosting ${s.title}`,
+        "Accept", onChange, true),
       answerButton(s, "decline", `Decline hosting ${s.title}`, "Decline", onChange, false),
     );
   } else {
@@ -56,12 +57,16 @@ function answerButton(stream, verb, label, text, onChange, primary) {
   button.addEventListener("click", async () => {
     button.disabled = true;
     try {
-      await api("POST", `/api/streams/${stream.id}/host/${verb}`);
+      // Accepting names the commission shown: a changed invitation is refused, and shown again.
+      const body = verb === "accept" ? { host_commission_bps: stream.host_commission_bps } : undefined;
+      await api("POST", `/api/streams/${stream.id}/host/${verb}`, body);
       toast(verb === "accept" ? `You host ${stream.title}: go live when it is time.` : "Invitation declined.", "ok");
       await onChange?.(stream.id, verb);
     } catch (err) {
       toast(err.message, "error");
       button.disabled = false;
+      // The shop changed the invitation meanwhile: draw it again with what it says now.
+      if (err.status === 409) await onChange?.(stream.id, "changed");
     }
   });
   return button;

@@ -103,8 +103,11 @@ BEGIN
 END $$;
 
 -- The invited host accepts (p_accept) or declines, while the stream is scheduled; the shop is told
--- (host_answered) when the answer changes. Returns host_invitation_json.
-CREATE OR REPLACE FUNCTION answer_host_invitation(p_stream uuid, p_actor uuid, p_accept boolean) RETURNS jsonb
+-- (host_answered) when the answer changes. Returns host_invitation_json. Accepting names the commission the
+-- host saw (p_bps): when the shop changed it meanwhile, the acceptance is refused (409 with the current one),
+-- so nobody is held to terms they never saw.
+CREATE OR REPLACE FUNCTION answer_host_invitation(p_stream uuid, p_actor uuid, p_accept boolean,
+                                                  p_bps integer DEFAULT NULL) RETURNS jsonb
 LANGUAGE plpgsql AS $$
 DECLARE
     s streams;
@@ -118,6 +121,10 @@ BEGIN
     IF s.status <> 'scheduled' THEN
         RAISE EXCEPTION 'the stream is %', s.status
             USING ERRCODE = 'LH409', DETAIL = jsonb_build_object('status', s.status)::text;
+    END IF;
+    IF p_accept AND p_bps IS DISTINCT FROM s.host_commission_bps THEN
+        RAISE EXCEPTION 'the invitation changed: the commission is now % basis points', s.host_commission_bps
+            USING ERRCODE = 'LH409', DETAIL = jsonb_build_object('host_commission_bps', s.host_commission_bps)::text;
     END IF;
     IF s.host_status <> answer THEN
         UPDATE streams SET host_status = answer WHERE id = p_stream;
