@@ -97,14 +97,7 @@ BEGIN
     IF s.status <> 'live' THEN
         RAISE EXCEPTION 'the stream is not live' USING ERRCODE = 'LH409';
     END IF;
-    SELECT v.stock INTO in_stock
-      FROM variants v
-      JOIN stream_products sp ON sp.product_id = v.product_id AND sp.stream_id = p_stream
-      JOIN products p ON p.id = v.product_id AND p.status = 'active'
-     WHERE v.id = p_variant;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'that variant is not featured in this stream' USING ERRCODE = 'LH404';
-    END IF;
+    in_stock := (featured_variant(p_stream, p_variant)).stock;
     IF in_stock < 1 THEN
         RAISE EXCEPTION 'not enough stock'
             USING ERRCODE = 'LHOOS', DETAIL = jsonb_build_object('variant_id', p_variant, 'available', in_stock)::text;

@@ -92,14 +92,7 @@ BEGIN
     IF s.status <> 'live' THEN
         RAISE EXCEPTION 'the stream is not live' USING ERRCODE = 'LH409';
     END IF;
-    SELECT v2.* INTO v
-      FROM variants v2
-      JOIN stream_products sp ON sp.product_id = v2.product_id AND sp.stream_id = p_stream
-      JOIN products p ON p.id = v2.product_id AND p.status = 'active'
-     WHERE v2.id = p_variant;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'that variant is not featured in this stream' USING ERRCODE = 'LH404';
-    END IF;
+    v := featured_variant(p_stream, p_variant);
     IF NOT giveaway_prize_left(v) THEN
         RAISE EXCEPTION 'nothing left to give away'
             USING ERRCODE = 'LHOOS', DETAIL = jsonb_build_object('variant_id', p_variant, 'available', 0)::text;

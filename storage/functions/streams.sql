@@ -318,6 +318,7 @@ DECLARE
     s streams := moderated_stream(p_stream, p_actor);
     in_stock integer;
     stream_price bigint;
+    v variants;
     f flash_sales;
 BEGIN
     IF p_duration_s IS NULL OR p_duration_s NOT BETWEEN 5 AND 3600 THEN
@@ -329,14 +330,10 @@ BEGIN
     IF s.status <> 'live' THEN
         RAISE EXCEPTION 'the stream is not live' USING ERRCODE = 'LH409';
     END IF;
-    SELECT v.stock, coalesce(sp.live_price_cents, v.price_cents) INTO in_stock, stream_price
-      FROM variants v
-      JOIN stream_products sp ON sp.product_id = v.product_id AND sp.stream_id = p_stream
-      JOIN products p ON p.id = v.product_id AND p.status = 'active'
-     WHERE v.id = p_variant;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'that variant is not featured in this stream' USING ERRCODE = 'LH404';
-    END IF;
+    v := featured_variant(p_stream, p_variant);
+    in_stock := v.stock;
+    SELECT coalesce(sp.live_price_cents, v.price_cents) INTO stream_price
+      FROM stream_products sp WHERE sp.stream_id = p_stream AND sp.product_id = v.product_id;
     -- Viewers see the sale's price against the stream's, struck through: one that is not below it would
     -- be a discount that is not there.
     IF p_price >= stream_price THEN
@@ -360,6 +357,24 @@ BEGIN
             now() + make_interval(secs => p_duration_s))
     RETURNING * INTO f;
     RETURN flash_json(f);
+END $$;
+
+-- The variant p_variant of a product featured in stream p_stream and still active: what a flash sale, an
+-- auction or a giveaway is started on. LH404 otherwise.
+CREATE OR REPLACE FUNCTION featured_variant(p_stream uuid, p_variant uuid) RETURNS variants
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    v variants;
+BEGIN
+    SELECT v2.* INTO v
+      FROM variants v2
+      JOIN stream_products sp ON sp.product_id = v2.product_id AND sp.stream_id = p_stream
+      JOIN products p ON p.id = v2.product_id AND p.status = 'active'
+     WHERE v2.id = p_variant;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'that variant is not featured in this stream' USING ERRCODE = 'LH404';
+    END IF;
+    RETURN v;
 END $$;
 
 -- One flash sale or auction at a time per stream: starting either refuses (409, naming the running one) while
