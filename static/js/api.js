@@ -193,6 +193,9 @@ export function showError(err) {
 
 // Tabbed pages: `.tabs a[href="#panel-id"]` links over `.tab-panel` sections. Shows the panel the URL's
 // hash names (else the first), marks its link, and runs its loader from `loaders` (id -> async function).
+// A tab's loader gets `fresh()`: false once the tab has been opened again, so a slow earlier load that
+// finishes last does not redraw over the newer one (and over what the user began typing into it).
+const tabLoads = {};
 export function showTab(loaders) {
   const panels = [...document.querySelectorAll(".tab-panel")];
   const wanted = location.hash.slice(1);
@@ -202,7 +205,8 @@ export function showTab(loaders) {
     if (link.getAttribute("href") === `#${current}`) link.setAttribute("aria-current", "page");
     else link.removeAttribute("aria-current");
   }
-  loaders[current]().catch(showError);
+  const load = (tabLoads[current] = (tabLoads[current] || 0) + 1);
+  loaders[current](() => tabLoads[current] === load).catch(showError);
 }
 
 // Disable a form's controls while `work` runs, and show its error: the reason for each field next to it

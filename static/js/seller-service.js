@@ -155,7 +155,7 @@ export async function loadReturns() {
 
 // -- reviews ---------------------------------------------------------------------------------------------
 
-export async function loadReviews(sellerId) {
+export async function loadReviews(sellerId, fresh = () => true) {
   const list = $("reviews-list");
   const products = [];
   let cursor = null;
@@ -171,6 +171,7 @@ export async function loadReviews(sellerId) {
     const page = await api("GET", `/api/products/${product.id}/reviews?limit=100`);
     for (const review of page.items) cards.push(reviewCard(product, review));
   }
+  if (!fresh()) return;
   list.replaceChildren(...(cards.length ? cards : [h("p", { class: "muted" }, "No reviews yet.")]));
 }
 

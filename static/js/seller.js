@@ -36,7 +36,7 @@ const loaders = {
   earnings: loadEarnings,
   shipping: loadShipping,
   returns: loadReturns,
-  reviews: () => loadReviews(state.seller.id),
+  reviews: (fresh) => loadReviews(state.seller.id, fresh),
   stock: loadStock,
 };
 
@@ -60,7 +60,7 @@ async function loadCategories() {
 }
 
 // Every active product of the shop, a page at a time (a reload after a change shows them all again).
-async function loadProducts() {
+async function loadProducts(fresh = () => true) {
   const list = $("product-list");
   const products = [];
   let cursor = null;
@@ -71,6 +71,7 @@ async function loadProducts() {
     products.push(...page.items);
     cursor = page.next_cursor;
   } while (cursor && products.length < 1000);
+  if (!fresh()) return;
   if (!products.length) {
     list.replaceChildren(h("p", { class: "muted" }, "No products yet: create your first one above."));
     $("new-product").open = true;
