@@ -55,7 +55,6 @@ from common import (
     RawWebsocket,
     ensure_database,
     free_port,
-    give_addresses,
     ints,
     loadavg,
     log,
@@ -64,6 +63,7 @@ from common import (
     migrate,
     nearest_rank,
     serve_livehub,
+    signed_in_users,
     spawn_server,
     stop_process,
     wait_ready,
@@ -84,29 +84,11 @@ CONNECT_TIMEOUT_S = 30.0
 
 async def make_bidders(dsn: str, n: int, tag: str) -> tuple[list, list[str]]:
     """n users with a session each, by SQL: (user ids, bearer tokens)."""
-    from livehub.auth import hash_token, new_token
-
     t0 = time.perf_counter()
     conn = await asyncpg.connect(dsn)
     try:
         await migrate(conn)
-        async with conn.transaction():
-            ids = await conn.fetchval(
-                """WITH u AS (INSERT INTO users (email, display_name, password_hash, email_verified_at)
-                              SELECT 'bid-' || $1 || '-' || i || '@bench.test', 'Bidder ' || i, 'no login', now()
-                                FROM generate_series(1, $2) i RETURNING id)
-                   SELECT array_agg(id) FROM u""",
-                tag,
-                n,
-            )
-            tokens = [new_token() for _ in ids]
-            await conn.execute(
-                """INSERT INTO sessions (token_hash, user_id, expires_at)
-                   SELECT h, u, now() + interval '1 day' FROM unnest($1::bytea[], $2::uuid[]) AS x(h, u)""",
-                [hash_token(t) for t in tokens],
-                ids,
-            )
-            await give_addresses(conn, ids)
+        ids, tokens = await signed_in_users(conn, f"bid-{tag}", n, verified=True)
         await conn.execute("SELECT top_up(u, $2, 'auction bench') FROM unnest($1::uuid[]) u", ids, WALLET)
     finally:
         await conn.close()

@@ -1,6 +1,7 @@
 """What the benchmark scripts share: the project on sys.path, logging to stderr, argument parsing; process
-CPU readings from /proc, the benchmark database, starting and stopping servers and load generators, waiting
-for a quiet machine and rerunning disturbed windows; a minimal websocket client for load generators."""
+CPU, memory and open-file readings from /proc, a probe a server answers on SIGUSR1, bench accounts by SQL,
+the benchmark database, starting and stopping servers and load generators, waiting for a quiet machine and
+rerunning disturbed windows; a minimal websocket client for load generators."""
 
 import argparse
 import asyncio
@@ -186,6 +187,71 @@ def cpu_ticks(pid: int) -> int:
     return sum(cpu_split(pid))
 
 
+def rss_kb(pid: int) -> int:
+    """Resident memory of a process in KiB (VmRSS of /proc/<pid>/status; 0 when it is gone)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def open_fds(pid: int) -> int:
+    """File descriptors a process holds open (sockets included): the entries of /proc/<pid>/fd; 0 when gone."""
+    try:
+        return len(os.listdir(f"/proc/{pid}/fd"))
+    except OSError:
+        return 0
+
+
+# A server process started with this variable set answers SIGUSR1 by writing facts about itself there.
+PROBE_ENV = "LIVEHUB_BENCH_PROBE_FILE"
+
+
+def install_probe(facts) -> None:
+    """In a server process (e.g. from `serve_livehub`'s `prepare`): on SIGUSR1 write `facts()` (a dict, run
+    on the main thread, so inside the event loop's thread) as JSON to $LIVEHUB_BENCH_PROBE_FILE, replaced
+    whole. Nothing without the variable. Read it with `read_probe`."""
+    import json
+    import signal
+
+    path = os.environ.get(PROBE_ENV)
+    if not path:
+        return
+
+    def dump(_signum, _frame) -> None:
+        tmp = f"{path}.tmp"
+        Path(tmp).write_text(json.dumps(facts()))
+        os.replace(tmp, path)
+
+    signal.signal(signal.SIGUSR1, dump)
+
+
+def read_probe(pid: int, path: Path, timeout_s: float = 5.0) -> dict | None:
+    """Ask a server with `install_probe` for its facts (SIGUSR1) and read them; None if it did not answer
+    (or is gone). Blocks up to `timeout_s`."""
+    import contextlib
+    import json
+    import signal
+    import time
+
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+    try:
+        os.kill(pid, signal.SIGUSR1)
+    except ProcessLookupError:
+        return None
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with contextlib.suppress(FileNotFoundError):
+            return json.loads(path.read_text())
+        time.sleep(0.02)
+    return None
+
+
 def machine_busy() -> tuple[int, int]:
     """(busy, total) jiffies over all cores, from /proc/stat."""
     with open("/proc/stat") as f:
@@ -317,6 +383,33 @@ async def give_addresses(conn, user_ids: list) -> None:
     )
 
 
+async def signed_in_users(conn, label: str, n: int, *, verified: bool = False) -> tuple[list, list[str]]:
+    """n accounts made by SQL in one transaction (emails `<label>-<i>@bench.test`), each with a session and a
+    default shipping address (`give_addresses`): (user ids, bearer tokens). `verified`: email verified."""
+    from livehub.auth import hash_token, new_token
+
+    async with conn.transaction():
+        ids = await conn.fetchval(
+            """WITH u AS (INSERT INTO users (email, display_name, password_hash, email_verified_at)
+                          SELECT $1 || '-' || i || '@bench.test', 'Bench ' || i, 'no login',
+                                 CASE WHEN $3 THEN now() END
+                            FROM generate_series(1, $2) i RETURNING id)
+               SELECT array_agg(id) FROM u""",
+            label,
+            n,
+            verified,
+        )
+        tokens = [new_token() for _ in ids]
+        await conn.execute(
+            """INSERT INTO sessions (token_hash, user_id, expires_at)
+               SELECT h, u, now() + interval '1 day' FROM unnest($1::bytea[], $2::uuid[]) AS x(h, u)""",
+            [hash_token(t) for t in tokens],
+            ids,
+        )
+        await give_addresses(conn, ids)
+    return ids, tokens
+
+
 async def wait_ready(base: str, server: subprocess.Popen, timeout: float = 60.0) -> None:
     """Poll `base`/healthz until it answers 200; fails early if the server process exits."""
     import contextlib
@@ -376,6 +469,20 @@ async def live_stream(http, dsn: str, tag: str, *, stock: int = 100) -> tuple[st
     stream = await post("/api/streams", {"title": f"Live {tag}", "products": [{"product_id": product_id}]}, "stream")
     await post(f"/api/streams/{stream['id']}/start", None, "stream")
     return stream["id"], token
+
+
+def drop_redis_prefix(url: str, prefix: str) -> None:
+    """Delete the Redis keys servers made under LIVEHUB_REDIS_PREFIX=`prefix` (best effort: errors ignored)."""
+    import contextlib
+
+    with contextlib.suppress(Exception):
+        import redis
+
+        client = redis.Redis.from_url(url)
+        keys = list(client.scan_iter(match=prefix + ":*", count=1000))
+        if keys:
+            client.delete(*keys)
+        client.close()
 
 
 def stop_process(proc: subprocess.Popen, grace: float = 15.0) -> None:

@@ -118,6 +118,7 @@ from common import (
     ask_all,
     cpu_split,
     cpu_ticks,
+    drop_redis_prefix,
     drop_server_log,
     ensure_database,
     floats,
@@ -131,6 +132,7 @@ from common import (
     pids_named,
     quiet_options,
     rank,
+    rss_kb,
     run_generator,
     run_orchestrator,
     serve_livehub,
@@ -169,14 +171,6 @@ def wait_ns(pid: int) -> int:
             return int(f.read().split()[1])
     except (OSError, IndexError, ValueError):
         return 0
-
-
-def rss_kb(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
 
 
 class GcPauses:
@@ -721,14 +715,7 @@ class Session:
         for logfile in self.logs:
             drop_server_log(logfile, f"[{self.config.name}] ")
         if self.redis:
-            with contextlib.suppress(Exception):
-                import redis
-
-                client = redis.Redis.from_url(self.redis["url"])
-                keys = list(client.scan_iter(match=self.redis["prefix"] + ":*", count=1000))
-                if keys:
-                    client.delete(*keys)
-                client.close()
+            drop_redis_prefix(self.redis["url"], self.redis["prefix"])
 
     async def ask_all(self, msgs: list[tuple], timeout: float) -> list:
         return await ask_all(self.pool, self.pipes, msgs, timeout)

@@ -70,7 +70,6 @@ from common import (
     cpu_ticks,
     ensure_database,
     free_port,
-    give_addresses,
     handshake_request,
     ints,
     loadavg,
@@ -85,6 +84,7 @@ from common import (
     run_generator,
     run_orchestrator,
     serve_livehub,
+    signed_in_users,
     spawn_server,
     start_generators,
     stop_generators,
@@ -412,29 +412,11 @@ class Bench:
     # -- accounts and the shop -------------------------------------------------------------------
 
     async def make_buyers(self, n: int) -> None:
-        from livehub.auth import hash_token, new_token
-
         t0 = time.perf_counter()
         conn = await asyncpg.connect(self.dsn)
         try:
             await migrate(conn)  # a new database: the tables, as the server would make them
-            async with conn.transaction():
-                ids = await conn.fetchval(
-                    """WITH u AS (INSERT INTO users (email, display_name, password_hash)
-                                  SELECT 'flash-' || $1 || '-' || i || '@bench.test', 'Buyer ' || i, 'no login'
-                                    FROM generate_series(1, $2) i RETURNING id)
-                       SELECT array_agg(id) FROM u""",
-                    self.tag,
-                    n,
-                )
-                self.tokens = [new_token() for _ in ids]
-                await conn.execute(
-                    """INSERT INTO sessions (token_hash, user_id, expires_at)
-                       SELECT h, u, now() + interval '1 day' FROM unnest($1::bytea[], $2::uuid[]) AS x(h, u)""",
-                    [hash_token(t) for t in self.tokens],
-                    ids,
-                )
-                await give_addresses(conn, ids)
+            ids, self.tokens = await signed_in_users(conn, f"flash-{self.tag}", n)
             await conn.execute("SELECT top_up(u, $2, 'flashsale bench') FROM unnest($1::uuid[]) u", ids, WALLET)
         finally:
             await conn.close()
