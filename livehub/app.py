@@ -226,6 +226,13 @@ PAGES = {
 }
 
 
+async def name_the_node(request: web.Request, response: web.StreamResponse) -> None:
+    """`X-LiveHub-Node` on every response (websocket handshakes included): which node answered, the id
+    /healthz gives, so that behind a load balancer a request can be traced to the node that served it."""
+    if (hub := request.app.get(keys.HUB)) is not None:
+        response.headers["X-LiveHub-Node"] = hub.broker.node_id
+
+
 def page(name: str):
     async def handler(request: web.Request) -> web.FileResponse:
         return web.FileResponse(STATIC / name)
@@ -263,6 +270,7 @@ def create_app(settings: Settings | None = None, *, embedded: EmbeddedPostgres |
         app.router.add_routes(api.table())
     app.on_shutdown.append(close_live_connections)
     app.on_response_prepare.append(security_headers(PAGES))
+    app.on_response_prepare.append(name_the_node)
     app.router.add_get("/ws/streams/{id}", ws.stream_socket)
     app.router.add_get("/ws/me", ws.user_socket)
     app.router.add_get("/api/openapi.json", openapi_json)

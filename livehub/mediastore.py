@@ -64,6 +64,9 @@ class LocalStore:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
         try:
+            # mkstemp makes the file 0600; what is stored here is public, and a web server running as
+            # another user (nginx's www-data, deploy/nginx/livehub.conf) serves it straight from the disk.
+            os.fchmod(fd, 0o644)
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
             os.replace(tmp, path)
