@@ -40,8 +40,9 @@ changes), and the database's connections (``pg_stat_activity`` for the bench dat
 ``<out>/samples.csv``, the summary to ``<out>/summary.json``, the plot to ``--plot``.
 
 Growth over the last half of the run, per node and metric: a least-squares line through the samples of the
-last half (for the restarted node, only those of its new process), its rise over that span as a share of
-where it starts. Target: under 5 % for RSS and tasks.
+last half, its rise over that span as a share of where it starts; for the restarted node (and the database's
+connections) only from the first sample at which 95 % of its viewers were back. Target: under 5 % for RSS
+and tasks.
 
 Checked afterwards: ``check_books()`` balanced; every order a buyer was told ``ok`` exists for the stream,
 and every order of the stream is one a buyer was told ``ok`` or one whose reply never came (its socket was
@@ -807,10 +808,22 @@ def growth(samples: list[dict], node: str, key: str, since_s: float) -> dict | N
     }
 
 
+def back_at(samples: list[dict], restart: dict) -> float:
+    """When the restarted node B had its viewers back: the first sample after it was ready with at least
+    95 % of the viewers it had before its SIGTERM (it was ready long before they all had reconnected)."""
+    if not restart:
+        return 0.0
+    b = [r for r in samples if r["node"] == "B"]
+    before = max((r["viewers"] for r in b if r["t_s"] < restart["sigterm_s"]), default=0)
+    after = [r["t_s"] for r in b if r["t_s"] >= restart["ready_s"] and r["viewers"] >= 0.95 * before]
+    return after[0] if after else restart["ready_s"]
+
+
 def figures(samples: list[dict], seconds: float, restart: dict) -> dict:
     """Growth over the last half per node and metric; the restarted node's (and the database's) only from
-    the first sample after it was back."""
-    half, back = seconds / 2, max(seconds / 2, restart.get("ready_s", 0.0))
+    when the node had its viewers back."""
+    half = seconds / 2
+    back = max(half, back_at(samples, restart))
     out = {}
     for node, since in (("A", half), ("B", back)):
         for key in ("rss_kib", "tasks", "fds", "py_blocks"):
@@ -879,7 +892,7 @@ def plot(samples: list[dict], path: str, restart: dict, seconds: float) -> None:
     panels = (("rss_kib", "RSS (MiB)", 1024), ("tasks", "asyncio tasks", 1), ("fds", "open file descriptors", 1))
     for ax, (key, title, scale) in zip(axes.flat, panels, strict=False):
         for node in ("A", "B"):
-            rows = [r for r in samples if r["node"] == node and r[key] not in ("", None) and r["pid"]]
+            rows = [r for r in samples if r["node"] == node and r[key] not in ("", None) and r["rss_kib"]]
             ax.plot([r["t_s"] / 60 for r in rows], [float(r[key]) / scale for r in rows], ".-", label=f"node {node}")
         ax.set_title(title)
     ax = axes.flat[3]
