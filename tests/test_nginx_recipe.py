@@ -339,6 +339,9 @@ def test_the_env_example_names_only_settings_and_parses():
     assert set(variables) - names == set()
     parsed = Settings(_env_file=ENV_EXAMPLE)
     assert parsed.trusted_proxy_count == 1 and parsed.cookie_secure is True
+    # Quoted values arrive whole, quotes gone (as systemd and sh read them).
+    assert parsed.mail_from == "LiveHub <noreply@shop.example.com>"
+    assert parsed.media_ice_servers == [{"urls": ["stun:stun.l.google.com:19302"]}]
     # The unit reads that file and gives each instance its port.
     unit = UNIT.read_text()
     assert "EnvironmentFile=/etc/livehub/livehub.env" in unit
