@@ -2,6 +2,8 @@
 
     livehub serve [--host 127.0.0.1] [--port 8080] [--demo] [--workers N]
     livehub create-admin EMAIL          (password from LIVEHUB_ADMIN_PASSWORD or a prompt)
+    livehub backup [--to DIR]           (pg_dump and manifest; docs/OPERATIONS.md, "Backups")
+    livehub restore FILE [--to URL] [--force]
 
 With no DATABASE_URL an embedded PostgreSQL runs from ./var/pgdata (LIVEHUB_DATA_DIR) for as long as the
 command does. `--workers N` starts N server processes on one port (the kernel spreads connections over them
@@ -18,16 +20,28 @@ import getpass
 import logging
 import multiprocessing
 import multiprocessing.connection
+import os
 import resource
 import signal
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 import asyncpg
 
 from livehub import demo, demo_images
 from livehub.app import serve as serve_node
 from livehub.auth import PasswordHasher, ensure_admin
+from livehub.backups import (
+    EMBEDDED_SCHEDULE,
+    BackupError,
+    backup_dir,
+    connect,
+    dump,
+    redact,
+    restore_into,
+    run_backup,
+)
 from livehub.dbwatch import CHECK_EVERY_S, DatabaseState, EmbeddedWatch
 from livehub.mail import Mailer
 from livehub.mediastore import open_store
@@ -77,6 +91,32 @@ def database(settings: Settings):
         log.info("embedded PostgreSQL on %s (data in %s)", pg.dsn, data_dir / "pgdata")
         asyncio.run(_create_database(pg.dsn, EMBEDDED_DATABASE))
         yield settings.model_copy(update={"database_url": pg.dsn.rsplit("/", 1)[0] + "/" + EMBEDDED_DATABASE}), pg
+
+
+@contextlib.contextmanager
+def tool_database(settings: Settings):
+    """Settings with a database_url for a tool that only connects (backup, restore): the configured
+    database; else the embedded one of a node running on this data dir (never started a second time: that
+    would stop the node's server); else the embedded one, started for as long as the tool runs."""
+    if not settings.database_url and (port := _running_embedded_port(settings.data_dir.resolve() / "pgdata")):
+        url = f"postgresql://postgres@127.0.0.1:{port}/{EMBEDDED_DATABASE}"
+        yield settings.model_copy(update={"database_url": url})
+        return
+    with database(settings) as (settings, _):
+        yield settings
+
+
+def _running_embedded_port(data_dir: Path) -> int | None:
+    """The port of a live postmaster on data_dir (its postmaster.pid: pid on line 1, port on line 4)."""
+    try:
+        lines = (data_dir / "postmaster.pid").read_text().splitlines()
+        pid, port = int(lines[0]), int(lines[3])
+        os.kill(pid, 0)
+    except PermissionError:
+        return port  # alive, run as another user (`nobody` when the node runs as root)
+    except (OSError, ValueError, IndexError):
+        return None
+    return port
 
 
 async def _create_database(dsn: str, name: str) -> None:
@@ -138,6 +178,9 @@ def serve(args: argparse.Namespace, settings: Settings) -> int:
         return 2
     raise_open_files_limit()
     with database(settings) as (settings, embedded):
+        if embedded is not None and settings.backup_schedule is None:
+            # Nobody else backs the embedded database up: daily, unless LIVEHUB_BACKUP_SCHEDULE says otherwise.
+            settings = settings.model_copy(update={"backup_schedule": EMBEDDED_SCHEDULE})
         asyncio.run(_prepare(settings, seed_demo=args.demo))
         base_url = f"http://{settings.host}:{settings.port}"
         # Where the emails (verification, reset, notifications) go: SMTP, or .eml files to open.
@@ -196,6 +239,81 @@ def create_admin(args: argparse.Namespace, settings: Settings) -> int:
         return 2
     with database(settings) as (settings, _):
         asyncio.run(_prepare(settings, seed_demo=False, admin=(args.email.strip().lower(), password)))
+    return 0
+
+
+@command(
+    "backup",
+    "back up the database: a pg_dump file (-Fc) and its manifest, logged in the backups table",
+    arg("--to", metavar="DIR", help="the directory to write to (default LIVEHUB_BACKUP_DIR: <data dir>/backups)"),
+)
+def backup(args: argparse.Namespace, settings: Settings) -> int:
+    with tool_database(settings) as settings:
+        return asyncio.run(_backup(settings, Path(args.to).resolve() if args.to else None))
+
+
+async def _backup(settings: Settings, directory: Path | None) -> int:
+    try:
+        conn = await connect(settings.database_url)
+    except BackupError as exc:
+        print(f"backup failed: {exc}", file=sys.stderr)
+        return 1
+    try:
+        if not await conn.fetchval("SELECT to_regproc('backup_started') IS NOT NULL"):
+            # A database of an older release (the backup before an upgrade): dumped, but not logged.
+            return await _unlogged_backup(settings, directory)
+        row = await run_backup(conn, settings, "cli", directory=directory)
+    finally:
+        await conn.close()
+    if row["status"] != "succeeded":
+        print(f"backup failed: {row['error']}", file=sys.stderr)
+        return 1
+    print(f"backup {row['id']}: {row['path']} ({row['size_bytes']} bytes, sha256 {row['sha256']})")
+    return 0
+
+
+async def _unlogged_backup(settings: Settings, directory: Path | None) -> int:
+    try:
+        made = await dump(settings.database_url, directory or backup_dir(settings))
+    except BackupError as exc:
+        print(f"backup failed: {exc}", file=sys.stderr)
+        return 1
+    print(f"backup (not logged: no backups table yet): {made.path} ({made.manifest['size']} bytes)")
+    return 0
+
+
+@command(
+    "restore",
+    "restore a backup into an empty database, then check its books and row counts against the manifest",
+    arg("file", help="a .dump file written by `livehub backup` (its .manifest.json next to it)"),
+    arg("--to", metavar="URL", help="the database to restore into (default: the configured one)"),
+    arg(
+        "--force",
+        "--clean",
+        dest="clean",
+        action="store_true",
+        help="restore into a database that has tables, dropping what the backup holds first",
+    ),
+)
+def restore(args: argparse.Namespace, settings: Settings) -> int:
+    if args.to:
+        return asyncio.run(_restore(Path(args.file), args.to, args.clean))
+    with tool_database(settings) as settings:
+        return asyncio.run(_restore(Path(args.file), settings.database_url, args.clean))
+
+
+async def _restore(file: Path, url: str, clean: bool) -> int:
+    try:
+        restored = await restore_into(file, url, clean=clean)
+    except BackupError as exc:
+        print(f"restore failed: {exc}", file=sys.stderr)
+        return 1
+    books = restored["books"]
+    print(
+        f"restored {file.name} into {redact(url)}: schema version {restored['schema_version']}, "
+        f"books {'balanced' if books.get('balanced') else 'NOT balanced'} and equal to the backup's, "
+        f"row counts of {len(restored['row_counts'])} tables equal"
+    )
     return 0
 
 

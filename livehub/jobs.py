@@ -65,7 +65,7 @@ ScheduleHandler = Callable[[Context], Awaitable[None]]
 
 @dataclass(frozen=True)
 class _Schedule:
-    cron: str | Callable[[Settings], str]  # or read from the settings when the node starts
+    cron: str | Callable[[Settings], str]  # or read from the settings when the node starts ("": off)
     handler: ScheduleHandler
 
     def expression(self, settings: Settings) -> str:
@@ -76,7 +76,7 @@ ENTRYPOINTS: dict[str, JobHandler] = {}
 SCHEDULES: dict[str, _Schedule] = {}
 
 # Modules whose @job/@schedule registrations every node needs, imported when the queue starts. Add yours.
-MODULES: list[str] = ["livehub.jobs", "livehub.shop.notices"]
+MODULES: list[str] = ["livehub.jobs", "livehub.shop.notices", "livehub.backups", "livehub.shop.card_payments"]
 
 
 def job(name: str) -> Callable[[JobHandler], JobHandler]:
@@ -190,7 +190,9 @@ class Jobs:
     async def _run_schedules(self) -> None:
         sm = SchedulerManager(Queries(AsyncpgPoolDriver(self._queue_pool)))
         for name, sched in SCHEDULES.items():
-            sm.schedule(name, sched.expression(self.settings))(self._scheduled(name, sched.handler))
+            # A schedule read from the settings may be turned off (an empty expression).
+            if expression := sched.expression(self.settings):
+                sm.schedule(name, expression)(self._scheduled(name, sched.handler))
         self.sm = sm
         if self._closing.is_set():
             return

@@ -243,3 +243,15 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     # Read by `run.py create-admin` instead of prompting.
     admin_password: str | None = None
+    # Backups (docs/OPERATIONS.md, "Backups"): where `livehub backup` and the schedule write (default
+    # data_dir/backups); the schedule (cron, UTC; "off" for none; unset: daily at 03:15 for the embedded
+    # database, none with DATABASE_URL, whose server is usually backed up by its operator); after each
+    # scheduled or admin backup, the newest of each of the last keep_daily days and keep_weekly ISO weeks
+    # are kept and the other files deleted.
+    backup_dir: Path | None = None
+    backup_schedule: str | None = None
+    backup_keep_daily: int = Field(default=7, ge=1)
+    backup_keep_weekly: int = Field(default=4, ge=0)
+
+    # The log (docs/OPERATIONS.md, "Logs"): LiveHub's own level; one line per record as JSON or logfmt
+    # (auto: logfmt on a terminal, JSON otherwise); the access log on or off; other libraries' level.

@@ -32,8 +32,13 @@ async def test_the_spec_states_each_cursors_format(client):
                 if param["name"] == "cursor":
                     schema = next(s for s in param["schema"].get("anyOf", [param["schema"]]) if s.get("type") != "null")
                     formats[path] = schema.get("format") or schema["type"]
-    # ledger entries, audit rows and stock movements
-    integers = {"/api/wallet/transactions", "/api/admin/audit", "/api/variants/{id}/stock-history"}
+    # ledger entries, audit rows, backups and stock movements
+    integers = {
+        "/api/wallet/transactions",
+        "/api/admin/audit",
+        "/api/admin/backups",
+        "/api/variants/{id}/stock-history",
+    }
     assert set(formats) == {*LISTS, *PER_ITEM, *integers}
     assert formats == {**dict.fromkeys([*LISTS, *PER_ITEM], "uuid"), **dict.fromkeys(integers, "integer")}
 

@@ -43,6 +43,7 @@ KINDS: tuple[str, ...] = (
     "host_invited",
     "host_answered",
     "giveaway_won",
+    "backup_failed",
 )
 
 # Account emails: not notifications (not stored, no settings, always sent), queued as job `account_email`

@@ -27,6 +27,7 @@ const LABELS = {
   earnings_available: "Earnings available",
   host_invited: "Invitations to host a show",
   host_answered: "Guest hosts' answers to your invitations",
+  backup_failed: "Failed backups (admins)",
 };
 
 const order = (p) => `order ${p.number || ""}`.trim();
@@ -99,6 +100,8 @@ export function describe(n) {
           : `New support ticket: ${p.subject || ""}`,
         href: p.path || (p.ticket_id ? `/support/${p.ticket_id}` : "/support"),
       };
+    case "backup_failed":
+      return { text: `A backup failed: ${p.error || "see the admin page"}`, href: p.path || "/admin#backups" };
     case "low_stock":
       return { text: `Low stock: ${p.title || p.sku || "a product"}${p.stock !== undefined ? ` (${p.stock} left)` : ""}`, href: "/seller#stock" };
     default:
