@@ -318,9 +318,9 @@ class Generator:
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
-    def new_seat(self, signed_in: bool) -> Seat:
-        # Nodes alternate over all generators' seats, so each node gets half of every kind of viewer.
-        node = (self.index + self.joined * self.cfg["procs"]) % 2
+    def new_seat(self, signed_in: bool, node: int | None = None) -> Seat:
+        if node is None:  # the first viewers alternate, so each node gets half of every kind
+            node = (self.index + self.joined) % 2
         self.joined += 1
         token = self.free_tokens.pop() if signed_in and self.free_tokens else None
         seat = Seat(self, node, token)
@@ -429,7 +429,7 @@ class Generator:
                 if seat.token:
                     self.free_tokens.insert(0, seat.token)  # the longest-idle account joins next
             for seat in leaving:
-                self.spawn(self.new_seat(seat.token is not None).connect())
+                self.spawn(self.new_seat(seat.token is not None, seat.node).connect())
             self.stats["left"] += len(leaving)
 
     def load(self, seconds: float) -> None:
@@ -503,16 +503,20 @@ class Node:
         self.probe = Path(tempfile.gettempdir()) / f"livehub-soak-probe-{os.getpid()}-{name}.json"
         self.env = env | {PROBE_ENV: str(self.probe)}
         self.proc = None
+        self.ready = False  # SIGUSR1 kills a process that has not installed the probe yet
         self.logfile = None
         self.started_at = 0.0  # seconds into the run
 
     async def start(self, at: float = 0.0) -> None:
         self.logfile = tempfile.NamedTemporaryFile(prefix=f"livehub-soak-{self.name}-", suffix=".log", delete=False)
+        self.ready = False
         self.proc = spawn_server(Path(__file__).resolve(), self.port, self.env, self.logfile)
         self.started_at = at
         await wait_ready(f"http://{HOST}:{self.port}", self.proc, timeout=120)
+        self.ready = True
 
     def stop(self) -> None:
+        self.ready = False
         if self.proc is not None:
             stop_process(self.proc, grace=30)
             drop_server_log(self.logfile, f"node {self.name} (pid {self.proc.pid}) ", lines=8)
@@ -520,7 +524,7 @@ class Node:
 
     def sample(self) -> dict:
         pid = self.proc.pid if self.proc is not None else 0
-        facts = (read_probe(pid, self.probe) if pid else None) or {}
+        facts = (read_probe(pid, self.probe) if pid and self.ready else None) or {}
         return {
             "node": self.name,
             "pid": pid,
@@ -690,7 +694,6 @@ class Soak:
             seats = args.viewers // k + (i < args.viewers % k)
             cfgs.append(
                 {
-                    "procs": k,
                     "ports": [n.port for n in self.nodes],
                     "stream_id": stream_id,
                     "variant_id": variant_id,
@@ -852,9 +855,10 @@ def report(facts: dict, run: dict, checks: dict, figs: dict) -> str:
         "|---|---|---:|---:|---:|",
     ]
     for name, g in figs.items():
-        if g is None:
-            continue
         node, _, key = name.partition(" ") if " " in name else ("A+B", "", name)
+        if g is None:
+            lines.append(f"| {node} | {key} | fewer than 3 samples in the window | | |")
+            continue
         scale = 1024 if key == "rss_kib" else 1
         unit = " MiB" if key == "rss_kib" else ""
         lines.append(
