@@ -1,12 +1,13 @@
 // The admin console (/admin): platform figures with a chart and the books check, sellers to approve or
 // suspend, every order with refunds, wallets (find, adjust, deactivate or reactivate the account), payout
-// approvals, categories (admin-categories.js) and the audit log (admin-audit.js).
+// approvals, categories (admin-categories.js), the audit log (admin-audit.js) and backups (admin-backups.js).
 // Everything users typed (shop names, titles, reasons) reaches the page as text, never as HTML.
 import { api, h, newKey, renderHeader, showError, showTab, submitting, toast, toCents as cents } from "/static/js/api.js";
 import { refundForm } from "/static/js/orders.js";
 import { $, badge, emptyRow, fmt, loadPage, personCell, state, when } from "/static/js/admin-common.js";
 import { accountAction } from "/static/js/admin-accounts.js";
 import { loadAudit, setupAudit } from "/static/js/admin-audit.js";
+import { loadBackups, setupBackups } from "/static/js/admin-backups.js";
 import { loadCategories, setupCategories } from "/static/js/admin-categories.js";
 import { setupReviews } from "/static/js/admin-reviews.js";
 
@@ -23,6 +24,7 @@ const loaders = {
   categories: loadCategories,
   reviews: async () => $("review-id").focus(),
   audit: () => loadAudit(false),
+  backups: () => loadBackups(false),
 };
 
 // -- overview: figures, chart, top streams, books ---------------------------------------------------------
@@ -398,6 +400,7 @@ async function start() {
   $("wallets-more").addEventListener("click", () => loadWallets(true).catch(showError));
   setupCategories();
   setupAudit();
+  setupBackups();
   setupReviews();
   window.addEventListener("hashchange", () => showTab(loaders));
   new ResizeObserver(drawChart).observe($("stats-chart"));
