@@ -242,6 +242,15 @@ async def test_websockets_reach_both_nodes_and_chat_crosses_them(stack, make):
         for v in sockets:
             await v.ws.close()
 
+        # A browser's socket: the session cookie and the page's https origin, which the node must see as its
+        # own through the proxy (nginx passes Host and X-Forwarded-Proto on websockets too).
+        fan = await make.user()
+        ws = await site.ws_connect(path, headers={"Cookie": f"livehub_session={fan.token}", "Origin": stack.nginx.url})
+        browser = Viewer(ws)
+        await browser.wait_for(lambda v: v.welcome is not None or v.close_code is not None)
+        assert browser.welcome is not None, browser.close_code
+        await ws.close()
+
         # A session token in a websocket's URL (browsers cannot send headers there) stays out of nginx's log.
         token = secrets.token_urlsafe(16)
         ws = await site.ws_connect(f"/ws/me?token={token}", headers={"X-Request-Id": "socket-1"})
