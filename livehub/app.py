@@ -14,6 +14,7 @@ from livehub.api import (
     admin_accounts,
     auth,
     backups,
+    card_payments,
     catalog,
     giveaways,
     health,
@@ -63,6 +64,7 @@ APIS = [
     sellers.api,
     catalog.api,
     wallet.api,
+    card_payments.api,
     orders.api,
     returns.api,
     shipping.api,
@@ -134,6 +136,17 @@ async def money(app: web.Application):
     """The payment provider. (Releasing earnings whose hold has passed is a job schedule: livehub/jobs.py.)"""
     app[keys.PAYMENTS] = provider_named(app[keys.SETTINGS].payment_provider)
     yield
+
+
+async def cards(app: web.Application):
+    """The node's Stripe client when top-ups are paid by card (LIVEHUB_PAYMENTS=stripe), else None."""
+    from livehub.shop.card_payments import StripeCards
+
+    settings = app[keys.SETTINGS]
+    client = app[keys.CARDS] = StripeCards(settings) if settings.payment_provider == "stripe" else None
+    yield
+    if client is not None:
+        await client.close()
 
 
 async def live(app: web.Application):
@@ -257,6 +270,7 @@ def create_app(settings: Settings | None = None, *, embedded: EmbeddedPostgres |
     app[keys.LISTING_CACHE] = ListingCache(settings.catalog_cache_ms / 1000)
     app[keys.OPENAPI] = build_openapi(APIS, title="LiveHub", version=__version__, description=DESCRIPTION)
     app.cleanup_ctx.extend([database, background, accounts, money, live, job_queue, media_plane, media_store])
+    app.cleanup_ctx.append(cards)
     if settings.demo_video:
         app.cleanup_ctx.append(demo.demo_video)
     if embedded is not None:

@@ -31,6 +31,10 @@ class ErrorCode(StrEnum):
     CONFLICT = "conflict", 409, "conflicts with the current state", "LH409"
     OUT_OF_STOCK = "out_of_stock", 409, "not enough stock", "LHOOS"
     INSUFFICIENT_FUNDS = "insufficient_funds", 409, "not enough money in the wallet", "LHNSF"
+    PAYMENT_OWED = "payment_owed", 402, "a card payment was taken back: top up to settle what you owe first", "LHOWE"
+    TOP_UP_LIMIT = "top_up_limit", 409, "this would pass your card top-up limit for 24 hours", "LHTUL"
+    BAD_SIGNATURE = "bad_signature", 400, "the signature does not verify"
+    PAYMENT_PROVIDER = "payment_provider_error", 502, "the payment provider did not answer as expected, try again"
     IDEMPOTENCY_MISMATCH = "idempotency_mismatch", 422, "this Idempotency-Key was used with another request"
     PAYLOAD_TOO_LARGE = "payload_too_large", 413, "request too large"
     INVALID_TOKEN = "invalid_token", 422, "this link is not valid (any more): ask for a new one", "LHTOK"
@@ -98,6 +102,22 @@ class OutOfStock(LiveHubError):
 
 class InsufficientFunds(LiveHubError):
     code = ErrorCode.INSUFFICIENT_FUNDS
+
+
+class PaymentOwed(LiveHubError):
+    code = ErrorCode.PAYMENT_OWED
+
+
+class TopUpLimit(LiveHubError):
+    code = ErrorCode.TOP_UP_LIMIT
+
+
+class BadSignature(LiveHubError):
+    code = ErrorCode.BAD_SIGNATURE
+
+
+class PaymentProviderError(LiveHubError):
+    code = ErrorCode.PAYMENT_PROVIDER
 
 
 class IdempotencyMismatch(LiveHubError):

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from livehub.jobs import Jobs
     from livehub.mail import Mailer
     from livehub.media.sessions import MediaNode
+    from livehub.shop.card_payments import StripeCards
 
 SETTINGS = web.AppKey("settings", Settings)
 TASKS = web.AppKey("tasks", Supervisor)
@@ -37,3 +38,5 @@ JOBS: web.AppKey["Jobs"] = web.AppKey("jobs")
 MAILER: web.AppKey["Mailer"] = web.AppKey("mailer")
 # The embedded PostgreSQL's watcher, on a node run.py started with one.
 EMBEDDED_WATCH: web.AppKey["EmbeddedWatch"] = web.AppKey("embedded_watch")
+# Card payments through Stripe (livehub/shop/card_payments.py) when LIVEHUB_PAYMENTS=stripe, else None.
+CARDS: web.AppKey["StripeCards | None"] = web.AppKey("cards")

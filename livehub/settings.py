@@ -8,7 +8,7 @@ to the conventional `DATABASE_URL` and `REDIS_URL`.
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # A CSP source naming one origin: scheme, host (a leading "*." for subdomains), optional port.
@@ -121,9 +121,29 @@ class Settings(BaseSettings):
     reminder_lead_s: int = Field(default=15 * 60, ge=0, le=7 * 24 * 3600)
     # A buyer may ask to return a delivered order for this long after its delivery.
     return_window_s: int = Field(default=30 * 24 * 3600, ge=0, le=2**31 - 1)
-    # "instant-dev" credits top-ups and sends payouts at once without moving real money: development only.
-    payment_provider: Literal["instant-dev"] = "instant-dev"
+    # How top-ups are paid (docs/MONEY.md, "Card payments"), from LIVEHUB_PAYMENTS (LIVEHUB_PAYMENT_PROVIDER,
+    # its older name, still works): "instant-dev" credits at once without moving real money (development
+    # only); "stripe" takes cards through Stripe PaymentIntents and credits what Stripe says it captured.
+    payment_provider: Literal["instant-dev", "stripe"] = Field(
+        default="instant-dev",
+        validation_alias=AliasChoices("LIVEHUB_PAYMENTS", "LIVEHUB_PAYMENT_PROVIDER"),
+    )
     max_top_up_cents: int = 1_000_000
+    # Stripe's keys, under the names Stripe users know (no LIVEHUB_ prefix); all three are required with
+    # "stripe". stripe_api_base (LIVEHUB_STRIPE_API_BASE) points the client at a test server instead.
+    stripe_secret_key: str | None = Field(default=None, validation_alias=AliasChoices("STRIPE_SECRET_KEY"))
+    stripe_publishable_key: str | None = Field(default=None, validation_alias=AliasChoices("STRIPE_PUBLISHABLE_KEY"))
+    stripe_webhook_secret: str | None = Field(default=None, validation_alias=AliasChoices("STRIPE_WEBHOOK_SECRET"))
+    stripe_api_base: str | None = None
+    # Card top-ups: the smallest one (Stripe charges at least 50 cents in USD), and what one user may top up
+    # by card in any 24 hours (pending and succeeded payments; 0: no limit).
+    card_min_top_up_cents: int = Field(default=50, ge=1)
+    card_daily_top_up_cents: int = Field(default=500_000, ge=0)
+    # The reconciliation job (cron, UTC) asks Stripe about card payments still pending this long after
+    # they were opened (a webhook lost or late), up to card_reconcile_max_age_s after.
+    card_reconcile_cron: str = "* * * * *"
+    card_reconcile_after_s: int = Field(default=60, ge=0)
+    card_reconcile_max_age_s: int = Field(default=7 * 24 * 3600, ge=60)
 
     # How long a node serves a catalog listing page (GET /api/products) from memory; 0 turns it off.
     # Listing stock can be this much behind; product pages, orders and live rooms are always current.
@@ -255,3 +275,16 @@ class Settings(BaseSettings):
 
     # The log (docs/OPERATIONS.md, "Logs"): LiveHub's own level; one line per record as JSON or logfmt
     # (auto: logfmt on a terminal, JSON otherwise); the access log on or off; other libraries' level.
+
+    @model_validator(mode="after")
+    def _stripe_keys_present(self) -> "Settings":
+        # Refuse to start rather than fail at the first top-up or drop every webhook.
+        if self.payment_provider == "stripe":
+            names = {
+                "STRIPE_SECRET_KEY": self.stripe_secret_key,
+                "STRIPE_PUBLISHABLE_KEY": self.stripe_publishable_key,
+                "STRIPE_WEBHOOK_SECRET": self.stripe_webhook_secret,
+            }
+            if missing := [name for name, value in names.items() if not value]:
+                raise ValueError(f"LIVEHUB_PAYMENTS=stripe needs {', '.join(missing)} set")
+        return self

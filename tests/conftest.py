@@ -21,6 +21,7 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import pyotp
 import pytest
+from stripe_server import stripe_server, stripe_settings  # noqa: F401  (fixtures: localstripe, settings paying by card)
 
 from livehub import keys
 from livehub.app import create_app

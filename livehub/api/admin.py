@@ -150,6 +150,10 @@ class BooksOut(Out):
     mismatched_holds_cents: int = Field(
         description="holds less what the running auctions hold for their leaders: 0 when balanced"
     )
+    owed_cents: int = Field(
+        description="what users owe after card refunds or disputes took back money they had spent "
+        "(part of held_cents, negative there)"
+    )
 
 
 @api.post(

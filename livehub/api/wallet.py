@@ -1,6 +1,7 @@
 """The signed-in user's wallet."""
 
 from datetime import datetime
+from typing import Literal
 from uuid import UUID
 
 from aiohttp import web
@@ -10,7 +11,7 @@ from livehub import keys
 from livehub.api.models import Amount, EntryPageQuery, Page
 from livehub.api.routing import Api, Model, Out, db, principal
 from livehub.errors import ValidationFailed
-from livehub.shop import wallet
+from livehub.shop import card_payments, wallet
 
 api = Api("wallet")
 
@@ -28,8 +29,19 @@ class TopUpIn(Model):
     amount_cents: Amount
 
 
-class TopUpOut(WalletOut):
-    reference: str
+class TopUpOut(Out):
+    """instant-dev: `succeeded` with the new balance and the provider's reference. stripe:
+    `requires_payment` with what Stripe.js needs to take the card; the wallet is credited when Stripe says
+    the money was captured (GET /api/payments/{payment_id} shows it)."""
+
+    status: Literal["succeeded", "requires_payment"]
+    amount_cents: int
+    currency: str
+    balance_cents: int | None = Field(default=None, description="succeeded: the wallet's new balance")
+    reference: str | None = Field(default=None, description="succeeded: the provider's reference")
+    payment_id: UUID | None = Field(default=None, description="requires_payment: the card payment")
+    client_secret: str | None = Field(default=None, description="requires_payment: for Stripe.js")
+    publishable_key: str | None = Field(default=None, description="requires_payment: for Stripe.js")
 
 
 class EntryOut(Out):
@@ -62,11 +74,14 @@ async def list_transactions(request: web.Request, query: EntryPageQuery) -> Page
 
 @api.post("/api/wallet/top-up", auth="user", body=TopUpIn, response=TopUpOut, idempotent=True)
 async def top_up(request: web.Request, body: TopUpIn) -> TopUpOut:
-    """Add money through the configured payment provider"""
+    """Add money through the configured payment provider (at once, or by card through Stripe)"""
     settings = request.app[keys.SETTINGS]
     if body.amount_cents > settings.max_top_up_cents:
         raise ValidationFailed(f"at most {settings.max_top_up_cents} cents per top-up")
-    result = await wallet.top_up(
-        db(request), request.app[keys.PAYMENTS], principal(request).user_id, body.amount_cents, settings.currency
-    )
-    return TopUpOut.model_validate(result)
+    user_id = principal(request).user_id
+    if (cards := request.app[keys.CARDS]) is not None:
+        return TopUpOut.model_validate(
+            await card_payments.top_up(db(request), cards, settings, user_id, body.amount_cents)
+        )
+    result = await wallet.top_up(db(request), request.app[keys.PAYMENTS], user_id, body.amount_cents, settings.currency)
+    return TopUpOut.model_validate(result | {"status": "succeeded", "amount_cents": body.amount_cents})

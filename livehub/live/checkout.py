@@ -188,6 +188,8 @@ class Checkout:
                 reply["message"] = "this cannot be bought here now"
             elif status == "address_required":
                 reply["message"] = _address_message(outcome, r.address_id)
+            elif status == "payment_owed":
+                reply["message"] = "a card payment was taken back: top up to settle what you owe first"
             _reply(r, reply)
         sale = result.get("flash_sale")
         if sale is not None and sale["ended"]:

@@ -314,7 +314,9 @@ class Ack(Message):
 class Purchase(Message):
     type: Literal["purchase"]
     request_id: str | None
-    status: Literal["ok", "sold_out", "insufficient_funds", "limit_reached", "banned", "address_required", "error"]
+    status: Literal[
+        "ok", "sold_out", "insufficient_funds", "limit_reached", "banned", "address_required", "payment_owed", "error"
+    ]
     order_id: UUID | None = None
     order_number: str | int | None = None
     message: str | None = None

@@ -31,7 +31,21 @@ class InstantDevProvider:
         return f"dev-payout-{payout_id}"
 
 
-PROVIDERS: dict[str, type] = {"instant-dev": InstantDevProvider}
+class CardIntents:
+    """A card provider (Stripe) charges nothing at once: a top-up opens a payment intent that the buyer
+    confirms in the browser and the wallet is credited when the provider says it was captured
+    (livehub/shop/card_payments.py). Payouts are the payout provider's business."""
+
+    name = "stripe"
+
+    async def charge(self, user_id: UUID, amount_cents: int, currency: str, key: str) -> str:
+        raise RuntimeError("card top-ups go through payment intents (livehub/shop/card_payments.py)")
+
+    async def send_payout(self, payout_id: UUID, user_id: UUID, amount_cents: int, currency: str) -> str:
+        raise RuntimeError("payouts go through the payout provider (LIVEHUB_PAYOUTS)")
+
+
+PROVIDERS: dict[str, type] = {"instant-dev": InstantDevProvider, "stripe": CardIntents}
 
 
 def provider_named(name: str) -> PaymentProvider:

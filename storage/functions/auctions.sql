@@ -186,6 +186,7 @@ BEGIN
                (e.v->>'amount_cents')::bigint AS amount, (e.v->>'max_cents')::bigint AS max,
                (SELECT w.balance_cents FROM accounts w WHERE w.user_id = (e.v->>'bidder_id')::uuid
                    AND w.kind = 'wallet') AS wallet,
+               owed_by((e.v->>'bidder_id')::uuid) AS owed,
                EXISTS (SELECT 1 FROM seller_bans b WHERE b.seller_id = st.seller_id
                         AND b.user_id = (e.v->>'bidder_id')::uuid)
                OR EXISTS (SELECT 1 FROM stream_timeouts t WHERE t.stream_id = st.id
@@ -222,6 +223,9 @@ BEGIN
         ELSIF r.barred THEN
             outcome := 'not_allowed';
             reason := 'banned';
+        ELSIF r.owed > 0 THEN
+            outcome := 'not_allowed';
+            reason := 'payment_owed';  -- functions/card_payments.sql
         ELSIF NOT is_open OR p_now >= a.ends_at THEN
             outcome := 'ended';
         ELSIF bid IS NULL OR (r.max IS NOT NULL AND r.amount IS NOT NULL) THEN

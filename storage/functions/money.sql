@@ -61,6 +61,20 @@ BEGIN
     RETURN after;
 END $$;
 
+-- Money in from outside, in transaction p_txn: what the user owes after a card refund or dispute
+-- (functions/card_payments.sql) is paid first, the rest goes to the wallet. The caller has locked the
+-- wallet and, if the user has one, the owed account. Returns the wallet's new balance.
+CREATE OR REPLACE FUNCTION deposit(p_txn bigint, p_user uuid, p_amount bigint, p_reference text) RETURNS bigint
+LANGUAGE plpgsql AS $$
+DECLARE
+    owed uuid := (SELECT id FROM accounts WHERE user_id = p_user AND kind = 'owed');
+    settled bigint := least(p_amount, -coalesce(balance_of(owed), 0));
+BEGIN
+    PERFORM post(p_txn, account_of(NULL, 'external'), -p_amount, 'deposit', NULL, NULL, p_user, p_reference);
+    PERFORM post(p_txn, owed, settled, 'owed_settled', NULL, NULL, p_user, p_reference);
+    RETURN post(p_txn, account_of(p_user, 'wallet'), p_amount - settled, 'deposit', NULL, NULL, p_user, p_reference);
+END $$;
+
 -- Money in from the payment provider. Returns the wallet's new balance.
 CREATE OR REPLACE FUNCTION top_up(p_user uuid, p_amount bigint, p_reference text) RETURNS bigint
 LANGUAGE plpgsql AS $$
@@ -71,10 +85,11 @@ BEGIN
     IF p_amount <= 0 THEN
         RAISE EXCEPTION 'a top-up must be positive' USING ERRCODE = 'LH422';
     END IF;
-    PERFORM lock_accounts(ARRAY[wallet]);
-    PERFORM post(txn, account_of(NULL, 'external'), -p_amount, 'deposit', NULL, NULL, p_user, p_reference);
+    -- Owed money changes only under the wallet's lock too, so an owed account made after this lookup
+    -- finds the deposit in the wallet.
+    PERFORM lock_accounts(ARRAY[wallet, (SELECT id FROM accounts WHERE user_id = p_user AND kind = 'owed')]);
     PERFORM queue_balance_push(ARRAY[p_user], 'wallet', 'top_up');  -- functions/notices.sql
-    RETURN post(txn, wallet, p_amount, 'deposit', NULL, NULL, p_user, p_reference);
+    RETURN deposit(txn, p_user, p_amount, p_reference);
 END $$;
 
 -- An admin's credit (positive) or debit (negative) of a wallet, with a reason.
@@ -378,6 +393,7 @@ BEGIN
     IF p_stream IS NOT NULL AND banned_from_stream(p_stream, p_buyer) THEN
         RAISE EXCEPTION 'banned from this seller''s streams' USING ERRCODE = 'LH403';
     END IF;
+    PERFORM refuse_while_owed(p_buyer);  -- functions/card_payments.sql
     -- Buying "in a stream" is for what it features: anything else would hand its host a commission.
     IF p_stream IS NOT NULL AND EXISTS (
         SELECT 1 FROM jsonb_array_elements(p_items) e JOIN variants v ON v.id = (e->>'variant_id')::uuid
@@ -641,6 +657,7 @@ BEGIN
                earlier.id AS earlier_id, earlier.number AS earlier_number,
                EXISTS (SELECT 1 FROM seller_bans b WHERE b.seller_id = stream_seller AND b.user_id = req.buyer)
                    AS banned,
+               owed_by(req.buyer) AS owed,
                coalesce(held.units, 0) AS units_before,
                w.id AS wallet, w.balance_cents AS balance,
                ad.id AS address_id, ad.country, address_snapshot(ad) AS address,
@@ -674,6 +691,8 @@ BEGIN
         ELSIF r.banned THEN
             -- Checked here, not only at connect: a buyer banned since (the kick still on its way) gets nothing.
             statuses[r.ord] := 'banned';
+        ELSIF r.owed > 0 THEN
+            statuses[r.ord] := 'payment_owed';  -- functions/card_payments.sql
         ELSIF r.qty < 1 OR r.buyer = shop.user_id OR NOT for_sale THEN
             statuses[r.ord] := 'error';
         ELSIF r.flash_ended THEN

@@ -319,6 +319,8 @@ LANGUAGE sql STABLE AS $$
             (SELECT coalesce(sum(entries), 0) FROM sums WHERE kind LIKE 'earnings%') AS earnings,
             (SELECT coalesce(sum(entries), 0) FROM sums WHERE kind = 'payouts') AS payouts_requested,
             (SELECT coalesce(sum(entries), 0) FROM sums WHERE kind = 'platform') AS platform,
+            -- Card money taken back that wallets no longer held (functions/card_payments.sql): owed, negative.
+            (SELECT coalesce(-sum(entries), 0) FROM sums WHERE kind = 'owed') AS owed,
             -- Auction holds (functions/auctions.sql): what every hold account keeps is what the running
             -- auctions hold for their leaders, no more, no less.
             (SELECT coalesce(sum(entries), 0) FROM sums WHERE kind = 'hold') AS holds,
@@ -344,7 +346,7 @@ LANGUAGE sql STABLE AS $$
         'mismatched_accounts', mismatched, 'unbalanced_transactions', unbalanced,
         'money_in_cents', money_in, 'money_out_cents', money_out, 'held_cents', held,
         'wallets_cents', wallets, 'earnings_cents', earnings, 'payouts_requested_cents', payouts_requested,
-        'platform_cents', platform)
+        'platform_cents', platform, 'owed_cents', owed)
       FROM figures;
 $$;
 

@@ -46,6 +46,7 @@ MESSAGES = {
     "banned": "you cannot bid in this show",
     "address_required": "add a shipping address to bid",
     "not_shipped": "this shop does not ship to your address",
+    "payment_owed": "a card payment was taken back: top up to settle what you owe first",
 }
 
 
