@@ -2,11 +2,9 @@
 turn it off, SMTP URLs (smtp, smtps, starttls) and the .eml fallback."""
 
 import asyncio
-import ipaddress
 import ssl
 import time
 import uuid
-from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from pathlib import Path
@@ -14,10 +12,7 @@ from pathlib import Path
 import aiosmtplib
 import pytest
 from aiosmtpd.smtp import AuthResult, LoginPassword
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from tls_helpers import make_certificate
 
 from livehub import mail
 from livehub.shop.messages import ACCOUNT_EMAILS, KINDS
@@ -151,29 +146,10 @@ def test_a_bad_smtp_url_stops_the_node_at_start(settings):
 
 @pytest.fixture(scope="module")
 def certificate(tmp_path_factory) -> tuple[Path, Path]:
-    """A self-signed certificate for 127.0.0.1 (cert.pem, key.pem): the CA bundle a test's Mailer trusts."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.now(UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(minutes=5))
-        .not_valid_after(now + timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
-        .sign(key, hashes.SHA256())
-    )
-    base = tmp_path_factory.mktemp("tls")
-    cert_path, key_path = base / "cert.pem", base / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    return cert_path, key_path
+    """A certificate for 127.0.0.1 followed by its CA's (tests/tls_helpers.py), and its key: the chain the
+    test's server sends, which is also the CA bundle a test's Mailer trusts."""
+    made = make_certificate(tmp_path_factory.mktemp("tls"))
+    return made.cert, made.key
 
 
 def server_tls(certificate) -> ssl.SSLContext:

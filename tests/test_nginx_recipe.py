@@ -25,7 +25,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 from image_helpers import form, picture
-from nginx_server import Nginx, make_certificate, nginx_executable, ports, render_site
+from nginx_server import Nginx, nginx_executable, ports, render_site
+from tls_helpers import make_certificate
 
 from conftest import ROOT, settings_for
 from live_helpers import Viewer, live_show
