@@ -399,6 +399,9 @@ async def restore_into(dump_file: Path, url: str, *, clean: bool = False) -> dic
     try:
         await _set_search_path(conn)
         restored = await figures(conn)
+        if await conn.fetchval("SELECT to_regproc('backups_abandoned') IS NOT NULL"):
+            # The row of the backup that made this file is among them: it ran while the dump was taken.
+            await conn.fetchval("SELECT backups_abandoned(true)")
     finally:
         await conn.close()
     problems = [

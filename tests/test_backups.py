@@ -137,8 +137,14 @@ async def test_a_restore_that_does_not_add_up_fails(db, database_url, new_databa
 
 
 async def test_the_scheduled_job_backs_up_and_logs_its_row(client, db, tmp_path):
+    # A backup whose node stopped two days ago while it ran: it will never finish, and is said so.
+    stale = await db.fetchval(
+        "INSERT INTO backups (trigger, started_at) VALUES ('schedule', now() - interval '2 days') RETURNING id"
+    )
     await backups.scheduled_backup(context(client))
-    row = await db.fetchrow("SELECT * FROM backups")
+    gone = await db.fetchrow("SELECT status, error FROM backups WHERE id = $1", stale)
+    assert tuple(gone) == ("failed", "never finished (its node stopped)")
+    row = await db.fetchrow("SELECT * FROM backups WHERE id <> $1", stale)
     assert (row["trigger"], row["status"], row["error"]) == ("schedule", "succeeded", None)
     path = Path(row["path"])
     assert path.parent == tmp_path / "backups" and path.is_file()
@@ -325,3 +331,20 @@ async def test_the_backup_and_restore_commands(db, database_url, new_database, t
     assert "s3cret-pw" not in refused.stdout + refused.stderr
     forced = await asyncio.to_thread(run_cli, tmp_path, "restore", str(dumps[0]), "--to", target, "--force")
     assert forced.returncode == 0, forced.stderr
+    # The restored database holds the backup's own row as the dump saw it, running: it says it never ended.
+    conn = await asyncpg.connect(new_database)
+    try:
+        rows = [tuple(r) for r in await conn.fetch("SELECT trigger, status, error FROM backups")]
+    finally:
+        await conn.close()
+    assert rows == [("cli", "failed", "still running when the backup this database was restored from was taken")]
+
+
+def test_tools_use_the_running_embedded_server_of_the_data_dir(private_postgres, tmp_path):
+    from livehub.cli import tool_database
+
+    # A node's embedded server runs on <data dir>/pgdata: a tool connects to it instead of starting another.
+    data_dir = private_postgres.data_dir.parent
+    with tool_database(settings_for("").model_copy(update={"database_url": None, "data_dir": data_dir})) as found:
+        assert found.database_url == f"postgresql://postgres@127.0.0.1:{private_postgres.port}/livehub"
+    assert private_postgres.alive()
