@@ -216,7 +216,7 @@ async def test_the_sign_in_limits_count_the_real_client_address_not_a_spoofed_on
         for _ in range(2):
             res = await third.post("/api/auth/login", json=wrong, headers=spoofed)
             await error_code(res, 401)
-        addresses = await db.fetch("SELECT address FROM login_failures")
+        addresses = await db.fetch("SELECT address FROM login_failures WHERE account = $1", account.id)
         assert [r["address"] for r in addresses] == ["127.0.0.3", "127.0.0.3"]
 
         # The pair (account, 127.0.0.3) is at its limit (2 here): refused even with the right password.
