@@ -10,7 +10,6 @@ with `signed_event` (Stripe's scheme: `t=<time>,v1=<HMAC-SHA256 of "<time>.<body
 What a browser does with Stripe.js (attach a card, confirm) the tests do with `pay`.
 """
 
-import asyncio
 import hashlib
 import hmac
 import json
@@ -134,12 +133,3 @@ def stripe_settings(settings, stripe_server):
     settings.stripe_webhook_secret = WEBHOOK_SECRET
     settings.stripe_api_base = stripe_server.url
     return settings
-
-
-async def wait_until(check, *, timeout_s: float = 20.0, what: str = "the condition"):
-    """Poll an async check until it returns something truthy (a bounded wait on real state)."""
-    deadline = time.monotonic() + timeout_s
-    while not (found := await check()):
-        assert time.monotonic() < deadline, f"{what} did not happen in {timeout_s} s"
-        await asyncio.sleep(0.05)
-    return found

@@ -14,7 +14,8 @@ from datetime import timedelta
 
 import pydantic
 import pytest
-from stripe_server import event_of, signed_event, wait_until
+from stripe_server import event_of, signed_event
+from test_jobs import until
 
 from helpers import assert_books_balanced, balance, error_of
 from livehub import keys
@@ -90,7 +91,7 @@ async def test_a_top_up_is_credited_once_from_localstripe_s_webhook_despite_repl
 
     intent = await intent_of(db, started["payment_id"])
     await stripe_server.pay(intent)
-    await wait_until(lambda: _credited(db, intent), what="the webhook's credit")
+    await until(lambda: _credited(db, intent), timeout_s=20, what="the webhook's credit")
     assert await balance(client, buyer) == 2_500
 
     # The same success, delivered again (as Stripe retries) and with a forged amount in its body: the

@@ -4,12 +4,13 @@ from datetime import datetime
 from typing import Annotated
 from uuid import UUID
 
+import stripe
 from aiohttp import web
 from pydantic import Field
 
 from livehub import keys
 from livehub.api.routing import Api, Model, Out, db, path_id, principal
-from livehub.errors import BadSignature, NotFound, PayloadTooLarge
+from livehub.errors import BadSignature, NotFound, PayloadTooLarge, PaymentProviderError
 from livehub.shop import card_payments
 
 api = Api("payments")
@@ -58,7 +59,11 @@ def _cards(request: web.Request) -> card_payments.StripeCards:
 @api.post(
     "/api/payments/stripe/webhook",
     response=WebhookOut,
-    errors={400: "the Stripe-Signature header is missing or does not verify", 404: "Stripe is not enabled"},
+    errors={
+        400: "the Stripe-Signature header is missing or does not verify",
+        404: "Stripe is not enabled",
+        502: "Stripe could not be asked about the event's intent: Stripe delivers it again",
+    },
 )
 async def stripe_webhook(request: web.Request) -> WebhookOut:
     """Stripe's events (signed with STRIPE_WEBHOOK_SECRET); each only names the intent Stripe is asked about"""
@@ -70,7 +75,11 @@ async def stripe_webhook(request: web.Request) -> WebhookOut:
         event = cards.verify(payload, request.headers.get("Stripe-Signature"))
     except card_payments.BadSignature as exc:
         raise BadSignature("the Stripe signature does not verify", {"reason": str(exc)}) from exc
-    result = await card_payments.handle_event(db(request), cards, event)
+    try:
+        result = await card_payments.handle_event(db(request), cards, event)
+    except stripe.StripeError as exc:
+        # Not applied: a 5xx makes Stripe deliver the event again later (and reconciliation catches up).
+        raise PaymentProviderError("Stripe could not be asked about this event, try again") from exc
     return WebhookOut(received=True, result=result)
 
 
