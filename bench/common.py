@@ -211,10 +211,10 @@ def open_fds(pid: int) -> int:
 PROBE_ENV = "LIVEHUB_BENCH_PROBE_FILE"
 
 
-def install_probe(facts) -> None:
-    """In a server process (e.g. from `serve_livehub`'s `prepare`): on SIGUSR1 write `facts()` (a dict, run
-    on the main thread, so inside the event loop's thread) as JSON to $LIVEHUB_BENCH_PROBE_FILE, replaced
-    whole. Nothing without the variable. Read it with `read_probe`."""
+def install_probe(facts, signum: int | None = None) -> None:
+    """In a server process (e.g. from `serve_livehub`'s `prepare`): on `signum` (SIGUSR1 by default) write
+    `facts()` (a dict, run on the main thread, so inside the event loop's thread) as JSON to
+    $LIVEHUB_BENCH_PROBE_FILE, replaced whole. Nothing without the variable. Read it with `read_probe`."""
     import json
     import signal
 
@@ -227,12 +227,12 @@ def install_probe(facts) -> None:
         Path(tmp).write_text(json.dumps(facts()))
         os.replace(tmp, path)
 
-    signal.signal(signal.SIGUSR1, dump)
+    signal.signal(signum or signal.SIGUSR1, dump)
 
 
-def read_probe(pid: int, path: Path, timeout_s: float = 5.0) -> dict | None:
-    """Ask a server with `install_probe` for its facts (SIGUSR1) and read them; None if it did not answer
-    (or is gone). Blocks up to `timeout_s`."""
+def read_probe(pid: int, path: Path, timeout_s: float = 5.0, signum: int | None = None) -> dict | None:
+    """Ask a server with `install_probe` for its facts (`signum`, SIGUSR1 by default) and read them; None if
+    it did not answer (or is gone). Blocks up to `timeout_s`."""
     import contextlib
     import json
     import signal
@@ -241,7 +241,7 @@ def read_probe(pid: int, path: Path, timeout_s: float = 5.0) -> dict | None:
     with contextlib.suppress(FileNotFoundError):
         path.unlink()
     try:
-        os.kill(pid, signal.SIGUSR1)
+        os.kill(pid, signum or signal.SIGUSR1)
     except ProcessLookupError:
         return None
     deadline = time.monotonic() + timeout_s

@@ -39,6 +39,12 @@ probe this script installs in its own server processes (``common.install_probe``
 changes), and the database's connections (``pg_stat_activity`` for the bench database). Samples go to
 ``<out>/samples.csv``, the summary to ``<out>/summary.json``, the plot to ``--plot``.
 
+At the end, still under load, one more sample per node right after the collector's sweep (``swept_facts``:
+``gc.unfreeze(); gc.collect(); gc.freeze()``, what a node does by itself every ``LIVEHUB_GC_SWEEP_INTERVAL_S``,
+15 min, longer than a default run): reference cycles among objects frozen out of the collector's walks are
+freed only by a sweep, so growth that a sweep takes back is deferred collection, not a leak. That sample is
+reported apart and left out of the growth figures.
+
 Growth over the last half of the run, per node and metric: a least-squares line through the samples of the
 last half, its rise over that span as a share of where it starts; for the restarted node (and the database's
 connections) only from the first sample at which 95 % of its viewers were back. Target: under 5 % for RSS
@@ -66,6 +72,7 @@ import random
 import re
 import secrets
 import shutil
+import signal
 import tempfile
 import time
 from collections import Counter
@@ -140,8 +147,24 @@ def server_facts() -> dict:
     return {"tasks": len(tasks), "blocks": sys.getallocatedblocks(), "top_tasks": names.most_common(8)}
 
 
+def swept_facts() -> dict:
+    """The facts after the sweep the node's collector makes every LIVEHUB_GC_SWEEP_INTERVAL_S (15 min, longer
+    than a default run; livehub/collector.py): reference cycles among objects frozen out of the collector's
+    walks (sockets closed since) are freed only then, so the growth they make is told apart from a leak."""
+    import gc
+
+    gc.unfreeze()
+    found = gc.collect()
+    gc.freeze()
+    return server_facts() | {"swept": found}
+
+
 def serve(port: int) -> None:
-    serve_livehub(port, prepare=lambda: install_probe(server_facts))
+    def prepare() -> None:
+        install_probe(server_facts)
+        install_probe(swept_facts, signal.SIGUSR2)
+
+    serve_livehub(port, prepare=prepare)
 
 
 # -- load generators -----------------------------------------------------------------------------------
@@ -522,9 +545,11 @@ class Node:
             drop_server_log(self.logfile, f"node {self.name} (pid {self.proc.pid}) ", lines=8)
             self.proc = None
 
-    def sample(self) -> dict:
+    def sample(self, sweep: bool = False) -> dict:
+        """RSS, open files and the probe's facts; `sweep`: after the collector's sweep (`swept_facts`)."""
         pid = self.proc.pid if self.proc is not None else 0
-        facts = (read_probe(pid, self.probe) if pid and self.ready else None) or {}
+        signum = signal.SIGUSR2 if sweep else signal.SIGUSR1
+        facts = (read_probe(pid, self.probe, 30, signum) if pid and self.ready else None) or {}
         return {
             "node": self.name,
             "pid": pid,
@@ -533,6 +558,7 @@ class Node:
             "tasks": facts.get("tasks", ""),
             "py_blocks": facts.get("blocks", ""),
             "top_tasks": facts.get("top_tasks", []),
+            "swept": facts.get("swept", ""),
         }
 
 
@@ -617,16 +643,18 @@ class Soak:
         finally:
             await conn.close()
 
-    async def sample(self) -> None:
+    async def sample(self, sweep: bool = False) -> None:
         loop = asyncio.get_running_loop()
         t = round(self.now(), 1)
         db = await self.db_connections()
         seen = await self.ask(("snapshot",), 30)
         for i, node in enumerate(self.nodes):
-            row = await loop.run_in_executor(None, node.sample)
+            row = await loop.run_in_executor(None, node.sample, sweep)
             row |= {"t_s": t, "db_connections": db, "viewers": sum(s["up"][i] for s in seen)}
             self.samples.append(row)
         a, b = self.samples[-2:]
+        if sweep:
+            log(f"  {t:6.0f} s  after the collector's sweep (objects freed: A {a['swept']}, B {b['swept']}):")
         log(
             f"  {t:6.0f} s  "
             + " | ".join(
@@ -720,6 +748,7 @@ class Soak:
         await self.ask(("load", self.seconds), 30)
         jobs = [self.sampler(), self.flash_sales(host, variant_id), self.restart_b()]
         await asyncio.gather(*jobs)
+        await self.sample(sweep=True)  # still under load; left out of the growth figures
         if host.running():
             await host.ws.send_json({"type": "end_flash_sale", "request_id": "end"})
         results = await self.ask(("finish",), DRAIN_S + 120)
@@ -794,6 +823,7 @@ def growth(samples: list[dict], node: str, key: str, since_s: float) -> dict | N
     """The least-squares line through `key` of `node`'s samples from `since_s` on (of its last process):
     its rise over that span as a share of where it starts, with the first and last readings."""
     rows = [r for r in samples if r["node"] == node and r["t_s"] >= since_s and r[key] not in ("", None)]
+    rows = [r for r in rows if r.get("swept") in ("", None)]  # the sweep at the end is reported apart
     if rows:
         rows = [r for r in rows if r["pid"] == rows[-1]["pid"]]
     if len(rows) < 3:
@@ -835,7 +865,24 @@ def figures(samples: list[dict], seconds: float, restart: dict) -> dict:
     return out
 
 
-def report(facts: dict, run: dict, checks: dict, figs: dict) -> str:
+def swept_lines(samples: list[dict]) -> list[str]:
+    """Each node's last sample under load beside the one taken right after the collector's sweep."""
+    out = []
+    for node in ("A", "B"):
+        rows = [r for r in samples if r["node"] == node]
+        swept = [r for r in rows if r.get("swept") not in ("", None)]
+        before = [r for r in rows if r.get("swept") in ("", None)]
+        if swept and before:
+            a, b = before[-1], swept[-1]
+            out.append(
+                f"{node} after the sweep at the end ({b['swept']:,.0f} objects freed): RSS "
+                f"{a['rss_kib'] / 1024:,.0f} -> {b['rss_kib'] / 1024:,.0f} MiB, allocated blocks "
+                f"{a['py_blocks']:,.0f} -> {b['py_blocks']:,.0f}, tasks {a['tasks']} -> {b['tasks']}"
+            )
+    return out
+
+
+def report(facts: dict, run: dict, checks: dict, figs: dict, samples: list[dict]) -> str:
     gens = run["generators"]
 
     def total(field: str) -> Counter:
@@ -868,6 +915,8 @@ def report(facts: dict, run: dict, checks: dict, figs: dict) -> str:
     sent, answers = total("sent"), total("answers")
     lines += [
         "",
+        *swept_lines(samples),
+        "",
         "sent: " + ", ".join(f"{k} {v:,}" for k, v in sorted(sent.items())),
         "answers: " + ", ".join(f"{k} {v:,}" for k, v in sorted(answers.items())),
         "unanswered: " + (", ".join(f"{k} {v}" for k, v in sorted(total("unanswered").items())) or "none"),
@@ -897,7 +946,19 @@ def plot(samples: list[dict], path: str, restart: dict, seconds: float) -> None:
     for ax, (key, title, scale) in zip(axes.flat, panels, strict=False):
         for node in ("A", "B"):
             rows = [r for r in samples if r["node"] == node and r[key] not in ("", None) and r["rss_kib"]]
-            ax.plot([r["t_s"] / 60 for r in rows], [float(r[key]) / scale for r in rows], ".-", label=f"node {node}")
+            load = [r for r in rows if r.get("swept") in ("", None)]
+            line = ax.plot(
+                [r["t_s"] / 60 for r in load], [float(r[key]) / scale for r in load], ".-", label=f"node {node}"
+            )
+            swept = [r for r in rows if r.get("swept") not in ("", None)]
+            ax.plot(
+                [r["t_s"] / 60 for r in swept],
+                [float(r[key]) / scale for r in swept],
+                "x",
+                markersize=9,
+                color=line[0].get_color(),
+                label=f"node {node} after a full sweep" if swept else None,
+            )
         ax.set_title(title)
     ax = axes.flat[3]
     rows = [r for r in samples if r["node"] == "A"]
@@ -920,7 +981,8 @@ def plot(samples: list[dict], path: str, restart: dict, seconds: float) -> None:
         ax.set_xlabel("minutes")
     fig.suptitle(
         "Soak (bench/soak.py): 2 nodes, churn, chat, reactions, buys, a flash sale a minute\n"
-        "red: node B restarted (SIGTERM, started again); shaded: the last half, where growth is measured",
+        "red: node B restarted (SIGTERM, started again); shaded: the last half, where growth is measured; "
+        "x: after the collector's sweep",
         fontsize=11,
     )
     fig.tight_layout()
@@ -928,7 +990,10 @@ def plot(samples: list[dict], path: str, restart: dict, seconds: float) -> None:
     log(f"plot written to {path}")
 
 
-CSV_FIELDS = ("t_s", "node", "pid", "rss_kib", "fds", "tasks", "py_blocks", "db_connections", "viewers", "top_tasks")
+CSV_FIELDS = (
+    *("t_s", "node", "pid", "rss_kib", "fds", "tasks", "py_blocks", "db_connections", "viewers", "swept"),
+    "top_tasks",
+)
 
 
 def write_csv(samples: list[dict], path: Path) -> None:
@@ -943,7 +1008,7 @@ def read_csv(path: Path) -> list[dict]:
     with path.open() as f:
         rows = list(csv.DictReader(f))
     for r in rows:
-        for k in ("t_s", "pid", "rss_kib", "fds", "tasks", "py_blocks", "db_connections", "viewers"):
+        for k in ("t_s", "pid", "rss_kib", "fds", "tasks", "py_blocks", "db_connections", "viewers", "swept"):
             r[k] = float(r[k]) if r[k] not in ("", None) else ""
     return rows
 
@@ -974,7 +1039,7 @@ def soak(args: argparse.Namespace) -> None:
     (out / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
     if args.plot:
         plot(runner.samples, args.plot, runner.restart, runner.seconds)
-    print(report(facts, run, checks, figs))
+    print(report(facts, run, checks, figs, runner.samples))
 
 
 def parse_args(argv=None) -> argparse.Namespace:
