@@ -21,6 +21,7 @@ from livehub.api import (
     hosts,
     images,
     media,
+    metrics,
     notifications,
     orders,
     payouts,
@@ -47,6 +48,7 @@ from livehub.jsonx import json_response
 from livehub.live import ws
 from livehub.live.hub import Hub
 from livehub.mediastore import media_store
+from livehub.metrics import observe_db_acquire
 from livehub.settings import Settings
 from livehub.shop.payments import provider_named
 from livehub.signin_limits import LoginLimiter
@@ -84,6 +86,7 @@ APIS = [
     reminders.api,
     hosts.api,
     giveaways.api,
+    metrics.api,
 ]
 DESCRIPTION = "LiveHub REST API. Errors: `{error: {code, message, details}}`; money in integer `_cents`."
 
@@ -100,6 +103,7 @@ async def database(app: web.Application):
         command_timeout_s=settings.db_command_timeout_s,
         statement_timeout_s=settings.db_statement_timeout_s,
         long_statement_timeout_s=settings.db_long_statement_timeout_s,
+        observe_acquire=observe_db_acquire,
     )
     # A migration may take as long as it takes (a new index on a big table): no budget.
     async with long_statements(pool, unbounded=True) as conn:
@@ -267,6 +271,8 @@ def create_app(settings: Settings | None = None, *, embedded: EmbeddedPostgres |
     settings = settings or Settings()
     app = web.Application(middlewares=[error_middleware], client_max_size=settings.max_upload_bytes)
     app[keys.SETTINGS] = settings
+    # Outside the error middleware, so a request is counted under the status it was answered with.
+    app.middlewares.insert(app.middlewares.index(error_middleware), metrics.request_metrics)
     app[keys.LISTING_CACHE] = ListingCache(settings.catalog_cache_ms / 1000)
     app[keys.OPENAPI] = build_openapi(APIS, title="LiveHub", version=__version__, description=DESCRIPTION)
     app.cleanup_ctx.extend([database, background, accounts, money, live, job_queue, media_plane, media_store])
@@ -281,6 +287,7 @@ def create_app(settings: Settings | None = None, *, embedded: EmbeddedPostgres |
             give_up=lambda: signal.raise_signal(signal.SIGTERM),
         )
         app.cleanup_ctx.append(watch_embedded)
+    app.cleanup_ctx.append(metrics.sampling)
     app.cleanup_ctx.append(garbage_collector)
     for api in APIS:
         app.router.add_routes(api.table())

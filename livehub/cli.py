@@ -45,6 +45,7 @@ from livehub.backups import (
 from livehub.dbwatch import CHECK_EVERY_S, DatabaseState, EmbeddedWatch
 from livehub.mail import Mailer
 from livehub.mediastore import open_store
+from livehub.metrics import forget_ended, shared_by_worker_processes
 from livehub.settings import Settings
 from storage.db import create_pool, migrate
 
@@ -189,7 +190,8 @@ def serve(args: argparse.Namespace, settings: Settings) -> int:
         if args.workers == 1:
             print(demo_help or f"LiveHub is running at {base_url}", flush=True)
             return serve_node(settings, embedded=embedded)
-        return _serve_workers(settings, args.workers, demo_help, embedded)
+        with shared_by_worker_processes():
+            return _serve_workers(settings, args.workers, demo_help, embedded)
 
 
 def _worker(settings: Settings) -> None:
@@ -216,6 +218,7 @@ def _serve_workers(settings: Settings, count: int, demo_help: str | None, embedd
     try:
         while any(w.is_alive() for w in workers):
             multiprocessing.connection.wait([w.sentinel for w in workers], timeout=CHECK_EVERY_S)
+            forget_ended(w.pid for w in workers if not w.is_alive())
             if watch is not None and not embedded.alive():
                 asyncio.run(watch.check())
     except KeyboardInterrupt:

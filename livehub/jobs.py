@@ -39,6 +39,7 @@ from pgqueuer import AsyncpgPoolDriver, Job, Queries, QueueManager, SchedulerMan
 from pgqueuer.executors import DatabaseRetryEntrypointExecutor, EntrypointExecutorParameters
 
 from livehub.mail import Mailer
+from livehub.metrics import JOB_FAILURES, JOB_RUNS
 from livehub.settings import Settings
 from storage.db import create_pool
 
@@ -201,8 +202,15 @@ class Jobs:
     def _executor(self, name: str, handler: JobHandler) -> _Retrying:
         s = self.settings
 
+        runs, failures = JOB_RUNS.labels(job=name), JOB_FAILURES.labels(job=name)
+
         async def run(job_: Job) -> None:
-            await handler(self.context(job_.attempts), _payload(job_))
+            runs.inc()
+            try:
+                await handler(self.context(job_.attempts), _payload(job_))
+            except Exception:
+                failures.inc()
+                raise
 
         params = EntrypointExecutorParameters(concurrency_limit=0, func=run, accepts_context=False, on_failure="hold")
         return _Retrying(

@@ -211,6 +211,12 @@ class Settings(BaseSettings):
     # High by default: carrier-grade NAT puts thousands of phones behind one address.
     anonymous_sockets_per_address: int = Field(default=10_000, ge=1)
 
+    # GET /metrics (docs/OPERATIONS.md, "Metrics"): served to loopback, or to anyone with this bearer token;
+    # the biggest rooms by viewers labelled one by one (the rest summed); how often the books are checked.
+    metrics_token: str | None = None
+    metrics_top_rooms: int = Field(default=10, ge=0, le=100)
+    metrics_books_every_s: float = Field(default=300.0, gt=0)
+
     # Media (WebRTC). "aiortc" relays through this node; "livekit" hands out LiveKit tokens instead.
     media_backend: Literal["aiortc", "livekit"] = "aiortc"
     # "encoded" forwards the publisher's encoded frames (no decode or re-encode; falls back to "decoded"

@@ -15,8 +15,9 @@ Statements that are long by nature (CSV imports, reports) run in `long_statement
 """
 
 import contextlib
+import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 
 import asyncpg
@@ -113,9 +114,24 @@ class _Pool(asyncpg.Pool):
     fetchval(), execute()... do (they call acquire() with no timeout)."""
 
     acquire_timeout_s: float | None = None
+    # Told how long each acquire waited and what it failed with, if it did (the node's metrics).
+    observe_acquire: Callable[[float, BaseException | None], None] | None = None
 
     def acquire(self, *, timeout: float | None = None):
         return super().acquire(timeout=self.acquire_timeout_s if timeout is None else timeout)
+
+    async def _acquire(self, timeout):
+        # asyncpg's one way in for `async with acquire()`, `await acquire()` and fetch()/execute().
+        if self.observe_acquire is None:
+            return await super()._acquire(timeout)
+        started = time.perf_counter()
+        try:
+            conn = await super()._acquire(timeout)
+        except BaseException as exc:
+            self.observe_acquire(time.perf_counter() - started, exc)
+            raise
+        self.observe_acquire(time.perf_counter() - started, None)
+        return conn
 
 
 async def create_pool(
@@ -127,12 +143,13 @@ async def create_pool(
     command_timeout_s: float | None = None,
     statement_timeout_s: float | None = None,
     long_statement_timeout_s: float | None = None,
+    observe_acquire: Callable[[float, BaseException | None], None] | None = None,
 ) -> asyncpg.Pool:
     """The pool of a node (or a tool: without budgets, nothing is bounded). `acquire_timeout_s` bounds
     waiting for a connection, opening one included; `command_timeout_s` each statement on the client's side
     (past it the connection is dropped and the caller gets TimeoutError); `statement_timeout_s` each
     statement on the server's side (QueryCanceledError); `long_statement_timeout_s` both sides of the
-    statements in long_statements()."""
+    statements in long_statements(); `observe_acquire(seconds, error or None)` is told of each acquire."""
     server_settings = {
         # Not left to the database's default, which a session only gets if it started after migrate() set it:
         # this pool's first connections open before migrate() runs on one of them, on a new database too.
@@ -162,6 +179,7 @@ async def create_pool(
         server_settings=server_settings,
     )
     pool.acquire_timeout_s = acquire_timeout_s
+    pool.observe_acquire = observe_acquire
     return await pool
 
 

@@ -101,8 +101,8 @@ class Node:
         return output
 
 
-async def wait_ready(session: aiohttp.ClientSession, url: str) -> None:
-    for _ in range(100):
+async def wait_ready(session: aiohttp.ClientSession, url: str, *, tries: int = 100) -> None:
+    for _ in range(tries):
         try:
             async with session.get(url + "/readyz") as res:
                 if res.status == 200:

@@ -28,6 +28,7 @@ from livehub import jsonx
 from livehub.broker.base import Broker, BrokerUnavailable, Position, RoomHandler, Subscription
 from livehub.broker.redis_link import DOWN, RedisLink
 from livehub.broker.redis_pipeline import PublishPipeline
+from livehub.metrics import BROKER_RECONNECTS, BROKER_RESETS
 
 log = logging.getLogger(__name__)
 
@@ -324,6 +325,7 @@ class RedisBroker(Broker):
                 await self._read(pubsub)
             except DOWN as exc:
                 self.link.down(exc, "pub/sub")
+                BROKER_RECONNECTS.inc()
             finally:
                 self._pubsub = None
                 self._live.clear()
@@ -431,6 +433,7 @@ class RedisBroker(Broker):
         first = events[0]["offset"] if events else offset + 1
         if epoch != state.epoch or first != start:
             state.offset, state.epoch = first - 1, epoch
+            BROKER_RESETS.inc()
             self._emit(room, state, {"type": "reset", "offset": state.offset, "epoch": epoch})
         for event in events:
             if event["offset"] == state.offset + 1:

@@ -31,6 +31,7 @@ from redis.exceptions import NoScriptError, ResponseError
 
 from livehub.broker.base import BrokerBusy, BrokerUnavailable
 from livehub.broker.redis_link import DOWN
+from livehub.metrics import BROKER_PUBLISH_SECONDS
 
 log = logging.getLogger(__name__)
 
@@ -160,7 +161,8 @@ class PublishPipeline:
 
     async def _send(self, batch: list[_Publish]) -> None:
         loop = asyncio.get_running_loop()
-        give_up = loop.time() + self._timeout_s
+        started = loop.time()
+        give_up = started + self._timeout_s
         pause, failures = _RETRY_FIRST_S, 0
         while True:
             try:
@@ -188,6 +190,7 @@ class PublishPipeline:
                 self.retries += 1
                 await asyncio.sleep(pause)
                 pause *= 2
+        BROKER_PUBLISH_SECONDS.observe(loop.time() - started)
         self.batches += 1
         self.published += len(batch)
         self.largest_batch = max(self.largest_batch, len(batch))

@@ -14,6 +14,7 @@ from uuid import UUID
 import asyncpg
 
 from livehub.batches import write_isolating
+from livehub.metrics import CHAT_ARCHIVE_DROPPED, CHAT_ARCHIVE_QUEUE, CHAT_ARCHIVE_SET_ASIDE
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,7 @@ class ChatLog:
         if len(self._messages) >= self._max:
             self._messages.popleft()
             self.dropped += 1
+            CHAT_ARCHIVE_DROPPED.inc()
             if self.dropped == 1 or self.dropped % 1000 == 0:
                 log.warning("chat buffer full: %d messages dropped unwritten so far", self.dropped)
         self._messages.append(
@@ -54,6 +56,7 @@ class ChatLog:
         self._deletions[message_id] = (deleted_by, DELETE_ATTEMPTS)
 
     async def flush(self) -> None:
+        CHAT_ARCHIVE_QUEUE.set(len(self._messages))  # what waited for this round
         if not self._messages and not self._deletions:
             return
         batch, self._messages = list(self._messages), collections.deque()
@@ -63,7 +66,9 @@ class ChatLog:
             # The database is away: put the rest back in front of what arrived meanwhile, within the bound.
             kept = left + list(self._messages)
             self.dropped += max(0, len(kept) - self._max)
+            CHAT_ARCHIVE_DROPPED.inc(max(0, len(kept) - self._max))
             self._messages = collections.deque(kept[-self._max :])
+            CHAT_ARCHIVE_QUEUE.set(len(self._messages))
             log.warning("writing chat failed, %d messages kept for the next round", len(self._messages))
             return
         if self._deletions:
@@ -83,6 +88,7 @@ class ChatLog:
 
     def _set_aside(self, row: tuple, exc: Exception) -> None:
         self.set_aside += 1
+        CHAT_ARCHIVE_SET_ASIDE.inc()
         log.error("chat message %s of stream %s cannot be archived, set aside: %r", row[0], row[1], exc)
 
     async def _delete(self) -> None:

@@ -29,6 +29,7 @@ import asyncpg
 
 from livehub.batches import write_isolating
 from livehub.errors import to_error
+from livehub.metrics import BUY_BATCH_SIZE, BUY_SETTLE_SECONDS
 from livehub.settings import Settings
 from livehub.tasks import Supervisor
 
@@ -144,7 +145,10 @@ class Checkout:
         """One buy_batch call for the batch; if it fails because of one buy (a value the database refuses),
         the others still go through (livehub/batches.py). Nobody is charged by a call that failed, and a
         retry with the same request_id is safe either way (a purchase that did commit is answered again)."""
+        BUY_BATCH_SIZE.observe(len(batch))
+        started = time.perf_counter()
         left = await write_isolating(batch, self._buy_batch, self._failed, refuses_all=_storage_rule)
+        BUY_SETTLE_SECONDS.observe(time.perf_counter() - started)
         if left:
             log.warning("%d buys not settled: the database is away", len(left))
             for r in left:

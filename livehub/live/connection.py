@@ -18,6 +18,7 @@ from uuid import UUID
 from aiohttp import web
 
 from livehub.jsonx import dumps
+from livehub.metrics import SLOW_CLOSES
 from livehub.tasks import Supervisor
 
 log = logging.getLogger(__name__)
@@ -101,6 +102,7 @@ class Connection:
             return
         if transport.get_write_buffer_size() > self._limit:
             log.info("closing a viewer %d bytes behind", transport.get_write_buffer_size())
+            SLOW_CLOSES.inc()
             self.close_soon(CLOSE_TOO_SLOW, "too slow to keep up")
             return
         transport.write(frame)

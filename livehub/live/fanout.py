@@ -32,11 +32,13 @@ are latest values, so a repeat changes nothing).
 import asyncio
 import bisect
 import math
+import time
 from collections.abc import Callable, Iterable, KeysView
 from dataclasses import dataclass
 from typing import Literal
 
 from livehub.live.connection import Connection, frame_of
+from livehub.metrics import BYTES_SENT, FLUSH_SECONDS, FRAMES_SENT
 
 # The events a viewer has not had -> the frames that carry them.
 Frames = Callable[[list[dict]], list[bytes]]
@@ -171,8 +173,10 @@ class FanOut:
         """One beat: the next slice of viewers is sent what each has not had (nothing when nothing happened)."""
         if not self._round and not self._start_round():
             return
+        started = time.perf_counter()
         end = self._next + self._slice
         self._send(self._round[self._next : end])
+        FLUSH_SECONDS.observe(time.perf_counter() - started)
         self._next = end
         if self._next >= len(self._round):
             self._end_round()
@@ -220,6 +224,7 @@ class FanOut:
         seq, cursors, joined = self._seq, self._cursors, self._joined
         # Viewers sent together last time share a cursor, so a slice is usually one encoding.
         frames_at: dict[int, list[bytes]] = {}
+        sent = size = 0  # counted here, added to the metrics once per slice
         for conn in viewers:
             cursor = cursors.get(conn)
             if cursor is None or cursor == seq:
@@ -235,4 +240,8 @@ class FanOut:
                     frames = frames_at[cursor] = self._frames(events) if events else []
             for frame in frames:
                 conn.send_frame(frame)
+                size += len(frame)
+            sent += len(frames)
             cursors[conn] = seq
+        FRAMES_SENT.inc(sent)
+        BYTES_SENT.inc(size)

@@ -12,6 +12,7 @@ from uuid import UUID
 
 import asyncpg
 
+from livehub import metrics
 from livehub.broker import Backplane, BrokerUnavailable
 from livehub.live.chatlog import FLUSH_INTERVAL_S, ChatLog
 from livehub.live.connection import CLOSE_GOING_AWAY, Connection, frame_of
@@ -114,10 +115,12 @@ class Hub:
             del self._anonymous[address]
 
     def joined(self, room: Room | None, conn: Connection) -> None:
+        (metrics.ME_SOCKETS if room is None else metrics.ROOM_SOCKETS).inc()
         if conn.user_id is not None:
             self.users.setdefault(conn.user_id, set()).add(conn)
 
     def left(self, room: Room | None, conn: Connection) -> None:
+        (metrics.ME_SOCKETS if room is None else metrics.ROOM_SOCKETS).dec()
         if conn.user_id is not None and (conns := self.users.get(conn.user_id)) is not None:
             conns.discard(conn)
             if not conns:

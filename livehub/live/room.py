@@ -15,6 +15,7 @@ same events in the same order. The room is the core that wires the parts togethe
 import asyncio
 import collections
 import logging
+import time
 from collections.abc import Coroutine, KeysView
 from typing import Any
 from uuid import UUID
@@ -33,6 +34,7 @@ from livehub.live.fanout import STRATEGIES, FanOut, Pacing, beat_forever
 from livehub.live.formats import Handler, ShowFormat, all_formats
 from livehub.live.moderation import TokenBucket, UserLimits
 from livehub.live.state import Kick, ReloadBlockedWords, RoleChanged, RoomState, StreamEnded, for_client
+from livehub.metrics import TICK_SECONDS
 from livehub.settings import Settings
 from livehub.shop import streams
 from livehub.tasks import Supervisor, cancel
@@ -303,6 +305,7 @@ class Room:
     def tick(self) -> None:
         """One beat: the reactions of the last `tick_ms` go to the shared totals; the next slice of viewers
         (all of them in a small room) gets one frame with everything new to each."""
+        started = time.perf_counter()
         now = asyncio.get_running_loop().time()
         # (less a hair: beats on the grid land exactly one tick apart, give or take a rounding error)
         if now - self._reactions_at >= self.settings.tick_ms / 1000 * 0.999:
@@ -310,6 +313,7 @@ class Room:
             if (delta := self.audience.take_reactions()) is not None:
                 self.spawn(self._backplane.counters.add_reactions(self.key, delta), name="reactions")
         self.fanout.beat()
+        TICK_SECONDS.observe(time.perf_counter() - started)
 
     async def report_presence(self) -> None:
         """Aggregate viewers over the nodes; write this node's new stats. Called by the hub every

@@ -25,6 +25,7 @@ from aiortc.contrib.media import MediaBlackhole, MediaRelay
 from aiortc.mediastreams import MediaStreamError
 
 from livehub.media import internals
+from livehub.metrics import MEDIA_PACKETS
 from livehub.tasks import Supervisor
 
 log = logging.getLogger(__name__)
@@ -140,8 +141,10 @@ class EncodedSource:
         packet.pts = timestamp
         packet.time_base = fractions.Fraction(1, codec.clockRate)
         keyframe = self.kind != "video" or is_keyframe(codec.name, data)
-        for track in list(self._viewers):
+        viewers = list(self._viewers)
+        for track in viewers:
             track.push(packet, keyframe)
+        MEDIA_PACKETS.inc(len(viewers))
 
     def _ended(self) -> None:
         if self._on_end is not None:

@@ -28,6 +28,7 @@ from livehub.live.commands import signed_in, staff
 from livehub.live.formats import Handler, ShowFormat
 from livehub.live.moderation import TokenBucket
 from livehub.live.protocol import Event, Frame, ack
+from livehub.metrics import AUCTION_BIDS
 from livehub.shop import auctions
 
 if TYPE_CHECKING:
@@ -162,6 +163,7 @@ class Auctions(ShowFormat):
             | ({"amount_cents": frame.amount_cents} if frame.amount_cents is not None else {})
             | ({"max_cents": frame.max_cents} if frame.max_cents is not None else {})
         )
+        AUCTION_BIDS.labels(status=outcome.get("status", "error")).inc()
         return _result(frame, outcome)
 
     # -- state and the timer -----------------------------------------------------------------------
