@@ -35,11 +35,12 @@ from livehub.api import (
     tickets,
     wallet,
 )
-from livehub.api.access_log import RedactingAccessLogger
+from livehub.api.access_log import access_log_options
 from livehub.api.cache import ListingCache
 from livehub.api.errors import error_middleware
 from livehub.api.headers import security_headers
 from livehub.api.openapi import build_openapi
+from livehub.api.request_id import echo_request_id, request_context
 from livehub.auth import PasswordHasher
 from livehub.broker import open_backplane
 from livehub.collector import Collector
@@ -88,7 +89,7 @@ APIS = [
     giveaways.api,
     metrics.api,
 ]
-DESCRIPTION = "LiveHub REST API. Errors: `{error: {code, message, details}}`; money in integer `_cents`."
+DESCRIPTION = "LiveHub REST API. Errors: `{error: {code, message, details, request_id}}`; money in integer `_cents`."
 
 
 async def database(app: web.Application):
@@ -269,7 +270,7 @@ async def watch_embedded(app: web.Application):
 def create_app(settings: Settings | None = None, *, embedded: EmbeddedPostgres | None = None) -> web.Application:
     """A node. `embedded`: the PostgreSQL server this process started for it, which the node keeps up."""
     settings = settings or Settings()
-    app = web.Application(middlewares=[error_middleware], client_max_size=settings.max_upload_bytes)
+    app = web.Application(middlewares=[request_context, error_middleware], client_max_size=settings.max_upload_bytes)
     app[keys.SETTINGS] = settings
     # Outside the error middleware, so a request is counted under the status it was answered with.
     app.middlewares.insert(app.middlewares.index(error_middleware), metrics.request_metrics)
@@ -293,6 +294,7 @@ def create_app(settings: Settings | None = None, *, embedded: EmbeddedPostgres |
         app.router.add_routes(api.table())
     app.on_shutdown.append(close_live_connections)
     app.on_response_prepare.append(security_headers(PAGES))
+    app.on_response_prepare.append(echo_request_id)
     app.on_response_prepare.append(name_the_node)
     app.router.add_get("/ws/streams/{id}", ws.stream_socket)
     app.router.add_get("/ws/me", ws.user_socket)
@@ -312,8 +314,9 @@ def serve(
     """Run a node until SIGINT/SIGTERM; the exit status: 1 if its embedded database died for good. (uvloop was
     measured and made no difference to the fan-out: its cost is one send() per viewer either way;
     docs/BENCHMARKS.md.)"""
-    # Websocket session tokens ride in the URL: the access log shows secrets redacted.
-    run_app_options.setdefault("access_log_class", RedactingAccessLogger)
+    # Websocket session tokens ride in the URL: the access log shows secrets redacted (or is off).
+    for option, value in access_log_options(settings).items():
+        run_app_options.setdefault(option, value)
     app = create_app(settings, embedded=embedded)
     web.run_app(
         app,

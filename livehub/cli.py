@@ -29,7 +29,7 @@ from pathlib import Path
 
 import asyncpg
 
-from livehub import demo, demo_images
+from livehub import demo, demo_images, logs
 from livehub.app import serve as serve_node
 from livehub.auth import PasswordHasher, ensure_admin
 from livehub.backups import (
@@ -195,7 +195,7 @@ def serve(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _worker(settings: Settings) -> None:
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.setup(settings)
     serve_node(settings, reuse_port=True)
 
 
@@ -344,7 +344,7 @@ def main(argv: list[str] | None = None, *, prog: str = "livehub", default: str |
         argv.insert(0, default)
     args = parser(prog, default).parse_args(argv)
     settings = Settings()
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.setup(settings)
     return COMMANDS[args.command].run(args, settings)
 
 

@@ -266,9 +266,6 @@ class Settings(BaseSettings):
     # The job log (one row per job status change) is pruned daily to this many days.
     job_log_keep_days: int = Field(default=14, ge=1)
 
-    log_level: str = "INFO"
-    # Read by `run.py create-admin` instead of prompting.
-    admin_password: str | None = None
     # Backups (docs/OPERATIONS.md, "Backups"): where `livehub backup` and the schedule write (default
     # data_dir/backups); the schedule (cron, UTC; "off" for none; unset: daily at 03:15 for the embedded
     # database, none with DATABASE_URL, whose server is usually backed up by its operator); after each
@@ -281,6 +278,12 @@ class Settings(BaseSettings):
 
     # The log (docs/OPERATIONS.md, "Logs"): LiveHub's own level; one line per record as JSON or logfmt
     # (auto: logfmt on a terminal, JSON otherwise); the access log on or off; other libraries' level.
+    log_level: str = "INFO"
+    log_format: Literal["auto", "json", "logfmt"] = "auto"
+    access_log: bool = True
+    library_log_level: str = "WARNING"
+    # Read by `run.py create-admin` instead of prompting.
+    admin_password: str | None = None
 
     @model_validator(mode="after")
     def _stripe_keys_present(self) -> "Settings":

@@ -12,6 +12,7 @@ synchronous code: a fan-out loop, a broker handler, a timer.)
 import asyncio
 import collections
 import contextlib
+import contextvars
 import logging
 import random
 from collections.abc import Awaitable, Callable, Coroutine
@@ -99,7 +100,9 @@ class Supervisor:
         return len(self._steps) + len(self._loops)
 
     def _loop(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task:
-        task = asyncio.get_running_loop().create_task(coro, name=name)
+        # A loop is the node's, not the request's that happened to start it (a room's ticker starts
+        # with its first viewer): its log lines carry no request id or user (livehub/logs.py).
+        task = asyncio.get_running_loop().create_task(coro, name=name, context=contextvars.Context())
         self._loops.add(task)
         task.add_done_callback(self._loops.discard)
         return task

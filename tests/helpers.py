@@ -7,7 +7,8 @@ async def error_of(res, status: int | None = None, code: str | None = None) -> d
     """The `error` object of an error response, asserting docs/API.md's shape (and status/code if given)."""
     body = await res.json()
     assert set(body) == {"error"}, body
-    assert set(body["error"]) == {"code", "message", "details"}, body
+    assert set(body["error"]) == {"code", "message", "details", "request_id"}, body
+    assert body["error"]["request_id"] == res.headers["X-Request-Id"], body
     if status is not None:
         assert res.status == status, body
     if code is not None:

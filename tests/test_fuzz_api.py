@@ -1,5 +1,5 @@
 """Property-based fuzzing of the whole REST API from its own OpenAPI document: bad input never yields a
-500, and every error is docs/API.md's `{"error": {"code", "message", "details"}}`.
+500, and every error is docs/API.md's `{"error": {"code", "message", "details", "request_id"}}`.
 
 Schemathesis loads GET /api/openapi.json from the real app, served on a 127.0.0.1 port by an event loop
 in a thread of its own (schemathesis sends its requests synchronously over HTTP), and every documented
@@ -64,7 +64,7 @@ CODE_STATUS = {code.value: code.status for code in ErrorCode}
 
 
 def error_follows_contract(ctx, response, case) -> None:
-    """A schemathesis check: every 4xx/5xx body is `{"error": {"code", "message", "details"}}` as JSON,
+    """A schemathesis check: every 4xx/5xx body is `{"error": {"code", "message", "details", "request_id"}}` as JSON,
     and a code docs/API.md names comes with its status."""
     if response.status_code < 400:
         return
@@ -80,8 +80,9 @@ def error_follows_contract(ctx, response, case) -> None:
         isinstance(body, dict)
         and set(body) == {"error"}
         and isinstance(error, dict)
-        and set(error) == {"code", "message", "details"}
+        and set(error) == {"code", "message", "details", "request_id"}
         and isinstance(error["code"], str)
+        and error["request_id"] == response.headers.get("x-request-id", [None])[0]
         and error["code"]
         and isinstance(error["message"], str)
         and isinstance(error["details"], dict)

@@ -1,69 +1,68 @@
-"""The access log without secrets.
+"""The access log: a line per request, structured and without secrets.
 
 A websocket cannot send an Authorization header from a browser, so its session token rides in the URL
-(`/ws/me?token=...`), and aiohttp's access log writes request lines as they came. `RedactingAccessLogger`
-is aiohttp's own logger (same `access_log_format`) shown a request whose query parameters named like a
-secret (token, password, secret, code, key, auth, session, credential, signature, in any case and
-however percent-encoded) read `[redacted]`, and whose credential headers (Authorization, Cookie,
-Set-Cookie...) are hidden whole, in case a format logs them. `redact_query` does the same for any URL
-our own log lines might show.
+(`/ws/me?token=...`). The access log shows every URL through `redact_query` (livehub/logs.py): the values
+of query parameters named like a secret (token, password, secret, code, key, auth, session, credential,
+signature, cookie, in any case and however percent-encoded) read `[redacted]`. No header is logged but
+the Referer (a URL, redacted alike) and the User-Agent.
+
+Each line is `METHOD PATH STATUS` with the fields method, path, status, bytes, duration_ms, remote,
+referer, user_agent, and the request's request_id, user_id and route (livehub/api/request_id.py keeps
+them on the request, because the line is written after the handler's context has ended). aiohttp's
+`access_log_format` is not used. LIVEHUB_ACCESS_LOG=false turns the log off (`access_log_options`).
 """
 
-import re
-from urllib.parse import unquote_plus
+import logging
+from typing import Any
 
-from aiohttp import web_log
+from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
 
-REDACTED = "[redacted]"
-SECRET_NAME = re.compile(r"token|passw|secret|code|key|auth|session|credential|signature", re.I)
-_CREDENTIAL_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "set-cookie"})
+from livehub.api.request_id import LOG_FIELDS
+from livehub.http import client_address
+from livehub.logs import redact_query
+from livehub.settings import Settings
 
+__all__ = ["RedactingAccessLogger", "access_log_options", "redact_query"]
 
-def redact_query(url: str) -> str:
-    """`url` (a path with its query, or a whole URL) with the values of secret-named query parameters
-    replaced by `[redacted]`; everything else is left byte for byte."""
-    head, sep, rest = url.partition("?")
-    if not sep:
-        return url
-    query, hash_, fragment = rest.partition("#")
-    items = []
-    for item in query.split("&"):
-        name, eq, _ = item.partition("=")
-        items.append(f"{name}={REDACTED}" if eq and SECRET_NAME.search(unquote_plus(name)) else item)
-    return head + "?" + "&".join(items) + hash_ + fragment
+ACCESS_LOGGER = logging.getLogger("aiohttp.access")
 
 
-class _Headers:
-    def __init__(self, headers) -> None:
-        self._headers = headers
+class RedactingAccessLogger(AbstractAccessLogger):
+    """aiohttp's access logger (pass as `access_log_class`): one structured, redacted line per request."""
 
-    def get(self, key: str, default: str | None = None) -> str | None:
-        value = self._headers.get(key, default)
-        if value is None or value == default:
-            return value
-        if key.lower() in _CREDENTIAL_HEADERS or SECRET_NAME.search(key):
-            return REDACTED
-        return redact_query(value)  # Referer, Origin, Location: URLs
-
-
-class _Shown:
-    """A request or response as the access log may see it: the real one, but its query and headers
-    through the redaction above."""
-
-    def __init__(self, real) -> None:
-        self._real = real
-        self.headers = _Headers(real.headers)
-
-    def __getattr__(self, name: str):
-        return getattr(self._real, name)
+    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+        path = redact_query(request.path_qs)
+        fields: dict[str, Any] = {
+            "method": request.method,
+            "path": path,
+            "status": response.status,
+            "bytes": response.body_length,
+            "duration_ms": round(time * 1000, 1),
+            "remote": _remote(request),
+            "referer": redact_query(request.headers.get("Referer", "")) or None,
+            "user_agent": request.headers.get("User-Agent"),
+            "request_id": None,
+            "user_id": None,
+            "route": None,
+            **request.get(LOG_FIELDS, {}),
+        }
+        self.logger.info("%s %s %s", request.method, path, response.status, extra=fields)
 
     @property
-    def path_qs(self) -> str:
-        return redact_query(self._real.path_qs)
+    def enabled(self) -> bool:
+        return self.logger.isEnabledFor(logging.INFO)
 
 
-class RedactingAccessLogger(web_log.AccessLogger):
-    """aiohttp's access logger (pass as `access_log_class`), fed redacted views of what it logs."""
+def _remote(request: web.BaseRequest) -> str | None:
+    try:
+        return client_address(request)  # behind trusted proxies, the client's own address
+    except (AttributeError, KeyError, RuntimeError):  # a request that never reached the application
+        return request.remote
 
-    def log(self, request, response, time: float) -> None:
-        super().log(_Shown(request) if request is not None else None, _Shown(response), time)
+
+def access_log_options(settings: Settings) -> dict[str, Any]:
+    """The web server's access log options (web.run_app, or a test server): ours, or none at all."""
+    if not settings.access_log:
+        return {"access_log": None}
+    return {"access_log_class": RedactingAccessLogger, "access_log": ACCESS_LOGGER}

@@ -1,11 +1,13 @@
 """The one middleware that answers every failure of a REST request in the error shape of docs/API.md:
-`{"error": {"code", "message", "details"}}` with the code's HTTP status. Which error an exception is
-comes from livehub.errors.to_error; this module only writes the response."""
+`{"error": {"code", "message", "details", "request_id"}}` with the code's HTTP status (the request id is
+the one in the X-Request-Id header and on the request's log lines, livehub/api/request_id.py). Which
+error an exception is comes from livehub.errors.to_error; this module only writes the response."""
 
 import logging
 
 from aiohttp import web
 
+from livehub import logs
 from livehub.errors import ErrorCode, LiveHubError, Unavailable, error_of, to_error
 from livehub.jsonx import json_response
 
@@ -18,6 +20,8 @@ _HTTP_STATUS_CODES[400] = ErrorCode.VALIDATION_ERROR
 
 def error_response(err: LiveHubError, headers: dict[str, str] | None = None) -> web.Response:
     body = {"error": {"code": err.code.value, "message": err.message, "details": err.details}}
+    if (request_id := logs.REQUEST_ID.get()) is not None:
+        body["error"]["request_id"] = request_id
     if err.retry_after_s is not None:
         headers = {**(headers or {}), "Retry-After": str(err.retry_after_s)}
     return json_response(body, status=err.status, headers=headers)

@@ -163,6 +163,8 @@ class ErrorBody(Out):
     code: str
     message: str
     details: dict[str, Any]
+    # The request's id, also in its X-Request-Id response header and on its log lines.
+    request_id: str
 
 
 class ErrorOut(Out):

@@ -21,7 +21,7 @@ import asyncpg
 import pydantic
 from aiohttp import web
 
-from livehub import keys, twofactor
+from livehub import keys, logs, twofactor
 from livehub.api import idempotency
 from livehub.auth import Principal, principal_for_token
 from livehub.errors import Forbidden, NotFound, PayloadTooLarge, Unauthorized, ValidationFailed
@@ -267,6 +267,8 @@ async def resolve_principal(request: web.Request) -> Principal | None:
         principal = await principal_for_token(request.app[keys.POOL], token)
         if principal is not None and via_cookie:
             principal = dataclasses.replace(principal, via_cookie=True)
+        if principal is not None:
+            logs.bind_user(principal.user_id)
     request[PRINCIPAL] = principal
     return principal
 

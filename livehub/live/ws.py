@@ -13,7 +13,7 @@ from uuid import UUID
 import asyncpg
 from aiohttp import WSMsgType, web
 
-from livehub import keys
+from livehub import keys, logs
 from livehub.auth import Principal, principal_for_token
 from livehub.broker.base import BrokerUnavailable
 from livehub.errors import Forbidden, Internal, RateLimited, to_error
@@ -172,6 +172,7 @@ async def _principal(request: web.Request) -> tuple[Principal | None, tuple[int,
         return None, (CLOSE_TRY_AGAIN, "sign-in cannot be checked right now, reconnect")
     if principal is None:
         return None, (CLOSE_UNAUTHORIZED, "the session has expired or is not valid")
+    logs.bind_user(principal.user_id)  # the connection's log lines name its user
     return principal, None
 
 
