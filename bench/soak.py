@@ -941,8 +941,13 @@ def plot(samples: list[dict], path: str, restart: dict, seconds: float) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(2, 2, figsize=(12, 7), sharex=True)
-    panels = (("rss_kib", "RSS (MiB)", 1024), ("tasks", "asyncio tasks", 1), ("fds", "open file descriptors", 1))
+    fig, axes = plt.subplots(2, 3, figsize=(15, 7), sharex=True)
+    panels = (
+        ("rss_kib", "RSS (MiB)", 1024),
+        ("py_blocks", "Python allocated blocks (thousands)", 1000),
+        ("tasks", "asyncio tasks", 1),
+        ("fds", "open file descriptors", 1),
+    )
     for ax, (key, title, scale) in zip(axes.flat, panels, strict=False):
         for node in ("A", "B"):
             rows = [r for r in samples if r["node"] == node and r[key] not in ("", None) and r["rss_kib"]]
@@ -957,10 +962,10 @@ def plot(samples: list[dict], path: str, restart: dict, seconds: float) -> None:
                 "x",
                 markersize=9,
                 color=line[0].get_color(),
-                label=f"node {node} after a full sweep" if swept else None,
             )
         ax.set_title(title)
-    ax = axes.flat[3]
+    axes.flat[5].remove()
+    ax = axes.flat[4]
     rows = [r for r in samples if r["node"] == "A"]
     ax.plot([r["t_s"] / 60 for r in rows], [r["db_connections"] for r in rows], ".-", color="grey", label="database")
     ax2 = ax.twinx()
@@ -971,13 +976,14 @@ def plot(samples: list[dict], path: str, restart: dict, seconds: float) -> None:
     ax2.set_ylim(bottom=0)
     ax2.legend(fontsize=8, loc="lower right")
     ax.set_title("database connections (grey); viewers per node (dotted)")
-    for ax in axes.flat:
+    for ax in axes.flat[:5]:
         if restart:
             ax.axvline(restart["sigterm_s"] / 60, color="red", linewidth=1, linestyle="--")
         ax.axvspan(seconds / 2 / 60, seconds / 60, color="grey", alpha=0.08)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, loc="lower left")
-    for ax in axes[1]:
+    axes[0][2].xaxis.set_tick_params(labelbottom=True)  # nothing under it: the sixth cell is empty
+    for ax in (*axes[1][:2], axes[0][2]):
         ax.set_xlabel("minutes")
     fig.suptitle(
         "Soak (bench/soak.py): 2 nodes, churn, chat, reactions, buys, a flash sale a minute\n"
