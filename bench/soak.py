@@ -2,9 +2,9 @@
 every 10 s for memory, open files, asyncio tasks and database connections; then the books and the orders
 checked.
 
-    python bench/soak.py                                   # 10 minutes, 2,000 viewers (the documented run)
+    python bench/soak.py --plot docs/bench-soak.png        # 10 minutes, 2,000 viewers (the documented run)
     python bench/soak.py --minutes 1 --viewers 200         # a short run while developing
-    python bench/soak.py --from-csv bench-soak/samples.csv --plot docs/bench-soak.png   # plot again, no run
+    python bench/soak.py --from-csv /tmp/livehub-soak/samples.csv --plot docs/bench-soak.png   # plot again, no run
     DATABASE_URL=postgresql://postgres@127.0.0.1:5432/livehub_bench_soak REDIS_URL=redis://127.0.0.1:6379/0 ...
 
 What runs:
@@ -1064,7 +1064,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--restart-at", type=float, default=0.4, help="node B restarts at this share of the run")
     ap.add_argument("--sample-s", type=float, default=10.0, help="seconds between samples (default 10)")
     ap.add_argument("--procs", type=int, default=2, help="load-generator processes (default 2)")
-    ap.add_argument("--out", default="bench-soak", help="directory for samples.csv and summary.json")
+    ap.add_argument(
+        "--out",
+        default=str(Path(tempfile.gettempdir()) / "livehub-soak"),
+        help="directory for samples.csv and summary.json (default: livehub-soak in the temporary directory)",
+    )
     ap.add_argument("--plot", help="draw the samples to this PNG (needs matplotlib), e.g. docs/bench-soak.png")
     ap.add_argument("--from-csv", help="no run: plot an earlier samples.csv (with --plot)")
     ap.add_argument("--serve", type=int, help=argparse.SUPPRESS)  # internal: be a server on this port
