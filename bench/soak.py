@@ -359,6 +359,8 @@ class Generator:
             seat.buying -= 1
         if msg["type"] == "purchase":
             self.answers[f"{kind} {msg['status']}"] += 1
+            if msg["status"] == "error":  # what went wrong, for the report
+                self.errors[f"{kind} error: {str(msg.get('message'))[:100]}"] += 1
             if msg["status"] == "ok":
                 self.orders[kind].append(msg["order_id"])
         elif msg["type"] == "error":
@@ -931,7 +933,7 @@ def report(facts: dict, run: dict, checks: dict, figs: dict, samples: list[dict]
         "checks: " + ("all passed" if not checks["failed"] else "FAILED: " + "; ".join(checks["failed"])),
     ]
     if errors := total("errors"):
-        lines.append("connect errors: " + ", ".join(f"{k} x{v}" for k, v in errors.most_common(5)))
+        lines.append("errors: " + ", ".join(f"{k} x{v}" for k, v in errors.most_common(8)))
     return "\n".join(lines)
 
 
