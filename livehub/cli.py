@@ -28,6 +28,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import asyncpg
+import pydantic
 
 from livehub import demo, demo_images, logs
 from livehub.app import serve as serve_node
@@ -343,7 +344,14 @@ def main(argv: list[str] | None = None, *, prog: str = "livehub", default: str |
     if default is not None and (not argv or argv[0] not in COMMANDS):
         argv.insert(0, default)
     args = parser(prog, default).parse_args(argv)
-    settings = Settings()
+    try:
+        settings = Settings()
+    except pydantic.ValidationError as exc:
+        # What is wrong, never the values: keys and passwords come through the environment.
+        for error in exc.errors(include_url=False, include_input=False):
+            where = ".".join(str(part) for part in error["loc"])
+            print(f"{prog}: configuration: {where + ': ' if where else ''}{error['msg']}", file=sys.stderr)
+        return 2
     logs.setup(settings)
     return COMMANDS[args.command].run(args, settings)
 

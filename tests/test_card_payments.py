@@ -18,7 +18,7 @@ from stripe_server import event_of, signed_event
 from test_jobs import until
 
 from helpers import assert_books_balanced, balance, error_of
-from livehub import keys
+from livehub import cli, keys
 from livehub.app import create_app
 from livehub.settings import Settings
 from livehub.shop import card_payments
@@ -292,10 +292,19 @@ async def test_top_up_limits_are_refused(client, make, db, stripe_settings):
     assert await db.fetchval("SELECT count(*) FROM card_payments") == 3
 
 
-def test_stripe_without_its_keys_refuses_to_start():
+def test_stripe_without_its_keys_refuses_to_start(monkeypatch, capsys):
+    for name in ("STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET", "LIVEHUB_PAYMENTS", "LIVEHUB_PAYMENT_PROVIDER"):
+        monkeypatch.delenv(name, raising=False)
     with pytest.raises(pydantic.ValidationError, match="STRIPE_SECRET_KEY, STRIPE_WEBHOOK_SECRET"):
         Settings(payment_provider="stripe", stripe_publishable_key="pk_test_x")
-    assert Settings(_env_file=None).payment_provider == "instant-dev"
+    assert Settings().payment_provider == "instant-dev"
+    # The node's command says what is missing and stops, without echoing the values it was given.
+    monkeypatch.setenv("LIVEHUB_PAYMENTS", "stripe")
+    monkeypatch.setenv("STRIPE_PUBLISHABLE_KEY", "pk_test_do_not_print")
+    assert cli.main(["serve"]) == 2
+    err = capsys.readouterr().err
+    assert "LIVEHUB_PAYMENTS=stripe needs STRIPE_SECRET_KEY, STRIPE_WEBHOOK_SECRET set" in err
+    assert "pk_test_do_not_print" not in err
 
 
 def test_the_provider_setting_has_its_old_name_too(monkeypatch):
