@@ -18,7 +18,7 @@ from stripe_server import event_of, signed_event
 from test_jobs import until
 
 from helpers import assert_books_balanced, balance, error_of
-from livehub import cli, keys
+from livehub import cli, jobs, keys
 from livehub.app import create_app
 from livehub.settings import Settings
 from livehub.shop import card_payments
@@ -192,6 +192,16 @@ async def test_a_lost_webhook_is_healed_by_reconciliation(client, make, db, stri
     assert await balance(client, buyer) == 1_800
     assert await card_payments.reconcile(client.app[keys.POOL], cards, settings) == 0
     assert await balance(client, buyer) == 1_800
+
+    # The node's schedule runs the same (each minute by default, on one node).
+    intent = await paid_top_up(client, db, stripe_server, buyer, 700)
+    await db.execute(
+        "UPDATE card_payments SET created_at = created_at - $2::interval WHERE intent_id = $1",
+        intent,
+        timedelta(minutes=2),
+    )
+    await jobs.SCHEDULES["reconcile_card_payments"].handler(client.app[keys.JOBS].context())
+    assert await balance(client, buyer) == 2_500
     await assert_books_balanced(db)
 
 
