@@ -253,6 +253,7 @@ async def dump(url: str, directory: Path, *, now: datetime | None = None) -> Mad
         "sha256": sha256_of(path),
         "database": database_name(url),
         "server_version": server_version,
+        "server_major": server_major,
         "pg_dump_major": tool_major,
         **facts,
     }
@@ -389,6 +390,12 @@ async def restore_into(dump_file: Path, url: str, *, clean: bool = False) -> dic
         target_major = conn.get_server_version().major
     finally:
         await conn.close()
+    if (source_major := int(manifest.get("server_major") or 0)) > target_major:
+        raise BackupError(
+            f"{dump_file.name} was taken from PostgreSQL {source_major} and {redact(url)} runs PostgreSQL "
+            f"{target_major}: PostgreSQL does not restore a dump into an older major version; restore into "
+            f"PostgreSQL {source_major} or newer"
+        )
     tool, _ = await find_tool("pg_restore", max(target_major, int(manifest.get("pg_dump_major") or 0)))
     plain_url, env = _without_password(url)
     argv = [str(tool), "--single-transaction", "--no-owner", "--no-privileges", "-d", plain_url]

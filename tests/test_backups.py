@@ -4,6 +4,7 @@ damaged file refused; the scheduled job logging its row; retention over simulate
 logged and told to the admins; the admin API; the `livehub backup` and `restore` commands."""
 
 import asyncio
+import json
 import os
 import secrets
 import subprocess
@@ -124,6 +125,17 @@ async def test_a_damaged_file_or_a_missing_manifest_is_refused(db, database_url,
         assert await backups.tables_in(conn) == []  # nothing was restored
     finally:
         await conn.close()
+
+
+async def test_a_restore_into_an_older_postgresql_is_refused(db, database_url, new_database, tmp_path):
+    made = await backups.dump(database_url, tmp_path)
+    assert made.manifest["server_major"] >= 13
+    manifest_file = backups.manifest_path(made.path)
+    claimed = {**made.manifest, "server_major": 99}  # as if taken from a newer server than the target's
+    manifest_file.write_text(json.dumps(claimed))
+    with pytest.raises(backups.BackupError, match="taken from PostgreSQL 99") as raised:
+        await backups.restore_into(made.path, new_database)
+    assert "older major version" in str(raised.value)
 
 
 async def test_a_restore_that_does_not_add_up_fails(db, database_url, new_database, tmp_path):
