@@ -171,6 +171,7 @@ class ClusterFigures(Collector):
         self._books_done_at = 0.0
         self._books_at = float("-inf")
         self._books_task: asyncio.Task | None = None
+        self._closing = False
         self._lock = asyncio.Lock()
 
     async def refresh(self) -> None:
@@ -185,6 +186,7 @@ class ClusterFigures(Collector):
                 self._books_task = asyncio.create_task(self._check_books(), name="metrics-books")
 
     async def close(self) -> None:
+        self._closing = True
         if self._books_task is not None:
             self._books_task.cancel()
             await asyncio.gather(self._books_task, return_exceptions=True)
@@ -201,8 +203,9 @@ class ClusterFigures(Collector):
         try:
             async with asyncio.timeout(timeout_s):
                 await read()
-        except (TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
-            log.warning("metrics: reading %s failed, last value kept: %r", what, exc)
+        except Exception as exc:
+            if not self._closing:  # (a read cut off by the node's shutdown is no news)
+                log.warning("metrics: reading %s failed, last value kept: %r", what, exc)
 
     async def _read_rooms(self) -> None:
         ids = [r["id"] for r in await self._pool.fetch("SELECT id FROM streams WHERE status = 'live' LIMIT 10000")]
