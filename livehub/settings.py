@@ -135,6 +135,9 @@ class Settings(BaseSettings):
     stripe_publishable_key: str | None = Field(default=None, validation_alias=AliasChoices("STRIPE_PUBLISHABLE_KEY"))
     stripe_webhook_secret: str | None = Field(default=None, validation_alias=AliasChoices("STRIPE_WEBHOOK_SECRET"))
     stripe_api_base: str | None = None
+    # Where pages load Stripe.js from (LIVEHUB_STRIPE_JS_URL). Unset: Stripe's own, or with
+    # LIVEHUB_STRIPE_API_BASE the test server's stand-in under it (localstripe serves /js.stripe.com/v3/).
+    stripe_js_url: str | None = None
     # Card top-ups: the smallest one (Stripe charges at least 50 cents in USD), and what one user may top up
     # by card in any 24 hours (pending and succeeded payments; 0: no limit).
     card_min_top_up_cents: int = Field(default=50, ge=1)
@@ -297,3 +300,12 @@ class Settings(BaseSettings):
             if missing := [name for name, value in names.items() if not value]:
                 raise ValueError(f"LIVEHUB_PAYMENTS=stripe needs {', '.join(missing)} set")
         return self
+
+    @property
+    def stripe_js(self) -> str:
+        """The Stripe.js pages load (stripe_js_url, derived when unset)."""
+        if self.stripe_js_url:
+            return self.stripe_js_url
+        if self.stripe_api_base:
+            return self.stripe_api_base.rstrip("/") + "/js.stripe.com/v3/"
+        return "https://js.stripe.com/v3/"

@@ -11,14 +11,14 @@ from pydantic import Field
 from livehub import keys
 from livehub.api.routing import Api, Model, Out, db, path_id, principal
 from livehub.errors import BadSignature, NotFound, PayloadTooLarge, PaymentProviderError
-from livehub.shop import card_payments
+from livehub.shop import card_checkout, card_confirm, card_payments
 
 api = Api("payments")
 
 
 class CardPaymentOut(Out):
     payment_id: UUID
-    purpose: str = Field(description="top_up")
+    purpose: str = Field(description="top_up, or order: the difference of a checkout (its order is placed when paid)")
     status: str = Field(description="pending, succeeded, failed or canceled")
     amount_cents: int
     received_cents: int = Field(description="what the card paid, credited to the wallet")
@@ -28,6 +28,24 @@ class CardPaymentOut(Out):
     owed_cents: int = Field(description="what you owe after refunds or disputes took back spent money")
     created_at: datetime
     succeeded_at: datetime | None
+    outcome: str | None = Field(
+        description="a checkout's payment, once paid: ordered (order_ids) or not_ordered (the money stayed in "
+        "your wallet; outcome_code and outcome_message say why)"
+    )
+    outcome_code: str | None = Field(description="not_ordered: the error code, e.g. out_of_stock")
+    outcome_message: str | None
+    order_ids: list[UUID] | None
+
+
+class CardTokenIn(Model):
+    token: Annotated[str, Field(min_length=1, max_length=255, pattern=r"^tok_\w+$")] = Field(
+        description="Stripe.js's token of the card (createToken)"
+    )
+
+
+class CardConfirmOut(Out):
+    status: str = Field(description="Stripe's: succeeded, processing, or requires_action (3-D Secure in Stripe.js)")
+    client_secret: str
 
 
 class WebhookOut(Out):
@@ -89,7 +107,23 @@ async def get_payment(request: web.Request) -> CardPaymentOut:
     found = await card_payments.payment(db(request), path_id(request), principal(request).user_id)
     if found is None:
         raise NotFound("payment not found")
-    return CardPaymentOut.model_validate(found)
+    return CardPaymentOut.model_validate(found | {"outcome_code": card_checkout.outcome_code(found["outcome_code"])})
+
+
+@api.post(
+    "/api/payments/{id}/card",
+    auth="user",
+    body=CardTokenIn,
+    response=CardConfirmOut,
+    errors={502: "Stripe did not answer", 409: "the card was declined, or the payment is no longer pending"},
+)
+async def confirm_payment(request: web.Request, body: CardTokenIn) -> CardConfirmOut:
+    """Pay one of your pending card payments with a card Stripe.js tokenized (the wallet is credited when
+    Stripe says the money was captured)"""
+    confirmed = await card_confirm.confirm_with_token(
+        db(request), _cards(request), path_id(request), principal(request).user_id, body.token
+    )
+    return CardConfirmOut.model_validate(confirmed)
 
 
 @api.get("/api/admin/owed", auth="admin", query=OwingQuery, response=OwingList)

@@ -6,6 +6,7 @@
 - Swagger UI (`/api/docs`) starts with one inline script: it is allowed by its SHA-256, nothing else inline.
 - Everything else (JSON, scripts, styles, images) gets `default-src 'none'`: opened on its own in a
   browser, it can run and load nothing.
+- With card payments (Stripe), pages may also load Stripe.js, call Stripe's API and show its frames.
 - Camera and microphone only for the studio page, where the host goes live; no page asks for anything else.
 
 Set on `on_response_prepare`, not in a middleware, so that responses no handler wrote (aiohttp's static
@@ -19,6 +20,7 @@ import functools
 import hashlib
 import re
 from collections.abc import Iterable
+from urllib.parse import urlsplit
 
 from aiohttp import web
 
@@ -40,6 +42,27 @@ _OTHER = "default-src 'none'; frame-ancestors 'none'"
 _FEATURES = ("camera", "microphone", "geolocation", "payment", "usb", "display-capture")
 _NO_FEATURES = ", ".join(f"{f}=()" for f in _FEATURES)
 _STUDIO_FEATURES = ", ".join(f"{f}=(self)" if f in ("camera", "microphone") else f"{f}=()" for f in _FEATURES)
+
+# With card payments (LIVEHUB_PAYMENTS=stripe) pages may load Stripe.js, which talks to Stripe's API and
+# shows its card fields and 3-D Secure checks in frames of its own (Stripe's documented CSP).
+_STRIPE_FRAMES = "https://hooks.stripe.com"
+_STRIPE_API = "https://api.stripe.com"
+
+
+@functools.lru_cache(maxsize=4)
+def _with_stripe(csp: str, js_url: str, api_base: str | None) -> str:
+    js = _origin(js_url)
+    api = _origin(api_base) if api_base else _STRIPE_API
+    return (
+        csp.replace("script-src 'self';", f"script-src 'self' {js};", 1)
+        + f"; connect-src 'self' {' '.join(dict.fromkeys([js, api]))}; frame-src {js} {_STRIPE_FRAMES}"
+    )
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
 
 _INLINE_SCRIPT = re.compile(rb"<script>(.*?)</script>", re.S)
 DOCS_PREFIX = "/api/docs"
@@ -73,6 +96,9 @@ def security_headers(pages: Iterable[str], *, studio: str = "/studio", viewer: s
             if route == viewer and (allowed := request.app[keys.SETTINGS].frame_ancestors):
                 ancestors = " ".join(allowed)
             csp = _PAGE.format(ancestors=ancestors)
+            settings = request.app[keys.SETTINGS]
+            if settings.payment_provider == "stripe":
+                csp = _with_stripe(csp, settings.stripe_js, settings.stripe_api_base)
         elif route in (DOCS_PREFIX, DOCS_PREFIX + "/") and isinstance(body := getattr(response, "body", None), bytes):
             csp = _DOCS.format(hashes=_script_hashes(body))
         else:

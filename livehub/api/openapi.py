@@ -31,6 +31,7 @@ def build_openapi(apis: list[Api], *, title: str, version: str, description: str
             wanted.append((r.body, "validation"))
         if r.response is not None:
             wanted.append((r.response, "serialization"))
+        wanted.extend((model, "serialization") for model, _ in r.also.values())
     refs, schemas = models_json_schema(list(dict.fromkeys(wanted)), ref_template=REF)
     components: dict[str, Any] = dict(schemas.get("$defs", {}))
 
@@ -109,6 +110,11 @@ def _operation(r: Route, refs: dict, components: dict) -> dict[str, Any]:
     if r.response is not None:
         ok["content"] = {"application/json": {"schema": refs[(r.response, "serialization")]}}
     op["responses"] = {str(r.status): ok}
+    for status, (model, when) in r.also.items():
+        op["responses"][str(status)] = {
+            "description": when,
+            "content": {"application/json": {"schema": refs[(model, "serialization")]}},
+        }
     error = {"description": "error", "content": {"application/json": {"schema": refs[(ErrorOut, "serialization")]}}}
     for status in ERROR_STATUSES["none" if r.auth in ("none", "optional") else "user"]:
         op["responses"][status] = error

@@ -5,6 +5,7 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 from uuid import UUID
 
+import asyncpg
 from aiohttp import web
 from pydantic import AfterValidator, Field, StringConstraints, WithJsonSchema, model_validator
 
@@ -12,7 +13,9 @@ from livehub import keys
 from livehub.api.models import Amount, Page, PageQuery, Text
 from livehub.api.routing import Api, Model, Out, db, path_id, principal
 from livehub.api.shipping import AddressIn, AddressOut
-from livehub.shop import cart, orders
+from livehub.errors import Conflict
+from livehub.jsonx import json_response
+from livehub.shop import card_checkout, cart, orders
 
 api = Api("orders")
 
@@ -65,12 +68,21 @@ class ShipTo(Model):
         return self.address.model_dump() if self.address is not None else None
 
 
-class OrderIn(ShipTo):
+class ByCard(Model):
+    pay_difference_by_card: bool = Field(
+        default=False,
+        description="when the wallet does not cover the order, answer 202 with a card payment for the "
+        "difference instead of 409 insufficient_funds (with LIVEHUB_PAYMENTS=stripe); the order is placed "
+        "when the card money arrives",
+    )
+
+
+class OrderIn(ShipTo, ByCard):
     items: Annotated[list[ItemIn], Field(min_length=1, max_length=100)]
     stream_id: UUID | None = None
 
 
-class CheckoutIn(ShipTo):
+class CheckoutIn(ShipTo, ByCard):
     pass
 
 
@@ -172,6 +184,24 @@ class PlacedOut(Out):
     orders: list[OrderOut] = Field(description="one order per seller")
 
 
+class PayDifferenceOut(Out):
+    """The wallet does not cover the order: pay the difference by card (Stripe.js), then follow
+    GET /api/payments/{payment_id} until its outcome is `ordered` (order_ids) or `not_ordered`."""
+
+    status: Literal["requires_payment"]
+    payment_id: UUID
+    client_secret: str = Field(description="for Stripe.js")
+    publishable_key: str = Field(description="for Stripe.js")
+    stripe_js_url: str = Field(description="where the page loads Stripe.js from")
+    amount_cents: int = Field(description="what the card pays: the shortfall (at least the card minimum)")
+    total_cents: int = Field(description="the order's total now")
+    balance_cents: int = Field(description="what the wallet holds now")
+    currency: str
+
+
+PAYS_DIFFERENCE = {202: (PayDifferenceOut, "pay_difference_by_card and the wallet is short: pay the rest by card")}
+
+
 class CartLineOut(Out):
     variant_id: UUID
     product_id: UUID
@@ -249,21 +279,63 @@ async def remove_from_cart(request: web.Request) -> CartOut:
     )
 
 
-@api.post("/api/cart/checkout", auth="user", body=CheckoutIn, response=PlacedOut, status=201, idempotent=True)
-async def checkout(request: web.Request, body: CheckoutIn) -> PlacedOut:
-    """Buy everything in your cart: one order per seller, paid from your wallet"""
-    result = await cart.checkout(db(request), pricing(request), principal(request), body.snapshot(), body.address_id)
+@api.post(
+    "/api/cart/checkout",
+    auth="user",
+    body=CheckoutIn,
+    response=PlacedOut,
+    status=201,
+    idempotent=True,
+    also=PAYS_DIFFERENCE,
+)
+async def checkout(request: web.Request, body: CheckoutIn) -> PlacedOut | web.Response:
+    """Buy everything in your cart: one order per seller, paid from your wallet (and by card, if asked)"""
+    buyer = principal(request)
+    try:
+        result = await cart.checkout(db(request), pricing(request), buyer, body.snapshot(), body.address_id)
+    except asyncpg.PostgresError as exc:
+        if not body.pay_difference_by_card or (short := card_checkout.shortfall(exc)) is None:
+            raise
+        items = await cart.lines(db(request), buyer.user_id)
+        return await _pay_difference(request, body, {"items": items, "from_cart": True}, short)
     return placed(result)
 
 
-@api.post("/api/orders", auth="user", body=OrderIn, response=PlacedOut, status=201, idempotent=True)
-async def place_order(request: web.Request, body: OrderIn) -> PlacedOut:
+@api.post(
+    "/api/orders", auth="user", body=OrderIn, response=PlacedOut, status=201, idempotent=True, also=PAYS_DIFFERENCE
+)
+async def place_order(request: web.Request, body: OrderIn) -> PlacedOut | web.Response:
     """Buy now: pay from your wallet at the database's price (list, stream live or flash-sale price)"""
     items = [{"variant_id": i.variant_id, "quantity": i.quantity} for i in body.items]
-    result = await orders.place(
-        db(request), pricing(request), principal(request), items, body.stream_id, body.snapshot(), body.address_id
-    )
+    try:
+        result = await orders.place(
+            db(request), pricing(request), principal(request), items, body.stream_id, body.snapshot(), body.address_id
+        )
+    except asyncpg.PostgresError as exc:
+        if not body.pay_difference_by_card or (short := card_checkout.shortfall(exc)) is None:
+            raise
+        return await _pay_difference(request, body, {"items": items, "stream_id": body.stream_id}, short)
     return placed(result)
+
+
+async def _pay_difference(request: web.Request, body: ShipTo, order: dict, short: dict) -> web.Response:
+    """202 with a card payment for what the wallet lacks; the order is placed when the money arrives."""
+    if (cards := request.app[keys.CARDS]) is None:
+        raise Conflict("paying by card is not enabled here (LIVEHUB_PAYMENTS)", short)
+    settings = request.app[keys.SETTINGS]
+    order |= {"address": body.snapshot(), "address_id": body.address_id}
+    opened = await card_checkout.pay_difference(
+        db(request),
+        cards,
+        settings,
+        pricing(request),
+        principal(request).user_id,
+        order,
+        short,
+        request.headers.get("Idempotency-Key"),
+    )
+    answer = PayDifferenceOut.model_validate(opened | {"stripe_js_url": settings.stripe_js})
+    return json_response(answer, status=202)
 
 
 @api.get("/api/orders", auth="user", query=OrderQuery, response=Page[OrderOut])

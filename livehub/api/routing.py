@@ -79,6 +79,9 @@ class Route:
     fresh_code: bool = False
     # Statuses this route answers besides the usual ones (openapi.py), with when: {401: "wrong password"}.
     errors: dict[int, str] = dataclasses.field(default_factory=dict)
+    # Other successful answers, each with its own model, which the handler returns as a response it makes
+    # itself: {202: (Model, "when")}.
+    also: dict[int, tuple[Any, str]] = dataclasses.field(default_factory=dict)
     # The OpenAPI schema of a body that is not JSON (a multipart form's fields); a plain string if not given.
     body_schema: dict[str, Any] | None = None
 

@@ -42,6 +42,7 @@ class TopUpOut(Out):
     payment_id: UUID | None = Field(default=None, description="requires_payment: the card payment")
     client_secret: str | None = Field(default=None, description="requires_payment: for Stripe.js")
     publishable_key: str | None = Field(default=None, description="requires_payment: for Stripe.js")
+    stripe_js_url: str | None = Field(default=None, description="requires_payment: where to load Stripe.js from")
 
 
 class EntryOut(Out):
@@ -80,8 +81,7 @@ async def top_up(request: web.Request, body: TopUpIn) -> TopUpOut:
         raise ValidationFailed(f"at most {settings.max_top_up_cents} cents per top-up")
     user_id = principal(request).user_id
     if (cards := request.app[keys.CARDS]) is not None:
-        return TopUpOut.model_validate(
-            await card_payments.top_up(db(request), cards, settings, user_id, body.amount_cents)
-        )
+        opened = await card_payments.top_up(db(request), cards, settings, user_id, body.amount_cents)
+        return TopUpOut.model_validate(opened | {"stripe_js_url": settings.stripe_js})
     result = await wallet.top_up(db(request), request.app[keys.PAYMENTS], user_id, body.amount_cents, settings.currency)
     return TopUpOut.model_validate(result | {"status": "succeeded", "amount_cents": body.amount_cents})

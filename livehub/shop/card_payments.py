@@ -98,18 +98,29 @@ class StripeCards:
             raise BadSignature(str(exc)) from exc
 
 
-async def top_up(db: DB, cards: StripeCards, settings: Settings, user_id: UUID, amount_cents: int) -> dict:
-    """Open a card top-up: a pending payment and its PaymentIntent, for the browser to confirm."""
+async def top_up(
+    db: DB,
+    cards: StripeCards,
+    settings: Settings,
+    user_id: UUID,
+    amount_cents: int,
+    purpose: str = "top_up",
+    purpose_data: dict | None = None,
+) -> dict:
+    """Open a card top-up: a pending payment and its PaymentIntent, for the browser to confirm. A purpose
+    other than a top-up (a checkout's, livehub/shop/card_checkout.py) keeps what it needs in purpose_data."""
     if amount_cents < settings.card_min_top_up_cents:
         raise ValidationFailed(f"at least {settings.card_min_top_up_cents} cents per card top-up")
     payment_id = uuid4()
     await db.execute(
-        "SELECT open_card_payment($1, $2, $3, $4, 'stripe', $5)",
+        "SELECT open_card_payment($1, $2, $3, $4, 'stripe', $5, $6, $7)",
         payment_id,
         user_id,
         amount_cents,
         settings.currency,
         settings.card_daily_top_up_cents or None,
+        purpose,
+        purpose_data,
     )
     try:
         intent = await cards.create_intent(payment_id, user_id, amount_cents, settings.currency)

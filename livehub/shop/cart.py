@@ -107,6 +107,12 @@ async def remove(db: DB, user_id: UUID, variant_id: UUID) -> dict:
     return await view(db, user_id)
 
 
+async def lines(db: DB, user_id: UUID) -> list[dict]:
+    """What the cart holds, as place_order takes it: [{variant_id, quantity}]."""
+    rows = await db.fetch("SELECT variant_id, quantity FROM cart_items WHERE user_id = $1", user_id)
+    return [dict(r) for r in rows]
+
+
 async def checkout(
     db: DB, pricing: orders.Pricing, buyer: Principal, address: dict | None, address_id: UUID | None = None
 ) -> list[dict]:

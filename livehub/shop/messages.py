@@ -44,6 +44,7 @@ KINDS: tuple[str, ...] = (
     "host_answered",
     "giveaway_won",
     "backup_failed",
+    "card_order_failed",
 )
 
 # Account emails: not notifications (not stored, no settings, always sent), queued as job `account_email`

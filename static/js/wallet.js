@@ -1,5 +1,7 @@
-// The wallet (/wallet): the balance, every entry with the balance after it, and topping up.
+// The wallet (/wallet): the balance, every entry with the balance after it, and topping up (at once with
+// the development provider, or by card through Stripe).
 import { api, h, money, newKey, showError, submitting, toast, toCents } from "./api.js";
+import { payByCard } from "./card-payment.js";
 import { dateTime, requireUser, shopHeader } from "./shop.js";
 
 const $ = (id) => document.getElementById(id);
@@ -49,13 +51,37 @@ $("top-up").addEventListener("submit", async (event) => {
     // A fresh key per press: each press is its own top-up; a retried request is not.
     return api("POST", "/api/wallet/top-up", { amount_cents }, { headers: { "Idempotency-Key": newKey() } });
   }).catch(() => null);
-  if (result) {
+  if (result?.status === "requires_payment") {
+    form.reset();
+    await payCard(result);
+  } else if (result) {
     form.reset();
     $("balance").textContent = money(result.balance_cents, result.currency);
     toast(`Topped up. Balance: ${money(result.balance_cents, result.currency)}.`, "ok");
     await loadHistory();
   }
 });
+
+// A card top-up (LIVEHUB_PAYMENTS=stripe): the card form under the top-up form until Stripe's webhook has
+// credited the wallet (card-payment.js).
+async function payCard(started) {
+  const box = $("card-payment");
+  box.hidden = false;
+  $("top-up").hidden = true;
+  try {
+    const payment = await payByCard(box, started, { label: "Pay" });
+    if (payment.status === "succeeded") toast(`Topped up ${money(payment.received_cents, payment.currency)}.`, "ok");
+    else toast("The card payment did not go through; nothing was charged.", "error");
+    await loadBalance();
+    await loadHistory();
+  } catch (err) {
+    showError(err);
+  } finally {
+    box.hidden = true;
+    box.replaceChildren();
+    $("top-up").hidden = false;
+  }
+}
 
 // A purchase, refund or top-up elsewhere (another tab, a live show): the bell's socket says so (bell.js).
 window.addEventListener("livehub:wallet", (event) => {

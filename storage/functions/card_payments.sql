@@ -79,7 +79,10 @@ LANGUAGE sql STABLE AS $$
         'payment_id', p.id, 'user_id', p.user_id, 'purpose', p.purpose, 'status', p.status,
         'amount_cents', p.amount_cents, 'received_cents', p.received_cents, 'refunded_cents', p.refunded_cents,
         'disputed_cents', p.disputed_cents, 'currency', p.currency, 'created_at', p.created_at,
-        'succeeded_at', p.succeeded_at, 'owed_cents', owed_by(p.user_id));
+        'succeeded_at', p.succeeded_at, 'owed_cents', owed_by(p.user_id),
+        -- A checkout's payment (functions/card_checkout.sql): what came of its order.
+        'outcome', p.outcome, 'outcome_code', p.outcome_code, 'outcome_message', p.outcome_message,
+        'order_ids', p.order_ids);
 $$;
 
 -- What the provider says about an intent now: its status ('succeeded', 'processing', 'canceled',
@@ -128,6 +131,11 @@ BEGIN
            updated_at = now()
      WHERE id = p.id
     RETURNING * INTO p;
+    IF credit > 0 AND p.purpose = 'order' THEN
+        -- The checkout this money was for, in this transaction (functions/card_checkout.sql).
+        PERFORM apply_card_order(p.id);
+        SELECT * INTO p FROM card_payments WHERE id = p.id;
+    END IF;
     RETURN card_payment_json(p) || jsonb_build_object('credited_cents', credit, 'taken_back_cents', greatest(refund, 0));
 END $$;
 

@@ -1,0 +1,62 @@
+"""Card payments in Chromium, through localstripe's Stripe.js stand-in (tests/stripe_server.py): the page
+loads it from the server's configured Stripe.js URL, the buyer types the test card into its card fields,
+and the page shows the new balance once localstripe's webhook reached the node."""
+
+import re
+import uuid
+
+import pytest
+from playwright.async_api import expect
+
+from livehub.app import create_app
+
+WEBHOOK = "/api/payments/stripe/webhook"
+TEST_CARD = {"number": "4242424242424242", "exp_month": "12", "exp_year": "30", "cvc": "123", "postal_code": "10001"}
+
+
+@pytest.fixture
+async def client(aiohttp_client, stripe_settings, db):
+    return await aiohttp_client(create_app(stripe_settings))
+
+
+@pytest.fixture
+async def webhooks_to(client, stripe_server):
+    await stripe_server.register_webhook(str(client.make_url(WEBHOOK)))
+
+
+async def fill_card(box) -> None:
+    """The stand-in's card Element: one text input per field, named by its placeholder."""
+    for field, value in TEST_CARD.items():
+        await box.locator(f"input[placeholder={field}]").fill(value)
+
+
+async def test_a_wallet_top_up_by_card_raises_the_balance_once_the_webhook_came(client, make, open_page, webhooks_to):
+    buyer = await make.user()
+    page = await open_page("/wallet", buyer)
+    await expect(page.locator("#balance")).to_have_text("$0.00")
+    await page.fill("#top-up-amount", "25.00")
+    await page.click("#top-up button[type=submit]")
+    box = page.locator("#card-payment")
+    await expect(box.get_by_role("button", name=re.compile(r"Pay \$25\.00"))).to_be_visible()
+    await fill_card(box)
+    await box.get_by_role("button", name=re.compile("Pay")).click()
+    await expect(page.locator("#balance")).to_have_text("$25.00", timeout=30_000)
+    await expect(page.locator("#history tbody tr").first).to_contain_text("Top-up")
+
+
+async def test_a_declined_card_is_told_next_to_the_form(client, make, open_page, db, webhooks_to):
+    buyer = await make.user()
+    page = await open_page("/wallet", buyer)
+    await page.fill("#top-up-amount", "10.00")
+    await page.click("#top-up button[type=submit]")
+    box = page.locator("#card-payment")
+    await fill_card(box)
+    await box.locator("input[placeholder=number]").fill("4000000000000341")  # declined when charged
+    await box.get_by_role("button", name=re.compile("Pay")).click()
+    await expect(box.locator(".card-error")).not_to_be_empty()
+    assert (
+        await db.fetchval(
+            "SELECT count(*) FROM card_payments WHERE user_id = $1 AND status = 'succeeded'", uuid.UUID(buyer.id)
+        )
+        == 0
+    )
