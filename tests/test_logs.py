@@ -20,6 +20,7 @@ from livehub.api.request_id import HEADER
 from livehub.api.routing import Api
 from livehub.app import create_app
 from livehub.settings import Settings
+from livehub.tasks import Supervisor, cancel
 from smtp_server import body_text
 
 PASSWORD = "correct horse battery"
@@ -228,6 +229,28 @@ async def test_a_websockets_lines_carry_its_id_and_user(aiohttp_client, captured
     access = await captured.wait_for(access_line("/ws/me"))
     assert (access["request_id"], access["user_id"], access["route"]) == ("socket-9", user_id, "/ws/me")
     assert access["status"] == 101 and token not in captured.text
+
+
+async def test_a_loop_started_during_a_request_is_not_that_requests(captured):
+    """A one-shot step a request spawns is its work (its lines carry the request); a loop it happens to
+    start (a room's ticker, started by its first viewer) is the node's, and its lines carry none of it."""
+    logs.setup(Settings(log_format="json"), captured.stream)
+    tasks = Supervisor()
+
+    async def step() -> None:
+        logging.getLogger("livehub.step").warning("step")
+
+    with logs.bound(request_id="req-9", user_id="u-1", route="/ws/streams/{id}"):
+        tasks.spawn(step(), name="step")
+        loop = tasks.every(0.01, lambda: logging.getLogger("livehub.loop").warning("tick"), name="ticker")
+    try:
+        step = await captured.wait_for(lambda r: r["msg"] == "step")
+        tick = await captured.wait_for(lambda r: r["msg"] == "tick")
+    finally:
+        await cancel(loop)
+        await tasks.close()
+    assert (step["request_id"], step["user_id"]) == ("req-9", "u-1")
+    assert not {"request_id", "user_id", "route"} & tick.keys()
 
 
 async def test_the_access_log_can_be_turned_off(aiohttp_client, captured, settings, db):
