@@ -79,7 +79,9 @@ def captured():
 
 async def start_node(aiohttp_client, captured: Captured, settings, **updates):
     """A node with the probe route, its log set up as run.py does (JSON unless told), and its access log."""
-    settings = settings.model_copy(update={"log_format": "json", **updates})
+    # Pinned, whatever the environment running the tests says.
+    pinned = {"log_format": "json", "log_level": "INFO", "library_log_level": "WARNING", "access_log": True}
+    settings = settings.model_copy(update={**pinned, **updates})
     logs.setup(settings, captured.stream)
     app = create_app(settings)
     app.router.add_routes(probe.table())
@@ -234,7 +236,7 @@ async def test_a_websockets_lines_carry_its_id_and_user(aiohttp_client, captured
 async def test_a_loop_started_during_a_request_is_not_that_requests(captured):
     """A one-shot step a request spawns is its work (its lines carry the request); a loop it happens to
     start (a room's ticker, started by its first viewer) is the node's, and its lines carry none of it."""
-    logs.setup(Settings(log_format="json"), captured.stream)
+    logs.setup(Settings(log_format="json", log_level="INFO"), captured.stream)
     tasks = Supervisor()
 
     async def step() -> None:
@@ -263,7 +265,7 @@ async def test_the_access_log_can_be_turned_off(aiohttp_client, captured, settin
 
 
 def test_library_chatter_below_warning_is_not_written(captured):
-    logs.setup(Settings(log_format="json"), captured.stream)
+    logs.setup(Settings(log_format="json", log_level="INFO", library_log_level="WARNING"), captured.stream)
     logging.getLogger("aioice.ice").info("Connection(0) Check CandidatePair ... State.IN_PROGRESS")
     logging.getLogger("aiortc.rtcpeerconnection").debug("RTCPeerConnection() signalingState -> stable")
     logging.getLogger("aioice.ice").warning("Connection(0) ICE failed")
@@ -307,7 +309,7 @@ def test_secret_shaped_values_are_redacted_in_messages(logged, kept):
 
 
 def test_secret_named_fields_and_tracebacks_are_redacted(captured):
-    logs.setup(Settings(log_format="json"), captured.stream)
+    logs.setup(Settings(log_format="json", log_level="INFO"), captured.stream)
     try:
         raise RuntimeError("login failed for password=S3CR3T")
     except RuntimeError:
