@@ -193,6 +193,8 @@ async def test_who_may_scrape(aiohttp_client, database_url, db):
     wrong = {**outside, "Authorization": "Bearer s3cre"}
     await refused(client, wrong)
     assert REQUESTS in await scrape(client, **outside, Authorization="Bearer s3cret")
+    # A proxy that names its client another way is not trusted for it.
+    await refused(client, {"X-Real-IP": "127.0.0.1"})
     # A caller on the proxy's own host.
     assert REQUESTS in await scrape(client, **{"X-Forwarded-For": "127.0.0.1"})
 

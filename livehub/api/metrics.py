@@ -54,10 +54,10 @@ def _check_access(request: web.Request) -> None:
 
 
 def _real_client(request: web.Request) -> str | None:
-    if request.app[keys.SETTINGS].trusted_proxy_count:
+    if request.app[keys.SETTINGS].trusted_proxy_count and "X-Forwarded-For" in request.headers:
         return client_address(request)
     if any(h in request.headers for h in FORWARDING_HEADERS):
-        return None  # forwarded by a proxy we were not told to trust: not known to be local
+        return None  # forwarded without the header we were told to trust: not known to be local
     return request.remote
 
 
