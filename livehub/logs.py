@@ -201,10 +201,12 @@ def logfmt_value(value: Any) -> str:
 
 
 class LogfmtFormatter(logging.Formatter):
-    """key=value pairs on one line (for a terminal; still one record per line)."""
+    """key=value pairs on one line (for a terminal; still one record per line). A field with no value
+    (an anonymous request's user_id) is left out rather than written empty."""
 
     def format(self, record: logging.LogRecord) -> str:
-        return " ".join(f"{key}={logfmt_value(value)}" for key, value in _fields(record).items())
+        fields = _fields(record).items()
+        return " ".join(f"{key}={logfmt_value(value)}" for key, value in fields if value is not None)
 
 
 FORMATTERS = {"json": JsonFormatter, "logfmt": LogfmtFormatter}

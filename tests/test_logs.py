@@ -150,12 +150,14 @@ def test_a_json_line_is_one_object_with_its_fields(captured):
 
 
 def test_a_logfmt_line_quotes_what_needs_it(captured):
-    line = format_one("logfmt", a_record('said "hi" = hello\\there', shop="Hat Shop", n=2, empty="", exc=True))
+    line = format_one(
+        "logfmt", a_record('said "hi" = hello\\there', shop="Hat Shop", n=2, empty="", none=None, exc=True)
+    )
     assert "\n" not in line
     fields = parse_logfmt(line)
     assert fields["level"] == "warning" and fields["logger"] == "livehub.x"
     assert fields["msg"] == 'said "hi" = hello\\there'
-    assert fields["shop"] == "Hat Shop" and fields["n"] == "2" and fields["empty"] == ""
+    assert fields["shop"] == "Hat Shop" and fields["n"] == "2" and fields["empty"] == "" and "none" not in fields
     assert 'bad "value"\\non two lines' in fields["exc"]  # the traceback's line breaks escaped
 
 
