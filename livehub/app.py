@@ -51,7 +51,9 @@ from livehub.live.hub import Hub
 from livehub.mediastore import media_store
 from livehub.metrics import observe_db_acquire
 from livehub.settings import Settings
+from livehub.shop import payout_destinations
 from livehub.shop.payments import provider_named
+from livehub.shop.payouts import payout_provider_named
 from livehub.signin_limits import LoginLimiter
 from livehub.tasks import Supervisor, cancel
 from livehub.twofactor import TwoFactor
@@ -138,8 +140,16 @@ async def background(app: web.Application):
 
 
 async def money(app: web.Application):
-    """The payment provider. (Releasing earnings whose hold has passed is a job schedule: livehub/jobs.py.)"""
-    app[keys.PAYMENTS] = provider_named(app[keys.SETTINGS].payment_provider)
+    """The payment and payout providers, and payout destinations sealed under the first payout key.
+    (Releasing earnings whose hold has passed is a job schedule: livehub/jobs.py.)"""
+    settings = app[keys.SETTINGS]
+    app[keys.PAYMENTS] = provider_named(settings.payment_provider)
+    app[keys.PAYOUTS] = payout_provider_named(settings.payouts, settings)
+    box = app[keys.PAYOUT_BOX] = payout_destinations.payout_box(settings.payout_keys)
+    if not box.encrypts:
+        log.warning("LIVEHUB_PAYOUT_KEYS is not set: payout destinations (bank details) cannot be saved")
+    elif resealed := await payout_destinations.reseal_all(box, app[keys.POOL]):
+        log.info("sealed %d payout destinations under the first of LIVEHUB_PAYOUT_KEYS", resealed)
     yield
 
 

@@ -48,6 +48,7 @@ from livehub.mail import Mailer
 from livehub.mediastore import open_store
 from livehub.metrics import forget_ended, shared_by_worker_processes
 from livehub.settings import Settings
+from livehub.shop import payout_destinations
 from storage.db import create_pool, migrate
 
 log = logging.getLogger("livehub")
@@ -92,7 +93,10 @@ def database(settings: Settings):
     with EmbeddedPostgres(data_dir / "pgdata") as pg:
         log.info("embedded PostgreSQL on %s (data in %s)", pg.dsn, data_dir / "pgdata")
         asyncio.run(_create_database(pg.dsn, EMBEDDED_DATABASE))
-        yield settings.model_copy(update={"database_url": pg.dsn.rsplit("/", 1)[0] + "/" + EMBEDDED_DATABASE}), pg
+        update = {"database_url": pg.dsn.rsplit("/", 1)[0] + "/" + EMBEDDED_DATABASE}
+        if not settings.payout_keys:  # the embedded database's own key, beside it (payout_destinations.py)
+            update["payout_keys"] = [payout_destinations.embedded_key(data_dir)]
+        yield settings.model_copy(update=update), pg
 
 
 @contextlib.contextmanager

@@ -8,8 +8,10 @@ from aiohttp import web
 from livehub.api.cache import ListingCache
 from livehub.auth import PasswordHasher
 from livehub.live.hub import Hub
+from livehub.sealing import SecretBox
 from livehub.settings import Settings
 from livehub.shop.payments import PaymentProvider
+from livehub.shop.payouts import PayoutProvider
 from livehub.signin_limits import LoginLimiter
 from livehub.tasks import Supervisor
 from livehub.twofactor import TwoFactor
@@ -29,6 +31,9 @@ LOGIN_LIMITER = web.AppKey("login_limiter", LoginLimiter)
 TWO_FACTOR = web.AppKey("two_factor", TwoFactor)
 OPENAPI = web.AppKey("openapi", dict)
 PAYMENTS = web.AppKey("payments", PaymentProvider)
+# Who sends approved payouts (LIVEHUB_PAYOUTS), and the box payout destinations are sealed in.
+PAYOUTS = web.AppKey("payouts", PayoutProvider)
+PAYOUT_BOX = web.AppKey("payout_box", SecretBox)
 HUB = web.AppKey("hub", Hub)
 LISTING_CACHE = web.AppKey("listing_cache", ListingCache)
 # The media node is imported with aiortc only when the app starts with the aiortc backend.

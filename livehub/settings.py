@@ -147,6 +147,17 @@ class Settings(BaseSettings):
     card_reconcile_cron: str = "* * * * *"
     card_reconcile_after_s: int = Field(default=60, ge=0)
     card_reconcile_max_age_s: int = Field(default=7 * 24 * 3600, ge=60)
+    # Who sends payouts (docs/MONEY.md, "Payout providers"): "manual", an admin pays by bank transfer and
+    # records its reference when approving; "stripe-connect", a Stripe Transfer to the earner's connected
+    # account (with STRIPE_SECRET_KEY, and LIVEHUB_STRIPE_API_BASE if set); "instant-dev", nothing moves
+    # (development only).
+    payouts: Literal["manual", "instant-dev", "stripe-connect"] = "manual"
+    # The smallest payout a seller or host may ask for.
+    min_payout_cents: int = Field(default=1000, ge=1)
+    # Fernet keys (from `Fernet.generate_key()`) sealing payout destinations (bank details) in the database;
+    # the first seals, any opens. Empty: destinations cannot be saved (503), except that an embedded database
+    # (no DATABASE_URL) gets a key kept in data_dir/payout-keys (docs/OPERATIONS.md, "Payout destinations").
+    payout_keys: list[str] = []
 
     # How long a node serves a catalog listing page (GET /api/products) from memory; 0 turns it off.
     # Listing stock can be this much behind; product pages, orders and live rooms are always current.

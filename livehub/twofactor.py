@@ -21,8 +21,8 @@ from uuid import UUID
 import asyncpg
 import pyotp
 import segno
-from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
+from livehub import sealing
 from livehub.errors import Conflict, Forbidden, NotFound
 from livehub.settings import Settings
 from livehub.signin_limits import LoginLimiter, account_key
@@ -62,64 +62,16 @@ def matching_step(secret: str, code: str, now: float | None = None) -> int | Non
     return None
 
 
-def _fingerprint(key: str) -> str:
-    return hashlib.sha256(key.encode()).hexdigest()[:8]
-
-
-class SecretBox:
-    """Seals TOTP secrets for the database: 'fernet:<key fingerprint>:<token>' under the first key of
-    LIVEHUB_TWO_FACTOR_KEYS (any listed key opens), or 'plain:<secret>' when none is set."""
+class SecretBox(sealing.SecretBox):
+    """Seals TOTP secrets under LIVEHUB_TWO_FACTOR_KEYS (livehub/sealing.py); without keys they are stored as
+    they are ('plain:<secret>')."""
 
     def __init__(self, keys: list[str]):
-        try:
-            self._fernet = MultiFernet([Fernet(k) for k in keys]) if keys else None
-        except ValueError as exc:
-            raise RuntimeError(f"LIVEHUB_TWO_FACTOR_KEYS: not a Fernet key ({exc})") from None
-        self._primary = _fingerprint(keys[0]) if keys else None
-
-    @property
-    def encrypts(self) -> bool:
-        return self._fernet is not None
-
-    def seal(self, secret: str) -> str:
-        if self._fernet is None:
-            return f"plain:{secret}"
-        return f"fernet:{self._primary}:{self._fernet.encrypt(secret.encode()).decode()}"
-
-    def open(self, stored: str) -> str:
-        kind, _, rest = stored.partition(":")
-        if kind == "plain":
-            return rest
-        if self._fernet is None:
-            raise RuntimeError("a two-factor secret is sealed but LIVEHUB_TWO_FACTOR_KEYS is not set")
-        try:
-            return self._fernet.decrypt(rest.partition(":")[2].encode()).decode()
-        except InvalidToken:
-            raise RuntimeError(
-                f"a two-factor secret is sealed with a key (fingerprint {rest.partition(':')[0]}) that is not "
-                "in LIVEHUB_TWO_FACTOR_KEYS"
-            ) from None
-
-    def current(self, stored: str) -> bool:
-        return stored.startswith(f"fernet:{self._primary}:") if self._primary else stored.startswith("plain:")
+        super().__init__(keys, "LIVEHUB_TWO_FACTOR_KEYS", "a two-factor secret")
 
     async def reseal_all(self, pool: asyncpg.Pool) -> int:
-        """Seal every secret under the first key (a key was set or rotated); returns how many changed.
-        Refuses (RuntimeError) when a secret cannot be opened with the keys given."""
-        changed = 0
-        for row in await pool.fetch("SELECT user_id, secret FROM two_factor"):
-            if self.current(row["secret"]):
-                continue
-            sealed = self.seal(self.open(row["secret"]))
-            # Only if nobody changed it meanwhile (another node resealing, the user starting over).
-            status = await pool.execute(
-                "UPDATE two_factor SET secret = $3 WHERE user_id = $1 AND secret = $2",
-                row["user_id"],
-                row["secret"],
-                sealed,
-            )
-            changed += status == "UPDATE 1"
-        return changed
+        """Seal every secret under the first key (a key was set or rotated); returns how many changed."""
+        return await self.reseal(pool, "two_factor", "user_id", "secret")
 
 
 class TwoFactor:

@@ -21,6 +21,7 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import pyotp
 import pytest
+from cryptography.fernet import Fernet
 from stripe_server import stripe_server, stripe_settings  # noqa: F401  (fixtures: localstripe, settings paying by card)
 
 from livehub import keys
@@ -105,6 +106,9 @@ TEST_DATA_DIR = Path(tempfile.mkdtemp(prefix="livehub-tests-"))
 atexit.register(shutil.rmtree, TEST_DATA_DIR, ignore_errors=True)
 
 
+PAYOUT_KEY = Fernet.generate_key().decode()
+
+
 def settings_for(database_url: str) -> Settings:
     """Settings for an app on the test database."""
     # argon2id with a small cost keeps the suite fast; the algorithm and code path are the real ones.
@@ -125,6 +129,11 @@ def settings_for(database_url: str) -> Settings:
         job_retry_max_s=2.0,
         job_poll_s=0.2,
         job_drain_s=5.0,
+        # Payouts: sent at once (tests/test_payout_destinations.py sets manual), any amount, destinations
+        # sealed under a key of the run's.
+        payouts="instant-dev",
+        min_payout_cents=1,
+        payout_keys=[PAYOUT_KEY],
     )
 
 
@@ -308,6 +317,13 @@ class Factory:
         account.recovery_codes = (await res.json())["recovery_codes"]
         return account
 
+    async def payout_destination(self, account: Account, **fields: Any) -> dict:
+        """Saves a payout destination (a German IBAN unless told) for `account` through the API."""
+        body = {"holder_name": account.user["display_name"], "country": "DE", "iban": "DE89370400440532013000"}
+        res = await self.client.put("/api/me/payout-destination", json={**body, **fields}, headers=account.headers)
+        assert res.status == 200, await res.text()
+        return (await res.json())["destination"]
+
     async def admin(self) -> Account:
         """An admin, with the two-factor sign-in every admin needs."""
         account = await self.user()
@@ -315,10 +331,11 @@ class Factory:
         return await self.two_factor(account)
 
     async def seller(self, *, approved: bool = True, shop_name: str | None = None, two_factor: bool = False) -> Account:
-        """A seller (approved unless told); with two_factor, able to ask for payouts."""
+        """A seller (approved unless told); with two_factor (and a payout destination), able to ask for payouts."""
         account = await self.user()
         if two_factor:
             await self.two_factor(account)
+            await self.payout_destination(account)
         res = await self.client.post(
             "/api/sellers/apply", json={"shop_name": shop_name or f"Shop {self._n}"}, headers=account.headers
         )

@@ -261,6 +261,13 @@ class ShopMachine(RuleBasedStateMachine):
         self.seller_user = {"A": await user("seller-a"), "B": await user("seller-b")}
         self.host = await user("host")
         self.admin = await user("admin", ("viewer", "admin"))
+        # Every earner has a payout destination (its sealing is livehub's; the rules here only need one).
+        for earner in (*self.seller_user.values(), self.host):
+            await c.execute(
+                """INSERT INTO payout_destinations (user_id, holder_name, country, kind, last4, sealed)
+                   VALUES ($1, 'Earner', 'DE', 'iban', '3000', 'fernet:test:sealed')""",
+                earner,
+            )
         self.country = {}
         for buyer, country in zip(self.buyers, COUNTRIES, strict=True):
             self.country[buyer] = country

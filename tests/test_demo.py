@@ -94,6 +94,7 @@ async def test_demo_seller_can_ask_for_a_payout_and_viewers_can_buy_goods_that_s
         return Account(user=body["user"], token=body["token"], password=demo.PASSWORD)
 
     seller = await make.two_factor(await sign_in(demo.SELLER))
+    await make.payout_destination(seller)  # the seller page asks for the bank account first
     earnings = await (await client.get("/api/seller/earnings", headers=seller.headers)).json()
     assert earnings["available_cents"] > 0 and earnings["pending_cents"] == 0
     res = await client.post(

@@ -251,6 +251,8 @@ class World:
         tracking = {"carrier": "DHL", "tracking_number": "FUZZ-1"}
         self.call("POST", f"/api/orders/{delivered}/ship", token, json=tracking)
         self.call("POST", f"/api/orders/{delivered}/deliver", buyer_token)
+        destination = {"holder_name": "Fuzz Shop", "country": "DE", "iban": "DE89370400440532013000"}
+        self.call("PUT", "/api/me/payout-destination", token, json=destination)
         payout = self.call("POST", "/api/seller/payouts", token, json={"amount_cents": 100})["payout"]["id"]
 
         # Another seller, whom the fuzzing user buys from (and whom the admin fuzzing may suspend).

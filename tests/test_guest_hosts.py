@@ -263,6 +263,7 @@ async def test_a_sale_pays_the_host_commission_and_the_host_asks_for_a_payout(cl
     res = await post(client, host, "/api/seller/payouts", json={"amount_cents": commission})
     await error_of(res, 403)
     await make.two_factor(host)
+    await make.payout_destination(host)  # and where it goes
     await error_of(await post(client, host, "/api/seller/payouts", json={"amount_cents": commission + 1}), 409)
     payout = (await ok(await post(client, host, "/api/seller/payouts", json={"amount_cents": commission}), 201))[
         "payout"
@@ -270,7 +271,7 @@ async def test_a_sale_pays_the_host_commission_and_the_host_asks_for_a_payout(cl
     assert (payout["user_id"], payout["amount_cents"], payout["status"]) == (host.id, commission, "requested")
     summary = await ok(await client.get("/api/seller/earnings", headers=host.headers))
     assert (summary["available_cents"], summary["payouts_requested_cents"]) == (0, commission)
-    res = await client.post(f"/api/admin/payouts/{payout['id']}/approve", headers=admin.headers)
+    res = await client.post(f"/api/admin/payouts/{payout['id']}/approve", json={}, headers=admin.headers)
     assert res.status == 200, await res.text()
     await assert_books_balanced(db)
 

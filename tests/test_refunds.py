@@ -322,24 +322,24 @@ async def test_delivery_makes_earnings_available_and_payouts(client, make, db):
     assert rejected["status"] == "rejected" and rejected["reason"] == "check ID" and rejected["decided_at"]
     summary = await earnings(client, w.seller)
     assert (summary["available_cents"], summary["payouts_requested_cents"]) == (900, 0)
-    res = await client.post(f"/api/admin/payouts/{payout['id']}/approve", headers=w.admin.headers)
+    res = await client.post(f"/api/admin/payouts/{payout['id']}/approve", json={}, headers=w.admin.headers)
     await error_of(res, 409, "conflict")
 
     # Request everything, approve: paid out with the provider's reference; a second approval is refused.
     res = await client.post("/api/seller/payouts", json={"amount_cents": 900}, headers=w.seller.headers)
     assert res.status == 201, await res.text()
     payout = (await res.json())["payout"]
-    res = await client.post(f"/api/admin/payouts/{payout['id']}/approve", headers=w.seller.headers)
+    res = await client.post(f"/api/admin/payouts/{payout['id']}/approve", json={}, headers=w.seller.headers)
     await error_of(res, 403, "forbidden")
-    res = await client.post(f"/api/admin/payouts/{payout['id']}/approve", headers=w.admin.headers)
+    res = await client.post(f"/api/admin/payouts/{payout['id']}/approve", json={}, headers=w.admin.headers)
     assert res.status == 200, await res.text()
     paid = (await res.json())["payout"]
     assert paid["status"] == "paid" and paid["provider_reference"]
-    res = await client.post(f"/api/admin/payouts/{payout['id']}/approve", headers=w.admin.headers)
+    res = await client.post(f"/api/admin/payouts/{payout['id']}/approve", json={}, headers=w.admin.headers)
     await error_of(res, 409, "conflict")
     res = await client.post(f"/api/admin/payouts/{payout['id']}/reject", json={"reason": "x"}, headers=w.admin.headers)
     await error_of(res, 409, "conflict")
-    res = await client.post(f"/api/admin/payouts/{uuid.uuid4()}/approve", headers=w.admin.headers)
+    res = await client.post(f"/api/admin/payouts/{uuid.uuid4()}/approve", json={}, headers=w.admin.headers)
     await error_of(res, 404, "not_found")
 
     summary = await earnings(client, w.seller)
@@ -359,7 +359,7 @@ async def test_concurrent_approvals_pay_once(client, make, db):
     res = await client.post("/api/seller/payouts", json={"amount_cents": 900}, headers=w.seller.headers)
     payout = (await res.json())["payout"]
     results = await asyncio.gather(
-        *(client.post(f"/api/admin/payouts/{payout['id']}/approve", headers=w.admin.headers) for _ in range(3))
+        *(client.post(f"/api/admin/payouts/{payout['id']}/approve", json={}, headers=w.admin.headers) for _ in range(3))
     )
     for r in results:
         await r.read()
@@ -370,6 +370,7 @@ async def test_concurrent_approvals_pay_once(client, make, db):
 async def test_stream_host_earns_commission(client, make, db):
     w = await world(client, db, make)
     host = await make.two_factor(await make.user())  # paid out below, which needs the second factor
+    await make.payout_destination(host)  # and a destination
     stream = await db.fetchval(
         """INSERT INTO streams (seller_id, host_id, title, status, host_commission_bps)
            VALUES ($1, $2, 'Live', 'live', 500) RETURNING id""",

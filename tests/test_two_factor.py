@@ -235,7 +235,7 @@ async def test_admin_money_actions_need_a_fresh_code_each_time(client, make, db)
         res = await client.post("/api/seller/payouts", json={"amount_cents": 100}, headers=seller.headers)
         payouts.append((await ok(res, 201))["payout"]["id"])
     for path, json in (
-        (f"/api/admin/payouts/{payouts[0]}/approve", None),
+        (f"/api/admin/payouts/{payouts[0]}/approve", {}),
         (f"/api/admin/payouts/{payouts[1]}/reject", {"reason": "check ID"}),
     ):
         await error_of(await client.post(path, json=json, headers=bearer(admin)), 403, "forbidden")
@@ -262,6 +262,7 @@ async def test_payouts_need_two_factor_on(client, make, db):
     err = await error_of(res, 403, "forbidden")
     assert err["details"] == {"two_factor_setup_required": True} and "two-factor" in err["message"]
     await make.two_factor(seller)
+    await make.payout_destination(seller)
     # Past the check: nothing to pay out yet.
     res = await client.post("/api/seller/payouts", json={"amount_cents": 1}, headers=seller.headers)
     await error_of(res, 409, "insufficient_funds")

@@ -11,10 +11,11 @@ from livehub import keys
 from livehub.api.catalog import CategoryOut
 from livehub.api.models import Page, PageQuery, Text
 from livehub.api.orders import OrderOut, OrderQuery
-from livehub.api.payouts import PayoutEnvelope, PayoutOut, PayoutQuery
+from livehub.api.payouts import PayoutDestinationFull, PayoutEnvelope, PayoutOut, PayoutQuery
 from livehub.api.routing import Api, Model, Out, db, path_id, principal
 from livehub.api.sellers import SellerEnvelope, SellerOut
 from livehub.api.wallet import WalletOut
+from livehub.errors import NotFound
 from livehub.shop import catalog, orders, payouts, reports, sellers, wallet
 
 api = Api("admin")
@@ -187,12 +188,45 @@ async def list_all_payouts(request: web.Request, query: PayoutQuery) -> Page[Pay
     return Page[PayoutOut].model_validate(page)
 
 
-@api.post(
-    "/api/admin/payouts/{id}/approve", auth="admin", response=PayoutEnvelope, audit="payout.approve", fresh_code=True
+class ApproveIn(Model):
+    reference: Text | None = Field(
+        default=None, description="the bank transfer's reference: required with manual payouts (LIVEHUB_PAYOUTS)"
+    )
+
+
+class PayoutDecisionOut(Out):
+    payout: PayoutOut
+    destination: PayoutDestinationFull | None = Field(
+        description="the destination the payout pays, in full; null for a payout from before destinations"
+    )
+
+
+@api.get(
+    "/api/admin/payouts/{id}",
+    auth="admin",
+    response=PayoutDecisionOut,
+    audit="payout.view_destination",
 )
-async def approve_payout(request: web.Request) -> PayoutEnvelope:
-    """Approve a payout: the payment provider sends the money"""
-    return await _decide(request, approve=True, reason=None)
+async def payout_decision_view(request: web.Request) -> PayoutDecisionOut:
+    """A payout with the bank details it pays, in full, to pay it by hand (every look is audit-logged)"""
+    found = await payouts.with_destination(db(request), request.app[keys.PAYOUT_BOX], path_id(request))
+    if found is None:
+        raise NotFound("payout not found")
+    payout, destination = found
+    return PayoutDecisionOut(payout=PayoutOut.model_validate(payout), destination=destination)
+
+
+@api.post(
+    "/api/admin/payouts/{id}/approve",
+    auth="admin",
+    body=ApproveIn,
+    response=PayoutEnvelope,
+    audit="payout.approve",
+    fresh_code=True,
+)
+async def approve_payout(request: web.Request, body: ApproveIn) -> PayoutEnvelope:
+    """Approve a payout: the payout provider sends the money (manual: you did, and give the reference)"""
+    return await _decide(request, approve=True, reason=None, reference=body.reference)
 
 
 @api.post(
@@ -205,17 +239,33 @@ async def approve_payout(request: web.Request) -> PayoutEnvelope:
 )
 async def reject_payout(request: web.Request, body: RejectIn) -> PayoutEnvelope:
     """Reject a payout: the amount returns to the seller's available earnings"""
-    return await _decide(request, approve=False, reason=body.reason)
+    return await _decide(request, approve=False, reason=body.reason, reference=None)
 
 
-async def _decide(request: web.Request, *, approve: bool, reason: str | None) -> PayoutEnvelope:
+@api.post(
+    "/api/admin/payouts/{id}/fail",
+    auth="admin",
+    body=RejectIn,
+    response=PayoutEnvelope,
+    audit="payout.fail",
+    fresh_code=True,
+)
+async def fail_payout(request: web.Request, body: RejectIn) -> PayoutEnvelope:
+    """A paid payout came back from the bank: its amount is the seller's available earnings again (once)"""
+    payout = await payouts.fail(db(request), path_id(request), principal(request).user_id, body.reason)
+    return PayoutEnvelope(payout=payout)
+
+
+async def _decide(request: web.Request, *, approve: bool, reason: str | None, reference: str | None) -> PayoutEnvelope:
     payout = await payouts.decide(
         db(request),
-        request.app[keys.PAYMENTS],
+        request.app[keys.PAYOUTS],
+        request.app[keys.PAYOUT_BOX],
         path_id(request),
         principal(request).user_id,
         approve=approve,
         reason=reason,
+        reference=reference,
         currency=request.app[keys.SETTINGS].currency,
     )
     return PayoutEnvelope(payout=payout)

@@ -1,19 +1,72 @@
-"""Earnings and payouts for sellers and stream hosts."""
+"""Earnings and payouts for sellers and stream hosts, and the payout destination (bank account) they go to."""
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 from uuid import UUID
 
 from aiohttp import web
+from pydantic import Field, StringConstraints
 
-from livehub.api.models import Amount, Page, PageQuery
+from livehub import keys
+from livehub.api.models import Amount, Page, PageQuery, Text
 from livehub.api.routing import Api, Model, Out, db, principal
-from livehub.shop import payouts
+from livehub.errors import BadSignature, NotFound, PayloadTooLarge
+from livehub.shop import payout_destinations, payouts, stripe_connect
 from livehub.twofactor import require_enabled
 
 api = Api("payouts")
 
-PayoutStatus = Literal["requested", "paid", "rejected"]
+PayoutStatus = Literal["requested", "paid", "rejected", "failed"]
+# Letters, digits, spaces and dashes as people type them; the checks are in shop/payout_destinations.py.
+BankNumber = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=50, pattern=r"^[A-Za-z0-9 -]+$")
+]
+
+
+class PayoutDestinationIn(Model):
+    holder_name: Text = Field(description="the account holder's name, as the bank has it")
+    country: Annotated[str, StringConstraints(pattern=r"^[A-Za-z]{2}$")] = Field(
+        description="ISO 3166 alpha-2 country of the bank"
+    )
+    iban: BankNumber | None = Field(default=None, description="in IBAN countries (checked with its check digits)")
+    account_number: BankNumber | None = Field(default=None, description="elsewhere, with routing_number")
+    routing_number: BankNumber | None = Field(
+        default=None, description="routing, sort or transit code (a US one is an ABA number)"
+    )
+    connect_account_id: Annotated[str, StringConstraints(pattern=r"^acct_[A-Za-z0-9]{1,64}$")] | None = Field(
+        default=None, description="a Stripe connected account, where payouts are sent with Stripe Connect"
+    )
+
+
+class PayoutDestinationCopy(Out):
+    """The destination a payout pays, as it was when the payout was asked for (masked)."""
+
+    holder_name: str
+    country: str
+    kind: Literal["iban", "account"]
+    last4: str = Field(description="the last four characters of the IBAN or account number; never more")
+    connect_account_id: str | None
+
+
+class PayoutDestinationOut(PayoutDestinationCopy):
+    """Your payout destination: masked, and when it last changed."""
+
+    updated_at: datetime
+
+
+class PayoutDestinationEnvelope(Out):
+    destination: PayoutDestinationOut | None
+
+
+class PayoutDestinationFull(Out):
+    """The destination in full: only in an admin's payout decision view."""
+
+    holder_name: str
+    country: str
+    kind: Literal["iban", "account"]
+    number: str = Field(description="the IBAN or account number")
+    routing_number: str | None
+    connect_account_id: str | None
 
 
 class EarningOut(Out):
@@ -47,6 +100,9 @@ class PayoutOut(Out):
     reason: str | None
     requested_at: datetime
     decided_at: datetime | None
+    destination: PayoutDestinationCopy | None = Field(description="null for a payout from before destinations")
+    provider: str | None = Field(description="who sent it: manual, instant-dev or stripe-connect")
+    failed_at: datetime | None = Field(description="when a sent payout came back (its amount is available again)")
 
 
 class PayoutEnvelope(Out):
@@ -66,8 +122,13 @@ async def get_earnings(request: web.Request) -> EarningsOut:
 @api.post("/api/seller/payouts", auth="user", body=PayoutIn, response=PayoutEnvelope, status=201, idempotent=True)
 async def request_payout(request: web.Request, body: PayoutIn) -> PayoutEnvelope:
     """Ask for a payout of available earnings (two-factor sign-in must be on); an admin approves it"""
+    """Needs a payout destination (409 with details.payout_destination_required) and at least
+    LIVEHUB_MIN_PAYOUT_CENTS (422 with details.min_payout_cents)."""
     require_enabled(principal(request).two_factor, "payouts go only to accounts with a second factor")
-    return PayoutEnvelope(payout=await payouts.request(db(request), principal(request).user_id, body.amount_cents))
+    payout = await payouts.request(
+        db(request), principal(request).user_id, body.amount_cents, request.app[keys.SETTINGS].min_payout_cents
+    )
+    return PayoutEnvelope(payout=payout)
 
 
 @api.get("/api/seller/payouts", auth="user", query=PayoutQuery, response=Page[PayoutOut])
@@ -81,3 +142,66 @@ async def list_payouts(request: web.Request, query: PayoutQuery) -> Page[PayoutO
         before=query.cursor,
     )
     return Page[PayoutOut].model_validate(page)
+
+
+@api.get("/api/me/payout-destination", auth="user", response=PayoutDestinationEnvelope)
+async def get_payout_destination(request: web.Request) -> PayoutDestinationEnvelope:
+    """Where your payouts go, masked (the last four characters only); null until you add one"""
+    destination = await payout_destinations.masked(db(request), principal(request).user_id)
+    return PayoutDestinationEnvelope(destination=destination)
+
+
+@api.route(
+    "PUT",
+    "/api/me/payout-destination",
+    auth="user",
+    body=PayoutDestinationIn,
+    response=PayoutDestinationEnvelope,
+    errors={503: "payout keys are not set on this server (bank details are never stored unencrypted)"},
+)
+async def put_payout_destination(request: web.Request, body: PayoutDestinationIn) -> PayoutDestinationEnvelope:
+    """Add or change where your payouts go: an IBAN in IBAN countries, else account and routing number"""
+    destination = payout_destinations.checked(
+        holder_name=body.holder_name,
+        country=body.country,
+        iban=body.iban,
+        account_number=body.account_number,
+        routing_number=body.routing_number,
+        connect_account_id=body.connect_account_id,
+    )
+    saved = await payout_destinations.save(
+        db(request), request.app[keys.PAYOUT_BOX], principal(request).user_id, destination
+    )
+    return PayoutDestinationEnvelope(destination=saved)
+
+
+@api.delete("/api/me/payout-destination", auth="user", status=204)
+async def delete_payout_destination(request: web.Request) -> None:
+    """Remove your payout destination (payouts already asked for still go where they were asked to)"""
+    await payout_destinations.remove(db(request), principal(request).user_id)
+
+
+class PayoutWebhookOut(Out):
+    received: bool
+    result: str = Field(description="applied, ignored (an event type or partial reversal we leave) or not_ours")
+
+
+@api.post(
+    "/api/payouts/stripe/webhook",
+    response=PayoutWebhookOut,
+    errors={400: "the Stripe-Signature header is missing or does not verify", 404: "Stripe Connect payouts are off"},
+)
+async def stripe_connect_webhook(request: web.Request) -> PayoutWebhookOut:
+    """Stripe Connect's events for payouts (signed with STRIPE_WEBHOOK_SECRET): a reversed transfer fails its
+    payout, returning the amount to the earner's available earnings once"""
+    settings = request.app[keys.SETTINGS]
+    if settings.payouts != "stripe-connect" or not settings.stripe_webhook_secret:
+        raise NotFound("Stripe Connect payouts are not enabled here (LIVEHUB_PAYOUTS, STRIPE_WEBHOOK_SECRET)")
+    if (request.content_length or 0) > settings.max_json_bytes:
+        raise PayloadTooLarge()
+    payload = await request.read()
+    try:
+        event = stripe_connect.verify(payload, request.headers.get("Stripe-Signature"), settings.stripe_webhook_secret)
+    except ValueError as exc:
+        raise BadSignature("the Stripe signature does not verify", {"reason": str(exc)}) from exc
+    return PayoutWebhookOut(received=True, result=await stripe_connect.handle_event(db(request), event))

@@ -1,11 +1,66 @@
-"""Earnings and payouts of sellers and stream hosts."""
+"""Earnings and payouts of sellers and stream hosts, and the payout providers that send them.
 
+A payout pays the destination it copied when it was asked for (functions/orders.sql, request_payout).
+Approving one hands it to the node's payout provider (LIVEHUB_PAYOUTS), then the books record it leaving;
+a paid payout that comes back (fail) returns its amount to the available earnings, once.
+"""
+
+from typing import Protocol
 from uuid import UUID
 
-from livehub.shop.payments import PaymentProvider
+from livehub.errors import ValidationFailed
+from livehub.sealing import SecretBox
+from livehub.shop import payout_destinations
+from livehub.shop.payments import InstantDevProvider
 from storage.db import DB, transaction
 
-PAYOUT_COLUMNS = "id, user_id, amount_cents, status, provider_reference, reason, requested_at, decided_at"
+PAYOUT_COLUMNS = (
+    "id, user_id, amount_cents, status, provider_reference, reason, requested_at, decided_at, destination, "
+    "provider, failed_at"
+)
+
+
+class PayoutProvider(Protocol):
+    name: str
+
+    async def send_payout(self, payout: dict, destination: dict, currency: str, reference: str | None) -> str:
+        """Send the payout to `destination` (opened: number, routing number, connected account); returns the
+        reference its books entry carries. `reference` is what the approving admin typed, if anything."""
+
+
+class ManualPayouts:
+    """The admin pays by bank transfer from the platform's bank and types the transfer's reference when
+    approving; nothing is sent from here. The reference is required, so every paid payout can be traced
+    to a bank statement line."""
+
+    name = "manual"
+
+    async def send_payout(self, payout: dict, destination: dict, currency: str, reference: str | None) -> str:
+        if not reference:
+            raise ValidationFailed(
+                "type the bank transfer's reference: with manual payouts you pay it yourself, then approve",
+                {"field": "reference"},
+            )
+        return reference
+
+
+class InstantDevPayouts:
+    """Development only: the payment provider's pretend payout (livehub/shop/payments.py)."""
+
+    name = "instant-dev"
+
+    async def send_payout(self, payout: dict, destination: dict, currency: str, reference: str | None) -> str:
+        return reference or await InstantDevProvider().send_payout(
+            payout["id"], payout["user_id"], payout["amount_cents"], currency
+        )
+
+
+def payout_provider_named(name: str, settings) -> PayoutProvider:
+    if name == "stripe-connect":
+        from livehub.shop.stripe_connect import StripeConnectPayouts
+
+        return StripeConnectPayouts(settings)
+    return {"manual": ManualPayouts, "instant-dev": InstantDevPayouts}[name]()
 
 
 async def summary(db: DB, user_id: UUID) -> dict:
@@ -28,8 +83,28 @@ async def summary(db: DB, user_id: UUID) -> dict:
     }
 
 
-async def request(db: DB, user_id: UUID, amount_cents: int) -> dict:
-    row = await db.fetchrow(f"SELECT {PAYOUT_COLUMNS} FROM request_payout($1, $2)", user_id, amount_cents)
+async def request(db: DB, user_id: UUID, amount_cents: int, min_cents: int) -> dict:
+    row = await db.fetchrow(
+        f"SELECT {PAYOUT_COLUMNS} FROM request_payout($1, $2, $3)", user_id, amount_cents, min_cents
+    )
+    return dict(row)
+
+
+async def with_destination(db: DB, box: SecretBox, payout_id: UUID) -> tuple[dict, dict | None] | None:
+    """A payout, and the destination it pays opened in full (number, routing number): the admin's decision
+    view. None for an unknown payout; the destination None for one asked for before destinations existed."""
+    row = await db.fetchrow(f"SELECT {PAYOUT_COLUMNS}, destination_sealed FROM payouts WHERE id = $1", payout_id)
+    if row is None:
+        return None
+    payout = dict(row)
+    sealed = payout.pop("destination_sealed")
+    full = payout_destinations.opened(box, payout["destination"], sealed) if sealed is not None else None
+    return payout, full
+
+
+async def fail(db: DB, payout_id: UUID, actor_id: UUID | None, reason: str) -> dict:
+    """A paid payout came back: its amount is available earnings again (once, however often this is said)."""
+    row = await db.fetchrow(f"SELECT {PAYOUT_COLUMNS} FROM fail_payout($1, $2, $3)", payout_id, actor_id, reason)
     return dict(row)
 
 
@@ -50,30 +125,38 @@ async def list_payouts(db: DB, *, user_id: UUID | None, status: str | None, limi
 
 async def decide(
     db: DB,
-    provider: PaymentProvider,
+    provider: PayoutProvider,
+    box: SecretBox,
     payout_id: UUID,
     admin_id: UUID,
     *,
     approve: bool,
     reason: str | None,
+    reference: str | None,
     currency: str,
 ) -> dict:
-    """Approve (the provider sends the money, then the books record it) or reject a payout request.
-    The payout row stays locked throughout, so two admins cannot send one payout twice."""
+    """Approve (the provider sends the money to the payout's own copy of its destination, then the books
+    record it) or reject a payout request. The payout row stays locked throughout, so two admins cannot
+    send one payout twice."""
     async with transaction(db) as conn:
         payout = await conn.fetchrow(
             "SELECT * FROM payouts WHERE id = $1 AND status = 'requested' FOR UPDATE", payout_id
         )
-        reference = None
         if payout is not None and approve:
-            reference = await provider.send_payout(payout_id, payout["user_id"], payout["amount_cents"], currency)
+            destination = (
+                payout_destinations.opened(box, payout["destination"], payout["destination_sealed"])
+                if payout["destination_sealed"] is not None
+                else {}
+            )
+            reference = await provider.send_payout(dict(payout), destination, currency, reference)
         # The storage function gives not_found / conflict for a missing or already decided payout.
         row = await conn.fetchrow(
-            f"SELECT {PAYOUT_COLUMNS} FROM decide_payout($1, $2, $3, $4, $5)",
+            f"SELECT {PAYOUT_COLUMNS} FROM decide_payout($1, $2, $3, $4, $5, $6)",
             payout_id,
             admin_id,
             approve,
-            reference,
+            reference if approve else None,
             reason,
+            provider.name if approve else None,
         )
         return dict(row)

@@ -304,7 +304,7 @@ function fillWalletRow(row, w, note = null) {
 function loadPayouts(more) {
   const status = $("payouts-status").value;
   const params = { limit: "50", ...(status ? { status } : {}) };
-  return loadPage("payouts", "/api/admin/payouts", params, $("payouts-table").tBodies[0], payoutRow, 5,
+  return loadPage("payouts", "/api/admin/payouts", params, $("payouts-table").tBodies[0], payoutRow, 6,
     status === "requested" ? "No payouts waiting." : "No payouts.", more);
 }
 
@@ -314,56 +314,105 @@ function payoutRow(payout) {
   return row;
 }
 
+// The destination a payout pays, masked as the payout copied it when asked for.
+function maskedDestination(d) {
+  if (!d) return "no destination on record";
+  return `${d.holder_name} · ${d.kind === "iban" ? "IBAN" : "account"} …${d.last4} · ${d.country}`;
+}
+
+// The bank details in full, to pay by hand: fetched only when asked for (each look is in the audit log).
+function bankDetails(payout) {
+  const slot = h("div", { class: "muted" });
+  const show = h("button", { type: "button", "aria-label": `Show bank details of the payout of ${fmt(payout.amount_cents)}` }, "Show bank details");
+  show.addEventListener("click", async () => {
+    show.disabled = true;
+    try {
+      const { destination: d } = await api("GET", `/api/admin/payouts/${payout.id}`);
+      slot.replaceChildren(
+        d
+          ? h("dl", { class: "bank-details" },
+            h("dt", {}, "Holder"), h("dd", {}, d.holder_name),
+            h("dt", {}, d.kind === "iban" ? "IBAN" : "Account number"), h("dd", {}, d.number),
+            ...(d.routing_number ? [h("dt", {}, "Routing number"), h("dd", {}, d.routing_number)] : []),
+            h("dt", {}, "Country"), h("dd", {}, d.country),
+            ...(d.connect_account_id ? [h("dt", {}, "Stripe account"), h("dd", {}, d.connect_account_id)] : []))
+          : "No destination on record for this payout.",
+      );
+      show.remove();
+    } catch (err) {
+      show.disabled = false;
+      showError(err);
+    }
+  });
+  return h("div", {}, show, slot);
+}
+
+// A decision that takes a reason (reject, fail): the form that sends it and redraws the row.
+function reasonForm(row, payout, action, { placeholder, reasonLabel, button, buttonLabel, done }) {
+  const reason = h("input", { required: true, maxlength: "200", placeholder, "aria-label": reasonLabel });
+  const form = h("form", { class: "row compact" }, reason,
+    h("button", { type: "submit", "aria-label": buttonLabel }, button));
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const result = await submitting(form, () =>
+      api("POST", `/api/admin/payouts/${payout.id}/${action}`, { reason: reason.value }),
+    ).catch(() => null);
+    if (result) {
+      fillPayoutRow(row, result.payout);
+      toast(done, "ok");
+    }
+  });
+  return form;
+}
+
 function fillPayoutRow(row, payout) {
   const actions = h("div", { class: "row compact" });
   const amountText = fmt(payout.amount_cents);
   if (payout.status === "requested") {
-    const approve = h(
-      "button",
-      {
-        type: "button",
-        class: "primary",
-        "aria-label": `Approve payout of ${amountText}`,
-        onclick: async () => {
-          approve.disabled = true;
-          try {
-            const result = await api("POST", `/api/admin/payouts/${payout.id}/approve`);
-            fillPayoutRow(row, result.payout);
-            toast(`Payout of ${amountText} sent.`, "ok");
-          } catch (err) {
-            approve.disabled = false;
-            showError(err);
-          }
-        },
-      },
-      "Approve",
-    );
-    const reason = h("input", {
-      required: true, maxlength: "200", placeholder: "Reason", "aria-label": `Reason to reject the payout of ${amountText}`,
+    // Approving: with manual payouts the admin has paid by bank transfer and types its reference.
+    const reference = h("input", {
+      name: "reference", maxlength: "200", placeholder: "Bank reference",
+      "aria-label": `Bank transfer reference for the payout of ${amountText}`,
     });
-    const reject = h(
+    const approve = h(
       "form",
       { class: "row compact" },
-      reason,
-      h("button", { type: "submit", "aria-label": `Reject payout of ${amountText}` }, "Reject"),
+      reference,
+      h("button", { type: "submit", class: "primary", "aria-label": `Approve payout of ${amountText}` }, "Approve"),
     );
-    reject.addEventListener("submit", async (event) => {
+    approve.addEventListener("submit", async (event) => {
       event.preventDefault();
-      const result = await submitting(reject, () =>
-        api("POST", `/api/admin/payouts/${payout.id}/reject`, { reason: reason.value }),
+      const body = reference.value.trim() ? { reference: reference.value.trim() } : {};
+      const result = await submitting(approve, () =>
+        api("POST", `/api/admin/payouts/${payout.id}/approve`, body),
       ).catch(() => null);
       if (result) {
         fillPayoutRow(row, result.payout);
-        toast(`Payout of ${amountText} rejected; the amount is available to the seller again.`, "ok");
+        toast(`Payout of ${amountText} sent.`, "ok");
       }
     });
+    const reject = reasonForm(row, payout, "reject", {
+      placeholder: "Reason", reasonLabel: `Reason to reject the payout of ${amountText}`,
+      button: "Reject", buttonLabel: `Reject payout of ${amountText}`,
+      done: `Payout of ${amountText} rejected; the amount is available to the seller again.`,
+    });
     actions.append(approve, h("details", { class: "inline" }, h("summary", {}, "Reject…"), reject));
+  } else if (payout.status === "paid") {
+    // The bank returned it: the amount is the seller's available earnings again.
+    const fail = reasonForm(row, payout, "fail", {
+      placeholder: "Why it came back", reasonLabel: `Why the payout of ${amountText} came back`,
+      button: "Mark returned", buttonLabel: `Mark the payout of ${amountText} as returned`,
+      done: `Payout of ${amountText} marked returned; the amount is available to the seller again.`,
+    });
+    actions.append(h("details", { class: "inline" }, h("summary", {}, "Came back…"), fail));
   }
   row.replaceChildren(
     h("td", {}, when(payout.requested_at)),
     personCell(payout.user_id),
     h("td", { class: "price" }, amountText),
+    h("td", {}, maskedDestination(payout.destination), payout.destination ? bankDetails(payout) : null),
     h("td", {}, badge(payout.status === "paid" ? "paid-out" : payout.status, payout.status),
+      payout.provider_reference ? h("div", { class: "muted" }, `ref. ${payout.provider_reference}`) : null,
       payout.reason ? h("div", { class: "muted" }, payout.reason) : null),
     h("td", {}, actions),
   );

@@ -2,6 +2,7 @@
 // to give them, and what hosting earned you with a payout request (GET /api/me/hosting, POST
 // /api/streams/{id}/host/accept|decline, GET /api/seller/earnings, POST /api/seller/payouts).
 import { api, h, money, submitting, toast } from "./api.js";
+import { showPayoutDestination } from "./payout-destination.js";
 
 const $ = (id) => document.getElementById(id);
 const when = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short" });
@@ -77,6 +78,9 @@ function renderEarnings(e) {
   $("host-available").textContent = money(e.available_cents);
   $("host-requested").textContent = money(e.payouts_requested_cents);
   $("host-payout").querySelector("button").disabled = e.available_cents <= 0;
+  // A payout needs a destination: the host adds one here (a host without a shop has no seller page).
+  const slot = $("host-payout-destination");
+  if (slot && !slot.firstChild) showPayoutDestination(slot).catch(() => null);
 }
 
 $("host-payout")?.addEventListener("submit", async (ev) => {

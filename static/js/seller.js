@@ -5,6 +5,7 @@ import {
   api, ApiError, currentUser, h, money, newKey, renderHeader, showError, showTab, submitting, toast, toCents as cents,
 } from "/static/js/api.js";
 import { imageTag, uploadImage } from "/static/js/images.js";
+import { showPayoutDestination } from "/static/js/payout-destination.js";
 import { refundForm, shipForm } from "/static/js/orders.js";
 import { loadReturns, loadReviews, loadShipping, returnActions, setupService } from "/static/js/seller-service.js";
 import { historyButton, loadStock, setupStock } from "/static/js/stock-alerts.js";
@@ -568,6 +569,10 @@ async function loadEarnings() {
     figure("Payouts requested", fmt(earnings.payouts_requested_cents)),
   );
   $("payout-amount").max = Math.max(earnings.available_cents, 0) / 100;
+  // Not over a destination form being filled in (a payout decided meanwhile reloads the figures).
+  if (!$("payout-destination").querySelector("form:focus-within")) {
+    payoutsNeedDestination(await showPayoutDestination($("payout-destination"), payoutsNeedDestination));
+  }
   $("payouts-table").tBodies[0].replaceChildren(
     ...(payouts.items.length
       ? payouts.items.map((p) =>
@@ -577,7 +582,7 @@ async function loadEarnings() {
             h("td", {}, when(p.requested_at)),
             h("td", { class: "price" }, fmt(p.amount_cents)),
             h("td", {}, h("span", { class: `badge status-${p.status === "paid" ? "paid-out" : p.status}` }, p.status)),
-            h("td", {}, p.reason || p.provider_reference || ""),
+            h("td", {}, [p.reason || p.provider_reference || "", p.destination ? `to ${p.destination.kind === "iban" ? "IBAN" : "account"} …${p.destination.last4}` : ""].filter(Boolean).join(" · ")),
           ),
         )
       : [h("tr", {}, h("td", { colspan: "4", class: "muted" }, "No payouts yet."))]),
@@ -597,6 +602,12 @@ async function loadEarnings() {
         )
       : [h("tr", {}, h("td", { colspan: "5", class: "muted" }, "No earnings yet."))]),
   );
+}
+
+// A payout needs a destination: without one the request form waits, saying so.
+function payoutsNeedDestination(destination) {
+  $("payout-needs-destination").hidden = Boolean(destination);
+  for (const control of $("payout-form").elements) control.disabled = !destination;
 }
 
 // Earnings released, or a payout decided (bell.js hears both on /ws/me): the figures again, if shown.

@@ -232,30 +232,47 @@ BEGIN
     RETURN cardinality(due);
 END $$;
 
--- A seller (or host) asks for p_amount of their available earnings.
-CREATE OR REPLACE FUNCTION request_payout(p_user uuid, p_amount bigint) RETURNS payouts
+-- A seller (or host) asks for p_amount of their available earnings, paid to their payout destination as
+-- it is now (a copy goes on the payout: changing the destination later does not redirect it). Refused
+-- without a destination, above the available earnings, or below p_min (LIVEHUB_MIN_PAYOUT_CENTS).
+CREATE OR REPLACE FUNCTION request_payout(p_user uuid, p_amount bigint, p_min bigint DEFAULT 1) RETURNS payouts
 LANGUAGE plpgsql AS $$
 DECLARE
     txn bigint := nextval('ledger_txn_seq');
     available uuid := account_of(p_user, 'earnings_available');
     held uuid := account_of(p_user, 'payouts');
+    dest payout_destinations;
     po payouts;
 BEGIN
     PERFORM lock_accounts(ARRAY[available, held]);
+    SELECT * INTO dest FROM payout_destinations WHERE user_id = p_user FOR SHARE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'add a payout destination (the bank account to pay) first'
+            USING ERRCODE = 'LH409', DETAIL = jsonb_build_object('payout_destination_required', true)::text;
+    END IF;
     IF p_amount <= 0 OR balance_of(available) < p_amount THEN
         RAISE EXCEPTION 'a payout must be positive and at most the available earnings'
             USING ERRCODE = 'LHNSF', DETAIL = jsonb_build_object('available_cents', balance_of(available))::text;
     END IF;
-    INSERT INTO payouts (user_id, amount_cents) VALUES (p_user, p_amount) RETURNING * INTO po;
+    IF p_amount < p_min THEN
+        RAISE EXCEPTION 'a payout must be at least the minimum payout'
+            USING ERRCODE = 'LH422', DETAIL = jsonb_build_object('min_payout_cents', p_min)::text;
+    END IF;
+    INSERT INTO payouts (user_id, amount_cents, destination_id, destination, destination_sealed)
+    VALUES (p_user, p_amount, dest.id,
+            jsonb_build_object('holder_name', dest.holder_name, 'country', dest.country, 'kind', dest.kind,
+                               'last4', dest.last4, 'connect_account_id', dest.connect_account_id),
+            dest.sealed)
+    RETURNING * INTO po;
     PERFORM post(txn, available, -p_amount, 'payout', NULL, po.id, p_user, 'payout requested');
     PERFORM post(txn, held, p_amount, 'payout', NULL, po.id, p_user, 'payout requested');
     RETURN po;
 END $$;
 
--- An admin's decision. Approval records that the provider sent the money (p_reference) and takes it out
--- of the books; rejection returns it to the available earnings.
+-- An admin's decision. Approval records that the provider (p_provider) sent the money (p_reference) and
+-- takes it out of the books; rejection returns it to the available earnings.
 CREATE OR REPLACE FUNCTION decide_payout(
-    p_payout uuid, p_admin uuid, p_approve boolean, p_reference text, p_reason text
+    p_payout uuid, p_admin uuid, p_approve boolean, p_reference text, p_reason text, p_provider text DEFAULT NULL
 ) RETURNS payouts
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -284,7 +301,8 @@ BEGIN
     END IF;
     UPDATE payouts
        SET status = CASE WHEN p_approve THEN 'paid' ELSE 'rejected' END, provider_reference = p_reference,
-           reason = p_reason, decided_at = now(), decided_by = p_admin
+           reason = p_reason, decided_at = now(), decided_by = p_admin,
+           provider = CASE WHEN p_approve THEN p_provider END
      WHERE id = po.id
     RETURNING * INTO po;
     IF NOT p_approve THEN  -- back in the available earnings (functions/notices.sql)
@@ -292,6 +310,41 @@ BEGIN
     END IF;
     PERFORM notify_user(po.user_id, 'payout_decided', jsonb_build_object(
         'payout_id', po.id, 'amount_cents', po.amount_cents, 'status', po.status, 'approved', p_approve,
+        'reference', po.provider_reference, 'reason', po.reason));
+    RETURN po;
+END $$;
+
+-- A paid payout came back (the bank returned the transfer, a Stripe transfer was reversed): its amount
+-- comes back in from outside to the earner's available earnings. Exactly once: a failed payout is
+-- answered as it is (a webhook delivered twice, an admin's second click); p_actor is the admin, or NULL
+-- for a provider's webhook.
+CREATE OR REPLACE FUNCTION fail_payout(p_payout uuid, p_actor uuid, p_reason text) RETURNS payouts
+LANGUAGE plpgsql AS $$
+DECLARE
+    txn bigint;
+    po payouts;
+    available uuid;
+BEGIN
+    SELECT * INTO po FROM payouts WHERE id = p_payout FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'payout not found' USING ERRCODE = 'LH404';
+    END IF;
+    IF po.status = 'failed' THEN
+        RETURN po;
+    END IF;
+    IF po.status <> 'paid' THEN
+        RAISE EXCEPTION 'only a paid payout can fail'
+            USING ERRCODE = 'LH409', DETAIL = jsonb_build_object('status', po.status)::text;
+    END IF;
+    txn := nextval('ledger_txn_seq');
+    available := account_of(po.user_id, 'earnings_available');
+    PERFORM lock_accounts(ARRAY[available]);
+    PERFORM post(txn, account_of(NULL, 'external'), -po.amount_cents, 'payout', NULL, po.id, p_actor, p_reason);
+    PERFORM post(txn, available, po.amount_cents, 'payout', NULL, po.id, p_actor, p_reason);
+    UPDATE payouts SET status = 'failed', failed_at = now(), reason = p_reason WHERE id = po.id RETURNING * INTO po;
+    PERFORM queue_balance_push(ARRAY[po.user_id], 'earnings', 'payout_failed');
+    PERFORM notify_user(po.user_id, 'payout_decided', jsonb_build_object(
+        'payout_id', po.id, 'amount_cents', po.amount_cents, 'status', po.status, 'approved', false,
         'reference', po.provider_reference, 'reason', po.reason));
     RETURN po;
 END $$;

@@ -84,11 +84,19 @@ async def test_admin_approves_a_seller_and_a_payout_and_sees_balanced_books_and_
     await page.get_by_role("link", name="Payouts").click()
     row = page.locator("#payouts-table tbody tr", has_text="$50.00")
     await expect(row).to_contain_text(seller.user["display_name"])
+    # Where it goes: masked in the row, in full when asked for (to pay it by hand), with the bank reference.
+    await expect(row).to_contain_text("IBAN …3000 · DE")
+    await row.get_by_role("button", name="Show bank details of the payout of $50.00").click()
+    await expect(row).to_contain_text("DE89370400440532013000")
+    await row.get_by_label("Bank transfer reference for the payout of $50.00").fill("BANK-50")
     await row.get_by_role("button", name="Approve payout of $50.00").click()
     await confirm_with_code(page, admin)
     await expect(row.locator(".badge")).to_have_text("paid")
+    await expect(row).to_contain_text("ref. BANK-50")
     paid = await ok(await client.get("/api/seller/payouts", headers=seller.headers))
-    assert [(p["id"], p["status"]) for p in paid["items"]] == [(payout["id"], "paid")]
+    assert [(p["id"], p["status"], p["provider_reference"]) for p in paid["items"]] == [
+        (payout["id"], "paid", "BANK-50")
+    ]
 
     # The books still balance with the money paid out.
     await page.get_by_role("link", name="Overview").click()

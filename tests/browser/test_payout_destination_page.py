@@ -1,0 +1,44 @@
+"""The seller's earnings tab in Chromium: adding where payouts go (a wrong IBAN refused next to its field),
+seeing it masked, the payout request waiting for it, and removing it."""
+
+from playwright.async_api import expect
+
+TIMEOUT = 15_000  # ms: generous, two busy cores
+IBAN = "DE89370400440532013000"
+
+
+async def test_a_seller_adds_a_payout_destination_and_sees_it_masked(make, db, open_page):
+    seller = await make.two_factor(await make.seller())
+    page = await open_page("/seller#earnings", seller)
+    expect.set_options(timeout=TIMEOUT)
+
+    # No destination yet: the payout request waits for one, saying so.
+    await expect(page.locator("#payout-needs-destination")).to_be_visible()
+    await expect(page.get_by_role("button", name="Request payout")).to_be_disabled()
+
+    form = page.get_by_role("form", name="Payout destination")
+    await form.get_by_label("Account holder").fill("Ada Lovelace")
+    await form.get_by_label("Country (2 letters)").fill("de")
+    await form.get_by_label("IBAN").fill("DE89 3704 0044 0532 0130 01")  # one digit off
+    await form.get_by_role("button", name="Save payout destination").click()
+    await expect(form.locator(".form-error")).to_contain_text("IBAN: Not a valid IBAN")
+    assert await db.fetchval("SELECT count(*) FROM payout_destinations") == 0
+
+    await form.get_by_label("IBAN").fill("DE89 3704 0044 0532 0130 00")
+    await form.get_by_role("button", name="Save payout destination").click()
+    shown = page.get_by_test_id("payout-destination")
+    await expect(shown).to_have_text("Ada Lovelace · IBAN ending 3000 · DE")
+    await expect(page.get_by_role("button", name="Request payout")).to_be_enabled()
+    await expect(page.locator("#payout-needs-destination")).to_be_hidden()
+    # Neither the page nor the database has the number in the clear.
+    assert IBAN not in await page.content()
+    row = await db.fetchval("SELECT row_to_json(d)::text FROM payout_destinations d")
+    assert IBAN not in row and '"last4":"3000"' in row
+
+    # A reload shows it masked again; removing it brings the form back.
+    await page.reload()
+    await expect(shown).to_have_text("Ada Lovelace · IBAN ending 3000 · DE")
+    await page.get_by_role("button", name="Remove payout destination").click()
+    await expect(page.get_by_role("form", name="Payout destination")).to_be_visible()
+    await expect(page.get_by_role("button", name="Request payout")).to_be_disabled()
+    assert await db.fetchval("SELECT count(*) FROM payout_destinations") == 0
