@@ -23,6 +23,7 @@ class WalletOut(Out):
 
 class WalletView(WalletOut):
     held_cents: int = Field(description="held out of the wallet for the auctions you lead (your maximum bids)")
+    pays_by_card: bool = Field(description="top-ups (and a checkout's difference) are paid by card here (Stripe)")
 
 
 class TopUpIn(Model):
@@ -63,7 +64,10 @@ async def get_wallet(request: web.Request) -> WalletView:
     settings = request.app[keys.SETTINGS]
     user_id = principal(request).user_id
     balance = await wallet.wallet(db(request), user_id, settings.currency)
-    return WalletView.model_validate(balance | {"held_cents": await wallet.held(db(request), user_id)})
+    held = await wallet.held(db(request), user_id)
+    return WalletView.model_validate(
+        balance | {"held_cents": held, "pays_by_card": request.app[keys.CARDS] is not None}
+    )
 
 
 @api.get("/api/wallet/transactions", auth="user", query=EntryPageQuery, response=Page[EntryOut])

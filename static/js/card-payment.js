@@ -9,7 +9,7 @@
 // Why the card Element and createToken rather than the newer Payment Element and confirmPayment: the card
 // Element is still supported by Stripe.js, and it is what the Stripe.js stand-in of the test server
 // (localstripe) implements, so the same code runs in the browser tests and in production.
-import { api, h, money } from "./api.js";
+import { api, h, money, newKey, toCents } from "./api.js";
 
 const loading = {};
 
@@ -81,5 +81,92 @@ export async function payByCard(box, started, { label = "Pay" } = {}) {
       });
       resolve(payment);
     });
+  });
+}
+
+// Whether this server takes cards (LIVEHUB_PAYMENTS=stripe): GET /api/wallet says so.
+export async function takesCards() {
+  return (await api("GET", "/api/wallet").catch(() => ({}))).pays_by_card === true;
+}
+
+// A checkout refused for a short wallet (`err` is its insufficient_funds, with balance_cents and
+// total_cents): offers "Pay $X.XX difference by card" in `slot` when the server takes cards. Pressing it
+// sends the request again with pay_difference_by_card (`send(true)`), takes the card under `form`, and
+// hands `done` the order ids once the webhook placed the order; an order refused then (stock ran out)
+// is said in `slot`: the money stayed in the wallet.
+export async function offerDifference(form, slot, err, send, done) {
+  if (!(await takesCards())) return;
+  const missing = (err.details.total_cents ?? 0) - (err.details.balance_cents ?? 0);
+  const offer = h("button", { type: "button", class: "primary pay-difference" }, `Pay ${money(missing)} difference by card`);
+  slot.append(" ", offer);
+  offer.addEventListener("click", async () => {
+    offer.disabled = true;
+    let started;
+    try {
+      started = await send(true);
+    } catch (again) {
+      slot.textContent = again.message;
+      return;
+    }
+    if (started.status !== "requires_payment") return done(started.orders.map((o) => o.id));  // the wallet covers it now
+    const box = h("div", { class: "card card-payment" }, h("p", {}, `The wallet pays ${money(started.balance_cents)}, the card the rest.`));
+    const cardBox = h("div");
+    box.append(cardBox);
+    form.after(box);
+    slot.replaceChildren();
+    const payment = await payByCard(cardBox, started, { label: "Pay" }).catch((loadErr) => {
+      slot.textContent = loadErr.message;
+      return null;
+    });
+    if (!payment) return;
+    if (payment.outcome === "ordered") return done(payment.order_ids);
+    box.remove();
+    slot.textContent = payment.outcome === "not_ordered"
+      ? `Your card paid ${money(payment.received_cents, payment.currency)}, but the order could not be placed (${payment.outcome_message}). The money is in your wallet.`
+      : "The card payment did not go through; nothing was charged.";
+  });
+}
+
+// The viewer page's "Top up by card": a dialog with the amount, then the card form, closed once the
+// webhook has credited the wallet (the page's wallet line updates from its socket, or `after`).
+export function quickTopUp(anchor, after) {
+  const amount = h("input", { id: "quick-top-up-amount", name: "amount", type: "number", min: "1", step: "0.01", value: "25.00", class: "narrow", required: true });
+  const error = h("p", { class: "form-error", role: "alert" });
+  const amountForm = h("form", { class: "row compact", novalidate: true },
+    h("label", { for: "quick-top-up-amount" }, "Amount"), amount, h("button", { type: "submit", class: "primary" }, "Continue"));
+  const cardBox = h("div");
+  const close = h("button", { type: "button" }, "Close");
+  const dialog = h("dialog", { id: "quick-top-up", "aria-labelledby": "quick-top-up-title" },
+    h("h2", { id: "quick-top-up-title" }, "Top up by card"), amountForm, error, cardBox, close);
+  const open = h("button", { type: "button", id: "quick-top-up-open" }, "Top up by card");
+  anchor.append(open, dialog);
+  open.addEventListener("click", () => {
+    amountForm.hidden = false;
+    error.textContent = "";
+    cardBox.replaceChildren();
+    dialog.showModal();
+  });
+  close.addEventListener("click", () => dialog.close());
+  amountForm.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    error.textContent = "";
+    let started;
+    try {
+      const amount_cents = toCents(amount.value);
+      started = await api("POST", "/api/wallet/top-up", { amount_cents }, { headers: { "Idempotency-Key": newKey() } });
+    } catch (err) {
+      error.textContent = err.message;
+      return;
+    }
+    amountForm.hidden = true;
+    const payment = await payByCard(cardBox, started, { label: "Pay" }).catch((err) => {
+      error.textContent = err.message;
+      return null;
+    });
+    if (!payment) return;
+    cardBox.replaceChildren(h("p", { role: "status" }, payment.status === "succeeded"
+      ? `Topped up ${money(payment.received_cents, payment.currency)}.`
+      : "The card payment did not go through; nothing was charged."));
+    after?.(payment);
   });
 }

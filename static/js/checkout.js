@@ -1,6 +1,7 @@
 // Checkout (/checkout?address_id=): what the cart will cost, shipped where, then one press places it
-// (one order per shop), paid from the wallet.
+// (one order per shop), paid from the wallet, and by card for what it lacks when the buyer chooses so.
 import { api, h, money, newKey, showError, submitting } from "./api.js";
+import { offerDifference } from "./card-payment.js";
 import { blocker, shopLines, totals } from "./cart-view.js";
 import { addressLine, requireUser, shopHeader } from "./shop.js";
 
@@ -8,6 +9,7 @@ const $ = (id) => document.getElementById(id);
 const addressId = new URLSearchParams(location.search).get("address_id");
 // One key for this page's order: pressing twice, or a retry after a lost answer, places it once.
 const key = newKey();
+const cardKey = newKey();
 let cart = null;
 
 async function load() {
@@ -41,21 +43,30 @@ $("place").addEventListener("submit", async (event) => {
   event.preventDefault();
   const form = event.target;
   const body = cart.address ? { address_id: cart.address.id } : {};
-  const result = await submitting(form, () =>
-    api("POST", "/api/cart/checkout", body, { headers: { "Idempotency-Key": key } })).catch((err) => {
-    explain(form, err);
+  // Paying the difference by card is another request (its own key): the first one was refused.
+  const send = (byCard = false) => byCard
+    ? api("POST", "/api/cart/checkout", { ...body, pay_difference_by_card: true }, { headers: { "Idempotency-Key": cardKey } })
+    : api("POST", "/api/cart/checkout", body, { headers: { "Idempotency-Key": key } });
+  const result = await submitting(form, () => send()).catch((err) => {
+    explain(form, err, send);
     return null;
   });
   if (!result) return;
-  location.assign(result.orders.length === 1 ? `/orders/${result.order.id}` : "/orders");
+  placed(result.orders.map((o) => o.id));
 });
 
+function placed(orderIds) {
+  location.assign(orderIds.length === 1 ? `/orders/${orderIds[0]}` : "/orders");
+}
+
 // The refusals the buyer can do something about, each with where to go.
-function explain(form, err) {
+function explain(form, err, send) {
   const slot = form.querySelector(".form-error");
   if (err.code === "insufficient_funds") {
     slot.replaceChildren(`Your wallet's balance is too low for ${money(cart.total_cents ?? cart.subtotal_cents)}. `,
       h("a", { href: "/wallet" }, "Top up your wallet"), ", then come back.");
+    // With card payments: pay what the wallet lacks, the orders placed when the card money arrives.
+    offerDifference(form, slot, err, send, placed);
   } else if (err.details?.reason === "not_shipped") {
     slot.replaceChildren(`${err.message}. `, h("a", { href: "/cart" }, "Choose another address"), ".");
   } else if (err.details?.reason === "address_required") {

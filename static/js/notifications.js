@@ -28,6 +28,7 @@ const LABELS = {
   host_invited: "Invitations to host a show",
   host_answered: "Guest hosts' answers to your invitations",
   backup_failed: "Failed backups (admins)",
+  card_order_failed: "Card payments whose order could not be placed",
 };
 
 const order = (p) => `order ${p.number || ""}`.trim();
@@ -102,6 +103,11 @@ export function describe(n) {
       };
     case "backup_failed":
       return { text: `A backup failed: ${p.error || "see the admin page"}`, href: p.path || "/admin#backups" };
+    case "card_order_failed":
+      return {
+        text: `Your card paid ${money(p.amount_cents || 0)}, but the order could not be placed${p.reason ? ` (${p.reason})` : ""}: the money is in your wallet`,
+        href: p.path || "/wallet",
+      };
     case "low_stock":
       return { text: `Low stock: ${p.title || p.sku || "a product"}${p.stock !== undefined ? ` (${p.stock} left)` : ""}`, href: "/seller#stock" };
     default:

@@ -1,6 +1,7 @@
 // A product's page (/products/{id}): gallery, options with price and stock, the shop, reviews;
 // Add to cart, or Buy now (one order for the chosen option, shipped to the default address).
 import { ApiError, api, currentUser, h, money, newKey, showError, submitting, toast } from "./api.js";
+import { offerDifference } from "./card-payment.js";
 import {
   addressBody, addressFields, addressLine, dateTime, imageTag, pathId, picture, refreshCartCount, shopHeader,
 } from "./shop.js";
@@ -179,25 +180,29 @@ $("buy").addEventListener("submit", async (event) => {
   event.preventDefault();
   if (!(await signedInOrGo())) return;
   const form = $("buy");
-  const result = await submitting(form, () => {
+  const send = (byCard = false) => {
     const body = { items: [{ variant_id: state.variant.id, quantity: quantity() }] };
+    if (byCard) body.pay_difference_by_card = true;
     if (JSON.stringify(body) !== buyBody) {
       buyKey = newKey();
       buyBody = JSON.stringify(body);
     }
     return api("POST", "/api/orders", body, { headers: { "Idempotency-Key": buyKey } });
-  }).catch((err) => {
-    explainBuyError(form, err);
+  };
+  const result = await submitting(form, () => send()).catch((err) => {
+    explainBuyError(form, err, send);
     return null;
   });
   if (result) location.assign(`/orders/${result.order.id}`);
 });
 
 // The refusals a buyer can act on, said with where to go.
-function explainBuyError(form, err) {
+function explainBuyError(form, err, send) {
   const slot = form.querySelector(".form-error");
   if (err.code === "insufficient_funds") {
     slot.replaceChildren("Your wallet's balance is too low for this. ", h("a", { href: "/wallet" }, "Top up your wallet"), ".");
+    // With card payments: pay what the wallet lacks, the order placed when the card money arrives.
+    offerDifference(form, slot, err, send, (orderIds) => location.assign(`/orders/${orderIds[0]}`));
   } else if (err.details?.reason === "address_required") {
     slot.replaceChildren("This ships: tell us where first (below).");
     $("buy-address").hidden = false;

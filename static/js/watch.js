@@ -2,6 +2,7 @@
 // whole line-up, buying (where it ships and the confirmation of dear buys are in buying.js).
 import { api, h, money, renderHeader, toast } from "./api.js";
 import { Buying, priceText } from "./buying.js";
+import { quickTopUp, takesCards } from "./card-payment.js";
 import { ChatView } from "./chat.js";
 import { FormatCards } from "./formats.js";
 import { imageTag } from "./images.js";
@@ -737,6 +738,8 @@ async function main() {
   $("chat-signin-link").href = `/signin?next=${encodeURIComponent(location.pathname)}`;
   renderReactionButtons();
   refreshWallet();
+  // Buying live stays wallet-first; with card payments the viewer can top up by card without leaving.
+  if (state.me) takesCards().then((yes) => yes && quickTopUp($("quick-top-up-slot"), refreshWallet));
   setFollowing(false);
   // Whether you follow the shop and asked to be reminded, and how many did (anyone sees the count).
   api("GET", `/api/streams/${streamId}`).then(({ stream }) => {

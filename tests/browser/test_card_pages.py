@@ -8,6 +8,7 @@ import uuid
 import pytest
 from playwright.async_api import expect
 
+from live_helpers import live_show
 from livehub.app import create_app
 
 WEBHOOK = "/api/payments/stripe/webhook"
@@ -59,4 +60,40 @@ async def test_a_declined_card_is_told_next_to_the_form(client, make, open_page,
             "SELECT count(*) FROM card_payments WHERE user_id = $1 AND status = 'succeeded'", uuid.UUID(buyer.id)
         )
         == 0
+    )
+
+
+async def test_buy_now_pays_the_difference_by_card_and_lands_on_the_order(client, make, open_page, db, webhooks_to):
+    seller = await make.seller()
+    product = await make.product(seller, variants=[{"sku": "CARD-DIFF", "price_cents": 1_500, "stock": 3}])
+    buyer = await make.user()
+    await db.execute("SELECT adjust_wallet($1, 500, 'credit', $1)", uuid.UUID(buyer.id))
+    page = await open_page(f"/products/{product['id']}", buyer)
+    await page.click("#buy-now")
+    offer = page.get_by_role("button", name=re.compile(r"Pay \$[\d.]+ difference by card"))
+    await offer.click()
+    box = page.locator(".card-payment")
+    await fill_card(box)
+    await box.get_by_role("button", name=re.compile("Pay")).click()
+    await page.wait_for_url(re.compile(r"/orders/[0-9a-f-]+$"), timeout=30_000)
+    assert await db.fetchval("SELECT count(*) FROM orders WHERE buyer_id = $1", uuid.UUID(buyer.id)) == 1
+    assert await db.fetchval("SELECT outcome FROM card_payments WHERE user_id = $1", uuid.UUID(buyer.id)) == "ordered"
+
+
+async def test_the_viewer_page_tops_up_by_card_in_a_dialog(client, make, open_page, db, webhooks_to):
+    show = await live_show(make, products=1, stock=5, price=1_000)
+    buyer = await make.user()
+    page = await open_page(f"/watch/{show.id}", buyer)
+    await page.click("#quick-top-up-open")
+    dialog = page.locator("#quick-top-up")
+    await dialog.locator("#quick-top-up-amount").fill("12.00")
+    await dialog.get_by_role("button", name="Continue").click()
+    await fill_card(dialog)
+    await dialog.get_by_role("button", name=re.compile(r"Pay \$12\.00")).click()
+    await expect(dialog.get_by_role("status")).to_have_text("Topped up $12.00.", timeout=30_000)
+    assert (
+        await db.fetchval(
+            "SELECT balance_cents FROM accounts WHERE user_id = $1 AND kind = 'wallet'", uuid.UUID(buyer.id)
+        )
+        == 1_200
     )
