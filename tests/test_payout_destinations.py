@@ -7,7 +7,7 @@ import orjson
 import pytest
 from cryptography.fernet import Fernet
 
-from livehub import keys
+from livehub import keys, mail
 from livehub.app import create_app
 from livehub.shop import payout_destinations
 from tests.helpers import assert_books_balanced, error_of
@@ -242,6 +242,17 @@ async def test_a_failed_payout_returns_its_money_once(client, make, db):
         assert await db.fetchval("SELECT count(*) FROM ledger_entries WHERE payout_id = $1", payout["id"]) == 6
         await assert_books_balanced(db)
     await error_of(await client.post(fail, json={"reason": "x"}, headers=w.seller.headers), 403, "forbidden")
+    # The seller is told once, in words that say it came back (not "refused").
+    told = await db.fetch(
+        """SELECT payload FROM notifications
+            WHERE user_id = $1::text::uuid AND kind = 'payout_decided' ORDER BY created_at""",
+        w.seller.id,
+    )
+    assert [t["payload"]["status"] for t in told] == ["paid", "failed"]
+    context = {"payload": told[1]["payload"], "user": {"name": "Ada"}, "public_url": "https://shop.example"}
+    context |= {"site_name": "LiveHub"}
+    email = mail.render("payout_decided", context)
+    assert email.subject == "Your payout of $7.00 came back" and "account closed" in email.text
     # The money is the seller's to ask for again.
     assert (await ask(client, w.seller, 900)).status == 201
     await assert_books_balanced(db)

@@ -65,7 +65,7 @@ export function describe(n) {
       return {
         text: p.approved
           ? `Your payout of ${money(p.amount_cents || 0)} was sent`
-          : `Your payout of ${money(p.amount_cents || 0)} was refused${p.reason ? `: ${p.reason}` : ""}`,
+          : `Your payout of ${money(p.amount_cents || 0)} ${p.status === "failed" ? "came back" : "was refused"}${p.reason ? `: ${p.reason}` : ""}`,
         href: "/seller#earnings",
       };
     case "seller_application_decided":
