@@ -310,6 +310,11 @@ class Settings(BaseSettings):
             }
             if missing := [name for name, value in names.items() if not value]:
                 raise ValueError(f"LIVEHUB_PAYMENTS=stripe needs {', '.join(missing)} set")
+        # Transfers need the secret key, and a reversed transfer is only heard through the signed webhook.
+        if self.payouts == "stripe-connect":
+            names = {"STRIPE_SECRET_KEY": self.stripe_secret_key, "STRIPE_WEBHOOK_SECRET": self.stripe_webhook_secret}
+            if missing := [name for name, value in names.items() if not value]:
+                raise ValueError(f"LIVEHUB_PAYOUTS=stripe-connect needs {', '.join(missing)} set")
         return self
 
     @property

@@ -4,11 +4,13 @@ copied onto each payout so a later change does not redirect it; manual approval 
 paid payout that comes back returns its amount once. The books stay balanced throughout."""
 
 import orjson
+import pydantic
 import pytest
 from cryptography.fernet import Fernet
 
 from livehub import keys, mail
 from livehub.app import create_app
+from livehub.settings import Settings
 from livehub.shop import payout_destinations
 from tests.helpers import assert_books_balanced, error_of
 from tests.test_refunds import done, earnings, world
@@ -108,6 +110,11 @@ async def test_without_keys_bank_details_are_refused(aiohttp_client, settings, m
     user = await make.user()
     err = await error_of(await put(client, user, holder_name="Ada", country="DE", iban=IBAN), 503, "unavailable")
     assert "LIVEHUB_PAYOUT_KEYS" in err["message"]
+
+
+def test_stripe_connect_payouts_need_the_stripe_keys(settings):
+    with pytest.raises(pydantic.ValidationError, match="STRIPE_SECRET_KEY, STRIPE_WEBHOOK_SECRET"):
+        Settings(**{**settings.model_dump(), "payouts": "stripe-connect"})
 
 
 def test_the_embedded_database_keeps_a_key_of_its_own(tmp_path):
