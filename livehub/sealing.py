@@ -58,11 +58,14 @@ class SecretBox:
         many changed. Refuses (RuntimeError) when a value cannot be opened with the keys given. The names
         are the caller's constants, never input."""
         changed = 0
-        for row in await pool.fetch(
-            f"SELECT {id_column} AS id, {column} AS value FROM {table} WHERE {column} IS NOT NULL"
-        ):
-            if self.current(row["value"]):
-                continue
+        # Only the values under another key (or none): a start without a rotation reads no row.
+        current = f"fernet:{self._primary}:" if self._primary else "plain:"
+        rows = await pool.fetch(
+            f"""SELECT {id_column} AS id, {column} AS value FROM {table}
+                 WHERE {column} IS NOT NULL AND left({column}, length($1)) <> $1""",
+            current,
+        )
+        for row in rows:
             sealed = self.seal(self.open(row["value"]))
             # Only if nobody changed it meanwhile (another node resealing, the owner replacing it).
             status = await pool.execute(
