@@ -42,3 +42,29 @@ async def test_a_seller_adds_a_payout_destination_and_sees_it_masked(make, db, o
     await expect(page.get_by_role("form", name="Payout destination")).to_be_visible()
     await expect(page.get_by_role("button", name="Request payout")).to_be_disabled()
     assert await db.fetchval("SELECT count(*) FROM payout_destinations") == 0
+
+
+async def test_a_guest_host_adds_a_payout_destination_in_the_studio(client, make, db, open_page):
+    """A host without a shop has no seller page: the studio's hosting card takes the destination."""
+    seller = await make.seller(shop_name="Lamp Corner")
+    lamp = await make.product(seller, variants=[{"sku": "LAMP-P", "price_cents": 2500, "stock": 5}])
+    host = await make.user()
+    body = {"title": "Lamps, hosted", "products": [{"product_id": lamp["id"]}], "host_id": host.id}
+    body["host_commission_bps"] = 1000
+    res = await client.post("/api/streams", json=body, headers=seller.headers)
+    assert res.status == 201, await res.text()
+
+    page = await open_page("/studio", host)
+    expect.set_options(timeout=TIMEOUT)
+    card = page.locator("#host-earnings")
+    await expect(card).to_be_visible()
+    form = card.get_by_role("form", name="Payout destination")
+    await form.get_by_label("Account holder").fill("Grace Host")
+    await form.get_by_label("Country (2 letters)").fill("US")
+    await form.get_by_label("Bank details as").select_option("account")
+    await form.get_by_label("Account number").fill("000123456789")
+    await form.get_by_label("Routing number").fill("011000015")
+    await form.get_by_role("button", name="Save payout destination").click()
+    await expect(card.get_by_test_id("payout-destination")).to_have_text("Grace Host · account ending 6789 · US")
+    row = await db.fetchval("SELECT row_to_json(d)::text FROM payout_destinations d WHERE user_id = $1", host.id)
+    assert "000123456789" not in row and "011000015" not in row and '"kind":"account"' in row
