@@ -158,6 +158,9 @@ class Settings(BaseSettings):
     # the first seals, any opens. Empty: destinations cannot be saved (503), except that an embedded database
     # (no DATABASE_URL) gets a key kept in data_dir/payout-keys (docs/OPERATIONS.md, "Payout destinations").
     payout_keys: list[str] = []
+    # stripe-connect: the signing secret (whsec_...) of the Stripe webhook endpoint POST
+    # /api/payouts/stripe/webhook, which hears reversed transfers (each Stripe endpoint has its own secret).
+    stripe_connect_webhook_secret: str | None = None
 
     # How long a node serves a catalog listing page (GET /api/products) from memory; 0 turns it off.
     # Listing stock can be this much behind; product pages, orders and live rooms are always current.
@@ -312,7 +315,10 @@ class Settings(BaseSettings):
                 raise ValueError(f"LIVEHUB_PAYMENTS=stripe needs {', '.join(missing)} set")
         # Transfers need the secret key, and a reversed transfer is only heard through the signed webhook.
         if self.payouts == "stripe-connect":
-            names = {"STRIPE_SECRET_KEY": self.stripe_secret_key, "STRIPE_WEBHOOK_SECRET": self.stripe_webhook_secret}
+            names = {
+                "STRIPE_SECRET_KEY": self.stripe_secret_key,
+                "LIVEHUB_STRIPE_CONNECT_WEBHOOK_SECRET": self.stripe_connect_webhook_secret,
+            }
             if missing := [name for name, value in names.items() if not value]:
                 raise ValueError(f"LIVEHUB_PAYOUTS=stripe-connect needs {', '.join(missing)} set")
         return self

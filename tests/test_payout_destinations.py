@@ -113,7 +113,7 @@ async def test_without_keys_bank_details_are_refused(aiohttp_client, settings, m
 
 
 def test_stripe_connect_payouts_need_the_stripe_keys(settings):
-    with pytest.raises(pydantic.ValidationError, match="STRIPE_SECRET_KEY, STRIPE_WEBHOOK_SECRET"):
+    with pytest.raises(pydantic.ValidationError, match="STRIPE_SECRET_KEY, LIVEHUB_STRIPE_CONNECT_WEBHOOK_SECRET"):
         Settings(**{**settings.model_dump(), "payouts": "stripe-connect"})
 
 
@@ -270,7 +270,11 @@ async def test_a_reversed_stripe_transfer_fails_its_payout_once(aiohttp_client, 
     is recorded as sent by decide_payout, as the node does once Stripe answers; the webhook is the real path."""
     from stripe_server import WEBHOOK_SECRET, signed_event
 
-    connect = {"payouts": "stripe-connect", "stripe_secret_key": "sk_test_x", "stripe_webhook_secret": WEBHOOK_SECRET}
+    connect = {
+        "payouts": "stripe-connect",
+        "stripe_secret_key": "sk_x",
+        "stripe_connect_webhook_secret": WEBHOOK_SECRET,
+    }
     make.client = client = await aiohttp_client(create_app(settings.model_copy(update=connect)))
     w = await with_earnings(client, db, make)
     await make.payout_destination(w.seller, connect_account_id="acct_1Seller")

@@ -192,16 +192,19 @@ class PayoutWebhookOut(Out):
     errors={400: "the Stripe-Signature header is missing or does not verify", 404: "Stripe Connect payouts are off"},
 )
 async def stripe_connect_webhook(request: web.Request) -> PayoutWebhookOut:
-    """Stripe Connect's events for payouts (signed with STRIPE_WEBHOOK_SECRET): a reversed transfer fails its
-    payout, returning the amount to the earner's available earnings once"""
+    """Stripe's events for Connect payouts: a reversed transfer fails its payout, the amount available again once
+
+    Signed with LIVEHUB_STRIPE_CONNECT_WEBHOOK_SECRET, this endpoint's own secret."""
     settings = request.app[keys.SETTINGS]
-    if settings.payouts != "stripe-connect" or not settings.stripe_webhook_secret:
-        raise NotFound("Stripe Connect payouts are not enabled here (LIVEHUB_PAYOUTS, STRIPE_WEBHOOK_SECRET)")
+    if settings.payouts != "stripe-connect" or not settings.stripe_connect_webhook_secret:
+        raise NotFound("Stripe Connect payouts are not enabled here (LIVEHUB_PAYOUTS)")
     if (request.content_length or 0) > settings.max_json_bytes:
         raise PayloadTooLarge()
     payload = await request.read()
     try:
-        event = stripe_connect.verify(payload, request.headers.get("Stripe-Signature"), settings.stripe_webhook_secret)
+        event = stripe_connect.verify(
+            payload, request.headers.get("Stripe-Signature"), settings.stripe_connect_webhook_secret
+        )
     except ValueError as exc:
         raise BadSignature("the Stripe signature does not verify", {"reason": str(exc)}) from exc
     return PayoutWebhookOut(received=True, result=await stripe_connect.handle_event(db(request), event))

@@ -4,7 +4,7 @@ the destination the payout copied), keyed by the payout's id so a retried approv
 
 Only the Transfer call is here; Stripe then pays the connected account out to its bank on its own schedule.
 A transfer reversed in full returns the money: Stripe's `transfer.reversed` event, signed with
-STRIPE_WEBHOOK_SECRET, reaches `handle_event`, which fails the payout (fail_payout: once, however often
+LIVEHUB_STRIPE_CONNECT_WEBHOOK_SECRET, reaches `handle_event`, which fails the payout (fail_payout: once, however often
 the event comes). The Transfer call itself is not tested against Stripe or a Stripe test server, since
 localstripe has no Transfer or Account resources (docs/MONEY.md, "Payout providers").
 """
