@@ -8,31 +8,19 @@ import uuid
 from datetime import timedelta
 
 import aiohttp
-import pytest
+import test_card_payments
 from stripe_server import PUBLISHABLE_KEY, event_of, signed_event
 from test_jobs import until
 
 from helpers import assert_books_balanced, balance, error_of
 from livehub import keys
-from livehub.app import create_app
 from livehub.shop import card_payments
 
-WEBHOOK = "/api/payments/stripe/webhook"
-
-
-@pytest.fixture
-async def client(aiohttp_client, stripe_settings, db):
-    return await aiohttp_client(create_app(stripe_settings))
-
-
-@pytest.fixture
-async def webhooks_to(client, stripe_server):
-    await stripe_server.register_webhook(str(client.make_url(WEBHOOK)))
-
-
-@pytest.fixture
-async def no_webhooks(stripe_server):
-    await stripe_server.register_webhook("http://127.0.0.1:9/unused", events=["none.of.these"])
+# test_card_payments.py's node paying by card, with localstripe's webhooks sent to it, or lost.
+client = test_card_payments.client
+webhooks_to = test_card_payments.webhooks_to
+no_webhooks = test_card_payments.no_webhooks
+WEBHOOK = test_card_payments.WEBHOOK
 
 
 async def credit(db, account, cents: int) -> None:
@@ -246,3 +234,11 @@ async def test_a_declined_card_or_a_stranger_s_payment_is_refused(client, make, 
     res = await client.post(f"/api/payments/{started['payment_id']}/card", json={"token": "x"}, headers=buyer.headers)
     await error_of(res, 422, "validation_error")
     assert await orders_of(db, buyer) == 0
+
+
+async def test_pages_may_load_stripe_js_from_the_configured_origin(client, stripe_server):
+    res = await client.get("/wallet")
+    csp = res.headers["Content-Security-Policy"]
+    assert f"script-src 'self' {stripe_server.url};" in csp, csp
+    assert f"connect-src 'self' {stripe_server.url};" in csp and f"frame-src {stripe_server.url} " in csp, csp
+    assert "default-src 'self'" in csp and "object-src 'none'" in csp

@@ -5,24 +5,15 @@ and the page shows the new balance once localstripe's webhook reached the node."
 import re
 import uuid
 
-import pytest
+import test_card_payments
 from playwright.async_api import expect
 
 from live_helpers import live_show
-from livehub.app import create_app
 
-WEBHOOK = "/api/payments/stripe/webhook"
+# test_card_payments.py's node paying by card, with localstripe's webhooks sent to it.
+client = test_card_payments.client
+webhooks_to = test_card_payments.webhooks_to
 TEST_CARD = {"number": "4242424242424242", "exp_month": "12", "exp_year": "30", "cvc": "123", "postal_code": "10001"}
-
-
-@pytest.fixture
-async def client(aiohttp_client, stripe_settings, db):
-    return await aiohttp_client(create_app(stripe_settings))
-
-
-@pytest.fixture
-async def webhooks_to(client, stripe_server):
-    await stripe_server.register_webhook(str(client.make_url(WEBHOOK)))
 
 
 async def fill_card(box) -> None:
