@@ -293,7 +293,17 @@ class World:
             )
         )
 
+        # A card payment of the fuzzing user, pending (as if opened with a card provider; GET /api/payments/{id}).
+        card_payment = self.server.run(
+            self.server.pool.fetchval(
+                "SELECT id FROM (SELECT gen_random_uuid() AS id) p, "
+                "open_card_payment(p.id, $1::uuid, 1000, 'USD', 'stripe', NULL)",
+                me,
+            )
+        )
+
         self.ids = {
+            "payments": [str(card_payment)],
             "products": [product["id"]],
             "categories": [category["id"]],
             "spare_categories": [spare_category["id"]],
@@ -343,6 +353,7 @@ class World:
             ("/api/streams/", "streams"),
             ("/api/tickets/", "tickets"),
             ("/api/giveaways/", "giveaways"),
+            ("/api/payments/", "payments"),
         ]:
             if path.startswith(prefix):
                 return self.ids[kind]

@@ -6,6 +6,7 @@ from urllib.parse import urlsplit
 from uuid import UUID
 
 import asyncpg
+import pydantic
 from aiohttp import web
 from pydantic import AfterValidator, Field, StringConstraints, WithJsonSchema, model_validator
 
@@ -54,6 +55,9 @@ class ItemIn(Model):
 
 class ShipTo(Model):
     """Where goods that ship go: a saved address, or one given inline; neither: your default address."""
+
+    # The schema says "not both" too, so clients (and the fuzz test) see the rule the validator enforces.
+    model_config = pydantic.ConfigDict(json_schema_extra={"not": {"required": ["address_id", "address"]}})
 
     address_id: UUID | None = Field(default=None, description="one of your saved addresses")
     address: AddressIn | None = Field(default=None, description="an address given inline (not saved)")
