@@ -88,3 +88,20 @@ async def test_the_viewer_page_tops_up_by_card_in_a_dialog(client, make, open_pa
         )
         == 1_200
     )
+
+
+async def test_checkout_pays_the_difference_by_card_and_empties_the_cart(client, make, open_page, db, webhooks_to):
+    seller = await make.seller()
+    product = await make.product(seller, variants=[{"sku": "CARD-CART", "price_cents": 2_000, "stock": 3}])
+    buyer = await make.user()
+    res = await client.post("/api/cart/items", json={"variant_id": product["variants"][0]["id"]}, headers=buyer.headers)
+    assert res.status in (200, 201), await res.text()
+    page = await open_page("/checkout", buyer)
+    await page.get_by_role("button", name="Place order").click()
+    await page.get_by_role("button", name=re.compile(r"Pay \$[\d.]+ difference by card")).click()
+    box = page.locator(".card-payment")
+    await fill_card(box)
+    await box.get_by_role("button", name=re.compile("Pay")).click()
+    await page.wait_for_url(re.compile(r"/orders/[0-9a-f-]+$"), timeout=30_000)
+    assert await db.fetchval("SELECT count(*) FROM orders WHERE buyer_id = $1", uuid.UUID(buyer.id)) == 1
+    assert await db.fetchval("SELECT count(*) FROM cart_items WHERE user_id = $1", uuid.UUID(buyer.id)) == 0
