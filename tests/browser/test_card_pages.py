@@ -105,3 +105,17 @@ async def test_checkout_pays_the_difference_by_card_and_empties_the_cart(client,
     await page.wait_for_url(re.compile(r"/orders/[0-9a-f-]+$"), timeout=30_000)
     assert await db.fetchval("SELECT count(*) FROM orders WHERE buyer_id = $1", uuid.UUID(buyer.id)) == 1
     assert await db.fetchval("SELECT count(*) FROM cart_items WHERE user_id = $1", uuid.UUID(buyer.id)) == 0
+
+
+async def test_a_card_asking_for_3d_secure_is_checked_in_the_page(client, make, open_page, webhooks_to):
+    buyer = await make.user()
+    page = await open_page("/wallet", buyer)
+    await page.fill("#top-up-amount", "15.00")
+    await page.click("#top-up button[type=submit]")
+    box = page.locator("#card-payment")
+    await fill_card(box)
+    await box.locator("input[placeholder=number]").fill("4000002500003155")  # asks for 3-D Secure
+    await box.get_by_role("button", name=re.compile("Pay")).click()
+    # The stand-in's own 3-D Secure dialog, as Stripe.js shows the bank's.
+    await page.get_by_role("button", name="Complete authentication").click()
+    await expect(page.locator("#balance")).to_have_text("$15.00", timeout=30_000)
