@@ -147,6 +147,7 @@ class Internal(LiveHubError):
 _BY_CODE: dict[ErrorCode, type[LiveHubError]] = {cls.code: cls for cls in LiveHubError.__subclasses__()}
 _BY_SQLSTATE: dict[str, type[LiveHubError]] = {code.sqlstate: cls for code, cls in _BY_CODE.items() if code.sqlstate}
 DATABASE_AWAY = "the database is not reachable, try again"
+CONFLICT_CANCELLED = "the database cancelled this request to settle a conflict with another one; nothing was done, try again"
 
 
 def error_of(code: ErrorCode, message: str | None = None, details: dict[str, Any] | None = None) -> LiveHubError:
@@ -178,6 +179,10 @@ def _from_postgres(exc: asyncpg.PostgresError) -> LiveHubError | None:
     # which is our bug (and has no severity).
     if isinstance(exc, asyncpg.DataError) and getattr(exc, "severity", None):
         return ValidationFailed("invalid value", {"reason": str(exc)})
+    # Class 40: the server cancelled this transaction to break a deadlock or a serialization conflict with
+    # another one; nothing of it was written, and the same request again normally succeeds.
+    if isinstance(exc, asyncpg.TransactionRollbackError):
+        return Unavailable(CONFLICT_CANCELLED, retry_after_s=1)
     # The server is shutting down, restarting, out of connections, or ended this session.
     if isinstance(
         exc, (asyncpg.PostgresConnectionError, asyncpg.OperatorInterventionError, asyncpg.InsufficientResourcesError)

@@ -428,3 +428,33 @@ def test_only_asyncpgs_lost_protocol_state_is_unavailable():
     ):
         assert isinstance(to_error(asyncpg.InternalClientError(message)), Unavailable)
     assert to_error(asyncpg.exceptions.OutdatedSchemaCacheError("cached statement plan is invalid")) is None
+
+
+async def test_a_transaction_the_database_cancels_to_break_a_deadlock_is_unavailable_for_a_moment(db, database_url):
+    """Two transactions locking two rows in opposite orders: PostgreSQL cancels one (SQLSTATE 40P01).
+    Nothing of it was written, so the client is told to try again (503 with Retry-After), not 500."""
+    import asyncpg
+
+    from livehub.errors import Unavailable, to_error
+
+    other = await asyncpg.connect(database_url)
+    try:
+        await db.execute("CREATE TABLE deadlock_rows (id int PRIMARY KEY)")
+        await db.execute("INSERT INTO deadlock_rows VALUES (1), (2)")
+
+        async def lock(conn, first: int, second: int, both_hold: asyncio.Barrier):
+            async with conn.transaction():
+                await conn.execute("SELECT 1 FROM deadlock_rows WHERE id = $1 FOR UPDATE", first)
+                await both_hold.wait()
+                await conn.execute("SELECT 1 FROM deadlock_rows WHERE id = $1 FOR UPDATE", second)
+
+        both_hold = asyncio.Barrier(2)
+        results = await asyncio.gather(lock(db, 1, 2, both_hold), lock(other, 2, 1, both_hold), return_exceptions=True)
+        cancelled = [r for r in results if isinstance(r, BaseException)]
+        assert len(cancelled) == 1 and isinstance(cancelled[0], asyncpg.DeadlockDetectedError), results
+        err = to_error(cancelled[0])
+        assert isinstance(err, Unavailable) and err.status == 503 and err.retry_after_s == 1
+        assert "try again" in err.message
+    finally:
+        await other.close()
+        await db.execute("DROP TABLE IF EXISTS deadlock_rows")
