@@ -147,7 +147,9 @@ class Internal(LiveHubError):
 _BY_CODE: dict[ErrorCode, type[LiveHubError]] = {cls.code: cls for cls in LiveHubError.__subclasses__()}
 _BY_SQLSTATE: dict[str, type[LiveHubError]] = {code.sqlstate: cls for code, cls in _BY_CODE.items() if code.sqlstate}
 DATABASE_AWAY = "the database is not reachable, try again"
-CONFLICT_CANCELLED = "the database cancelled this request to settle a conflict with another one; nothing was done, try again"
+CONFLICT_CANCELLED = (
+    "the database cancelled this request to settle a conflict with another one; nothing was done, try again"
+)
 
 
 def error_of(code: ErrorCode, message: str | None = None, details: dict[str, Any] | None = None) -> LiveHubError:
