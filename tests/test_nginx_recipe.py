@@ -201,6 +201,14 @@ async def test_nginx_serves_static_files_and_images_itself_and_redirects_to_http
         error = await error_code(res, 413)
         assert error["code"] == "payload_too_large" and error["request_id"] == "upload-1"
         assert NODE_HEADER not in res.headers
+        # An id a node would refuse (a quote, a space) is replaced by nginx's own: nginx's JSON stays whole.
+        res = await site.post(
+            f"/api/products/{product['id']}/images",
+            data=io.BytesIO(b"x" * (Settings().max_upload_bytes + 1)),
+            headers={**seller.headers, "Content-Type": "image/jpeg", "X-Request-Id": 'a" b'},
+        )
+        error = await error_code(res, 413)
+        assert error["request_id"] != 'a" b' and len(error["request_id"]) == 32
     # nginx read every file it served (its workers' user may read the images LiveHub stored).
     errors = stack.nginx.errors()
     assert "Permission denied" not in errors and "[crit]" not in errors, errors
