@@ -147,6 +147,9 @@ class Settings(BaseSettings):
     card_reconcile_cron: str = "* * * * *"
     card_reconcile_after_s: int = Field(default=60, ge=0)
     card_reconcile_max_age_s: int = Field(default=7 * 24 * 3600, ge=60)
+    # A card payment nobody paid (its intent still waiting for a card, a confirmation or 3-D Secure) this
+    # long after it was opened: the reconciliation job cancels its intent at Stripe and the payment.
+    card_payment_abandon_s: int = Field(default=3 * 3600, ge=60)
     # Who sends payouts (docs/MONEY.md, "Payout providers"): "manual", an admin pays by bank transfer and
     # records its reference when approving; "stripe-connect", a Stripe Transfer to the earner's connected
     # account (with STRIPE_SECRET_KEY, and LIVEHUB_STRIPE_API_BASE if set); "instant-dev", nothing moves

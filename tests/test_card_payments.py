@@ -176,6 +176,13 @@ async def test_unknown_events_and_intents_that_are_not_ours_are_ignored(client, 
     assert books["money_in_cents"] == 0
 
 
+async def opened_ago(db, intent: str, ago: timedelta) -> None:
+    """The payment of this intent as if opened `ago` earlier than it was."""
+    await db.execute(
+        "UPDATE card_payments SET created_at = created_at - $2::interval WHERE intent_id = $1", intent, ago
+    )
+
+
 async def test_a_lost_webhook_is_healed_by_reconciliation(client, make, db, stripe_server, no_webhooks):
     buyer = await make.user()
     intent = await paid_top_up(client, db, stripe_server, buyer, 1_800)
@@ -183,11 +190,7 @@ async def test_a_lost_webhook_is_healed_by_reconciliation(client, make, db, stri
     cards = client.app[keys.CARDS]
     # Too recent: its webhook may still be on its way.
     assert await card_payments.reconcile(client.app[keys.POOL], cards, settings) == 0
-    await db.execute(
-        "UPDATE card_payments SET created_at = created_at - $2::interval WHERE intent_id = $1",
-        intent,
-        timedelta(minutes=2),
-    )
+    await opened_ago(db, intent, timedelta(minutes=2))
     assert await card_payments.reconcile(client.app[keys.POOL], cards, settings) == 1
     assert await balance(client, buyer) == 1_800
     assert await card_payments.reconcile(client.app[keys.POOL], cards, settings) == 0
@@ -195,13 +198,103 @@ async def test_a_lost_webhook_is_healed_by_reconciliation(client, make, db, stri
 
     # The node's schedule runs the same (each minute by default, on one node).
     intent = await paid_top_up(client, db, stripe_server, buyer, 700)
-    await db.execute(
-        "UPDATE card_payments SET created_at = created_at - $2::interval WHERE intent_id = $1",
-        intent,
-        timedelta(minutes=2),
-    )
+    await opened_ago(db, intent, timedelta(minutes=2))
     await jobs.SCHEDULES["reconcile_card_payments"].handler(client.app[keys.JOBS].context())
     assert await balance(client, buyer) == 2_500
+    await assert_books_balanced(db)
+
+
+async def test_reconciliation_reaches_a_paid_payment_behind_more_unpaid_ones_than_a_run_takes(
+    client, make, db, stripe_server, no_webhooks
+):
+    buyer = await make.user()
+    settings = client.app[keys.SETTINGS]
+    cards = client.app[keys.CARDS]
+    pool = client.app[keys.POOL]
+    # Five payments nobody paid (younger than the abandon age: they stay pending), all older than the one
+    # paid whose webhook was lost; a run takes three.
+    for n in range(5):
+        started = await start_top_up(client, buyer, 100)
+        await opened_ago(db, await intent_of(db, started["payment_id"]), timedelta(minutes=10 - n))
+    paid = await paid_top_up(client, db, stripe_server, buyer, 900)
+    await opened_ago(db, paid, timedelta(minutes=2))
+
+    assert await card_payments.reconcile(pool, cards, settings, limit=3) == 0
+    assert await card_payments.reconcile(pool, cards, settings, limit=3) == 1
+    assert await _credited(db, paid)
+    assert await balance(client, buyer) == 900
+    # Every pending payment was asked about once, none twice.
+    checked = await db.fetchval("SELECT count(*) FROM card_payments WHERE checked_at IS NOT NULL")
+    assert checked == 6
+    assert await db.fetchval("SELECT count(*) FROM card_payments WHERE status = 'pending'") == 5
+    await assert_books_balanced(db)
+
+
+async def test_a_payment_left_unpaid_past_the_abandon_age_is_canceled_at_stripe_and_here(
+    client, make, db, stripe_server, no_webhooks
+):
+    buyer = await make.user()
+    settings = client.app[keys.SETTINGS]
+    settings.card_payment_abandon_s = 3600
+    abandoned = await start_top_up(client, buyer, 1_200)
+    abandoned_intent = await intent_of(db, abandoned["payment_id"])
+    await opened_ago(db, abandoned_intent, timedelta(hours=2))
+    # Unpaid but young enough that the buyer may still pay it.
+    waiting = await start_top_up(client, buyer, 1_300)
+    waiting_intent = await intent_of(db, waiting["payment_id"])
+    await opened_ago(db, waiting_intent, timedelta(minutes=5))
+    # Paid as long ago, its webhook lost: credited, never canceled.
+    paid = await paid_top_up(client, db, stripe_server, buyer, 1_400)
+    await opened_ago(db, paid, timedelta(hours=2))
+
+    assert await card_payments.reconcile(client.app[keys.POOL], client.app[keys.CARDS], settings) == 2
+    pi = await stripe_server.call("GET", f"/v1/payment_intents/{abandoned_intent}")
+    assert pi["status"] == "canceled"
+    assert (await payment_status(client, buyer, abandoned["payment_id"]))["status"] == "canceled"
+    waiting_pi = await stripe_server.call("GET", f"/v1/payment_intents/{waiting_intent}")
+    assert waiting_pi["status"] == "requires_payment_method"
+    assert (await payment_status(client, buyer, waiting["payment_id"]))["status"] == "pending"
+    assert await _credited(db, paid)
+    assert await balance(client, buyer) == 1_400
+
+    # A forged success for the canceled intent: the app asks Stripe, which says canceled.
+    await deliver(client, event_of("payment_intent.succeeded", pi | {"status": "succeeded", "amount_received": 1_200}))
+    assert (await payment_status(client, buyer, abandoned["payment_id"]))["status"] == "canceled"
+    assert await balance(client, buyer) == 1_400
+    await assert_books_balanced(db)
+
+
+async def test_a_database_error_on_one_payment_does_not_stop_the_others(client, make, db, stripe_server, no_webhooks):
+    buyer = await make.user()
+    failing = await paid_top_up(client, db, stripe_server, buyer, 600)
+    await opened_ago(db, failing, timedelta(minutes=3))
+    other = await paid_top_up(client, db, stripe_server, buyer, 800)
+    await opened_ago(db, other, timedelta(minutes=2))
+    # The first payment's settling fails as a deadlock would (SQLSTATE 40P01), whichever node tried it.
+    await db.execute(
+        """
+        CREATE FUNCTION public.test_deadlock_card_payment() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            RAISE EXCEPTION 'deadlock detected (test)' USING ERRCODE = '40P01';
+        END $$
+        """
+    )
+    await db.execute(
+        f"CREATE TRIGGER test_deadlock BEFORE UPDATE ON card_payments FOR EACH ROW "
+        f"WHEN (OLD.intent_id = '{failing}' AND NEW.updated_at IS DISTINCT FROM OLD.updated_at) "
+        f"EXECUTE FUNCTION public.test_deadlock_card_payment()"
+    )
+    pool, cards, settings = client.app[keys.POOL], client.app[keys.CARDS], client.app[keys.SETTINGS]
+    try:
+        assert await card_payments.reconcile(pool, cards, settings) == 1
+    finally:
+        await db.execute("DROP TRIGGER test_deadlock ON card_payments")
+        await db.execute("DROP FUNCTION public.test_deadlock_card_payment()")
+    assert await _credited(db, other) and not await _credited(db, failing)
+    assert await balance(client, buyer) == 800
+    # The next run settles it.
+    assert await card_payments.reconcile(pool, cards, settings) == 1
+    assert await balance(client, buyer) == 1_400
     await assert_books_balanced(db)
 
 

@@ -143,7 +143,11 @@ async def sync_intent(db: DB, cards: StripeCards, intent_id: str) -> dict | None
     """Ask Stripe about an intent and apply what it says; None for an intent we never created."""
     if not await db.fetchval("SELECT 1 FROM card_payments WHERE intent_id = $1", intent_id):
         return None
-    state = await cards.intent_state(intent_id)
+    return await _apply(db, intent_id, await cards.intent_state(intent_id))
+
+
+async def _apply(db: DB, intent_id: str, state: dict) -> dict | None:
+    """What Stripe said about an intent (cards.intent_state), applied to its payment."""
     return await db.fetchval(
         "SELECT apply_card_payment($1, $2, $3, $4)", intent_id, state["status"], state["received"], state["refunded"]
     )
@@ -180,8 +184,14 @@ async def payment(db: DB, payment_id: UUID, user_id: UUID) -> dict | None:
     )
 
 
+# An intent in one of these is still waiting for the buyer: canceling it cannot undo a payment.
+UNPAID_INTENT_STATES = {"requires_payment_method", "requires_confirmation", "requires_action"}
+
+
 async def reconcile(db: DB, cards: StripeCards, settings: Settings, limit: int = 100) -> int:
-    """Ask Stripe about card payments left pending (a lost or late webhook); returns how many changed."""
+    """Ask Stripe about card payments left pending (a lost or late webhook), the least recently checked
+    first, and cancel those left unpaid past card_payment_abandon_s; returns how many changed. A payment
+    that fails to check (Stripe or the database) is logged and the others are still checked."""
     rows = await db.fetch(
         "SELECT * FROM card_payments_to_reconcile(make_interval(secs => $1), make_interval(secs => $2), $3)",
         float(settings.card_reconcile_after_s),
@@ -191,13 +201,24 @@ async def reconcile(db: DB, cards: StripeCards, settings: Settings, limit: int =
     changed = 0
     for row in rows:
         try:
-            result = await sync_intent(db, cards, row["intent_id"])
-        except stripe.StripeError as exc:
-            log.warning("reconciling card payment %s: Stripe said %s", row["id"], exc)
+            result = await _reconcile_one(db, cards, settings, row)
+        except Exception:
+            log.exception("reconciling card payment %s failed; it is tried again in a later run", row["id"])
             continue
         if result is not None and result["status"] != "pending":
             changed += 1
     return changed
+
+
+async def _reconcile_one(db: DB, cards: StripeCards, settings: Settings, row) -> dict | None:
+    state = await cards.intent_state(row["intent_id"])
+    if row["age_s"] > settings.card_payment_abandon_s and state["status"] in UNPAID_INTENT_STATES:
+        # Canceled at Stripe first: once it is, the buyer can no longer pay it, so the row may say so.
+        # Stripe refuses if the buyer paid in between; the next run sees that payment.
+        intent = (await cards.client.v1.payment_intents.cancel_async(row["intent_id"])).to_dict()
+        log.info("card payment %s left unpaid; its intent %s is canceled", row["id"], row["intent_id"])
+        state = {**state, "status": intent["status"]}
+    return await _apply(db, row["intent_id"], state)
 
 
 async def users_owing(db: DB, limit: int) -> list[dict]:

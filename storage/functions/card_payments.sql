@@ -170,15 +170,25 @@ BEGIN
     RETURN card_payment_json(p) || jsonb_build_object('taken_back_cents', amount);
 END $$;
 
--- Pending card payments old enough that their webhook may have been lost, oldest first, for the
--- reconciliation job to ask the provider about.
+-- Pending card payments old enough that their webhook may have been lost, for the reconciliation job to
+-- ask the provider about: the least recently checked first, each stamped checked now, so every pending
+-- payment is reached in turn however many nobody paid (and one that fails to check goes to the back).
+-- Also how long each has been open, for the job to cancel the abandoned ones.
 CREATE OR REPLACE FUNCTION card_payments_to_reconcile(p_older_than interval, p_newer_than interval, p_limit integer)
-RETURNS TABLE (id uuid, intent_id text)
-LANGUAGE sql STABLE AS $$
-    SELECT id, intent_id FROM card_payments
-     WHERE status = 'pending' AND intent_id IS NOT NULL
-       AND created_at < now() - p_older_than AND created_at > now() - p_newer_than
-     ORDER BY created_at LIMIT p_limit;
+RETURNS TABLE (id uuid, intent_id text, age_s double precision)
+LANGUAGE sql AS $$
+    WITH due AS (
+        SELECT c.id, coalesce(c.checked_at, c.created_at) AS last_seen FROM card_payments c
+         WHERE c.status = 'pending' AND c.intent_id IS NOT NULL
+           AND c.created_at < now() - p_older_than AND c.created_at > now() - p_newer_than
+         ORDER BY last_seen, c.id LIMIT p_limit
+           FOR UPDATE SKIP LOCKED
+    ), stamped AS (
+        UPDATE card_payments p SET checked_at = now() FROM due WHERE p.id = due.id
+        RETURNING p.id, p.intent_id, p.created_at, due.last_seen
+    )
+    SELECT id, intent_id, extract(epoch FROM now() - created_at)::double precision FROM stamped
+     ORDER BY last_seen, id;
 $$;
 
 -- Users who owe money after card refunds or disputes, the largest debt first (the admins' list).
