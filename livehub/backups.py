@@ -29,11 +29,12 @@ import json
 import logging
 import os
 import re
+import stat
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 import asyncpg
 
@@ -75,23 +76,33 @@ class BackupError(RuntimeError):
 # -- URLs and tools ----------------------------------------------------------------------------------
 
 
+def _split_password(url: str, shown: str | None) -> tuple[str, str | None]:
+    """The URL's password (in its user part or a `password` query parameter, as libpq takes both) and the URL
+    with it replaced by `shown`, or left out when `shown` is None."""
+    parts = urlsplit(url)
+    password = None
+    if parts.password is not None:
+        user, host = parts.netloc.rsplit("@", 1)
+        password = unquote(parts.password)
+        user = user.split(":", 1)[0]
+        parts = parts._replace(netloc=f"{user}:{shown}@{host}" if shown is not None else f"{user}@{host}")
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    if any(k == "password" for k, _ in query):
+        password = next(v for k, v in reversed(query) if k == "password")  # the last one wins, as in libpq
+        query = [(k, shown if k == "password" else v) for k, v in query if shown is not None or k != "password"]
+        parts = parts._replace(query=urlencode(query, safe="*"))
+    return urlunsplit(parts), password
+
+
 def redact(url: str) -> str:
     """The URL with its password replaced by ***, for messages and logs."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)
-    user = netloc[0].split(":", 1)[0]
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc[1]}"))
+    return _split_password(url, "***")[0]
 
 
 def _without_password(url: str) -> tuple[str, dict[str, str]]:
     """The URL without its password, and the environment that carries it (PGPASSWORD) to a libpq tool."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url, {}
-    user, host = parts.netloc.rsplit("@", 1)
-    return urlunsplit(parts._replace(netloc=f"{user.split(':', 1)[0]}@{host}")), {"PGPASSWORD": unquote(parts.password)}
+    plain, password = _split_password(url, None)
+    return plain, ({} if password is None else {"PGPASSWORD": password})
 
 
 def database_name(url: str) -> str:
@@ -149,6 +160,8 @@ async def _run(argv: list[str], env: dict[str, str]) -> None:
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.PIPE,
         env={**os.environ, **env},
+        # The unit's UMask=0022 leaves files readable by all; a dump holds every password hash.
+        umask=0o077,
     )
     _, err = await proc.communicate()
     if proc.returncode != 0:
@@ -201,7 +214,10 @@ def manifest_path(dump: Path) -> Path:
 
 def _write_atomically(path: Path, data: bytes) -> None:
     partial = path.with_name(f".{path.name}.partial")
-    partial.write_bytes(data)
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with open(fd, "wb") as f:
+        f.write(data)
+    os.chmod(partial, 0o600)  # a partial file left by an earlier failure keeps its mode through O_TRUNC
     os.replace(partial, path)
 
 
@@ -218,7 +234,13 @@ async def dump(url: str, directory: Path, *, now: datetime | None = None) -> Mad
     """pg_dump -Fc of the database at `url` into `directory`, with its manifest. Raises BackupError."""
     now = now or datetime.now(UTC)
     try:
-        directory.mkdir(parents=True, exist_ok=True)
+        # Only the service user reads the dumps (they hold every password hash and session digest).
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        st = directory.stat()
+        # One made by an older release was 0755. A shared one (--to /tmp: sticky) or another's is left as it
+        # is: the files in it are 0600 all the same.
+        if st.st_mode & 0o077 and not st.st_mode & stat.S_ISVTX and st.st_uid == os.geteuid():
+            directory.chmod(0o700)
     except OSError as exc:
         raise BackupError(f"cannot make the backup directory {directory}: {exc}") from exc
     name = f"livehub-{now.strftime('%Y%m%dT%H%M%S%fZ')}{SUFFIX}"
@@ -250,7 +272,7 @@ async def dump(url: str, directory: Path, *, now: datetime | None = None) -> Mad
         "file": name,
         "created_at": now.isoformat(),
         "size": path.stat().st_size,
-        "sha256": sha256_of(path),
+        "sha256": await asyncio.to_thread(sha256_of, path),  # not on the node's event loop
         "database": database_name(url),
         "server_version": server_version,
         "server_major": server_major,
@@ -321,7 +343,8 @@ def _week(day: date) -> tuple[int, int]:
 
 async def apply_retention(pool, settings: Settings, *, now: datetime | None = None) -> list[dict[str, Any]]:
     """Delete the succeeded backups in the backup directory that `to_keep` does not keep: their files and
-    manifests, their rows marked deleted. Returns the rows deleted."""
+    manifests, their rows marked deleted. A backup whose file could not be deleted keeps its row (and is tried
+    again next time). Returns the rows deleted."""
     now = now or datetime.now(UTC)
     directory = backup_dir(settings)
     rows = await pool.fetch("SELECT id, started_at, path FROM backups WHERE status = 'succeeded' ORDER BY id")
@@ -329,14 +352,19 @@ async def apply_retention(pool, settings: Settings, *, now: datetime | None = No
     keep = to_keep(
         [(r["id"], r["started_at"]) for r in mine], now, settings.backup_keep_daily, settings.backup_keep_weekly
     )
-    gone = [r for r in mine if r["id"] not in keep]
-    for r in gone:
+    gone = []
+    for r in mine:
+        if r["id"] in keep:
+            continue
         path = Path(r["path"])
-        for p in (path, manifest_path(path)):
-            try:
+        try:
+            for p in (path, manifest_path(path)):  # the manifest last: it stays with a dump still there
                 p.unlink(missing_ok=True)
-            except OSError as exc:
-                log.warning("retention could not delete %s: %s", p, exc)
+        except OSError as exc:
+            # Its row stays succeeded: the next run tries again, and the file is not lost track of.
+            log.warning("retention could not delete %s: %s", p, exc)
+            continue
+        gone.append(r)
     if gone:
         await pool.fetchval("SELECT backups_deleted($1)", [r["id"] for r in gone])
         log.info("retention deleted %d backups", len(gone))
@@ -373,7 +401,7 @@ async def restore_into(dump_file: Path, url: str, *, clean: bool = False) -> dic
     manifest = read_manifest(dump_file)
     if not dump_file.is_file():
         raise BackupError(f"{dump_file} is not a file")
-    actual = sha256_of(dump_file)
+    actual = await asyncio.to_thread(sha256_of, dump_file)
     if actual != manifest.get("sha256"):
         raise BackupError(
             f"{dump_file.name} is not the file its manifest describes (sha256 {actual}, manifest "
@@ -386,6 +414,15 @@ async def restore_into(dump_file: Path, url: str, *, clean: bool = False) -> dic
             raise BackupError(
                 f"{redact(url)} is not empty ({len(existing)} tables: {shown}); restore into an empty "
                 f"database, or pass --force to replace what is there"
+            )
+        # pg_restore --clean under a live node's connections would break its sessions or wait on their locks.
+        others = await conn.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            " AND backend_type = 'client backend'"
+        )
+        if others:
+            raise BackupError(
+                f"{redact(url)} has {others} other connections: stop the nodes first (nothing was restored)"
             )
         target_major = conn.get_server_version().major
     finally:

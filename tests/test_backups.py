@@ -110,6 +110,46 @@ async def test_a_shop_round_trips_through_backup_and_restore(client, make, db, d
     assert again["books"] == manifest["books"]
 
 
+async def test_backups_are_readable_by_their_owner_only(db, database_url, tmp_path):
+    # As under the unit's UMask=0022 (which keeps the images readable by nginx), in a directory made 0755.
+    directory = tmp_path / "backups"
+    directory.mkdir(mode=0o755)
+    old = os.umask(0o022)
+    try:
+        made = await backups.dump(database_url, directory)
+    finally:
+        os.umask(old)
+    assert directory.stat().st_mode & 0o777 == 0o700
+    assert made.path.stat().st_mode & 0o777 == 0o600
+    assert backups.manifest_path(made.path).stat().st_mode & 0o777 == 0o600
+
+
+async def test_a_restore_into_a_database_in_use_is_refused(db, database_url, new_database, tmp_path):
+    made = await backups.dump(database_url, tmp_path)
+    node = await asyncpg.connect(new_database)  # as a live node's pool connection
+    try:
+        with pytest.raises(backups.BackupError, match="1 other connections: stop the nodes first"):
+            await backups.restore_into(made.path, new_database, clean=True)
+        assert await backups.tables_in(node) == []  # nothing was restored
+    finally:
+        await node.close()
+    await backups.restore_into(made.path, new_database)
+
+
+def test_a_password_in_the_query_is_redacted_and_passed_in_the_environment():
+    url = "postgresql://u@db.example:5432/livehub?sslmode=require&password=s3cr%26t"
+    assert backups.redact(url) == "postgresql://u@db.example:5432/livehub?sslmode=require&password=***"
+    assert backups._without_password(url) == (
+        "postgresql://u@db.example:5432/livehub?sslmode=require",
+        {"PGPASSWORD": "s3cr&t"},
+    )
+    both = "postgresql://u:p1@h/db?password=p2"
+    assert backups.redact(both) == "postgresql://u:***@h/db?password=***"
+    assert backups._without_password(both) == ("postgresql://u@h/db", {"PGPASSWORD": "p2"})
+    plain = "postgresql://u@h/db?sslmode=disable"
+    assert backups.redact(plain) == plain and backups._without_password(plain) == (plain, {})
+
+
 async def test_a_damaged_file_or_a_missing_manifest_is_refused(db, database_url, new_database, tmp_path):
     made = await backups.dump(database_url, tmp_path)
     data = bytearray(made.path.read_bytes())
@@ -230,6 +270,19 @@ async def test_retention_keeps_the_newest_of_each_day_and_week_as_the_clock_move
     assert await db.fetchval("SELECT status FROM backups WHERE id = $1", failed) == "failed"
     deleted = await db.fetchrow("SELECT status, deleted_at FROM backups WHERE id = $1", at15(11, 15))
     assert deleted["status"] == "deleted" and deleted["deleted_at"] is not None
+
+    # A file that cannot be deleted (a non-empty directory in its place: unlink fails even as root) keeps its
+    # row succeeded, to be tried again; one already gone counts as deleted.
+    stuck, missing = at15(12, 2), at15(11, 29)
+    stuck_path = Path(await db.fetchval("SELECT path FROM backups WHERE id = $1", stuck))
+    stuck_path.unlink()
+    stuck_path.mkdir()
+    (stuck_path / "x").write_text("")
+    Path(await db.fetchval("SELECT path FROM backups WHERE id = $1", missing)).unlink()
+    await backups.apply_retention(ctx.pool, ctx.settings, now=datetime(2027, 3, 1, 20, tzinfo=UTC))
+    assert await kept() == {stuck, other_dir}
+    assert backups.manifest_path(stuck_path).is_file()
+    assert await db.fetchval("SELECT status FROM backups WHERE id = $1", missing) == "deleted"
 
 
 def test_to_keep_with_weeks_off_and_a_backup_from_the_future():
