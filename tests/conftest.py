@@ -318,7 +318,10 @@ class Factory:
         return account
 
     async def payout_destination(self, account: Account, **fields: Any) -> dict:
-        """Saves a payout destination (a German IBAN unless told) for `account` through the API."""
+        """Saves a payout destination (a German IBAN unless told) for `account` through the API; that needs
+        two-factor sign-in, turned on here if it is not yet."""
+        if account.totp is None:
+            await self.two_factor(account)
         body = {"holder_name": account.user["display_name"], "country": "DE", "iban": "DE89370400440532013000"}
         res = await self.client.put("/api/me/payout-destination", json={**body, **fields}, headers=account.headers)
         assert res.status == 200, await res.text()

@@ -52,7 +52,7 @@ async def decision_view(client, admin, payout_id: str) -> dict:
 
 
 async def test_a_destination_is_stored_sealed_and_shown_masked(client, make, db):
-    user = await make.user()
+    user = await make.two_factor(await make.user())
     assert await destination_of(client, user) is None
     res = await put(client, user, holder_name="Ada Lovelace", country="de", iban="de89 3704 0044 0532 0130 00")
     assert res.status == 200, await res.text()
@@ -100,14 +100,14 @@ async def test_a_destination_is_stored_sealed_and_shown_masked(client, make, db)
     ],
 )
 async def test_bank_details_are_checked(client, make, body, field):
-    user = await make.user()
+    user = await make.two_factor(await make.user())
     err = await error_of(await put(client, user, holder_name="Ada", **body), 422, "validation_error")
     assert err["details"]["field"] == field, err
 
 
 async def test_without_keys_bank_details_are_refused(aiohttp_client, settings, make):
     make.client = client = await aiohttp_client(create_app(settings.model_copy(update={"payout_keys": []})))
-    user = await make.user()
+    user = await make.two_factor(await make.user())
     err = await error_of(await put(client, user, holder_name="Ada", country="DE", iban=IBAN), 503, "unavailable")
     assert "LIVEHUB_PAYOUT_KEYS" in err["message"]
 
@@ -141,7 +141,7 @@ async def test_key_rotation_old_keys_open_new_writes_use_the_first(aiohttp_clien
     assert resealed.split(":")[1] == payout_copy.split(":")[1] != old_fingerprint
     assert (await decision_view(client, w.admin, payout["id"]))["destination"]["number"] == IBAN
     # A new destination is sealed under the first key too.
-    other = await make.user()
+    other = await make.two_factor(await make.user())
     await make.payout_destination(other, iban=OTHER_IBAN, country="GB")
     new = await db.fetchval("SELECT sealed FROM payout_destinations WHERE user_id = $1", other.id)
     assert new.split(":")[1] == resealed.split(":")[1]
@@ -306,3 +306,89 @@ async def test_a_reversed_stripe_transfer_fails_its_payout_once(aiohttp_client, 
     assert status == "failed"
     body, headers = signed_event({**full, "data": {"object": {"id": "tr_other", "amount": 5, "amount_reversed": 5}}})
     assert (await (await client.post(webhook, data=body, headers=headers)).json())["result"] == "not_ours"
+
+
+async def test_changing_the_destination_needs_a_fresh_code_and_is_logged_and_told(client, make, db):
+    """A stolen session alone cannot redirect payouts: without two-factor sign-in, or without a current code,
+    the destination neither changes nor goes; a change is audit-logged (last four and country, never the
+    number) and the user gets a notification (and its email), both in the change's transaction."""
+    user = await make.user()
+    res = await put(client, user, holder_name="Ada", country="DE", iban=IBAN)
+    assert res.status == 403 and (await error_of(res))["details"]["two_factor_setup_required"] is True
+    await make.payout_destination(user)  # turns two-factor sign-in on first
+    stolen = {"Authorization": f"Bearer {user.token}"}  # the session, without the authenticator app
+    body = {"holder_name": "Thief", "country": "GB", "iban": OTHER_IBAN}
+    res = await client.put("/api/me/payout-destination", json=body, headers=stolen)
+    assert res.status == 403 and (await error_of(res))["details"]["two_factor_code_required"] is True
+    res = await client.put("/api/me/payout-destination", json=body, headers={**stolen, "X-Two-Factor-Code": "000000"})
+    assert res.status == 403
+    res = await client.delete("/api/me/payout-destination", headers=stolen)
+    assert res.status == 403
+    assert (await destination_of(client, user))["last4"] == "3000"
+
+    res = await put(client, user, holder_name="Ada", country="GB", iban=OTHER_IBAN)
+    assert res.status == 200, await res.text()
+    assert (await client.delete("/api/me/payout-destination", headers=user.headers)).status == 204
+    rows = await db.fetch(
+        """SELECT details, address FROM audit_log
+            WHERE action = 'payout.destination_change' AND actor_id = $1 ORDER BY at, id""",
+        user.id,
+    )
+    assert [(orjson.loads(r["details"]) if isinstance(r["details"], str) else r["details"]) for r in rows] == [
+        {"change": "saved", "last4": "3000", "country": "DE", "kind": "iban"},
+        {"change": "saved", "last4": "5432", "country": "GB", "kind": "iban"},
+        {"change": "removed", "last4": "5432", "country": "GB", "kind": "iban"},
+    ]
+    assert all(r["address"] for r in rows)
+    told = await db.fetch(
+        "SELECT payload FROM notifications WHERE user_id = $1 AND kind = 'payout_destination_changed'", user.id
+    )
+    assert len(told) == 3
+    text = str([dict(r) for r in rows]) + str([r["payload"] for r in told])
+    assert OTHER_IBAN not in text and IBAN not in text and "12345698" not in text
+
+
+async def test_a_payout_needs_a_fresh_code(client, db, make):
+    w = await with_earnings(client, db, make)
+    stolen = {"Authorization": f"Bearer {w.seller.token}"}
+    res = await client.post("/api/seller/payouts", json={"amount_cents": 500}, headers=stolen)
+    assert res.status == 403 and (await error_of(res))["details"]["two_factor_code_required"] is True
+    assert (await ask(client, w.seller, 500)).status == 201
+
+
+async def test_a_stripe_transfer_whose_answer_was_lost_cannot_be_rejected(aiohttp_client, settings, make, db):
+    """Approving a Stripe Connect payout commits `send_started_at` before calling Stripe. When the call
+    fails (here Stripe's address is a closed port; it could as well have sent the Transfer and lost the
+    answer), the payout stays requested with the mark, and rejecting it (the amount back to earnings, to be
+    asked for and sent again under a new key) is a 409: only approving again, under the same key, settles it."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    connect = {
+        "payouts": "stripe-connect",
+        "stripe_secret_key": "sk_x",
+        "stripe_api_base": f"http://127.0.0.1:{closed}",
+    }
+    make.client = client = await aiohttp_client(create_app(settings.model_copy(update=connect)))
+    w = await with_earnings(client, db, make)
+    await make.payout_destination(w.seller, connect_account_id="acct_1Seller")
+    payout = (await (await ask(client, w.seller, 900)).json())["payout"]
+    assert payout["send_started_at"] is None
+    approve = f"/api/admin/payouts/{payout['id']}/approve"
+    await error_of(await client.post(approve, json={}, headers=w.admin.headers), 503, "unavailable")
+    row = await db.fetchrow("SELECT status, send_started_at FROM payouts WHERE id = $1::text::uuid", payout["id"])
+    assert row["status"] == "requested" and row["send_started_at"] is not None
+
+    reject = f"/api/admin/payouts/{payout['id']}/reject"
+    res = await client.post(reject, json={"reason": "timed out"}, headers=w.admin.headers)
+    error = await error_of(res, 409, "conflict")
+    assert "approve again" in error["message"] and error["details"]["transfer_may_have_been_sent"] is True
+    assert await db.fetchval("SELECT status FROM payouts WHERE id = $1::text::uuid", payout["id"]) == "requested"
+    assert (await earnings(client, w.seller))["available_cents"] == 0
+    # Approving again keeps the mark (the first send's time) and asks Stripe again.
+    await error_of(await client.post(approve, json={}, headers=w.admin.headers), 503, "unavailable")
+    again = await db.fetchval("SELECT send_started_at FROM payouts WHERE id = $1::text::uuid", payout["id"])
+    assert again == row["send_started_at"]
+    await assert_books_balanced(db)

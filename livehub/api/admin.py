@@ -267,6 +267,7 @@ async def _decide(request: web.Request, *, approve: bool, reason: str | None, re
         reason=reason,
         reference=reference,
         currency=request.app[keys.SETTINGS].currency,
+        pool=request.app[keys.POOL],
     )
     return PayoutEnvelope(payout=payout)
 

@@ -11,8 +11,8 @@ from livehub import keys
 from livehub.api.models import Amount, Page, PageQuery, Text
 from livehub.api.routing import Api, Model, Out, db, principal
 from livehub.errors import BadSignature, NotFound, PayloadTooLarge
+from livehub.http import client_address
 from livehub.shop import payout_destinations, payouts, stripe_connect
-from livehub.twofactor import require_enabled
 
 api = Api("payouts")
 
@@ -103,6 +103,10 @@ class PayoutOut(Out):
     destination: PayoutDestinationCopy | None = Field(description="null for a payout from before destinations")
     provider: str | None = Field(description="who sent it: manual, instant-dev or stripe-connect")
     failed_at: datetime | None = Field(description="when a sent payout came back (its amount is available again)")
+    send_started_at: datetime | None = Field(
+        description="when a Stripe Connect transfer was started: from then on it cannot be rejected, only approved "
+        "again (which learns the transfer's outcome)"
+    )
 
 
 class PayoutEnvelope(Out):
@@ -119,12 +123,19 @@ async def get_earnings(request: web.Request) -> EarningsOut:
     return EarningsOut.model_validate(await payouts.summary(db(request), principal(request).user_id))
 
 
-@api.post("/api/seller/payouts", auth="user", body=PayoutIn, response=PayoutEnvelope, status=201, idempotent=True)
+@api.post(
+    "/api/seller/payouts",
+    auth="user",
+    body=PayoutIn,
+    response=PayoutEnvelope,
+    status=201,
+    idempotent=True,
+    fresh_code=True,
+)
 async def request_payout(request: web.Request, body: PayoutIn) -> PayoutEnvelope:
-    """Ask for a payout of available earnings (two-factor sign-in must be on); an admin approves it"""
-    """Needs a payout destination (409 with details.payout_destination_required) and at least
-    LIVEHUB_MIN_PAYOUT_CENTS (422 with details.min_payout_cents)."""
-    require_enabled(principal(request).two_factor, "payouts go only to accounts with a second factor")
+    """Ask for a payout of available earnings (two-factor sign-in on, a current code); an admin approves it"""
+    """Needs a current code in X-Two-Factor-Code, a payout destination (409 with
+    details.payout_destination_required) and at least LIVEHUB_MIN_PAYOUT_CENTS (422 with details.min_payout_cents)."""
     payout = await payouts.request(
         db(request), principal(request).user_id, body.amount_cents, request.app[keys.SETTINGS].min_payout_cents
     )
@@ -158,9 +169,13 @@ async def get_payout_destination(request: web.Request) -> PayoutDestinationEnvel
     body=PayoutDestinationIn,
     response=PayoutDestinationEnvelope,
     errors={503: "payout keys are not set on this server (bank details are never stored unencrypted)"},
+    fresh_code=True,
 )
 async def put_payout_destination(request: web.Request, body: PayoutDestinationIn) -> PayoutDestinationEnvelope:
     """Add or change where your payouts go: an IBAN in IBAN countries, else account and routing number"""
+    """Needs two-factor sign-in on and a current code in X-Two-Factor-Code, like asking for a payout: a stolen
+    session alone cannot redirect payouts. The change is audit-logged (payout.destination_change, the last
+    four only) and you are told (notification payout_destination_changed, and email)."""
     destination = payout_destinations.checked(
         holder_name=body.holder_name,
         country=body.country,
@@ -170,15 +185,21 @@ async def put_payout_destination(request: web.Request, body: PayoutDestinationIn
         connect_account_id=body.connect_account_id,
     )
     saved = await payout_destinations.save(
-        db(request), request.app[keys.PAYOUT_BOX], principal(request).user_id, destination
+        db(request), request.app[keys.PAYOUT_BOX], principal(request).user_id, destination, client=_client(request)
     )
     return PayoutDestinationEnvelope(destination=saved)
 
 
-@api.delete("/api/me/payout-destination", auth="user", status=204)
+@api.delete("/api/me/payout-destination", auth="user", status=204, fresh_code=True)
 async def delete_payout_destination(request: web.Request) -> None:
     """Remove your payout destination (payouts already asked for still go where they were asked to)"""
-    await payout_destinations.remove(db(request), principal(request).user_id)
+    """Needs a current code in X-Two-Factor-Code; audit-logged and notified as a change is."""
+    await payout_destinations.remove(db(request), principal(request).user_id, client=_client(request))
+
+
+def _client(request: web.Request) -> dict:
+    """Where a destination change came from, for its audit row."""
+    return {"address": client_address(request), "user_agent": request.headers.get("User-Agent")}
 
 
 class PayoutWebhookOut(Out):

@@ -45,6 +45,7 @@ KINDS: tuple[str, ...] = (
     "giveaway_won",
     "backup_failed",
     "card_order_failed",
+    "payout_destination_changed",
 )
 
 # Account emails: not notifications (not stored, no settings, always sent), queued as job `account_email`

@@ -21,7 +21,8 @@ from cryptography.fernet import Fernet
 
 from livehub.errors import Unavailable, ValidationFailed
 from livehub.sealing import SecretBox
-from storage.db import DB
+from livehub.shop import audit
+from storage.db import DB, transaction
 
 SETTING = "LIVEHUB_PAYOUT_KEYS"
 KEY_FILE = "payout-keys"
@@ -122,7 +123,7 @@ def checked(
     }
 
 
-async def save(db: DB, box: SecretBox, user_id: UUID, destination: dict) -> dict:
+async def save(db: DB, box: SecretBox, user_id: UUID, destination: dict, *, client: dict) -> dict:
     """Store (or replace) the user's destination, sealed; its masked form. A new id each time: payouts
     asked for before keep the copy they took."""
     if not box.encrypts:
@@ -130,22 +131,25 @@ async def save(db: DB, box: SecretBox, user_id: UUID, destination: dict) -> dict
     sealed = box.seal(
         orjson.dumps({"number": destination["number"], "routing_number": destination["routing_number"]}).decode()
     )
-    row = await db.fetchrow(
-        f"""INSERT INTO payout_destinations (user_id, holder_name, country, kind, last4, sealed, connect_account_id)
-            VALUES ($1, $2, $3, $4, $5, $6, $7)
-            ON CONFLICT (user_id) DO UPDATE
-               SET id = gen_random_uuid(), holder_name = EXCLUDED.holder_name, country = EXCLUDED.country,
-                   kind = EXCLUDED.kind, last4 = EXCLUDED.last4, sealed = EXCLUDED.sealed,
-                   connect_account_id = EXCLUDED.connect_account_id, updated_at = now()
-            RETURNING {MASKED_COLUMNS}""",
-        user_id,
-        destination["holder_name"],
-        destination["country"],
-        destination["kind"],
-        destination["number"][-4:],
-        sealed,
-        destination["connect_account_id"],
-    )
+    async with transaction(db) as conn:
+        row = await conn.fetchrow(
+            f"""INSERT INTO payout_destinations
+                       (user_id, holder_name, country, kind, last4, sealed, connect_account_id)
+                VALUES ($1, $2, $3, $4, $5, $6, $7)
+                ON CONFLICT (user_id) DO UPDATE
+                   SET id = gen_random_uuid(), holder_name = EXCLUDED.holder_name, country = EXCLUDED.country,
+                       kind = EXCLUDED.kind, last4 = EXCLUDED.last4, sealed = EXCLUDED.sealed,
+                       connect_account_id = EXCLUDED.connect_account_id, updated_at = now()
+                RETURNING {MASKED_COLUMNS}""",
+            user_id,
+            destination["holder_name"],
+            destination["country"],
+            destination["kind"],
+            destination["number"][-4:],
+            sealed,
+            destination["connect_account_id"],
+        )
+        await _announce(conn, user_id, "saved", dict(row), client)
     return dict(row)
 
 
@@ -154,8 +158,36 @@ async def masked(db: DB, user_id: UUID) -> dict | None:
     return dict(row) if row else None
 
 
-async def remove(db: DB, user_id: UUID) -> bool:
-    return await db.execute("DELETE FROM payout_destinations WHERE user_id = $1", user_id) == "DELETE 1"
+async def remove(db: DB, user_id: UUID, *, client: dict) -> bool:
+    async with transaction(db) as conn:
+        row = await conn.fetchrow(
+            f"DELETE FROM payout_destinations WHERE user_id = $1 RETURNING {MASKED_COLUMNS}", user_id
+        )
+        if row is not None:
+            await _announce(conn, user_id, "removed", dict(row), client)
+    return row is not None
+
+
+async def _announce(conn, user_id: UUID, change: str, shown: dict, client: dict) -> None:
+    """A changed destination is where the next payouts go, so someone with a stolen session would change it
+    first: the change is audit-logged and the user is told (notification and email), in its transaction.
+    Neither carries the number: the last four and the country only."""
+    masked_copy = {"change": change, "last4": shown["last4"], "country": shown["country"], "kind": shown["kind"]}
+    await audit.record(
+        conn,
+        "payout.destination_change",
+        actor_id=user_id,
+        target_type="payout",
+        target_id=str(user_id),
+        address=client.get("address"),
+        user_agent=client.get("user_agent"),
+        details=masked_copy,
+    )
+    await conn.execute(
+        "SELECT notify_user($1, 'payout_destination_changed', $2)",
+        user_id,
+        {**masked_copy, "path": "/seller#earnings"},
+    )
 
 
 def opened(box: SecretBox, masked_copy: dict, sealed: str) -> dict:

@@ -16,12 +16,15 @@ from storage.db import DB, transaction
 
 PAYOUT_COLUMNS = (
     "id, user_id, amount_cents, status, provider_reference, reason, requested_at, decided_at, destination, "
-    "provider, failed_at"
+    "provider, failed_at, send_started_at"
 )
 
 
 class PayoutProvider(Protocol):
     name: str
+    # True for a provider that moves the money itself (Stripe Connect): its send is marked on the payout,
+    # committed before the call, so a lost answer cannot be followed by a reject and a second send.
+    sends_itself: bool
 
     async def send_payout(self, payout: dict, destination: dict, currency: str, reference: str | None) -> str:
         """Send the payout to `destination` (opened: number, routing number, connected account); returns the
@@ -34,6 +37,7 @@ class ManualPayouts:
     to a bank statement line."""
 
     name = "manual"
+    sends_itself = False
 
     async def send_payout(self, payout: dict, destination: dict, currency: str, reference: str | None) -> str:
         if not reference:
@@ -48,6 +52,7 @@ class InstantDevPayouts:
     """Development only: the payment provider's pretend payout (livehub/shop/payments.py)."""
 
     name = "instant-dev"
+    sends_itself = False
 
     async def send_payout(self, payout: dict, destination: dict, currency: str, reference: str | None) -> str:
         return reference or await InstantDevProvider().send_payout(
@@ -134,10 +139,24 @@ async def decide(
     reason: str | None,
     reference: str | None,
     currency: str,
+    pool: DB,
 ) -> dict:
     """Approve (the provider sends the money to the payout's own copy of its destination, then the books
     record it) or reject a payout request. The payout row stays locked throughout, so two admins cannot
-    send one payout twice."""
+    send one payout twice.
+
+    A provider that sends the money itself may send it and lose the answer (a timeout): this transaction
+    then rolls back and the payout stays `requested`. So before calling it, `send_started_at` is committed
+    on the payout on its own (`pool`, outside the request's transaction, and before the row lock so it
+    does not wait on it): from then on decide_payout refuses to reject the payout, and approving again
+    re-sends with the same idempotency key (the payout's id), which learns the first send's outcome
+    instead of making a second transfer."""
+    if approve and provider.sends_itself:
+        await pool.execute(
+            """UPDATE payouts SET send_started_at = coalesce(send_started_at, now())
+                WHERE id = $1 AND status = 'requested'""",
+            payout_id,
+        )
     async with transaction(db) as conn:
         payout = await conn.fetchrow(
             "SELECT * FROM payouts WHERE id = $1 AND status = 'requested' FOR UPDATE", payout_id

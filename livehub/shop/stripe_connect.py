@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 
 class StripeConnectPayouts:
     name = "stripe-connect"
+    sends_itself = True
 
     def __init__(self, settings):
         self.api_key = settings.stripe_secret_key

@@ -29,6 +29,7 @@ const LABELS = {
   host_answered: "Guest hosts' answers to your invitations",
   backup_failed: "Failed backups (admins)",
   card_order_failed: "Card payments whose order could not be placed",
+  payout_destination_changed: "Changes to where your payouts go",
 };
 
 const order = (p) => `order ${p.number || ""}`.trim();
@@ -107,6 +108,13 @@ export function describe(n) {
       return {
         text: `Your card paid ${money(p.amount_cents || 0)}, but the order could not be placed${p.reason ? ` (${p.reason})` : ""}: the money is in your wallet`,
         href: p.path || "/wallet",
+      };
+    case "payout_destination_changed":
+      return {
+        text: p.change === "removed"
+          ? `Your payout destination (ending ${p.last4 || "?"}) was removed: not you? Change your password`
+          : `Your payouts now go to the account ending ${p.last4 || "?"} (${p.country || ""}): not you? Change your password`,
+        href: p.path || "/seller#earnings",
       };
     case "low_stock":
       return { text: `Low stock: ${p.title || p.sku || "a product"}${p.stock !== undefined ? ` (${p.stock} left)` : ""}`, href: "/seller#stock" };

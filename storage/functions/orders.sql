@@ -288,6 +288,13 @@ BEGIN
         RAISE EXCEPTION 'this payout was already decided'
             USING ERRCODE = 'LH409', DETAIL = jsonb_build_object('status', po.status)::text;
     END IF;
+    -- A send through a provider that moves the money itself was started and its outcome is not known
+    -- (livehub/shop/payouts.py, decide): rejecting would free the amount to be asked for and sent again.
+    IF NOT p_approve AND po.send_started_at IS NOT NULL THEN
+        RAISE EXCEPTION 'a transfer may have been sent: approve again to learn its outcome, or check Stripe'
+            USING ERRCODE = 'LH409', DETAIL = jsonb_build_object(
+                'transfer_may_have_been_sent', true, 'send_started_at', po.send_started_at)::text;
+    END IF;
     held := account_of(po.user_id, 'payouts');
     IF p_approve THEN
         PERFORM lock_accounts(ARRAY[held]);
