@@ -37,10 +37,15 @@ export function personCell(userId) {
 }
 
 // A page of a list into a table body; `more` shows the next page after the rows already there.
+// A list's loads in the order they began: one that finishes after a newer one began (the tab's first load
+// after a search) is dropped, so an older answer never redraws the rows someone is working in.
+const listLoads = {};
 export async function loadPage(name, path, params, body, render, columns, emptyText, more) {
   const query = new URLSearchParams(params);
   if (more && state.cursors[name]) query.set("cursor", state.cursors[name]);
+  const load = (listLoads[name] = (listLoads[name] || 0) + 1);
   const page = await api("GET", `${path}?${query}`);
+  if (listLoads[name] !== load) return;
   const rows = page.items.map(render);
   if (!more) body.replaceChildren(...(rows.length ? rows : [emptyRow(columns, emptyText)]));
   else body.append(...rows);

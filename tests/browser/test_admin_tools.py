@@ -32,6 +32,8 @@ async def test_admin_deactivates_a_seller_finds_it_in_the_audit_log_and_reactiva
     expect.set_options(timeout=TIMEOUT)
     await page.get_by_label("Find a user").fill(email)
     await page.get_by_role("button", name="Search").click()
+    # The search's answer, not the tab's first list (which has the admin too): it redraws the rows.
+    await expect(page.locator("#wallets-table tbody tr")).to_have_count(1)
     row = page.locator("#wallets-table tbody tr", has_text=email)
     await expect(row).to_have_count(1)
     await row.get_by_text("Deactivate…").click()

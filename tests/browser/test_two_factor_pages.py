@@ -82,6 +82,8 @@ async def test_an_admin_confirms_a_wallet_adjustment_with_a_code(open_page, make
     page = await open_page("/admin#wallets", admin)
     await page.get_by_label("Find a user").fill("carol@")
     await page.get_by_role("button", name="Search").click()
+    # The search's answer, not the tab's first list (which has the admin too): it redraws the rows.
+    await expect(page.locator("#wallets-table tbody tr")).to_have_count(1, timeout=WAIT_MS)
     row = page.locator("#wallets-table tbody tr", has_text="carol@example.test")
     await expect(row).to_have_count(1, timeout=WAIT_MS)
     await row.get_by_text("Adjust…").click()
