@@ -175,8 +175,9 @@ class World:
         self.ids: dict[str, list[str]] = {}
         self.keys = 0
 
-    def call(self, method: str, path: str, token: str | None = None, **kwargs) -> dict:
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
+    def call(self, method: str, path: str, token: str | None = None, *, fresh: bool = False, **kwargs) -> dict:
+        """`fresh`: the fuzzing user's current two-factor code too (payout destination and payouts ask)."""
+        headers = self.auth_headers(token) if fresh else {"Authorization": f"Bearer {token}"} if token else {}
         res = self.http.request(method, self.server.url + path, headers=headers, timeout=30, **kwargs)
         self.http.cookies.clear()  # requests authenticate by their bearer token only
         assert res.status_code < 300, (method, path, res.status_code, res.text)
@@ -252,8 +253,8 @@ class World:
         self.call("POST", f"/api/orders/{delivered}/ship", token, json=tracking)
         self.call("POST", f"/api/orders/{delivered}/deliver", buyer_token)
         destination = {"holder_name": "Fuzz Shop", "country": "DE", "iban": "DE89370400440532013000"}
-        self.call("PUT", "/api/me/payout-destination", token, json=destination)
-        payout = self.call("POST", "/api/seller/payouts", token, json={"amount_cents": 100})["payout"]["id"]
+        self.call("PUT", "/api/me/payout-destination", token, fresh=True, json=destination)
+        payout = self.call("POST", "/api/seller/payouts", token, fresh=True, json={"amount_cents": 100})["payout"]["id"]
 
         # Another seller, whom the fuzzing user buys from (and whom the admin fuzzing may suspend).
         other, other_token = self.register("other")
