@@ -259,6 +259,15 @@ class Settings(BaseSettings):
     livekit_api_key: str | None = None
     livekit_api_secret: str | None = None
     livekit_token_ttl_s: int = Field(default=6 * 3600, ge=60)
+    # Replays (docs/REPLAYS.md). The node relaying a show records the publisher's encoded frames (no
+    # re-encoding) into data_dir/recordings while it runs and puts the finished file in the media store;
+    # false: no show is recorded (a host can also opt a single stream out).
+    record_shows: bool = True
+    # Replays older than this many days are deleted by a scheduled job.
+    replay_retention_days: int = Field(default=90, ge=1)
+    # With the LiveKit backend LiveHub records nothing: LiveKit Egress does, and a replay's video is at this
+    # URL, "{room}" and "{stream_id}" filled in (e.g. "https://cdn.example.com/egress/{room}.mp4").
+    replay_url_template: str | None = None
     # The demo stream shows a generated test pattern (set by `run.py --demo`).
     demo_video: bool = False
 
