@@ -48,7 +48,7 @@ from livehub.dbwatch import CHECK_EVERY_S, DatabaseState, EmbeddedWatch
 from livehub.jsonx import json_response
 from livehub.live import ws
 from livehub.live.hub import Hub
-from livehub.mediastore import media_store
+from livehub.mediastore import STORE, media_store
 from livehub.metrics import observe_db_acquire
 from livehub.settings import Settings
 from livehub.shop import payout_destinations
@@ -198,7 +198,8 @@ async def media_plane(app: web.Application):
         return
     from livehub.media.sessions import MediaNode
 
-    node = app[keys.MEDIA] = MediaNode(settings, app[keys.TASKS], app[keys.POOL])
+    # The media store is open by now (media_store comes first in cleanup_ctx): recordings end up there.
+    node = app[keys.MEDIA] = MediaNode(settings, app[keys.TASKS], app[keys.POOL], store=app[STORE])
     await node.start()
     yield
     await node.close()
@@ -286,7 +287,7 @@ def create_app(settings: Settings | None = None, *, embedded: EmbeddedPostgres |
     app.middlewares.insert(app.middlewares.index(error_middleware), metrics.request_metrics)
     app[keys.LISTING_CACHE] = ListingCache(settings.catalog_cache_ms / 1000)
     app[keys.OPENAPI] = build_openapi(APIS, title="LiveHub", version=__version__, description=DESCRIPTION)
-    app.cleanup_ctx.extend([database, background, accounts, money, live, job_queue, media_plane, media_store])
+    app.cleanup_ctx.extend([database, background, accounts, money, live, job_queue, media_store, media_plane])
     app.cleanup_ctx.append(cards)
     if settings.demo_video:
         app.cleanup_ctx.append(demo.demo_video)

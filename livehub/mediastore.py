@@ -1,4 +1,5 @@
-"""Where uploaded media's bytes live: one small interface (put, get, delete bytes by key), two backends.
+"""Where uploaded media's bytes live: one small interface (put, get, delete bytes by key; put a file, read
+a byte range), two backends.
 
 - `LocalStore`: files under `LIVEHUB_DATA_DIR/media` (the default; one node, or nodes sharing a disk).
 - `S3Store`: an S3-compatible bucket (`LIVEHUB_MEDIA_STORE=s3://bucket/prefix`), for several nodes.
@@ -13,8 +14,10 @@ import asyncio
 import contextlib
 import os
 import re
+import shutil
 import tempfile
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 from urllib.parse import urlsplit
@@ -37,6 +40,32 @@ class MediaStore(Protocol):
     async def delete(self, key: str) -> None:
         """Removes `key`; nothing happens if it is not there."""
         ...
+
+    async def put_file(self, key: str, path: Path, content_type: str) -> None:
+        """Stores the file at `path` under `key` (a large file: never read into memory whole)."""
+        ...
+
+    async def read_range(self, key: str, start: int, end: int | None) -> "Chunks | None":
+        """Bytes `start` to `end` (inclusive; None: to the end) of `key`, streamed; None if there is no `key`.
+        The range must start before the end of the file (`size` tells; ask for `0, 0` to learn it)."""
+        ...
+
+
+@dataclass
+class Chunks:
+    """A byte range being read: `size` is the whole object's, `length` the range's; iterate for the bytes."""
+
+    size: int
+    length: int
+    chunks: AsyncIterator[bytes]
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self.chunks
+
+
+_CHUNK = 256 * 1024
+# S3 objects above this go up in parts of this size (S3's parts are 5 MiB at least, 10,000 at most).
+_PART = 16 * 1024 * 1024
 
 
 def check_key(key: str) -> str:
@@ -81,6 +110,46 @@ class LocalStore:
         except FileNotFoundError:
             return None
 
+    async def put_file(self, key: str, path: Path, content_type: str) -> None:
+        await asyncio.to_thread(self._copy, path, self.path(key))
+
+    @staticmethod
+    def _copy(source: Path, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        try:
+            os.fchmod(fd, 0o644)
+            with os.fdopen(fd, "wb") as f, open(source, "rb") as src:
+                shutil.copyfileobj(src, f, _CHUNK)
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+
+    async def read_range(self, key: str, start: int, end: int | None) -> Chunks | None:
+        path = self.path(key)
+        try:
+            f = await asyncio.to_thread(open, path, "rb")
+        except FileNotFoundError:
+            return None
+        size = os.fstat(f.fileno()).st_size
+        last = size - 1 if end is None else min(end, size - 1)
+        length = max(0, last - start + 1)
+
+        async def chunks() -> AsyncIterator[bytes]:
+            with f:
+                await asyncio.to_thread(f.seek, start)
+                left = length
+                while left > 0:
+                    data = await asyncio.to_thread(f.read, min(_CHUNK, left))
+                    if not data:
+                        return
+                    left -= len(data)
+                    yield data
+
+        return Chunks(size, length, chunks())
+
     async def delete(self, key: str) -> None:
         path = self.path(key)
         await asyncio.to_thread(path.unlink, missing_ok=True)
@@ -115,6 +184,49 @@ class S3Store:
 
     async def delete(self, key: str) -> None:
         await self.client.delete_object(Bucket=self.bucket, Key=self.object_key(key))
+
+    async def put_file(self, key: str, path: Path, content_type: str) -> None:
+        size = (await asyncio.to_thread(path.stat)).st_size
+        if size <= _PART:
+            data = await asyncio.to_thread(path.read_bytes)
+            await self.put(key, data, content_type)
+            return
+        object_key = self.object_key(key)
+        upload = await self.client.create_multipart_upload(Bucket=self.bucket, Key=object_key, ContentType=content_type)
+        upload_id = upload["UploadId"]
+        parts = []
+        try:
+            with open(path, "rb") as f:
+                while data := await asyncio.to_thread(f.read, _PART):
+                    number = len(parts) + 1
+                    part = await self.client.upload_part(
+                        Bucket=self.bucket, Key=object_key, UploadId=upload_id, PartNumber=number, Body=data
+                    )
+                    parts.append({"PartNumber": number, "ETag": part["ETag"]})
+            await self.client.complete_multipart_upload(
+                Bucket=self.bucket, Key=object_key, UploadId=upload_id, MultipartUpload={"Parts": parts}
+            )
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await self.client.abort_multipart_upload(Bucket=self.bucket, Key=object_key, UploadId=upload_id)
+            raise
+
+    async def read_range(self, key: str, start: int, end: int | None) -> Chunks | None:
+        bytes_range = f"bytes={start}-" if end is None else f"bytes={start}-{end}"
+        try:
+            response = await self.client.get_object(Bucket=self.bucket, Key=self.object_key(key), Range=bytes_range)
+        except self.client.exceptions.NoSuchKey:
+            return None
+        # "bytes 0-99/1234": the whole object's size after the slash.
+        size = int(response.get("ContentRange", "").rpartition("/")[2] or response["ContentLength"])
+        body = response["Body"]
+
+        async def chunks() -> AsyncIterator[bytes]:
+            async with body:
+                while data := await body.read(_CHUNK):
+                    yield data
+
+        return Chunks(size, response["ContentLength"], chunks())
 
 
 def parse_s3_url(url: str) -> tuple[str, str]:

