@@ -297,3 +297,24 @@ async def prune_job_log(ctx: Context) -> None:
         "DELETE FROM pgqueuer_log WHERE created < now() - make_interval(days => $1)", ctx.settings.job_log_keep_days
     )
     log.info("job log pruned: %s", deleted)
+
+
+# Replays deleted per retention run: a bounded batch (each a file deletion), the rest at the next run.
+REPLAY_RETENTION_BATCH = 100
+
+
+@schedule("expire_replays", "7 * * * *")
+async def expire_replays(ctx: Context) -> None:
+    """Replays older than LIVEHUB_REPLAY_RETENTION_DAYS are deleted, hourly, REPLAY_RETENTION_BATCH at a time:
+    file first, then row (docs/REPLAYS.md, Retention). With the LiveKit backend, whose files LiveHub does not
+    hold, the replays of streams ended that long ago stop being offered."""
+    from livehub.mediastore import open_store
+    from livehub.shop import replays
+
+    days = ctx.settings.replay_retention_days
+    async with open_store(ctx.settings) as store:
+        deleted = await replays.delete_expired(ctx.pool, store, days=days, batch=REPLAY_RETENTION_BATCH)
+    if ctx.settings.media_backend == "livekit":
+        deleted += await replays.expire_template_replays(ctx.pool, days=days, batch=REPLAY_RETENTION_BATCH)
+    if deleted:
+        log.info("replay retention: %d replays older than %d days deleted", deleted, days)

@@ -55,6 +55,10 @@ class StreamIn(Model):
     host_commission_bps: Annotated[int, Field(ge=0, le=5000)] = Field(
         0, description="the host's share of the items sold in the show, in basis points (with host_id)"
     )
+    unlisted: bool = Field(
+        False, description="a practice show: only people with the link watch; never listed, followers not told"
+    )
+    record: bool = Field(True, description="record the show as a replay (false: this show is not recorded)")
 
 
 class ModeratorIn(Model):
@@ -108,6 +112,8 @@ class StreamOut(Out):
     started_at: datetime | None
     ended_at: datetime | None
     pinned_product_id: UUID | None
+    unlisted: bool = Field(description="a practice show: watched through its link only, never listed")
+    record: bool = Field(description="whether the show is recorded as a replay")
     products: list[StreamProductOut]
     viewers: int = Field(0, description="watching now, over all nodes")
 
@@ -172,6 +178,8 @@ async def create_stream(request: web.Request, body: StreamIn) -> StreamEnvelope:
         moderators=body.moderators,
         host_id=body.host_id,
         host_commission_bps=body.host_commission_bps,
+        unlisted=body.unlisted,
+        record=body.record,
     )
     return StreamEnvelope.model_validate({"stream": stream})
 
@@ -198,11 +206,19 @@ async def end_stream(request: web.Request) -> StreamEnvelope:
     return StreamEnvelope.model_validate({"stream": await with_viewers(request, stream)})
 
 
-@api.get("/api/streams", query=StreamQuery, response=Page[StreamOut])
+@api.get("/api/streams", auth="optional", query=StreamQuery, response=Page[StreamOut])
 async def list_streams(request: web.Request, query: StreamQuery) -> Page[StreamOut]:
     """Browse streams: live ones (newest first), then scheduled (soonest first), then ended (newest first)"""
+    # Unlisted (practice) streams are nobody's to browse, but a shop listing its own (the studio) sees them.
+    me = request.get(PRINCIPAL)
+    own = me is not None and query.seller is not None and me.seller_id == query.seller
     page = await streams.list_streams(
-        db(request), status=query.status, seller_id=query.seller, limit=query.limit, before=query.cursor
+        db(request),
+        status=query.status,
+        seller_id=query.seller,
+        limit=query.limit,
+        before=query.cursor,
+        with_unlisted=own,
     )
     counts = await request.app[keys.HUB].viewer_counts([UUID(s["id"]) for s in page["items"]])
     items = [{**s, "viewers": counts.get(UUID(s["id"]), 0)} for s in page["items"]]

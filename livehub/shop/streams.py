@@ -7,7 +7,7 @@ objects out. Times inside Postgres-built JSON are RFC 3339 UTC strings.
 
 Shapes:
 - stream: `{id, title, status, seller: {id, shop_name}, host_id, host_status, scheduled_at, started_at, ended_at,
-  pinned_product_id, products: [product]}`
+  pinned_product_id, unlisted, record, products: [product]}`
 - product: `{id, title, position, live_price_cents, per_buyer_limit, variants: [{id, sku, options,
   price_cents, available, digital}]}`; a variant's price_cents is the stream's price when no flash sale runs.
 - flash sale: `{id, variant_id, product_id, price_cents, quantity, remaining, per_buyer_limit,
@@ -39,12 +39,15 @@ async def create_stream(
     moderators: list[UUID],
     host_id: UUID | None = None,
     host_commission_bps: int = 0,
+    unlisted: bool = False,
+    record: bool = True,
 ) -> dict:
     """A new scheduled stream of the caller's (approved) shop, which the caller hosts, or another user
     invited to host it for host_commission_bps (livehub/shop/hosts.py). `products`:
-    [{product_id, live_price_cents, per_buyer_limit}] in the order shown, the shop's own and active."""
+    [{product_id, live_price_cents, per_buyer_limit}] in the order shown, the shop's own and active.
+    `unlisted`: a practice show (never listed, no follower told); `record`: false opts it out of recording."""
     return await db.fetchval(
-        "SELECT create_stream($1, $2, $3, $4::jsonb, $5, $6, $7)",
+        "SELECT create_stream($1, $2, $3, $4::jsonb, $5, $6, $7, $8, $9)",
         user_id,
         title,
         scheduled_at,
@@ -52,12 +55,14 @@ async def create_stream(
         list(moderators),
         host_id,
         host_commission_bps,
+        unlisted,
+        record,
     )
 
 
 async def start_stream(db: DB, stream_id: UUID, actor_id: UUID) -> tuple[dict, list[UUID]]:
     """scheduled -> live, by the host. Returns the stream and the shop's followers, each of whom got a
-    `stream_live` notification in the same transaction."""
+    `stream_live` notification in the same transaction (none for an unlisted stream)."""
     out = await db.fetchval("SELECT start_stream($1, $2)", stream_id, actor_id)
     return out["stream"], [UUID(u) for u in out["followers"]]
 
@@ -71,12 +76,22 @@ async def get_stream(db: DB, stream_id: UUID) -> dict | None:
     return await db.fetchval("SELECT stream_json($1)", stream_id)
 
 
-async def list_streams(db: DB, *, status: str | None, seller_id: UUID | None, limit: int, before: UUID | None) -> dict:
+async def list_streams(
+    db: DB,
+    *,
+    status: str | None,
+    seller_id: UUID | None,
+    limit: int,
+    before: UUID | None,
+    with_unlisted: bool = False,
+) -> dict:
     """A page of streams in LIST_ORDER; `next_cursor` is the id of the page's last stream, and a page
-    asked for with it continues after that stream's place in the order."""
+    asked for with it continues after that stream's place in the order. Unlisted (practice) streams are
+    left out unless `with_unlisted` (the shop listing its own)."""
     rows = await db.fetch(
         f"""SELECT stream_json(s.id) AS stream, s.id FROM streams s
              WHERE ($1::text IS NULL OR s.status = $1) AND ($2::uuid IS NULL OR s.seller_id = $2)
+               AND (NOT s.unlisted OR $5)
                AND ($3::uuid IS NULL OR ({LIST_ORDER.format(s="s")})
                                         > (SELECT {LIST_ORDER.format(s="c")} FROM streams c WHERE c.id = $3))
              ORDER BY {LIST_ORDER.format(s="s")}
@@ -85,6 +100,7 @@ async def list_streams(db: DB, *, status: str | None, seller_id: UUID | None, li
         seller_id,
         before,
         limit + 1,
+        with_unlisted,
     )
     items = [r["stream"] for r in rows[:limit]]
     return {"items": items, "next_cursor": str(rows[limit - 1]["id"]) if len(rows) > limit else None}

@@ -40,6 +40,7 @@ LANGUAGE sql STABLE AS $$
         'seller', jsonb_build_object('id', se.id, 'shop_name', se.shop_name),
         'host_id', s.host_id, 'host_status', s.host_status, 'scheduled_at', utc_time(s.scheduled_at), 'started_at', utc_time(s.started_at),
         'ended_at', utc_time(s.ended_at), 'pinned_product_id', s.pinned_product_id,
+        'unlisted', s.unlisted, 'record', s.record,
         'products', (SELECT coalesce(jsonb_agg(j ORDER BY sp.position, sp.product_id), '[]')
                        FROM stream_products sp, stream_product_json(sp) j
                       WHERE sp.stream_id = s.id AND j IS NOT NULL))
@@ -131,9 +132,12 @@ END $$;
 -- A new scheduled stream of the caller's shop, hosted by the caller, or by p_host (another user, invited
 -- at p_host_bps: functions/hosts.sql). p_products, in the order shown:
 -- [{product_id, live_price_cents?, per_buyer_limit?}], each an active product of the shop, once.
+-- p_unlisted: a practice show (docs/REPLAYS.md), watched only through its link, never listed, no follower
+-- told; p_record: false opts this show out of recording.
 CREATE OR REPLACE FUNCTION create_stream(
     p_user uuid, p_title text, p_scheduled_at timestamptz, p_products jsonb, p_moderators uuid[],
-    p_host uuid DEFAULT NULL, p_host_bps integer DEFAULT 0
+    p_host uuid DEFAULT NULL, p_host_bps integer DEFAULT 0, p_unlisted boolean DEFAULT false,
+    p_record boolean DEFAULT true
 ) RETURNS jsonb
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -152,8 +156,8 @@ BEGIN
     IF jsonb_typeof(p_products) <> 'array' OR jsonb_array_length(p_products) > 100 THEN
         RAISE EXCEPTION 'products must be a list of at most 100' USING ERRCODE = 'LH422';
     END IF;
-    INSERT INTO streams (seller_id, host_id, title, scheduled_at)
-    VALUES (seller, p_user, p_title, p_scheduled_at)
+    INSERT INTO streams (seller_id, host_id, title, scheduled_at, unlisted, record)
+    VALUES (seller, p_user, p_title, p_scheduled_at, coalesce(p_unlisted, false), coalesce(p_record, true))
     RETURNING id INTO new_id;
 
     FOR item IN SELECT e, n FROM jsonb_array_elements(p_products) WITH ORDINALITY AS x (e, n) LOOP
@@ -195,13 +199,16 @@ BEGIN
     IF p_host IS NOT NULL AND p_host <> p_user OR coalesce(p_host_bps, 0) <> 0 THEN
         PERFORM put_stream_host((SELECT st FROM streams st WHERE st.id = new_id), p_user, p_host, p_host_bps);
     END IF;
-    -- The shop's followers get show_scheduled (functions/reminders.sql).
-    PERFORM scheduled_show_notice(new_id);
+    -- The shop's followers get show_scheduled (functions/reminders.sql); not of a practice show.
+    IF NOT coalesce(p_unlisted, false) THEN
+        PERFORM scheduled_show_notice(new_id);
+    END IF;
     RETURN stream_json(new_id);
 END $$;
 
 -- scheduled -> live, by its host. Notifies every follower of the shop (notify_users: a notifications row
--- each and its delivery job, in this transaction). Returns {stream, followers: [user id]}.
+-- each and its delivery job, in this transaction), unless the show is unlisted (practice: nobody is told,
+-- followers empty). Returns {stream, followers: [user id]}.
 CREATE OR REPLACE FUNCTION start_stream(p_stream uuid, p_actor uuid) RETURNS jsonb
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -234,6 +241,9 @@ BEGIN
             USING ERRCODE = 'LH409', DETAIL = jsonb_build_object('stream_id', other)::text;
     END IF;
     UPDATE streams SET status = 'live', started_at = now() WHERE id = p_stream;
+    IF s.unlisted THEN
+        RETURN jsonb_build_object('stream', stream_json(p_stream), 'followers', '[]'::jsonb);
+    END IF;
     -- Stored and their delivery queued (functions/messages.sql): the job pushes and emails them.
     -- Those who asked to be reminded of it (functions/reminders.sql) too; notify_users() tells each once.
     followers := notify_users(
@@ -244,7 +254,7 @@ BEGIN
 END $$;
 
 -- live -> ended, by its host, its shop (of a guest-hosted stream) or an admin. A running flash sale ends
--- with it; nothing stays pinned.
+-- with it; nothing stays pinned (an unpin in the pin history, if something was).
 CREATE OR REPLACE FUNCTION end_stream(p_stream uuid, p_actor uuid) RETURNS jsonb
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -266,6 +276,9 @@ BEGIN
      WHERE stream_id = p_stream AND ended_at IS NULL;
     PERFORM end_stream_auctions(p_stream);  -- functions/auctions.sql: no sale, holds released
     UPDATE streams SET status = 'ended', ended_at = now(), pinned_product_id = NULL WHERE id = p_stream;
+    IF s.pinned_product_id IS NOT NULL THEN
+        INSERT INTO stream_pins (stream_id, product_id, at) VALUES (p_stream, NULL, now());
+    END IF;
     RETURN stream_json(p_stream);
 END $$;
 
@@ -286,7 +299,8 @@ LANGUAGE sql STABLE AS $$
       FROM streams s WHERE s.id = p_stream;
 $$;
 
--- Pins a featured product (NULL unpins) in a live stream. Returns the product as the stream shows it.
+-- Pins a featured product (NULL unpins) in a live stream, and adds it to the pin history (stream_pins,
+-- the replay's timeline). Returns the product as the stream shows it.
 CREATE OR REPLACE FUNCTION pin_product(p_stream uuid, p_actor uuid, p_product uuid) RETURNS jsonb
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -304,6 +318,7 @@ BEGIN
         END IF;
     END IF;
     UPDATE streams SET pinned_product_id = p_product WHERE id = p_stream;
+    INSERT INTO stream_pins (stream_id, product_id, at) VALUES (p_stream, p_product, now());
     RETURN shown;
 END $$;
 

@@ -1,0 +1,217 @@
+-- Replays (docs/REPLAYS.md): a recorded show's video (stream_replays, written by the recorder,
+-- livehub/shop/recordings.py), its timeline of durable events, the line-up to buy, and discarding one.
+-- This file is loaded before streams.sql: what it uses from there (utc_time, user_is_admin, locked_stream)
+-- is called from plpgsql bodies, which are resolved when they run.
+
+-- A replay's line-up: the show's featured products still on sale, in the show's order, each at its
+-- REGULAR catalog price (its cheapest variant's price_cents), never the show's live price or a flash sale's:
+-- the show is over. image_url: the product's first image (largest size), or null.
+CREATE OR REPLACE FUNCTION replay_products_json(p_stream uuid) RETURNS jsonb
+LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    RETURN (
+        SELECT coalesce(jsonb_agg(jsonb_build_object(
+                   'id', p.id, 'title', p.title, 'position', sp.position,
+                   'price_cents', (SELECT min(v.price_cents) FROM variants v WHERE v.product_id = p.id),
+                   'image_url', (SELECT product_image_url(i.id, i.width) FROM product_images i
+                                  WHERE i.product_id = p.id ORDER BY i.position, i.created_at LIMIT 1))
+                   ORDER BY sp.position, sp.product_id), '[]')
+          FROM stream_products sp JOIN products p ON p.id = sp.product_id AND p.status = 'active'
+         WHERE sp.stream_id = p_stream);
+END $$;
+
+-- The replay of a stream: {stream_id, title, seller, unlisted, media_key, content_type, duration_s, started_at,
+-- products}, or NULL when it has none. With p_template (the LiveKit backend with
+-- LIVEHUB_REPLAY_URL_TEMPLATE set: LiveKit Egress recorded the room, LiveHub holds no file), an ended stream
+-- that was to be recorded has one without a stream_replays row: media_key null, started_at the stream's
+-- and duration_s null (the API fills in the URL).
+CREATE OR REPLACE FUNCTION replay_json(p_stream uuid, p_template boolean DEFAULT false) RETURNS jsonb
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    s streams;
+    r stream_replays;
+    base jsonb;
+BEGIN
+    SELECT * INTO s FROM streams WHERE id = p_stream;
+    IF NOT FOUND THEN
+        RETURN NULL;
+    END IF;
+    SELECT * INTO r FROM stream_replays WHERE stream_id = p_stream;
+    IF FOUND THEN
+        base := jsonb_build_object('media_key', r.media_key, 'content_type', r.content_type,
+                                   'duration_s', r.duration_s, 'started_at', utc_time(r.started_at));
+    ELSIF p_template AND s.status = 'ended' AND s.record AND s.started_at IS NOT NULL THEN
+        base := jsonb_build_object('media_key', NULL, 'content_type', NULL, 'duration_s', NULL,
+                                   'started_at', utc_time(s.started_at));
+    ELSE
+        RETURN NULL;
+    END IF;
+    RETURN base || jsonb_build_object(
+        'stream_id', s.id, 'title', s.title, 'unlisted', s.unlisted,
+        'seller', (SELECT jsonb_build_object('id', se.id, 'shop_name', se.shop_name) FROM sellers se
+                    WHERE se.id = s.seller_id),
+        'products', replay_products_json(s.id));
+END $$;
+
+-- Offset 0 of a stream's replay as a time: the recording's started_at, or with p_template (as in
+-- replay_json) the stream's started_at. NULL when the stream has no replay.
+CREATE OR REPLACE FUNCTION replay_started_at(p_stream uuid, p_template boolean DEFAULT false) RETURNS timestamptz
+LANGUAGE sql STABLE AS $$
+    SELECT coalesce(
+        (SELECT r.started_at FROM stream_replays r WHERE r.stream_id = p_stream),
+        (SELECT s.started_at FROM streams s
+          WHERE s.id = p_stream AND p_template AND s.status = 'ended' AND s.record));
+$$;
+
+-- A page of the replay's timeline: the show's durable events after the key (p_after_at, p_after_id) in
+-- (at, id) order, at most p_limit, each {id, kind, at, offset_s, ...}. id is "<kind>:<source row id>", unique
+-- and stable, so (at, id) orders the events totally and a cursor continues exactly after its event.
+-- offset_s = at - p_started_at in seconds, never below 0 (a pin made before the recording began is at 0).
+-- Deleted chat messages and the chat of users the shop has banned are left out.
+CREATE OR REPLACE FUNCTION replay_timeline(
+    p_stream uuid, p_started_at timestamptz, p_after_at timestamptz, p_after_id text, p_limit integer
+) RETURNS SETOF jsonb
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    shop uuid := (SELECT seller_id FROM streams WHERE id = p_stream);
+BEGIN
+    RETURN QUERY
+    WITH events (at, id, kind, body) AS (
+        SELECT c.created_at, 'chat:' || c.id, 'chat',
+               jsonb_build_object('user', jsonb_build_object('id', u.id, 'name', u.display_name), 'text', c.text)
+          FROM chat_messages c JOIN users u ON u.id = c.user_id
+         WHERE c.stream_id = p_stream AND c.deleted_at IS NULL
+           AND NOT EXISTS (SELECT 1 FROM seller_bans b WHERE b.seller_id = shop AND b.user_id = c.user_id)
+        UNION ALL
+        -- Zero-padded: the text order of ids is then the pins' order.
+        SELECT p.at, 'pin:' || lpad(p.id::text, 19, '0'), 'pin', jsonb_build_object('product_id', p.product_id)
+          FROM stream_pins p WHERE p.stream_id = p_stream
+        UNION ALL
+        SELECT f.starts_at, 'flash_sale_started:' || f.id, 'flash_sale_started',
+               jsonb_build_object('sale_id', f.id, 'product_id', v.product_id, 'variant_id', f.variant_id,
+                                  'price_cents', f.price_cents, 'quantity', f.quantity)
+          FROM flash_sales f JOIN variants v ON v.id = f.variant_id WHERE f.stream_id = p_stream
+        UNION ALL
+        SELECT f.ended_at, 'flash_sale_ended:' || f.id, 'flash_sale_ended',
+               jsonb_build_object('sale_id', f.id, 'reason', f.ended_reason, 'sold', f.sold)
+          FROM flash_sales f WHERE f.stream_id = p_stream AND f.ended_at IS NOT NULL
+        UNION ALL
+        SELECT a.starts_at, 'auction_started:' || a.id, 'auction_started',
+               jsonb_build_object('auction_id', a.id, 'product_id', v.product_id, 'variant_id', a.variant_id,
+                                  'start_cents', a.start_cents)
+          FROM auctions a JOIN variants v ON v.id = a.variant_id WHERE a.stream_id = p_stream
+        UNION ALL
+        SELECT a.ended_at, 'auction_ended:' || a.id, 'auction_ended',
+               jsonb_build_object('auction_id', a.id, 'product_id', v.product_id, 'reason', a.ended_reason,
+                                  'winning_bid_cents', CASE WHEN a.winner_id IS NOT NULL THEN a.current_cents END,
+                                  'winner', (SELECT jsonb_build_object('id', u.id, 'name', u.display_name)
+                                               FROM users u WHERE u.id = a.winner_id))
+          FROM auctions a JOIN variants v ON v.id = a.variant_id
+         WHERE a.stream_id = p_stream AND a.ended_at IS NOT NULL
+        UNION ALL
+        SELECT g.starts_at, 'giveaway_started:' || g.id, 'giveaway_started',
+               jsonb_build_object('giveaway_id', g.id, 'product_id', v.product_id)
+          FROM giveaways g JOIN variants v ON v.id = g.variant_id WHERE g.stream_id = p_stream
+        UNION ALL
+        SELECT g.ended_at, 'giveaway_ended:' || g.id, 'giveaway_ended',
+               jsonb_build_object('giveaway_id', g.id, 'product_id', v.product_id,
+                                  'winner', (SELECT jsonb_build_object('id', u.id, 'name', u.display_name)
+                                               FROM users u WHERE u.id = g.winner_id))
+          FROM giveaways g JOIN variants v ON v.id = g.variant_id
+         WHERE g.stream_id = p_stream AND g.ended_at IS NOT NULL
+    )
+    SELECT jsonb_build_object('id', e.id, 'kind', e.kind, 'at', utc_time(e.at),
+                              'offset_s', round(greatest(0, extract(epoch FROM e.at - p_started_at)), 3))
+           || e.body
+      FROM events e
+     WHERE p_after_at IS NULL OR (e.at, e.id COLLATE "C") > (p_after_at, p_after_id COLLATE "C")
+     ORDER BY e.at, e.id COLLATE "C"
+     LIMIT p_limit;
+END $$;
+
+-- The media key of the replay p_actor may discard (the stream's host, its shop or an admin): LH404 without a
+-- stream or a replay, LH403 for anyone else. The caller deletes the file, then forget_replay() the row.
+-- With p_template (as in replay_json) a replay without a row (LiveKit's) gives NULL: there is no file here.
+CREATE OR REPLACE FUNCTION replay_to_discard(p_stream uuid, p_actor uuid, p_template boolean DEFAULT false)
+RETURNS text
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    s streams;
+    key text;
+BEGIN
+    SELECT * INTO s FROM streams WHERE id = p_stream;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'stream not found' USING ERRCODE = 'LH404';
+    END IF;
+    IF s.host_id <> p_actor AND NOT user_is_admin(p_actor)
+       AND NOT EXISTS (SELECT 1 FROM sellers WHERE id = s.seller_id AND user_id = p_actor) THEN
+        RAISE EXCEPTION 'only the host, the shop or an admin can discard the replay' USING ERRCODE = 'LH403';
+    END IF;
+    SELECT media_key INTO key FROM stream_replays WHERE stream_id = p_stream;
+    IF NOT FOUND AND p_template AND s.status = 'ended' AND s.record AND s.started_at IS NOT NULL THEN
+        RETURN NULL;
+    ELSIF NOT FOUND THEN
+        RAISE EXCEPTION 'this stream has no replay' USING ERRCODE = 'LH404';
+    END IF;
+    RETURN key;
+END $$;
+
+-- Drops the replay's row once its file is gone (only the row of that file: a newer one stays), and opts the
+-- stream out of recording, so no replay of it comes back (the LiveKit backend's, which has no row).
+CREATE OR REPLACE FUNCTION forget_replay(p_stream uuid, p_media_key text) RETURNS boolean
+LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE streams SET record = false WHERE id = p_stream AND record;
+    DELETE FROM stream_replays WHERE stream_id = p_stream AND media_key IS NOT DISTINCT FROM p_media_key;
+    RETURN FOUND;
+END $$;
+
+-- A page of replays, newest first ((started_at, stream_id) descending, after the key p_before_at,
+-- p_before_id), of listed streams only (a practice show's replay is reached by its link, never listed),
+-- optionally of one shop. Each {stream_id, title, seller, started_at, duration_s}; with p_template (as in
+-- replay_json) ended streams that were to be recorded count too, at their started_at.
+CREATE OR REPLACE FUNCTION replay_list(
+    p_seller uuid, p_before_at timestamptz, p_before_id uuid, p_limit integer, p_template boolean DEFAULT false
+) RETURNS SETOF jsonb
+LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    RETURN QUERY
+    SELECT jsonb_build_object('stream_id', x.id, 'title', x.title,
+                              'seller', jsonb_build_object('id', se.id, 'shop_name', se.shop_name),
+                              'started_at', utc_time(x.at), 'duration_s', x.duration_s)
+      FROM (SELECT s.id, s.title, s.seller_id, coalesce(r.started_at, s.started_at) AS at, r.duration_s
+              FROM streams s LEFT JOIN stream_replays r ON r.stream_id = s.id
+             WHERE NOT s.unlisted AND (p_seller IS NULL OR s.seller_id = p_seller)
+               AND (r.stream_id IS NOT NULL
+                    OR p_template AND s.status = 'ended' AND s.record AND s.started_at IS NOT NULL)) x
+      JOIN sellers se ON se.id = x.seller_id
+     WHERE p_before_at IS NULL OR (x.at, x.id) < (p_before_at, p_before_id)
+     ORDER BY x.at DESC, x.id DESC
+     LIMIT p_limit;
+END $$;
+
+-- The retention job's batch: replays created before p_before, oldest first, at most p_limit:
+-- [{stream_id, media_key}]. The job deletes each file, then forget_replay() its row.
+CREATE OR REPLACE FUNCTION expired_replays(p_before timestamptz, p_limit integer) RETURNS jsonb
+LANGUAGE sql STABLE AS $$
+    SELECT coalesce(jsonb_agg(jsonb_build_object('stream_id', x.stream_id, 'media_key', x.media_key)
+                              ORDER BY x.created_at, x.stream_id), '[]')
+      FROM (SELECT stream_id, media_key, created_at FROM stream_replays
+             WHERE created_at < p_before ORDER BY created_at, stream_id LIMIT p_limit) x;
+$$;
+
+-- With the LiveKit backend a replay has no row (LiveKit Egress wrote the file, in storage of its own): it
+-- expires by its stream being opted out of recording once the stream ended before p_before. Returns how many.
+CREATE OR REPLACE FUNCTION expire_template_replays(p_before timestamptz, p_limit integer) RETURNS integer
+LANGUAGE plpgsql AS $$
+DECLARE
+    n integer;
+BEGIN
+    UPDATE streams SET record = false
+     WHERE id IN (SELECT s.id FROM streams s
+                   WHERE s.status = 'ended' AND s.record AND s.ended_at < p_before
+                     AND NOT EXISTS (SELECT 1 FROM stream_replays r WHERE r.stream_id = s.id)
+                   ORDER BY s.ended_at LIMIT p_limit);
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n;
+END $$;
