@@ -37,6 +37,7 @@ class ErrorCode(StrEnum):
     PAYMENT_PROVIDER = "payment_provider_error", 502, "the payment provider did not answer as expected, try again"
     IDEMPOTENCY_MISMATCH = "idempotency_mismatch", 422, "this Idempotency-Key was used with another request"
     PAYLOAD_TOO_LARGE = "payload_too_large", 413, "request too large"
+    RANGE_NOT_SATISFIABLE = "range_not_satisfiable", 416, "the range asked for starts past the end of the file"
     INVALID_TOKEN = "invalid_token", 422, "this link is not valid (any more): ask for a new one", "LHTOK"
     RATE_LIMITED = "rate_limited", 429, "too many requests, slow down"
     UNAVAILABLE = "unavailable", 503, "temporarily unavailable, try again"
@@ -126,6 +127,10 @@ class IdempotencyMismatch(LiveHubError):
 
 class PayloadTooLarge(LiveHubError):
     code = ErrorCode.PAYLOAD_TOO_LARGE
+
+
+class RangeNotSatisfiable(LiveHubError):
+    code = ErrorCode.RANGE_NOT_SATISFIABLE
 
 
 class InvalidToken(LiveHubError):

@@ -4,7 +4,6 @@ a reconnect and a change of size, after a crash; and nothing is recorded when th
 not to. The shows are a few seconds long."""
 
 import asyncio
-import contextlib
 import time
 from pathlib import Path
 
@@ -144,3 +143,84 @@ async def test_a_vp8_show_is_recorded_into_a_webm_replay(client, make, db, media
     assert not node.recordings.directory(_uuid(stream["id"])).exists()
     node.finish_recording(_uuid(stream["id"]))
     assert await db.fetchval("SELECT count(*) FROM stream_replays") == 1
+
+
+async def test_an_h264_show_is_recorded_into_an_mp4_replay(client, make, db, media_settings):
+    node = client.app[keys.MEDIA]
+    stream, seller = await live_stream(client, make)
+    show = await Show(client, stream["id"], seller, codec="video/H264").start()
+    started = await recording_started(node, stream["id"])
+    await asyncio.sleep(2)
+    ended = await end_show(client, stream["id"], seller)
+    await show.close()
+
+    row = await replay_row(db, stream["id"])
+    assert row["content_type"] == "video/mp4" and row["media_key"].endswith(".mp4")
+    info = probe(stored(media_settings, row))
+    assert info["codecs"] == ["h264", "opus"]
+    assert abs(info["duration"] - (ended - started)) < 1.0, (info, ended - started)
+    assert info["sizes"] == [(320, 240)] and info["frames"] > 20
+
+
+async def test_a_host_reconnecting_at_another_size_gives_one_replay_spanning_the_show(client, make, db, media_settings):
+    node = client.app[keys.MEDIA]
+    stream, seller = await live_stream(client, make)
+    first = await Show(client, stream["id"], seller).start()
+    started = await recording_started(node, stream["id"])
+    await asyncio.sleep(2)
+    await first.close()  # the tab reloads: the publication ends, the stream stays live
+    await until(lambda: _no_publication(node, stream["id"]), "the first publication to end")
+    await asyncio.sleep(1)  # a gap, which stays one in the replay
+    second = await Show(client, stream["id"], seller, size=(480, 360)).start()
+    await until(lambda: _segments(node, stream["id"], 2), "the second segment")
+    await asyncio.sleep(2)
+    ended = await end_show(client, stream["id"], seller)
+    await second.close()
+
+    row = await replay_row(db, stream["id"])
+    info = probe(stored(media_settings, row))
+    assert info["codecs"] == ["opus", "vp8"]
+    assert abs(info["duration"] - (ended - started)) < 1.0, (info, ended - started)
+    assert info["sizes"] == [(320, 240), (480, 360)]
+
+
+async def _no_publication(node, stream_id: str) -> bool:
+    return _uuid(stream_id) not in node.publications
+
+
+async def _segments(node, stream_id: str, count: int) -> bool:
+    from livehub.media.recording import segments
+
+    parts = segments(node.recordings.directory(_uuid(stream_id)))
+    return len(parts) >= count and parts[-1].stat().st_size > 0
+
+
+async def test_a_stream_the_host_opted_out_is_not_recorded(client, make, db, media_settings):
+    stream, seller = await live_stream(client, make)
+    await db.execute("UPDATE streams SET record = false WHERE id = $1", _uuid(stream["id"]))
+    await _publish_then_end(client, stream, seller)
+    assert not (Path(media_settings.data_dir) / "recordings" / stream["id"]).exists()
+    assert await db.fetchval("SELECT count(*) FROM stream_replays") == 0
+
+
+async def test_nothing_is_recorded_when_the_node_records_no_shows(aiohttp_client, make, db, media_settings):
+    client = await aiohttp_client(create_app(media_settings.model_copy(update={"record_shows": False})))
+    stream, seller = await live_stream(client, make)
+    await _publish_then_end(client, stream, seller)
+    assert not (Path(media_settings.data_dir) / "recordings").exists()
+    assert await db.fetchval("SELECT count(*) FROM stream_replays") == 0
+
+
+async def _publish_then_end(client, stream, seller) -> None:
+    node = client.app[keys.MEDIA]
+    show = await Show(client, stream["id"], seller).start()
+
+    async def frames_flowing():
+        publication = node.publications.get(_uuid(stream["id"]))
+        return publication is not None and publication.session.connected
+
+    await until(frames_flowing, "the publisher to connect")
+    await asyncio.sleep(1)
+    await end_show(client, stream["id"], seller)
+    await show.close()
+    await asyncio.sleep(0.5)

@@ -379,7 +379,8 @@ def join_segments(directory: Path) -> Joined | None:
 
 
 def _copy_segment(part: Path, output, out_streams: dict, last_dts: dict) -> float:
-    """Copies one segment's packets into `output`; returns where its last packet ends, in seconds."""
+    """Copies one segment's packets into `output` (`out_streams`: kind -> (output stream, the codec it
+    takes)); returns where its last packet ends, in seconds."""
     end = 0.0
     try:
         source = av.open(str(part))
@@ -392,8 +393,8 @@ def _copy_segment(part: Path, output, out_streams: dict, last_dts: dict) -> floa
             if stream.type not in ("video", "audio"):
                 continue
             if stream.type not in out_streams:
-                out_streams[stream.type] = output.add_stream_from_template(stream)
-            elif out_streams[stream.type].codec_context.name != stream.codec_context.name:
+                out_streams[stream.type] = (output.add_stream_from_template(stream), stream.codec_context.name)
+            elif out_streams[stream.type][1] != stream.codec_context.name:
                 log.warning("recording segment %s: a %s track in another codec, left out", part, stream.type)
                 continue
             kinds[stream.index] = stream.type
@@ -408,7 +409,7 @@ def _copy_segment(part: Path, output, out_streams: dict, last_dts: dict) -> floa
                     continue  # overlapping segments (clock trouble): keep time moving forward
                 last_dts[kind] = seconds
                 end = max(end, float((packet.pts + (packet.duration or 0)) * packet.time_base))
-                packet.stream = out_streams[kind]
+                packet.stream = out_streams[kind][0]
                 output.mux_one(packet)
         except (av.error.FFmpegError, OSError) as exc:
             # A crash's last cluster or fragment, cut short: everything before it is kept.
