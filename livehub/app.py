@@ -237,6 +237,8 @@ PAGES = {
     "/": "index.html",
     "/signin": "signin.html",
     "/watch/{id}": "watch.html",
+    # A recorded show: the video with its chat and pins in step, the line-up to buy (docs/REPLAYS.md).
+    "/replay/{id}": "replay.html",
     "/studio": "studio.html",
     "/seller": "seller.html",
     "/admin": "admin.html",

@@ -14,7 +14,7 @@ from livehub.settings import Settings
 
 # Any id: a page is the same file whatever it names. Fixed, so every test worker collects the same tests.
 SOME_ID = "6f1c2a52-3b7e-4d3a-9a51-0c2f5e8b7d10"
-PAGES = ["/", "/signin", f"/watch/{SOME_ID}", "/studio", "/seller", "/admin"] + [
+PAGES = ["/", "/signin", f"/watch/{SOME_ID}", f"/replay/{SOME_ID}", "/studio", "/seller", "/admin"] + [
     # The buyer's shop pages.
     f"/products/{SOME_ID}",
     f"/shops/{SOME_ID}",
