@@ -1,5 +1,6 @@
-// Home: who is live now, what is scheduled, and the catalog search.
+// Home: who is live now, what is scheduled, recent replays, and the catalog search.
 import { api, h, money, toast, wsUrl } from "./api.js";
+import { loadReplays } from "./replays.js";
 import { shopHeader } from "./shop.js";
 import { productImage } from "./images.js";
 
@@ -80,6 +81,10 @@ function listen() {
 
 shopHeader().then((user) => user && listen());
 loadStreams().catch((err) => toast(err.message, "error"));
+// Shows recorded after they ended (practice shows are never listed); the section stays hidden without any.
+loadReplays(document.getElementById("replays"))
+  .then(() => (document.getElementById("replays-section").hidden = !document.getElementById("replays").children.length))
+  .catch(() => null);
 loadProducts("").catch((err) => toast(err.message, "error"));
 // Viewer counts and who is live change: refresh now and then while the page is open.
 setInterval(() => {

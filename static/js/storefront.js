@@ -1,6 +1,7 @@
 // A shop's storefront (/shops/{id}): its name, followers and Follow, its products, its live and
-// upcoming shows.
+// upcoming shows, the replays of its past ones.
 import { api, currentUser, h, money, showError, toast } from "./api.js";
+import { loadReplays } from "./replays.js";
 import { pathId, picture, shopHeader } from "./shop.js";
 
 const $ = (id) => document.getElementById(id);
@@ -8,6 +9,7 @@ const sellerId = pathId();
 const when = new Intl.DateTimeFormat(undefined, { weekday: "short", month: "short", day: "numeric", hour: "2-digit", minute: "2-digit" });
 let seller = null;
 let productsCursor = null;
+let replaysCursor = null;
 
 function plural(n, word) {
   return `${n} ${word}${n === 1 ? "" : "s"}`;
@@ -101,6 +103,15 @@ async function loadShows() {
 
 $("products-more").addEventListener("click", () => loadProducts(true).catch(showError));
 
+// The shop's recorded shows, newest first; the section shows only when there is one.
+async function loadShopReplays(more = false) {
+  replaysCursor = await loadReplays($("replays"), { sellerId, limit: 6, cursor: more ? replaysCursor : null, showShop: false });
+  $("replays-more").hidden = !replaysCursor;
+  $("replays-section").hidden = $("replays").children.length === 0;
+}
+
+$("replays-more").addEventListener("click", () => loadShopReplays(true).catch(showError));
+
 shopHeader().then((me) => {
   // A shop does not follow itself.
   if (me && me.seller_id === sellerId) $("follow").hidden = true;
@@ -108,6 +119,8 @@ shopHeader().then((me) => {
 api("GET", `/api/sellers/${sellerId}`)
   .then(({ seller: s }) => {
     showSeller(s);
+    // Replays are extra: a shop's page shows without them if they cannot be listed.
+    loadShopReplays().catch(() => null);
     return Promise.all([loadProducts(), loadShows()]);
   })
   .catch((err) => {

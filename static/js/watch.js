@@ -68,6 +68,25 @@ function applyStream(stream) {
     stopVideo();
     note(s.status === "ended" ? "This show has ended. Thanks for watching!" : "The show has not started yet. It starts here by itself.");
   }
+  if (ended) offerReplay();
+}
+
+// An ended show links to its replay once there is one: the recording is saved a little after the end,
+// so a viewer who was watching asks again a few times (applyStream runs again on reconnects: one asker).
+let replayAsked = false;
+async function offerReplay(tries = 6) {
+  if (replayAsked && tries === 6) return;
+  replayAsked = true;
+  try {
+    await api("GET", `/api/streams/${streamId}/replay`);
+  } catch (err) {
+    if (err.status === 404 && tries > 1) setTimeout(() => offerReplay(tries - 1), 5000);
+    return;
+  }
+  const link = $("replay-link");
+  link.href = `/replay/${streamId}`;
+  link.hidden = false;
+  note("This show has ended. Watch the replay: the video, its chat and the line-up to buy.");
 }
 
 function note(text) {
