@@ -50,7 +50,7 @@ async function loadStreams(select) {
   const page = { items: [...hosted, ...own] };
   state.streams = page.items;
   const sel = $("stream-select");
-  sel.replaceChildren(...page.items.map((s) => h("option", { value: s.id }, `${s.title} (${s.status})${s.seller.id === state.me.seller_id ? "" : ` · hosting for ${s.seller.shop_name}`}`)));
+  sel.replaceChildren(...page.items.map((s) => h("option", { value: s.id }, `${s.title} (${s.status}${s.unlisted ? ", practice" : ""})${s.seller.id === state.me.seller_id ? "" : ` · hosting for ${s.seller.shop_name}`}`)));
   if (!page.items.length) {
     $("new-stream-box").open = true;
     return;
@@ -95,7 +95,8 @@ $("new-stream").addEventListener("submit", async (e) => {
   try {
     const { stream } = await submitting(form, () => {
       if (!products.length) throw new Error("Choose at least one product to feature.");
-      const body = { title: form.title.value.trim(), products };
+      // Practice: unlisted, watched through its link only; recording is on unless unticked.
+      const body = { title: form.title.value.trim(), products, unlisted: $("new-unlisted").checked, record: $("new-record").checked };
       if (form.host.value.trim()) {
         body.host_id = form.host.value.trim();
         body.host_commission_bps = Math.round(parseFloat(form.commission.value || "0") * 100);
@@ -134,6 +135,8 @@ async function chooseStream(id) {
   renderProducts();
   formats.reset();
   $("stats").hidden = true;
+  renderPractice();
+  showReplayState();
   if (stream.status === "ended") showStats();
   room = new Room(id, { welcome, events, status: (s, detail) => detail && toast(detail, "error") });
   window.livehubRoom = room;
@@ -146,7 +149,7 @@ function renderStatus() {
   status.textContent = s.status === "live" ? "LIVE" : s.status;
   status.className = s.status === "live" ? "badge live" : "badge";
   const option = [...$("stream-select").options].find((o) => o.value === s.id);
-  if (option) option.textContent = `${s.title} (${s.status})`;
+  if (option) option.textContent = `${s.title} (${s.status}${s.unlisted ? ", practice" : ""})`;
   $("viewers").textContent = `${state.viewers} watching`;
   // An ended show has no audience to count, and nobody left to talk to or moderate.
   const ended = s.status === "ended";
@@ -436,7 +439,10 @@ function events(list) {
       state.stream = { ...state.stream, ...e.stream };
       renderStatus();
       products = true;
-      if (e.stream.status === "ended") showStats();
+      if (e.stream.status === "ended") {
+        showStats();
+        showReplayState();
+      }
     } else if (e.type === "moderation") {
       if (e.action === "slow_mode") $("slow-mode").value = String(e.seconds);
       const who = e.user_id ? nameOf(e.user_id) : "";
@@ -592,6 +598,82 @@ function drawChart() {
   );
   $("chart").replaceChildren(root);
 }
+
+// ---- practice shows and replays -----------------------------------------------------------
+
+// An unlisted show is listed nowhere: its viewers come through this link.
+function renderPractice() {
+  const s = state.stream;
+  $("practice-box").hidden = !s.unlisted;
+  $("share-link").value = s.unlisted ? `${location.origin}/watch/${s.id}` : "";
+}
+
+$("copy-link").addEventListener("click", async () => {
+  try {
+    await navigator.clipboard.writeText($("share-link").value);
+    toast("Link copied.", "ok");
+  } catch {
+    $("share-link").select(); // no clipboard access (plain HTTP): selected for the viewer to copy
+  }
+});
+
+// The recording is saved a little after the show ends: ask again a few times while this show is chosen.
+let replayTimer = null;
+async function showReplayState(tries = 20) {
+  clearTimeout(replayTimer);
+  const s = state.stream;
+  const box = $("replay-box");
+  box.hidden = s.status !== "ended";
+  for (const id of ["replay-open", "keep-replay", "discard-replay"]) $(id).hidden = true;
+  if (s.status !== "ended") return;
+  const status = $("replay-status");
+  if (s.record === false) {
+    status.textContent = "This show was not recorded (recording was off for it).";
+    return;
+  }
+  let replay;
+  try {
+    replay = await api("GET", `/api/streams/${s.id}/replay`);
+  } catch (err) {
+    if (state.stream?.id !== s.id) return;
+    if (err.status !== 404) status.textContent = `The replay cannot be looked up: ${err.message}`;
+    else if (tries > 1) {
+      status.textContent = "Saving the recording…";
+      replayTimer = setTimeout(() => showReplayState(tries - 1), 3000);
+    } else status.textContent = "There is no replay of this show (none was recorded, or it was discarded).";
+    return;
+  }
+  if (state.stream?.id !== s.id) return;
+  const minutes = replay.duration_s == null ? "" : ` (${Math.max(1, Math.round(replay.duration_s / 60))} min)`;
+  status.textContent = s.unlisted
+    ? `This practice show's replay is saved${minutes}. Keep it (reachable by its link, never listed) or discard it.`
+    : `The replay is saved${minutes} and listed on your shop's page.`;
+  $("replay-open").href = `/replay/${s.id}`;
+  $("replay-open").hidden = false;
+  $("keep-replay").hidden = !s.unlisted;
+  $("discard-replay").hidden = !s.unlisted;
+}
+
+$("keep-replay").addEventListener("click", () => {
+  // Keeping is doing nothing: the replay stays, reachable by its link, never listed.
+  $("keep-replay").hidden = true;
+  $("discard-replay").hidden = true;
+  $("replay-status").textContent = "Replay kept: anyone with its link can watch it; it is listed nowhere.";
+});
+
+$("discard-replay").addEventListener("click", async () => {
+  const button = $("discard-replay");
+  button.disabled = true;
+  try {
+    await api("DELETE", `/api/streams/${state.stream.id}/replay`);
+    $("replay-status").textContent = "Replay discarded: the recording is deleted.";
+    for (const id of ["replay-open", "keep-replay", "discard-replay"]) $(id).hidden = true;
+  } catch (err) {
+    $("replay-status").textContent = `The replay was not discarded: ${err.message}`;
+  } finally {
+    button.disabled = false;
+  }
+});
 
 // ---- after the show -----------------------------------------------------------------------
 
