@@ -14,7 +14,7 @@ from conftest import Factory
 from livehub import jobs, keys
 from livehub.app import create_app
 from livehub.mediastore import STORE
-from livehub.shop import streams
+from livehub.shop import replays, streams
 from tests.helpers import error_of
 
 
@@ -343,6 +343,22 @@ async def test_timeline_offsets_are_when_the_events_happened(client, make, db):
         variant,
         t0 + timedelta(seconds=40),
     )
+    await db.execute(
+        "UPDATE giveaways SET ended_at = $2, ended_reason = 'time', prize_status = 'no_entries' WHERE id = $1",
+        giveaway,
+        t0 + timedelta(seconds=45),
+    )
+    auction = await db.fetchval(
+        """INSERT INTO auctions (stream_id, variant_id, mode, start_cents, extend_s, starts_at, ends_at, current_cents,
+                                  ended_at, ended_reason, winner_id)
+           VALUES ($1, $2, 'standard', 100, 10, $3::timestamptz, $3::timestamptz + interval '30 seconds', 1234,
+                   $3::timestamptz + interval '30 seconds', 'time', $4)
+           RETURNING id""",
+        sid,
+        variant,
+        t0 + timedelta(seconds=60),
+        U(talker.id),
+    )
     await pin(None, 50)
     # The shop bans the troll: their chat goes from the replay too.
     await db.execute(
@@ -357,9 +373,12 @@ async def test_timeline_offsets_are_when_the_events_happened(client, make, db):
         ("flash_sale_started", 20),
         ("flash_sale_ended", 30),
         ("giveaway_started", 40),
+        ("giveaway_ended", 45),
         ("pin", 50),
+        ("auction_started", 60),
+        ("auction_ended", 90),
     ]
-    pin_a, said, pin_b, started, ended, given, unpin = events
+    pin_a, said, pin_b, started, ended, given, drawn, unpin, bidding, sold = events
     assert pin_a["product_id"] == a["id"] and pin_b["product_id"] == b["id"] and unpin["product_id"] is None
     assert at(pin_a["at"]) == t0 - timedelta(seconds=3)
     assert said["text"] == "hello" and said["user"] == {"id": talker.id, "name": talker.user["display_name"]}
@@ -367,7 +386,11 @@ async def test_timeline_offsets_are_when_the_events_happened(client, make, db):
     assert started["product_id"] == a["id"] and started["variant_id"] == str(variant)
     assert started["price_cents"] == 400 and started["quantity"] == 5
     assert ended["reason"] == "sold_out" and ended["sold"] == 2
-    assert given["giveaway_id"] == str(giveaway) and given["product_id"] == a["id"]
+    assert given["giveaway_id"] == drawn["giveaway_id"] == str(giveaway) and given["product_id"] == a["id"]
+    assert drawn["winner"] is None
+    assert bidding["auction_id"] == sold["auction_id"] == str(auction) and bidding["start_cents"] == 100
+    assert sold["winning_bid_cents"] == 1234 and sold["reason"] == "time" and sold["product_id"] == a["id"]
+    assert sold["winner"] == {"id": talker.id, "name": talker.user["display_name"]}
     assert len({e["id"] for e in events}) == len(events)
 
     # Unbanned, the troll's message is back.
@@ -487,6 +510,12 @@ async def test_retention_deletes_only_replays_older_than_the_setting(client, mak
     for key in (old_key, recent_key):
         await store.put(key, b"video", "video/webm")
 
+    # A run takes a bounded batch, oldest first.
+    assert await replays.delete_expired(db, store, days=days, batch=1) == 1
+    assert {str(r["stream_id"]) for r in await db.fetch("SELECT stream_id FROM stream_replays")} == {
+        old["id"],
+        recent["id"],
+    }
     await jobs.expire_replays(jobs.Context(client.app[keys.POOL], settings, None, None))
 
     assert {str(r["stream_id"]) for r in await db.fetch("SELECT stream_id FROM stream_replays")} == {recent["id"]}
