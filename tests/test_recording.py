@@ -111,7 +111,8 @@ def probe(path: Path) -> dict:
     """The file's codecs, duration and the sizes of (up to) the first and last decodable video frames."""
     with av.open(str(path)) as container:
         codecs = sorted(s.codec_context.name for s in container.streams)
-        duration = container.duration / 1_000_000
+        # None for a file whose writer died (no duration in its header); a finished replay has one.
+        duration = container.duration / 1_000_000 if container.duration is not None else None
         sizes, frames = [], 0
         for frame in container.decode(video=0):
             frames += 1
@@ -224,3 +225,85 @@ async def _publish_then_end(client, stream, seller) -> None:
     await end_show(client, stream["id"], seller)
     await show.close()
     await asyncio.sleep(0.5)
+
+
+# A node recording a show, killed mid-segment: the real recorder (PublicationRecorder and its writer thread)
+# fed VP8 and Opus frames, as the encoded relay hands them over, with their RTP timestamps, in real time.
+RECORDING_NODE = """
+import asyncio, fractions, sys, time
+from pathlib import Path
+import av, numpy as np
+from livehub.media.recording import PublicationRecorder
+
+async def main():
+    recorder = PublicationRecorder(Path(sys.argv[1]), {"video": "video/VP8", "audio": "audio/opus"}, lambda: None)
+    video = av.CodecContext.create("libvpx", "w")
+    video.width, video.height, video.pix_fmt = 320, 240, "yuv420p"
+    video.time_base = fractions.Fraction(1, 90000)
+    video.options = {"deadline": "realtime", "lag-in-frames": "0"}
+    audio = av.CodecContext.create("libopus", "w")
+    audio.sample_rate, audio.layout, audio.format = 48000, "stereo", "s16"
+    image = np.full((240, 320, 3), (200, 40, 90), np.uint8)
+    silence = np.zeros((1, 960 * 2), np.int16)
+    start, n = time.monotonic(), 0
+    while True:
+        frame = av.VideoFrame.from_ndarray(image, format="rgb24").reformat(format="yuv420p")
+        frame.pts, frame.time_base = n * 3000, video.time_base
+        for packet in video.encode(frame):
+            recorder.frame("video", 90000, bytes(packet), 1000 + n * 3000, packet.is_keyframe)
+        for k in range(2):  # 20 ms of Opus twice per 33 ms video frame, near enough
+            sound = av.AudioFrame.from_ndarray(silence, format="s16", layout="stereo")
+            sound.sample_rate, sound.pts = 48000, (2 * n + k) * 960
+            for packet in audio.encode(sound):
+                recorder.frame("audio", 48000, bytes(packet), 5000 + (2 * n + k) * 960, True)
+        n += 1
+        await asyncio.sleep(max(0, start + n / 30 - time.monotonic()))
+
+asyncio.run(main())
+"""
+
+
+async def test_a_crashed_nodes_segment_plays_and_the_next_start_finishes_it(
+    client, make, db, media_settings, aiohttp_client, tmp_path
+):
+    import signal
+    import subprocess
+    import sys
+
+    from livehub.media.recording import segments
+
+    stream, seller = await live_stream(client, make)
+    await end_show(client, stream["id"], seller)
+    # The crashed node has its own disk (this test's app must not finish the recording while it is written).
+    node_b = tmp_path / "node-b"
+    directory = node_b / "recordings" / stream["id"]
+    recording = subprocess.Popen([sys.executable, "-c", RECORDING_NODE, str(directory)], cwd=Path.cwd())
+    try:
+
+        async def flushed():
+            parts = segments(directory) if directory.exists() else []
+            return parts and parts[0].stat().st_size > 10_000
+
+        await until(flushed, "the first cluster on disk")
+        await asyncio.sleep(3)
+    finally:
+        recording.send_signal(signal.SIGKILL)
+        recording.wait()
+
+    # What the crash left plays: at least the flushed seconds, frames that decode.
+    [segment] = segments(directory)
+    left = probe(segment)
+    assert left["codecs"] == ["opus", "vp8"] and left["frames"] >= 30, left
+
+    # The node starts again: the stream has ended, so the leftover segment becomes its replay.
+    restarted = await aiohttp_client(create_app(media_settings.model_copy(update={"data_dir": node_b})))
+    row = await replay_row(db, stream["id"])
+    info = probe(Path(node_b) / "media" / row["media_key"])
+    assert info["codecs"] == ["opus", "vp8"] and info["frames"] >= left["frames"]
+    assert abs(info["duration"] - row["duration_s"]) < 0.5
+    await until(lambda: _gone(directory), "the segments to be deleted")
+    assert restarted.app[keys.MEDIA].recordings.waiting() == []
+
+
+async def _gone(path: Path) -> bool:
+    return not path.exists()
