@@ -114,6 +114,20 @@ async def test_the_viewer_page_alone_is_embeddable_where_configured(aiohttp_clie
         assert res.headers["X-Frame-Options"] == "DENY", path
 
 
+async def test_the_replay_page_plays_egress_files_from_the_templates_origin(aiohttp_client, settings):
+    """With LiveKit, a replay's video is LiveKit Egress's file wherever LIVEHUB_REPLAY_URL_TEMPLATE says: the
+    replay page alone may load media from there."""
+    livekit = {"media_backend": "livekit", "livekit_api_key": "devkey", "livekit_api_secret": "secret" * 6}
+    template = "https://cdn.example.com:8443/egress/{room}.mp4"
+    app = create_app(settings.model_copy(update={**livekit, "replay_url_template": template}))
+    client = await aiohttp_client(app)
+    res = await client.get(f"/replay/{uuid.uuid4()}")
+    assert policy(res)["media-src"] == "'self' https://cdn.example.com:8443"
+    assert policy(res)["default-src"] == "'self'"
+    res = await client.get(f"/watch/{uuid.uuid4()}")
+    assert "media-src" not in policy(res)
+
+
 @pytest.mark.parametrize(
     "bad", ["https://a.example; script-src *", "https://a.example\r\nSet-Cookie: x=1", "'self'", "*", "javascript:"]
 )

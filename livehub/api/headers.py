@@ -8,6 +8,8 @@
   browser, it can run and load nothing.
 - With card payments (Stripe), pages may also load Stripe.js, call Stripe's API and show its frames.
 - Camera and microphone only for the studio page, where the host goes live; no page asks for anything else.
+- With the LiveKit backend a replay's video is LiveKit Egress's file at LIVEHUB_REPLAY_URL_TEMPLATE: the
+  replay page (`/replay/{id}`) may play media from that URL's origin.
 
 Set on `on_response_prepare`, not in a middleware, so that responses no handler wrote (aiohttp's static
 files, a 404 the router raised, a websocket handshake) get them too. Which policy a response gets follows
@@ -64,6 +66,16 @@ def _origin(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}"
 
 
+@functools.lru_cache(maxsize=4)
+def _with_replay_media(csp: str, template: str) -> str:
+    """The replay page's policy when Egress's files are elsewhere: media from their origin too. A template
+    on this server's own origin (a path) needs nothing more."""
+    parts = urlsplit(template)
+    if parts.scheme not in ("http", "https") or not parts.netloc or "{" in parts.netloc:
+        return csp
+    return csp + f"; media-src 'self' {_origin(template)}"
+
+
 _INLINE_SCRIPT = re.compile(rb"<script>(.*?)</script>", re.S)
 DOCS_PREFIX = "/api/docs"
 
@@ -76,7 +88,9 @@ def _script_hashes(html: bytes) -> str:
     )
 
 
-def security_headers(pages: Iterable[str], *, studio: str = "/studio", viewer: str = "/watch/{id}"):
+def security_headers(
+    pages: Iterable[str], *, studio: str = "/studio", viewer: str = "/watch/{id}", replay: str = "/replay/{id}"
+):
     """aiohttp's `on_response_prepare` hook setting the headers above; `pages` are the routes (as
     declared, "/watch/{id}") that serve the HTML pages."""
     pages = frozenset(pages)
@@ -99,6 +113,8 @@ def security_headers(pages: Iterable[str], *, studio: str = "/studio", viewer: s
             settings = request.app[keys.SETTINGS]
             if settings.payment_provider == "stripe":
                 csp = _with_stripe(csp, settings.stripe_js, settings.stripe_api_base)
+            if route == replay and settings.media_backend == "livekit" and settings.replay_url_template:
+                csp = _with_replay_media(csp, settings.replay_url_template)
         elif route in (DOCS_PREFIX, DOCS_PREFIX + "/") and isinstance(body := getattr(response, "body", None), bytes):
             csp = _DOCS.format(hashes=_script_hashes(body))
         else:
