@@ -450,11 +450,21 @@ async def test_bad_timeline_and_list_input_is_refused_not_a_500(client, make, db
     for cursor in ("WyJub3QgYSB0aW1lIiwiY2hhdDp4Il0", "WyIyMDI2LTAzLTAxVDEyOjAwOjAwKzAwOjAwIiwieCJd"):
         await error_of(await client.get("/api/replays", params={"cursor": cursor}), 422)
     await error_of(await client.get(url, params={"cursor": "WyJub3QgYSB0aW1lIiwiY2hhdDp4Il0"}), 422)
-    for path in (
-        "/api/streams/nope/replay",
-        "/api/streams/nope/replay/timeline",
-        f"/api/streams/{uuid.uuid4()}/replay",
+    # Well-formed cursors holding what no list gives: a time without a zone, one at the calendar's edge, an
+    # id with a NUL (which PostgreSQL's text cannot hold), an id of another shape, a key too short.
+    for key in (
+        ["2026-03-01T12:00:00", "chat:1"],
+        ["0001-01-01T00:00:00+14:00", "chat:1"],
+        ["9999-12-31T23:59:59-14:00", "chat:1"],
+        ["2026-03-01T12:00:00+00:00", "chat:\u0000"],
+        ["2026-03-01T12:00:00+00:00", "x" * 1000],
+        ["2026-03-01T12:00:00+00:00"],
     ):
+        cursor = replays.encode_cursor(*key)
+        await error_of(await client.get(url, params={"cursor": cursor}), 422)
+        await error_of(await client.get("/api/replays", params={"cursor": cursor}), 422)
+    missing = f"/api/streams/{uuid.uuid4()}/replay"
+    for path in ("/api/streams/nope/replay", "/api/streams/nope/replay/timeline", missing, f"{missing}/timeline"):
         await error_of(await client.get(path), 404, "not_found")
     await error_of(await client.get("/api/replays", params={"seller_id": "nope"}), 422)
     await error_of(await client.get("/api/replays", params={"limit": 101}), 422)

@@ -19,7 +19,8 @@ import base64
 import binascii
 import json
 import logging
-from datetime import datetime, timedelta
+import re
+from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
 from livehub.errors import ValidationFailed
@@ -54,14 +55,19 @@ def decode_cursor(cursor: str, parts: int) -> list[str]:
     return key
 
 
+# An event's id as replay_timeline() makes them: its kind, then a uuid or a zero-padded number.
+_EVENT_ID = re.compile(r"^[a-z_]{1,40}:[0-9a-f-]{1,40}$")
+
+
 def _time_of(text: str, cursor: str) -> datetime:
     try:
         at = datetime.fromisoformat(text)
-    except ValueError:
-        at = None
-    if at is None or at.tzinfo is None:
-        raise ValidationFailed("not a cursor this list gave", {"cursor": cursor})
-    return at
+        # In UTC: an offset at the ends of the calendar (year 1 at +14:00) does not fit a timestamp.
+        if at.tzinfo is not None:
+            return at.astimezone(UTC)
+    except (ValueError, OverflowError):
+        pass
+    raise ValidationFailed("not a cursor this list gave", {"cursor": cursor})
 
 
 async def timeline(db: DB, stream_id: UUID, *, limit: int, cursor: str | None, template: bool = False) -> dict | None:
@@ -74,6 +80,8 @@ async def timeline(db: DB, stream_id: UUID, *, limit: int, cursor: str | None, t
     if cursor is not None:
         at_text, after_id = decode_cursor(cursor, 2)
         after_at = _time_of(at_text, cursor)
+        if not _EVENT_ID.match(after_id):
+            raise ValidationFailed("not a cursor this list gave", {"cursor": cursor})
     rows = await db.fetch(
         "SELECT e FROM replay_timeline($1, $2, $3, $4, $5) e", stream_id, started_at, after_at, after_id, limit + 1
     )
