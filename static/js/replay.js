@@ -88,6 +88,7 @@ function syncChat(t, jump) {
   const forward = !jump && t >= state.shownAt && upTo >= state.shownUpTo;
   const stick = jump || list.scrollHeight - list.scrollTop - list.clientHeight < 40;
   if (forward) {
+    list.querySelector(".chat-note")?.remove();
     if (upTo > state.shownUpTo) list.append(...state.chats.slice(Math.max(state.shownUpTo + 1, upTo - MAX_CHAT + 1), upTo + 1).map(chatItem));
   } else {
     list.replaceChildren(...state.chats.slice(Math.max(0, upTo - MAX_CHAT + 1), upTo + 1).map(chatItem));
@@ -109,6 +110,8 @@ function syncPinned(t) {
   if (id === state.pinnedId && sale?.sale_id === state.sale?.sale_id) return;
   state.pinnedId = id;
   state.sale = sale;
+  // A product pinned that is no longer in the show's line-up: its card still needs the catalog's answer.
+  if (id && !state.lineup.has(id) && !state.catalog.has(id)) loadProduct(id).then(renderProduct, () => null);
   renderProduct();
   renderLineup();
 }
@@ -303,17 +306,18 @@ async function addToCart(product, variant) {
   }
 }
 
-// The line-up's products from the catalog: their options, regular prices and stock today.
+// A product from the catalog: its options, regular prices and stock today (null: no longer for sale).
+async function loadProduct(id) {
+  try {
+    state.catalog.set(id, (await api("GET", `/api/products/${id}`)).product);
+  } catch (err) {
+    if (err.status === 404) state.catalog.set(id, null);
+  }
+}
+
+// The line-up's products from the catalog.
 async function loadCatalog() {
-  await Promise.all(
-    [...state.lineup.keys()].map(async (id) => {
-      try {
-        state.catalog.set(id, (await api("GET", `/api/products/${id}`)).product);
-      } catch (err) {
-        if (err.status === 404) state.catalog.set(id, null);
-      }
-    }),
-  );
+  await Promise.all([...state.lineup.keys()].map(loadProduct));
   renderProduct();
   renderLineup();
 }

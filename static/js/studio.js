@@ -618,8 +618,10 @@ $("copy-link").addEventListener("click", async () => {
 });
 
 // The recording is saved a little after the show ends: ask again a few times while this show is chosen.
+// Each call starts a new round of asking; an answer to an older round is dropped.
 let replayTimer = null;
-async function showReplayState(tries = 20) {
+let replayRound = 0;
+async function showReplayState(tries = 20, round = ++replayRound) {
   clearTimeout(replayTimer);
   const s = state.stream;
   const box = $("replay-box");
@@ -635,15 +637,15 @@ async function showReplayState(tries = 20) {
   try {
     replay = await api("GET", `/api/streams/${s.id}/replay`);
   } catch (err) {
-    if (state.stream?.id !== s.id) return;
+    if (round !== replayRound) return;
     if (err.status !== 404) status.textContent = `The replay cannot be looked up: ${err.message}`;
     else if (tries > 1) {
       status.textContent = "Saving the recording…";
-      replayTimer = setTimeout(() => showReplayState(tries - 1), 3000);
+      replayTimer = setTimeout(() => showReplayState(tries - 1, round), 3000);
     } else status.textContent = "There is no replay of this show (none was recorded, or it was discarded).";
     return;
   }
-  if (state.stream?.id !== s.id) return;
+  if (round !== replayRound) return;
   const minutes = replay.duration_s == null ? "" : ` (${Math.max(1, Math.round(replay.duration_s / 60))} min)`;
   status.textContent = s.unlisted
     ? `This practice show's replay is saved${minutes}. Keep it (reachable by its link, never listed) or discard it.`

@@ -100,6 +100,9 @@ async def test_recorded_show_plays_back_with_chat_and_pins(open_page, make, clie
     replay = await replay_of(client, stream_id)
     assert replay["video_url"] == f"/api/streams/{stream_id}/replay/video"
     await expect(watch.get_by_role("link", name="Watch the replay")).to_be_visible(timeout=WAIT_MS)
+    await expect(studio.locator("#replay-status")).to_contain_text("The replay is saved", timeout=WAIT_MS)
+    await expect(studio.get_by_role("link", name="Open the replay")).to_have_attribute("href", f"/replay/{stream_id}")
+    await expect(studio.get_by_role("button", name="Discard replay")).to_be_hidden()
     events = await timeline(client, replay)
     pin = next(e for e in events if e["kind"] == "pin" and e["product_id"] == lamp["id"])
     after = next(e for e in events if e["kind"] == "chat" and e["text"] == "Yes, 2700 K and dimmable")
