@@ -94,6 +94,49 @@ async def test_a_ticket_about_an_order_goes_to_its_seller_and_back(client, make,
     assert [n["kind"] for n in await notes(db, seller)] == ["ticket_opened", "ticket_reply"]
 
 
+async def test_each_reply_on_an_order_ticket_tells_every_other_party(client, make, db):
+    """The opener, the order's seller and the admins who have written in the ticket hear of each reply,
+    never its author; an admin who has not written is left alone."""
+    seller = await make.seller(shop_name="Glow Lab")
+    buyer = await make.user()
+    admin, bystander = await make.admin(), await make.admin()
+    order = await order_of(client, make, buyer, seller)
+    ticket = await opened(client, buyer, order_id=order["id"])
+
+    async def replies_to(account) -> list[tuple[str, str]]:
+        return [
+            (n["payload"]["from"]["role"], n["payload"]["excerpt"])
+            for n in await notes(db, account)
+            if n["kind"] == "ticket_reply"
+        ]
+
+    # An admin steps in: the buyer and the shop both hear it.
+    await ok(await reply(client, admin, ticket["id"], "Support here: the courier lost it."), 201)
+    assert await replies_to(buyer) == [("admin", "Support here: the courier lost it.")]
+    assert await replies_to(seller) == [("admin", "Support here: the courier lost it.")]
+    note = next(n for n in await notes(db, seller) if n["kind"] == "ticket_reply")
+    assert note["payload"]["ticket_id"] == ticket["id"] and note["payload"]["order_number"] == order["number"]
+    assert note["payload"]["shop_name"] == "Glow Lab" and note["payload"]["from"]["id"] == admin.id
+
+    # The buyer answers: the seller and the admin who wrote are told; the buyer and the other admin are not.
+    await ok(await reply(client, buyer, ticket["id"], "Can you send another?"), 201)
+    assert await replies_to(seller) == [
+        ("admin", "Support here: the courier lost it."),
+        ("opener", "Can you send another?"),
+    ]
+    assert await replies_to(admin) == [("opener", "Can you send another?")]
+    assert await replies_to(buyer) == [("admin", "Support here: the courier lost it.")]
+
+    # The seller answers: the buyer and the admin hear it, the seller does not hear of their own message.
+    await ok(await reply(client, seller, ticket["id"], "Sent again today."), 201)
+    assert (await replies_to(buyer))[-1] == ("seller", "Sent again today.")
+    assert await replies_to(admin) == [("opener", "Can you send another?"), ("seller", "Sent again today.")]
+    assert [role for role, _ in await replies_to(seller)] == ["admin", "opener"]
+    assert await notes(db, bystander) == []
+    # One notification per party per reply: 2 + 2 + 2.
+    assert await db.fetchval("SELECT count(*) FROM notifications WHERE kind = 'ticket_reply'") == 6
+
+
 async def test_a_ticket_without_an_order_goes_to_the_admins(client, make, db):
     admins = [await make.admin(), await make.admin()]
     buyer = await make.user()
@@ -201,9 +244,11 @@ async def test_replies_and_status_move_the_ticket(client, make, db):
     got = (await ok(await client.get(f"/api/tickets/{tid}", headers=buyer.headers)))["ticket"]
     roles = [m["role"] for m in got["messages"]]
     assert roles == ["opener", "admin", "opener"]
-    # An admin's answer on an order's ticket goes to the opener; the buyer's to the shop's seller.
+    # An admin's answer on an order's ticket goes to the opener and the shop; the buyer's to the shop and the
+    # admin who answered.
     assert [n["payload"]["from"]["role"] for n in await notes(db, buyer) if n["kind"] == "ticket_reply"] == ["admin"]
-    assert [n["kind"] for n in await notes(db, seller)] == ["ticket_opened", "ticket_reply"]
+    assert [n["payload"]["from"]["role"] for n in await notes(db, seller)] == ["opener", "admin", "opener"]
+    assert [n["payload"]["from"]["role"] for n in await notes(db, admin)] == ["opener"]
     await error_of(await set_status(client, seller, tid, "lost"), 422, "validation_error")
 
 
@@ -318,7 +363,7 @@ async def test_emails_through_a_real_smtp_server(smtp_server, settings, client, 
     answer = await smtp_server.wait_for(buyer.user["email"], subject="Re: Wrong colour")
     assert answer["Subject"] == f"Re: Wrong colour (order {order['number']})"
     text = body_text(answer).replace("\r\n", "\n")
-    assert "Glow Lab answered your support ticket" in text and "A red one is on its way." in text
+    assert "Glow Lab answered the support ticket" in text and "A red one is on its way." in text
     assert link in text
     # Each once: the buyer got nothing about the ticket they opened themselves.
     assert smtp_server.messages(buyer.user["email"], subject="New support ticket") == []

@@ -1,6 +1,6 @@
 """Support tickets: open one (about one of your orders, or not), read and answer them, set their status.
-The opener, the seller of the order a ticket is about and admins see it; each reply notifies the other side
-(docs/MESSAGES.md, Support tickets)."""
+The opener, the seller of the order a ticket is about and admins see it; each reply notifies every other
+party of it (docs/MESSAGES.md, Support tickets)."""
 
 from datetime import datetime
 from typing import Annotated, Literal
@@ -140,7 +140,7 @@ async def get_ticket(request: web.Request) -> TicketEnvelope:
     errors={409: "the ticket is closed, or has as many messages as it can take"},
 )
 async def reply(request: web.Request, body: MessageIn) -> TicketEnvelope:
-    """Answer a ticket; the other side is told, and the status moves (waiting on the customer, or open)"""
+    """Answer a ticket; every other party is told, and the status moves (waiting on the customer, or open)"""
     return TicketEnvelope(ticket=await tickets.reply(db(request), path_id(request), principal(request), body.body))
 
 

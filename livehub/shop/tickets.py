@@ -1,5 +1,5 @@
 """Support tickets: a signed-in user opens one (about one of their orders, or not), the order's seller or an
-admin answers, and each reply tells the other side. The rules, the status a reply moves the ticket to and
+admin answers, and each reply tells every other party of it. The rules, the status a reply moves the ticket to and
 the notifications are storage functions (storage/functions/tickets.sql), one transaction per write; this
 module picks the function, passes the caller, reads the lists, and shapes the answer."""
 
@@ -47,7 +47,8 @@ async def get_ticket(db: DB, ticket_id: UUID, viewer: Principal) -> dict:
 
 
 async def reply(db: DB, ticket_id: UUID, author: Principal, body: str) -> dict:
-    """Adds `body` to the ticket as `author`; the other side is notified. Returns the ticket."""
+    """Adds `body` to the ticket as `author`; the opener, the order's seller and the admins who have written in
+    it are notified, never the author. Returns the ticket."""
     async with transaction(db) as conn:
         await conn.execute("SELECT reply_ticket($1, $2, $3, $4)", ticket_id, author.user_id, author.is_admin, body)
         return await ticket_json(conn, ticket_id)

@@ -98,7 +98,7 @@ export function describe(n) {
     case "ticket_reply":
       return {
         text: n.kind === "ticket_reply"
-          ? `${p.from?.display_name || "Someone"} replied on your ticket: ${p.subject || ""}`
+          ? `${p.from?.display_name || "Someone"} replied on the ticket: ${p.subject || ""}`
           : `New support ticket: ${p.subject || ""}`,
         href: p.path || (p.ticket_id ? `/support/${p.ticket_id}` : "/support"),
       };

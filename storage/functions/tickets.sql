@@ -1,9 +1,12 @@
 -- Support tickets (migration 0014): a signed-in user opens one, about one of their orders or not; the
 -- order's seller answers it (without an order, the admins do), and an admin may answer any. Every write is
--- one function, one transaction, and notifies the other side in it (notify_user, messages.sql):
+-- one function, one transaction, and notifies every other party of the ticket in it (notify_users,
+-- messages.sql):
 --   opened by the customer   -> ticket_opened to the order's seller, or to every admin without an order;
---   a reply by the opener    -> ticket_reply to the seller (or the admins), and the ticket is `open` again;
---   a reply by seller/admin  -> ticket_reply to the opener, and the ticket is `waiting` (on the customer).
+--   any reply                -> ticket_reply to the opener, the order's seller and the admins who have written
+--                               in the ticket (by the opener without an order: every admin), never the author;
+--                               the ticket is `open` again after the opener, `waiting` (on the customer) after
+--                               the seller or an admin.
 -- A closed ticket takes no reply. The opener may close or reopen it; the seller or an admin sets any status.
 -- Anyone else is told the ticket does not exist, as with orders.
 
@@ -31,9 +34,11 @@ BEGIN
     RETURN t;
 END $$;
 
--- Tells the other side of the ticket about a message p_author (as p_role) just wrote: the opener when
--- the seller or an admin wrote; otherwise the order's seller, or every admin when there is no order (an
--- admin who opened a ticket of their own is not told about it).
+-- Tells every other party of the ticket about a message p_author (as p_role) just wrote: its opener, the
+-- seller of the order it is about, and the admins who have written in it (and are admins still), so that
+-- an admin's answer reaches the shop too and a buyer's reaches the admin working on it. A ticket without an
+-- order is the admins' to answer: a message by its opener goes to every admin. Never to the author (an
+-- admin who opened a ticket of their own is not told about it). One notification each, one payload.
 CREATE OR REPLACE FUNCTION notify_ticket(t tickets, p_kind text, p_author uuid, p_role text, p_body text)
 RETURNS void
 LANGUAGE plpgsql AS $$
@@ -47,16 +52,22 @@ DECLARE
         -- Enough of the message for a notification line or an email; the rest is on the ticket's page.
         'excerpt', CASE WHEN char_length(p_body) > 300 THEN left(p_body, 299) || '…' ELSE p_body END,
         'path', '/support/' || t.id);
-    recipient uuid;
+    recipients uuid[] := ARRAY(
+        SELECT DISTINCT party FROM (
+            SELECT t.opener_id
+            UNION ALL
+            SELECT user_id FROM sellers WHERE id = t.seller_id
+            UNION ALL
+            SELECT m.author_id FROM ticket_messages m JOIN users u ON u.id = m.author_id
+             WHERE m.ticket_id = t.id AND m.author_role = 'admin' AND 'admin' = ANY (u.roles)
+            UNION ALL
+            SELECT id FROM users WHERE t.seller_id IS NULL AND p_role = 'opener' AND 'admin' = ANY (roles)
+        ) AS parties (party)
+         WHERE party <> p_author
+         ORDER BY party);
 BEGIN
-    IF p_role <> 'opener' THEN
-        PERFORM notify_user(t.opener_id, p_kind, payload);
-    ELSIF t.seller_id IS NOT NULL THEN
-        PERFORM notify_user((SELECT user_id FROM sellers WHERE id = t.seller_id), p_kind, payload);
-    ELSE
-        FOR recipient IN SELECT id FROM users WHERE 'admin' = ANY (roles) AND id <> p_author ORDER BY id LOOP
-            PERFORM notify_user(recipient, p_kind, payload);
-        END LOOP;
+    IF cardinality(recipients) > 0 THEN
+        PERFORM notify_users(recipients, p_kind, payload);
     END IF;
 END $$;
 
