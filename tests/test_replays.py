@@ -268,7 +268,9 @@ async def test_replay_lists_are_newest_first_per_shop_and_paged(client, make, db
     shows = [await ended_show(client, make) for _ in range(3)]
     base = datetime.now(UTC) - timedelta(days=1)
     for i, (stream, _, _) in enumerate(shows):
-        await insert_replay(db, stream["id"], started_at=base + timedelta(minutes=i))
+        # Newest first is by when the replay was made (the show's end), the later show's here.
+        made = base + timedelta(minutes=i, seconds=30)
+        await insert_replay(db, stream["id"], started_at=base + timedelta(minutes=i), created_at=made)
     newest_first = [s["id"] for s, _, _ in reversed(shows)]
 
     seen, cursor = [], None

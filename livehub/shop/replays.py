@@ -97,7 +97,7 @@ async def timeline(db: DB, stream_id: UUID, *, limit: int, cursor: str | None, t
 async def list_replays(
     db: DB, *, seller_id: UUID | None, limit: int, cursor: str | None, template: bool = False
 ) -> dict:
-    """A page of listed streams' replays, newest first: `{items, next_cursor}`."""
+    """A page of listed streams' replays, the most recently made first: `{items, next_cursor}`."""
     before_at, before_id = None, None
     if cursor is not None:
         at_text, id_text = decode_cursor(cursor, 2)
@@ -107,13 +107,18 @@ async def list_replays(
         except ValueError:
             raise ValidationFailed("not a cursor this list gave", {"cursor": cursor}) from None
     rows = await db.fetch(
-        "SELECT r FROM replay_list($1, $2, $3, $4, $5) r", seller_id, before_at, before_id, limit + 1, template
+        "SELECT item, sort_at FROM replay_list($1, $2, $3, $4, $5)",
+        seller_id,
+        before_at,
+        before_id,
+        limit + 1,
+        template,
     )
-    items = [r["r"] for r in rows[:limit]]
+    items = [r["item"] for r in rows[:limit]]
     next_cursor = None
     if len(rows) > limit:
-        last = items[-1]
-        next_cursor = encode_cursor(last["started_at"].replace("Z", "+00:00"), last["stream_id"])
+        last = rows[limit - 1]
+        next_cursor = encode_cursor(last["sort_at"].isoformat(), last["item"]["stream_id"])
     return {"items": items, "next_cursor": next_cursor}
 
 

@@ -166,24 +166,41 @@ BEGIN
     RETURN FOUND;
 END $$;
 
--- A page of replays, newest first ((started_at, stream_id) descending, after the key p_before_at,
--- p_before_id), of listed streams only (a practice show's replay is reached by its link, never listed),
--- optionally of one shop. Each {stream_id, title, seller, started_at, duration_s}; with p_template (as in
--- replay_json) ended streams that were to be recorded count too, at their started_at.
+-- A page of replays, newest first: by when the replay was made (its row's created_at, the end of the show as
+-- the recorder finished it; with p_template, as in replay_json, the stream's ended_at for those without a row),
+-- then stream id, both descending, after the key (p_before_at, p_before_id). Listed streams only (a practice
+-- show's replay is reached by its link, never listed), optionally of one shop. Each row: the item
+-- {stream_id, title, seller, started_at, duration_s} and its sort time (for the next page's key).
 CREATE OR REPLACE FUNCTION replay_list(
     p_seller uuid, p_before_at timestamptz, p_before_id uuid, p_limit integer, p_template boolean DEFAULT false
-) RETURNS SETOF jsonb
+) RETURNS TABLE (item jsonb, sort_at timestamptz)
 LANGUAGE plpgsql STABLE AS $$
 BEGIN
+    IF NOT p_template THEN
+        -- Walks stream_replays_created_idx down from the key: the home page asks this on every load.
+        RETURN QUERY
+        SELECT jsonb_build_object('stream_id', s.id, 'title', s.title,
+                                  'seller', jsonb_build_object('id', se.id, 'shop_name', se.shop_name),
+                                  'started_at', utc_time(r.started_at), 'duration_s', r.duration_s),
+               r.created_at
+          FROM stream_replays r JOIN streams s ON s.id = r.stream_id JOIN sellers se ON se.id = s.seller_id
+         WHERE NOT s.unlisted AND (p_seller IS NULL OR s.seller_id = p_seller)
+           AND (p_before_at IS NULL OR (r.created_at, r.stream_id) < (p_before_at, p_before_id))
+         ORDER BY r.created_at DESC, r.stream_id DESC
+         LIMIT p_limit;
+        RETURN;
+    END IF;
     RETURN QUERY
     SELECT jsonb_build_object('stream_id', x.id, 'title', x.title,
                               'seller', jsonb_build_object('id', se.id, 'shop_name', se.shop_name),
-                              'started_at', utc_time(x.at), 'duration_s', x.duration_s)
-      FROM (SELECT s.id, s.title, s.seller_id, coalesce(r.started_at, s.started_at) AS at, r.duration_s
+                              'started_at', utc_time(x.started_at), 'duration_s', x.duration_s),
+           x.at
+      FROM (SELECT s.id, s.title, s.seller_id, coalesce(r.started_at, s.started_at) AS started_at,
+                   r.duration_s, coalesce(r.created_at, s.ended_at) AS at
               FROM streams s LEFT JOIN stream_replays r ON r.stream_id = s.id
              WHERE NOT s.unlisted AND (p_seller IS NULL OR s.seller_id = p_seller)
                AND (r.stream_id IS NOT NULL
-                    OR p_template AND s.status = 'ended' AND s.record AND s.started_at IS NOT NULL)) x
+                    OR s.status = 'ended' AND s.record AND s.started_at IS NOT NULL)) x
       JOIN sellers se ON se.id = x.seller_id
      WHERE p_before_at IS NULL OR (x.at, x.id) < (p_before_at, p_before_id)
      ORDER BY x.at DESC, x.id DESC
