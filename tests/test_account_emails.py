@@ -1,6 +1,6 @@
 """Email verification and password reset against a real SMTP server (docs/MESSAGES.md, "Accounts"): the
 links' tokens work once, expire, and are stored only hashed; resend is rate limited; unverified accounts
-cannot apply to sell; a reset asks nothing of the email's owner and tells nothing about who has an account."""
+buy but cannot apply to sell; a reset asks nothing of the email's owner and tells nothing about who has an account."""
 
 import asyncio
 import hashlib
@@ -9,7 +9,7 @@ import time
 from uuid import UUID
 
 from smtp_server import body_html, body_text
-from tests.helpers import error_of
+from tests.helpers import error_of, top_up
 
 PASSWORD = "correct horse battery"
 NEW_PASSWORD = "a brand new staple"
@@ -166,6 +166,38 @@ async def test_an_unverified_account_may_not_apply_to_sell(smtp_server, client, 
     assert (await client.post("/api/auth/verify-email", json={"token": token})).status == 204
     res = await client.post("/api/sellers/apply", json={"shop_name": "Now Then"}, headers=user.headers)
     assert res.status == 201, await res.text()
+
+
+async def test_an_unverified_account_buys_and_gets_its_order_but_may_not_sell(smtp_server, client, make, db):
+    """Issue 16: unverified users can watch and buy; only selling waits on a verified email."""
+    seller = await make.seller(shop_name="Glow Lab")
+    product = await make.product(seller)
+    variant_id = product["variants"][0]["id"]
+    buyer = await make.user(verified=False)  # registered through the API just now, its link unused
+    assert (await me(client, buyer.token))["email_verified"] is False
+
+    # Cart and checkout, paid from the wallet, as any buyer.
+    await top_up(client, buyer, 2500)
+    res = await client.post("/api/cart/items", json={"variant_id": variant_id, "quantity": 2}, headers=buyer.headers)
+    assert res.status == 200, await res.text()
+    res = await client.post("/api/cart/checkout", json={}, headers=buyer.headers)
+    assert res.status == 201, await res.text()
+    (order,) = (await res.json())["orders"]
+    assert order["status"] == "paid" and order["total_cents"] == 2000
+
+    # The order is theirs: in their list and on its page.
+    res = await client.get("/api/orders", headers=buyer.headers)
+    assert res.status == 200, await res.text()
+    assert [o["id"] for o in (await res.json())["items"]] == [order["id"]]
+    res = await client.get(f"/api/orders/{order['id']}", headers=buyer.headers)
+    assert res.status == 200, await res.text()
+    assert [i["quantity"] for i in (await res.json())["order"]["items"]] == [2]
+
+    # Selling is what waits on the email.
+    res = await client.post("/api/sellers/apply", json={"shop_name": "Resale"}, headers=buyer.headers)
+    await error_of(res, 403, "email_unverified")
+    assert await db.fetchval("SELECT count(*) FROM sellers WHERE user_id = $1", UUID(buyer.id)) == 0
+    assert (await me(client, buyer.token))["email_verified"] is False
 
 
 # -- password reset ---------------------------------------------------------------------------------
