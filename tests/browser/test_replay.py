@@ -90,6 +90,12 @@ async def test_recorded_show_plays_back_with_chat_and_pins(open_page, make, clie
     await expect(studio.locator("#chat-list")).to_contain_text("Is it warm light?", timeout=WAIT_MS)
     await studio.locator(f"#pin-{lamp['id']}").click()
     await expect(watch.locator("#product-title")).to_have_text("Glow lamp", timeout=WAIT_MS)
+    sale = studio.get_by_role("form", name="Flash sale of Glow lamp")
+    await sale.get_by_label("Flash price").fill("15.00")
+    await sale.get_by_label("Units").fill("5")
+    await sale.get_by_label("Seconds").fill("300")
+    await sale.get_by_role("button", name="Start flash sale").click()
+    await expect(watch.locator("#price")).to_have_text("$15.00", timeout=WAIT_MS)
     await studio.get_by_label("Message to viewers").fill("Yes, 2700 K and dimmable")
     await studio.get_by_role("button", name="Send").click()
     await expect(watch.locator("#chat-list")).to_contain_text("Yes, 2700 K and dimmable", timeout=WAIT_MS)
@@ -131,6 +137,12 @@ async def test_recorded_show_plays_back_with_chat_and_pins(open_page, make, clie
     await expect(page.locator("#chat-list")).not_to_contain_text("Yes, 2700 K and dimmable")
     await expect(page.locator('#lineup li[aria-current="true"]')).to_contain_text("Glow lamp")
 
+    # The flash sale is a moment of the show, told on the card, but the replay sells at the regular price.
+    await page.get_by_role("button", name=re.compile(r"^Jump to .*: flash sale Glow lamp$")).click()
+    await expect(card.locator(".sale-moment")).to_contain_text("Flash sale", timeout=WAIT_MS)
+    await expect(card.locator("#price")).to_have_text("$25.00")
+    await expect(page.locator("main")).not_to_contain_text("$15.00")
+
     # A moment later the host's answer is in the chat; at the start nothing is pinned.
     await page.evaluate(f"document.getElementById('video').currentTime = {after['offset_s']}")
     await expect(page.locator("#chat-list")).to_contain_text("Yes, 2700 K and dimmable", timeout=WAIT_MS)
@@ -141,6 +153,8 @@ async def test_recorded_show_plays_back_with_chat_and_pins(open_page, make, clie
     # The pinned lamp goes into the cart at its regular price from the replay.
     await page.get_by_role("button", name=re.compile(r"^Jump to .*: pinned Glow lamp$")).click()
     await expect(page.locator("#product-title")).to_have_text("Glow lamp", timeout=WAIT_MS)
+    # (The picture for the README once the video shows the frame it jumped to.)
+    await until(page, "!document.getElementById('video').seeking && document.getElementById('video').readyState >= 2")
     await screenshot(page, "replay")
     await page.get_by_role("button", name="Add Glow lamp to cart · $25.00").first.click()
     await expect(page.locator("#purchase-result")).to_contain_text("Added to your cart", timeout=WAIT_MS)
