@@ -266,3 +266,35 @@ async def test_studio_practice_show_is_unlisted_and_its_replay_discarded(open_pa
     await studio.get_by_role("button", name="Discard replay").click()
     await expect(studio.locator("#replay-status")).to_have_text(re.compile("Replay discarded"), timeout=WAIT_MS)
     assert (await client.get(f"/api/streams/{stream_id}/replay")).status == 404
+
+
+async def test_a_long_shows_chat_is_read_page_by_page_and_follows_a_jump(open_page, make, client, db):
+    """1,200 messages (the timeline's pages hold 500): a jump to a pin a minute in shows the chat up to then."""
+    seller = await make.seller(shop_name="Tea Cart")
+    tea = await make.product(seller, title="Sencha")
+    viewer = await make.user()
+    stream_id = await ended_show(make, client, seller, tea, title="Long tasting")
+    await stored_replay(client, db, stream_id)
+    # A message every tenth of a second from the start, and the tea pinned at 60.05 s.
+    await db.execute(
+        """INSERT INTO chat_messages (stream_id, "offset", user_id, text, created_at)
+           SELECT s.id, i, $2, 'message ' || i, s.started_at + make_interval(secs => i * 0.1)
+             FROM streams s, generate_series(0, 1199) i WHERE s.id = $1""",
+        stream_id,
+        viewer.id,
+    )
+    await db.execute(
+        """INSERT INTO stream_pins (stream_id, product_id, at)
+           SELECT id, $2, started_at + interval '60.05 seconds' FROM streams WHERE id = $1""",
+        stream_id,
+        tea["id"],
+    )
+
+    page = await open_page(f"/replay/{stream_id}")
+    await expect(page.locator("body")).to_have_attribute("data-timeline", "loaded", timeout=WAIT_MS)
+    await page.get_by_role("button", name="Jump to 1:00: pinned Sencha").click()
+    await expect(page.locator("#product-title")).to_have_text("Sencha", timeout=WAIT_MS)
+    await expect(page.locator("#chat-count")).to_have_text("601 of 1200 messages")
+    chat = page.locator("#chat-list li")
+    await expect(chat.last).to_contain_text("message 600")
+    await expect(chat).to_have_count(200)  # the latest 200, as on the live page
