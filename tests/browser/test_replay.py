@@ -298,3 +298,5 @@ async def test_a_long_shows_chat_is_read_page_by_page_and_follows_a_jump(open_pa
     chat = page.locator("#chat-list li")
     await expect(chat.last).to_contain_text("message 600")
     await expect(chat).to_have_count(200)  # the latest 200, as on the live page
+    # Its stored file here is empty: the page says the video cannot play, instead of a blank player.
+    await expect(page.locator("#video-note")).to_contain_text("The video cannot be played", timeout=WAIT_MS)
