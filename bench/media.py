@@ -2,7 +2,7 @@
 
     DATABASE_URL=postgresql://postgres@127.0.0.1:5432/postgres \\
         flock /tmp/livehub-bench.lock .venv/bin/python bench/media.py [--viewers 1,4,8,16,32] \\
-        [--modes encoded,decoded] [--seconds 10] [--warmup 4] [--per-process 8]
+        [--modes encoded,decoded] [--seconds 10] [--warmup 4] [--per-process 8] [--recording off,on] [--repeat 1]
 
 For each mode and viewer count: a fresh server process (LIVEHUB_MEDIA_RELAY=<mode>, ICE on 127.0.0.1
 only), a publisher process sending a 640x480 30 fps VP8 test pattern through POST .../publish, and the
@@ -12,6 +12,12 @@ of all its threads, from /proc) and each viewer's received frames are counted ov
 Viewers count reassembled encoded frames at their receiver without decoding them (the hook in
 livehub/media/internals.py), so 32 viewers do not need 32 decoders on the same two cores.
 Everything runs on this machine and talks over 127.0.0.1; the database is `livehub_bench_media`.
+
+Recording (docs/REPLAYS.md): `--recording off` (the default) runs the server with LIVEHUB_RECORD_SHOWS=false;
+`--recording off,on` runs each viewer count both ways, one after the other (the encoded relay only: the
+decoded one records nothing), so the recorder's CPU sits next to the per-viewer cost. The server then
+writes into a throwaway LIVEHUB_DATA_DIR, and the row says how many bytes of segments it wrote in the window.
+`--repeat R` goes through everything R times, so that runs with and without recording alternate.
 """
 
 import argparse
@@ -19,9 +25,11 @@ import asyncio
 import json
 import os
 import platform
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -138,11 +146,18 @@ def child(args: list[str], stdout=None) -> subprocess.Popen:
     )
 
 
-async def one_run(dsn: str, mode: str, n: int, opts: argparse.Namespace) -> dict:
+def recorded_bytes(data_dir: Path) -> int:
+    return sum(p.stat().st_size for p in (data_dir / "recordings").rglob("segment-*"))
+
+
+async def one_run(dsn: str, mode: str, n: int, opts: argparse.Namespace, recording: bool = False) -> dict:
     port = free_port()
     base = f"http://{HOST}:{port}"
+    data_dir = Path(tempfile.mkdtemp(prefix="livehub-bench-media-"))
     env = {
         "DATABASE_URL": dsn,
+        "LIVEHUB_DATA_DIR": str(data_dir),
+        "LIVEHUB_RECORD_SHOWS": "true" if recording else "false",
         "LIVEHUB_MEDIA_RELAY": mode,
         "LIVEHUB_MEDIA_HOST_ADDRESSES": '["127.0.0.1"]',
         "LIVEHUB_MEDIA_MAX_VIEWERS": "1000",
@@ -170,9 +185,9 @@ async def one_run(dsn: str, mode: str, n: int, opts: argparse.Namespace) -> dict
             gens.append(child(args, stdout=subprocess.PIPE))
         procs.extend(gens)
         await asyncio.sleep(max(0.0, start_at - time.time()))
-        t0, c0 = time.monotonic(), cpu_ticks(server.pid)
+        t0, c0, b0 = time.monotonic(), cpu_ticks(server.pid), recorded_bytes(data_dir)
         await asyncio.sleep(opts.seconds)
-        t1, c1 = time.monotonic(), cpu_ticks(server.pid)
+        t1, c1, b1 = time.monotonic(), cpu_ticks(server.pid), recorded_bytes(data_dir)
         frames, firsts = [], []
         for gen in gens:
             out, _ = await asyncio.to_thread(gen.communicate, None, opts.seconds + 60)
@@ -182,6 +197,8 @@ async def one_run(dsn: str, mode: str, n: int, opts: argparse.Namespace) -> dict
         fps = sorted(f / opts.seconds for f in frames)
         return {
             "mode": mode,
+            "recording": recording,
+            "recorded_kib": (b1 - b0) / 1024,
             "viewers": n,
             "server_cpu_pct": 100.0 * (c1 - c0) / CLK_TCK / (t1 - t0),
             "fps_min": fps[0],
@@ -194,6 +211,7 @@ async def one_run(dsn: str, mode: str, n: int, opts: argparse.Namespace) -> dict
     finally:
         for proc in reversed(procs):
             stop_process(proc)
+        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 async def ensure_database(dsn: str) -> str:
@@ -207,18 +225,27 @@ async def main(opts: argparse.Namespace) -> None:
     dsn = await ensure_database(os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"))
     log(f"{platform.node()}: {os.cpu_count()} cores, load {os.getloadavg()}, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC")
     rows = []
-    for mode in opts.modes.split(","):
-        for n in opts.viewers:
-            row = await one_run(dsn, mode, n, opts)
-            log(json.dumps(row))
-            rows.append(row)
-    print("| relay | viewers | server CPU (% of a core) | fps per viewer: min / median / mean | first frame s | load |")
-    print("|---|---:|---:|---:|---:|---:|")
+    recordings = [r == "on" for r in opts.recording.split(",")]
+    for _ in range(opts.repeat):
+        for mode in opts.modes.split(","):
+            for n in opts.viewers:
+                for recording in recordings:
+                    if recording and mode != "encoded":
+                        continue  # the decoded relay records nothing
+                    row = await one_run(dsn, mode, n, opts, recording)
+                    log(json.dumps(row))
+                    rows.append(row)
+    print(
+        "| relay | recording | viewers | server CPU (% of a core) | fps per viewer: min / median / mean "
+        "| first frame s | recorded KiB | load |"
+    )
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         first = f"{r['first_frame_s_max']:.2f}" if r["first_frame_s_max"] is not None else "-"
         print(
-            f"| {r['mode']} | {r['viewers']} | {r['server_cpu_pct']:.0f} | "
-            f"{r['fps_min']:.1f} / {r['fps_median']:.1f} / {r['fps_mean']:.1f} | {first} | {r['load_1min']:.1f} |"
+            f"| {r['mode']} | {'on' if r['recording'] else 'off'} | {r['viewers']} | {r['server_cpu_pct']:.0f} | "
+            f"{r['fps_min']:.1f} / {r['fps_median']:.1f} / {r['fps_mean']:.1f} | {first} | "
+            f"{r['recorded_kib']:.0f} | {r['load_1min']:.1f} |"
         )
 
 
@@ -242,6 +269,8 @@ def cli() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--warmup", type=float, default=4.0)
     parser.add_argument("--per-process", type=int, default=8)
+    parser.add_argument("--recording", default="off", help="off, on, or off,on: both, side by side")
+    parser.add_argument("--repeat", type=int, default=1)
     asyncio.run(main(parser.parse_args(argv)))
 
 

@@ -307,3 +307,18 @@ async def test_a_crashed_nodes_segment_plays_and_the_next_start_finishes_it(
 
 async def _gone(path: Path) -> bool:
     return not path.exists()
+
+
+async def test_a_show_ended_elsewhere_after_its_host_left_is_finished_by_the_reaper(client, make, db, media_settings):
+    node = client.app[keys.MEDIA]
+    stream, seller = await live_stream(client, make)
+    show = await Show(client, stream["id"], seller).start()
+    await recording_started(node, stream["id"])
+    await asyncio.sleep(2)
+    await show.close()
+    await until(lambda: _no_publication(node, stream["id"]), "the publication to end")
+    # Another node ends the stream: this one learns it from the database, not from a call.
+    await db.execute("UPDATE streams SET status = 'ended', ended_at = now() WHERE id = $1", _uuid(stream["id"]))
+    row = await replay_row(db, stream["id"])
+    info = probe(stored(media_settings, row))
+    assert info["codecs"] == ["opus", "vp8"] and info["frames"] > 30
