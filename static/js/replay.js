@@ -88,8 +88,10 @@ function syncChat(t, jump) {
   const forward = !jump && t >= state.shownAt && upTo >= state.shownUpTo;
   const stick = jump || list.scrollHeight - list.scrollTop - list.clientHeight < 40;
   if (forward) {
-    list.querySelector(".chat-note")?.remove();
-    if (upTo > state.shownUpTo) list.append(...state.chats.slice(Math.max(state.shownUpTo + 1, upTo - MAX_CHAT + 1), upTo + 1).map(chatItem));
+    if (upTo > state.shownUpTo) {
+      list.querySelector(".chat-note")?.remove(); // "no chat yet"
+      list.append(...state.chats.slice(Math.max(state.shownUpTo + 1, upTo - MAX_CHAT + 1), upTo + 1).map(chatItem));
+    }
   } else {
     list.replaceChildren(...state.chats.slice(Math.max(0, upTo - MAX_CHAT + 1), upTo + 1).map(chatItem));
   }

@@ -149,6 +149,11 @@ async def test_recorded_show_plays_back_with_chat_and_pins(open_page, make, clie
     await page.evaluate("document.getElementById('video').currentTime = 0")
     await expect(page.locator("#no-product")).to_be_visible(timeout=WAIT_MS)
     await expect(page.locator("#chat-list")).not_to_contain_text("Is it warm light?")
+    # Played from there, the chat fills in as the video reaches each message.
+    await page.evaluate("document.getElementById('video').play()")
+    await expect(page.locator("#chat-list")).to_contain_text("Is it warm light?", timeout=WAIT_MS)
+    await expect(page.locator("#chat-list")).not_to_contain_text("No chat yet")
+    await page.evaluate("document.getElementById('video').pause()")
 
     # The pinned lamp goes into the cart at its regular price from the replay.
     await page.get_by_role("button", name=re.compile(r"^Jump to .*: pinned Glow lamp$")).click()
