@@ -68,6 +68,8 @@ $$;
 -- and stable, so (at, id) orders the events totally and a cursor continues exactly after its event.
 -- offset_s = at - p_started_at in seconds, never below 0 (a pin made before the recording began is at 0).
 -- Deleted chat messages and the chat of users the shop has banned are left out.
+-- Each kind's branch picks only keys, its first p_limit after the cursor (a top-N sort, not a sort of a long
+-- show's whole chat); the page's JSON is built for the p_limit events kept, not for every event.
 CREATE OR REPLACE FUNCTION replay_timeline(
     p_stream uuid, p_started_at timestamptz, p_after_at timestamptz, p_after_id text, p_limit integer
 ) RETURNS SETOF jsonb
@@ -76,57 +78,83 @@ DECLARE
     shop uuid := (SELECT seller_id FROM streams WHERE id = p_stream);
 BEGIN
     RETURN QUERY
-    WITH events (at, id, kind, body) AS (
-        SELECT c.created_at, 'chat:' || c.id, 'chat',
-               jsonb_build_object('user', jsonb_build_object('id', u.id, 'name', u.display_name), 'text', c.text)
-          FROM chat_messages c JOIN users u ON u.id = c.user_id
-         WHERE c.stream_id = p_stream AND c.deleted_at IS NULL
-           AND NOT EXISTS (SELECT 1 FROM seller_bans b WHERE b.seller_id = shop AND b.user_id = c.user_id)
+    WITH keys (at, id, kind, ref, pin) AS (
+        (SELECT k.at, k.id, 'chat', k.ref, NULL::bigint
+           FROM (SELECT c.created_at AS at, 'chat:' || c.id AS id, c.id AS ref
+                   FROM chat_messages c
+                  WHERE c.stream_id = p_stream AND c.deleted_at IS NULL
+                    AND NOT EXISTS (SELECT 1 FROM seller_bans b WHERE b.seller_id = shop AND b.user_id = c.user_id)) k
+          WHERE p_after_at IS NULL OR (k.at, k.id COLLATE "C") > (p_after_at, p_after_id COLLATE "C")
+          ORDER BY k.at, k.id COLLATE "C" LIMIT p_limit)
         UNION ALL
         -- Zero-padded: the text order of ids is then the pins' order.
-        SELECT p.at, 'pin:' || lpad(p.id::text, 19, '0'), 'pin', jsonb_build_object('product_id', p.product_id)
-          FROM stream_pins p WHERE p.stream_id = p_stream
+        (SELECT k.at, k.id, 'pin', NULL::uuid, k.pin
+           FROM (SELECT p.at, 'pin:' || lpad(p.id::text, 19, '0') AS id, p.id AS pin
+                   FROM stream_pins p WHERE p.stream_id = p_stream) k
+          WHERE p_after_at IS NULL OR (k.at, k.id COLLATE "C") > (p_after_at, p_after_id COLLATE "C")
+          ORDER BY k.at, k.id COLLATE "C" LIMIT p_limit)
         UNION ALL
-        SELECT f.starts_at, 'flash_sale_started:' || f.id, 'flash_sale_started',
-               jsonb_build_object('sale_id', f.id, 'product_id', v.product_id, 'variant_id', f.variant_id,
-                                  'price_cents', f.price_cents, 'quantity', f.quantity)
-          FROM flash_sales f JOIN variants v ON v.id = f.variant_id WHERE f.stream_id = p_stream
-        UNION ALL
-        SELECT f.ended_at, 'flash_sale_ended:' || f.id, 'flash_sale_ended',
-               jsonb_build_object('sale_id', f.id, 'reason', f.ended_reason, 'sold', f.sold)
-          FROM flash_sales f WHERE f.stream_id = p_stream AND f.ended_at IS NOT NULL
-        UNION ALL
-        SELECT a.starts_at, 'auction_started:' || a.id, 'auction_started',
-               jsonb_build_object('auction_id', a.id, 'product_id', v.product_id, 'variant_id', a.variant_id,
-                                  'start_cents', a.start_cents)
-          FROM auctions a JOIN variants v ON v.id = a.variant_id WHERE a.stream_id = p_stream
-        UNION ALL
-        SELECT a.ended_at, 'auction_ended:' || a.id, 'auction_ended',
-               jsonb_build_object('auction_id', a.id, 'product_id', v.product_id, 'reason', a.ended_reason,
-                                  'winning_bid_cents', CASE WHEN a.winner_id IS NOT NULL THEN a.current_cents END,
-                                  'winner', (SELECT jsonb_build_object('id', u.id, 'name', u.display_name)
-                                               FROM users u WHERE u.id = a.winner_id))
-          FROM auctions a JOIN variants v ON v.id = a.variant_id
-         WHERE a.stream_id = p_stream AND a.ended_at IS NOT NULL
-        UNION ALL
-        SELECT g.starts_at, 'giveaway_started:' || g.id, 'giveaway_started',
-               jsonb_build_object('giveaway_id', g.id, 'product_id', v.product_id)
-          FROM giveaways g JOIN variants v ON v.id = g.variant_id WHERE g.stream_id = p_stream
-        UNION ALL
-        SELECT g.ended_at, 'giveaway_ended:' || g.id, 'giveaway_ended',
-               jsonb_build_object('giveaway_id', g.id, 'product_id', v.product_id,
-                                  'winner', (SELECT jsonb_build_object('id', u.id, 'name', u.display_name)
-                                               FROM users u WHERE u.id = g.winner_id))
-          FROM giveaways g JOIN variants v ON v.id = g.variant_id
-         WHERE g.stream_id = p_stream AND g.ended_at IS NOT NULL
+        -- The few sales, auctions and giveaways of a show: both ends of each.
+        (SELECT k.at, k.kind || ':' || k.ref, k.kind, k.ref, NULL::bigint
+           FROM (SELECT f.starts_at AS at, 'flash_sale_started' AS kind, f.id AS ref
+                   FROM flash_sales f WHERE f.stream_id = p_stream
+                 UNION ALL
+                 SELECT f.ended_at, 'flash_sale_ended', f.id
+                   FROM flash_sales f WHERE f.stream_id = p_stream AND f.ended_at IS NOT NULL
+                 UNION ALL
+                 SELECT a.starts_at, 'auction_started', a.id FROM auctions a WHERE a.stream_id = p_stream
+                 UNION ALL
+                 SELECT a.ended_at, 'auction_ended', a.id
+                   FROM auctions a WHERE a.stream_id = p_stream AND a.ended_at IS NOT NULL
+                 UNION ALL
+                 SELECT g.starts_at, 'giveaway_started', g.id FROM giveaways g WHERE g.stream_id = p_stream
+                 UNION ALL
+                 SELECT g.ended_at, 'giveaway_ended', g.id
+                   FROM giveaways g WHERE g.stream_id = p_stream AND g.ended_at IS NOT NULL) k
+          WHERE p_after_at IS NULL
+             OR (k.at, (k.kind || ':' || k.ref) COLLATE "C") > (p_after_at, p_after_id COLLATE "C")
+          ORDER BY k.at, (k.kind || ':' || k.ref) COLLATE "C" LIMIT p_limit)
+    ), page AS (
+        SELECT * FROM keys ORDER BY at, id COLLATE "C" LIMIT p_limit
     )
     SELECT jsonb_build_object('id', e.id, 'kind', e.kind, 'at', utc_time(e.at),
                               'offset_s', round(greatest(0, extract(epoch FROM e.at - p_started_at)), 3))
-           || e.body
-      FROM events e
-     WHERE p_after_at IS NULL OR (e.at, e.id COLLATE "C") > (p_after_at, p_after_id COLLATE "C")
-     ORDER BY e.at, e.id COLLATE "C"
-     LIMIT p_limit;
+           || CASE e.kind
+                  WHEN 'chat' THEN (
+                      SELECT jsonb_build_object('user', jsonb_build_object('id', u.id, 'name', u.display_name),
+                                                'text', c.text)
+                        FROM chat_messages c JOIN users u ON u.id = c.user_id WHERE c.id = e.ref)
+                  WHEN 'pin' THEN (SELECT jsonb_build_object('product_id', p.product_id) FROM stream_pins p
+                                    WHERE p.id = e.pin)
+                  WHEN 'flash_sale_started' THEN (
+                      SELECT jsonb_build_object('sale_id', f.id, 'product_id', v.product_id, 'variant_id', f.variant_id,
+                                                'price_cents', f.price_cents, 'quantity', f.quantity)
+                        FROM flash_sales f JOIN variants v ON v.id = f.variant_id WHERE f.id = e.ref)
+                  WHEN 'flash_sale_ended' THEN (
+                      SELECT jsonb_build_object('sale_id', f.id, 'reason', f.ended_reason, 'sold', f.sold)
+                        FROM flash_sales f WHERE f.id = e.ref)
+                  WHEN 'auction_started' THEN (
+                      SELECT jsonb_build_object('auction_id', a.id, 'product_id', v.product_id,
+                                                'variant_id', a.variant_id, 'start_cents', a.start_cents)
+                        FROM auctions a JOIN variants v ON v.id = a.variant_id WHERE a.id = e.ref)
+                  WHEN 'auction_ended' THEN (
+                      SELECT jsonb_build_object(
+                                 'auction_id', a.id, 'product_id', v.product_id, 'reason', a.ended_reason,
+                                 'winning_bid_cents', CASE WHEN a.winner_id IS NOT NULL THEN a.current_cents END,
+                                 'winner', (SELECT jsonb_build_object('id', u.id, 'name', u.display_name)
+                                              FROM users u WHERE u.id = a.winner_id))
+                        FROM auctions a JOIN variants v ON v.id = a.variant_id WHERE a.id = e.ref)
+                  WHEN 'giveaway_started' THEN (
+                      SELECT jsonb_build_object('giveaway_id', g.id, 'product_id', v.product_id)
+                        FROM giveaways g JOIN variants v ON v.id = g.variant_id WHERE g.id = e.ref)
+                  WHEN 'giveaway_ended' THEN (
+                      SELECT jsonb_build_object('giveaway_id', g.id, 'product_id', v.product_id,
+                                                'winner', (SELECT jsonb_build_object('id', u.id, 'name', u.display_name)
+                                                             FROM users u WHERE u.id = g.winner_id))
+                        FROM giveaways g JOIN variants v ON v.id = g.variant_id WHERE g.id = e.ref)
+              END
+      FROM page e
+     ORDER BY e.at, e.id COLLATE "C";
 END $$;
 
 -- The media key of the replay p_actor may discard (the stream's host, its shop or an admin): LH404 without a
