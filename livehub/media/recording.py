@@ -39,6 +39,9 @@ import av
 log = logging.getLogger(__name__)
 
 FLUSH_S = 2.0
+# The writer thread takes what has queued up this often: one wake-up (and GIL hand-over) per BATCH_S rather
+# than one per frame, which is most of what recording costs (docs/BENCHMARKS.md, "Recording").
+BATCH_S = 0.25
 # Frames waiting for the writer thread: about 15 s of 30 fps video with its audio.
 QUEUE_FRAMES = 1200
 VIDEO_CLOCK = 90_000
@@ -216,21 +219,31 @@ class SegmentWriter:
     def _run(self) -> None:
         container = None
         streams: dict[str, av.stream.Stream] = {}
+        closing = False
         try:
-            while (packet := self._queue.get()) is not None:
-                if container is None:
-                    container, streams = self._open(packet)
-                out = av.Packet(packet.data)
-                out.stream = streams[packet.kind]
-                out.pts = out.dts = packet.pts
-                out.time_base = fractions.Fraction(1, VIDEO_CLOCK if packet.kind == "video" else AUDIO_CLOCK)
-                out.is_keyframe = packet.keyframe
-                container.mux_one(out)
+            while True:
+                batch = [self._queue.get()]
+                with contextlib.suppress(queue.Empty):
+                    while batch[-1] is not None:
+                        batch.append(self._queue.get_nowait())
+                closing = batch[-1] is None
+                for packet in batch:
+                    if packet is None:
+                        return
+                    if container is None:
+                        container, streams = self._open(packet)
+                    out = av.Packet(packet.data)
+                    out.stream = streams[packet.kind]
+                    out.pts = out.dts = packet.pts
+                    out.time_base = fractions.Fraction(1, VIDEO_CLOCK if packet.kind == "video" else AUDIO_CLOCK)
+                    out.is_keyframe = packet.keyframe
+                    container.mux_one(out)
+                time.sleep(BATCH_S)
         except Exception:
             log.exception("recording %s failed; the segment keeps what was written", self.path)
-            # Drain, so the event loop's puts never see a queue that a dead thread no longer empties.
-            while self._queue.get() is not None:
-                pass
+            # Drain until closed, so the event loop's puts never fill a queue that nothing empties any more.
+            while not closing:
+                closing = self._queue.get() is None
         finally:
             if container is not None:
                 with contextlib.suppress(Exception):
