@@ -504,6 +504,21 @@ async def test_discarding_a_replay_deletes_its_file_and_is_for_the_host_shop_or_
     await error_of(await client.delete("/api/streams/nope/replay", headers=admin.headers), 404)
 
 
+async def test_a_guest_host_and_the_shop_may_each_discard_a_guest_hosted_shows_replay(client, make, db):
+    guest = await make.user()
+    for who in ("host", "shop"):
+        stream, seller, _ = await ended_show(client, make)
+        # The show was hosted by the guest (as an accepted invitation leaves it, livehub/shop/hosts.py).
+        await db.execute(
+            "UPDATE streams SET host_id = $2, host_status = 'accepted' WHERE id = $1", U(stream["id"]), U(guest.id)
+        )
+        await insert_replay(db, stream["id"], started_at=datetime.now(UTC))
+        res = await client.delete(
+            f"/api/streams/{stream['id']}/replay", headers=(guest if who == "host" else seller).headers
+        )
+        assert res.status == 204, (who, await res.text())
+
+
 # -- retention -------------------------------------------------------------------------------------------
 
 
