@@ -121,8 +121,13 @@ async def test_unlisted_streams_are_left_out_of_lists_but_watchable_by_their_lin
         assert practice["id"] not in await ids(query), query
         assert practice["id"] not in await ids(query, stranger.headers), query
     assert listed["id"] in await ids("")
-    # The shop's own list (the studio's) has it, marked.
-    assert await ids(f"?seller={sid}", seller.headers) == {listed["id"], practice["id"]}
+    # The shop's own list, when it asks for it (the studio), has it, marked; its storefront, seen as everyone
+    # sees it, does not; nobody else gets it by asking.
+    own = f"?seller={sid}&include_unlisted=true"
+    assert await ids(own, seller.headers) == {listed["id"], practice["id"]}
+    assert await ids(f"?seller={sid}", seller.headers) == {listed["id"]}
+    assert practice["id"] not in await ids(own, stranger.headers)
+    assert practice["id"] not in await ids(own)
     # Anyone with the link watches.
     res = await client.get(f"/api/streams/{practice['id']}")
     assert res.status == 200

@@ -136,6 +136,10 @@ class StreamDetailEnvelope(Out):
 class StreamQuery(PageQuery):
     status: StreamStatus | None = None
     seller: UUID | None = None
+    include_unlisted: bool = Field(
+        default=False,
+        description="with `seller` set to the caller's own shop: its practice (unlisted) shows too (the studio)",
+    )
 
 
 class ProductStatsOut(Out):
@@ -209,9 +213,10 @@ async def end_stream(request: web.Request) -> StreamEnvelope:
 @api.get("/api/streams", auth="optional", query=StreamQuery, response=Page[StreamOut])
 async def list_streams(request: web.Request, query: StreamQuery) -> Page[StreamOut]:
     """Browse streams: live ones (newest first), then scheduled (soonest first), then ended (newest first)"""
-    # Unlisted (practice) streams are nobody's to browse, but a shop listing its own (the studio) sees them.
+    # Unlisted (practice) streams are nobody's to browse, but a shop asking for its own (the studio) sees them;
+    # its storefront, which it sees as everyone does, does not ask.
     me = request.get(PRINCIPAL)
-    own = me is not None and query.seller is not None and me.seller_id == query.seller
+    own = query.include_unlisted and me is not None and query.seller is not None and me.seller_id == query.seller
     page = await streams.list_streams(
         db(request),
         status=query.status,

@@ -45,7 +45,7 @@ const formats = new StudioFormats({
 
 async function loadStreams(select) {
   // Your shop's shows, and those you accepted to host for other shops (hosting.js).
-  const own = state.me.seller_id ? (await api("GET", `/api/streams?seller=${state.me.seller_id}&limit=50`)).items : [];
+  const own = state.me.seller_id ? (await api("GET", `/api/streams?seller=${state.me.seller_id}&include_unlisted=true&limit=50`)).items : [];
   const hosted = state.hosting.filter((i) => i.host_status === "accepted").map((i) => i.stream);
   const page = { items: [...hosted, ...own] };
   state.streams = page.items;
