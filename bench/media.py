@@ -18,6 +18,12 @@ Recording (docs/REPLAYS.md): `--recording off` (the default) runs the server wit
 decoded one records nothing), so the recorder's CPU sits next to the per-viewer cost. The server then
 writes into a throwaway LIVEHUB_DATA_DIR, and the row says how many bytes of segments it wrote in the window.
 `--repeat R` goes through everything R times, so that runs with and without recording alternate.
+
+`--recorder-cost` measures the recorder alone, in this process, more finely than a server's CPU allows:
+a 640x480 VP8 test pattern (about 250 kbit/s) and 20 ms Opus frames, encoded beforehand, are handed over
+in real time for --seconds, as the encoded relay hands them over, once to nothing and once to a
+PublicationRecorder (livehub/media/recording.py) writing into a temporary directory; the difference in
+this process's CPU (getrusage: every thread) is what recording costs.
 """
 
 import argparse
@@ -25,6 +31,7 @@ import asyncio
 import json
 import os
 import platform
+import resource
 import shutil
 import signal
 import subprocess
@@ -214,6 +221,85 @@ async def one_run(dsn: str, mode: str, n: int, opts: argparse.Namespace, recordi
         shutil.rmtree(data_dir, ignore_errors=True)
 
 
+def encoded_show(seconds: float) -> tuple[list, list]:
+    """`seconds` of 30 fps 640x480 VP8 test pattern and of 20 ms Opus frames (silence): (data, RTP timestamp,
+    keyframe) each, as the relay gets them."""
+    import fractions
+
+    import av
+    import numpy as np
+
+    from livehub.media.synthetic import PatternTrack
+
+    track = PatternTrack(640, 480, 30)
+    video = av.CodecContext.create("libvpx", "w")
+    video.width, video.height, video.pix_fmt = 640, 480, "yuv420p"
+    video.time_base, video.bit_rate = fractions.Fraction(1, 90000), 250_000
+    video.options = {"deadline": "realtime", "lag-in-frames": "0", "kf-max-dist": "3000"}
+    frames = []
+    for n in range(int(seconds * 30)):
+        track._count = n
+        image = av.VideoFrame.from_ndarray(track._pattern(), format="rgb24").reformat(format="yuv420p")
+        image.pts, image.time_base = n * 3000, video.time_base
+        frames += [(bytes(p), n * 3000, p.is_keyframe) for p in video.encode(image)]
+    audio = av.CodecContext.create("libopus", "w")
+    audio.sample_rate, audio.layout, audio.format = 48000, "stereo", "s16"
+    sounds = []
+    for n in range(int(seconds * 50)):
+        sound = av.AudioFrame.from_ndarray(np.zeros((1, 1920), np.int16), format="s16", layout="stereo")
+        sound.sample_rate, sound.pts = 48000, n * 960
+        sounds += [(bytes(p), n * 960, True) for p in audio.encode(sound)]
+    return frames, sounds
+
+
+async def hand_over(frames: list, sounds: list, seconds: float, sink) -> float:
+    """Calls `sink(kind, clock, data, timestamp, keyframe)` for each frame at its time; CPU seconds used."""
+    events = sorted(
+        [(ts / 90000, "video", 90000, d, ts, k) for d, ts, k in frames]
+        + [(ts / 48000, "audio", 48000, d, ts, k) for d, ts, k in sounds]
+    )
+    events = [e for e in events if e[0] < seconds]
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    begin, start = usage.ru_utime + usage.ru_stime, time.monotonic()
+    for at, kind, clock, data, ts, keyframe in events:
+        if (wait := start + at - time.monotonic()) > 0:
+            await asyncio.sleep(wait)
+        sink(kind, clock, data, ts, keyframe)
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime - begin
+
+
+async def recorder_cost(opts: argparse.Namespace) -> None:
+    from livehub.media.recording import PublicationRecorder
+
+    log(f"{platform.node()}: {os.cpu_count()} cores, load {os.getloadavg()}, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC")
+    frames, sounds = await asyncio.to_thread(encoded_show, min(opts.seconds, 60.0))
+    # Replayed in a loop when --seconds is longer than what was encoded (timestamps keep going up).
+    span = len(frames) / 30
+    laps = int(opts.seconds // span) + 1
+    frames = [(d, ts + lap * int(span * 90000), k) for lap in range(laps) for d, ts, k in frames]
+    sounds = [(d, ts + lap * int(span * 48000), k) for lap in range(laps) for d, ts, k in sounds]
+    print("| run | CPU s per s of show (% of a core) | recorded KiB/s | load |")
+    print("|---|---:|---:|---:|")
+    for _ in range(opts.repeat):
+        idle = await hand_over(frames, sounds, opts.seconds, lambda *frame: None)
+        print(f"| without recorder | {100 * idle / opts.seconds:.2f} | 0 | {os.getloadavg()[0]:.1f} |", flush=True)
+        directory = Path(tempfile.mkdtemp(prefix="livehub-bench-recorder-"))
+        try:
+            codecs = {"video": "video/VP8", "audio": "audio/opus"}
+            recorder = PublicationRecorder(directory / "show", codecs, lambda: None)
+            used = await hand_over(frames, sounds, opts.seconds, recorder.frame)
+            await recorder.close()
+            size = sum(p.stat().st_size for p in directory.rglob("segment-*"))
+        finally:
+            shutil.rmtree(directory, ignore_errors=True)
+        print(
+            f"| with recorder | {100 * used / opts.seconds:.2f} | {size / 1024 / opts.seconds:.0f} | "
+            f"{os.getloadavg()[0]:.1f} |",
+            flush=True,
+        )
+
+
 async def ensure_database(dsn: str) -> str:
     """The benchmark's own database on DATABASE_URL's server, created if missing."""
     url = with_database(dsn, DATABASE)
@@ -271,7 +357,9 @@ def cli() -> None:
     parser.add_argument("--per-process", type=int, default=8)
     parser.add_argument("--recording", default="off", help="off, on, or off,on: both, side by side")
     parser.add_argument("--repeat", type=int, default=1)
-    asyncio.run(main(parser.parse_args(argv)))
+    parser.add_argument("--recorder-cost", action="store_true", help="measure the recorder alone (see above)")
+    opts = parser.parse_args(argv)
+    asyncio.run(recorder_cost(opts) if opts.recorder_cost else main(opts))
 
 
 if __name__ == "__main__":
