@@ -329,7 +329,7 @@ async def main(opts: argparse.Namespace) -> None:
     for r in rows:
         first = f"{r['first_frame_s_max']:.2f}" if r["first_frame_s_max"] is not None else "-"
         print(
-            f"| {r['mode']} | {'on' if r['recording'] else 'off'} | {r['viewers']} | {r['server_cpu_pct']:.0f} | "
+            f"| {r['mode']} | {'on' if r['recording'] else 'off'} | {r['viewers']} | {r['server_cpu_pct']:.1f} | "
             f"{r['fps_min']:.1f} / {r['fps_median']:.1f} / {r['fps_mean']:.1f} | {first} | "
             f"{r['recorded_kib']:.0f} | {r['load_1min']:.1f} |"
         )
