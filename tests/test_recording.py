@@ -322,3 +322,26 @@ async def test_a_show_ended_elsewhere_after_its_host_left_is_finished_by_the_rea
     row = await replay_row(db, stream["id"])
     info = probe(stored(media_settings, row))
     assert info["codecs"] == ["opus", "vp8"] and info["frames"] > 30
+
+
+@pytest.mark.parametrize("codec", ["libx264", "libvpx"])
+@pytest.mark.parametrize("size", [(320, 240), (642, 362), (1280, 720)])
+def test_the_picture_size_is_read_from_the_first_keyframe(codec, size):
+    """The muxers need it in the header: from a VP8 keyframe's header or an H.264 sequence parameter set
+    (x264's High profile, with cropping for sizes that are not whole macroblocks)."""
+    import fractions
+
+    import numpy as np
+
+    from livehub.media.recording import frame_size
+
+    encoder = av.CodecContext.create(codec, "w")
+    encoder.width, encoder.height, encoder.pix_fmt = *size, "yuv420p"
+    encoder.time_base = fractions.Fraction(1, 90000)
+    frame = av.VideoFrame.from_ndarray(np.zeros((size[1], size[0], 3), np.uint8), format="rgb24")
+    frame = frame.reformat(format="yuv420p")
+    frame.pts = 0
+    packets = [bytes(p) for p in encoder.encode(frame)] + [bytes(p) for p in encoder.encode(None)]
+    mime = "video/H264" if codec == "libx264" else "video/VP8"
+    assert frame_size(mime, packets[0]) == size
+    assert frame_size(mime, b"\x00\x00\x01\x41\x9a") is None  # not a keyframe: no size

@@ -196,6 +196,7 @@ class SegmentWriter:
         self._video_codec = video_codec
         self._audio = audio
         self._queue: queue.Queue[_Packet | None] = queue.Queue(QUEUE_FRAMES)
+        self.frames_written = 0  # frames handed to the thread
         self._thread = threading.Thread(target=self._run, name=f"recording-{path.parent.name[:8]}", daemon=True)
         self._thread.start()
 
@@ -204,6 +205,7 @@ class SegmentWriter:
             self._queue.put_nowait(packet)
         except queue.Full:
             return False
+        self.frames_written += 1
         return True
 
     async def close(self) -> None:
@@ -310,6 +312,9 @@ class PublicationRecorder:
         at = track.seconds(timestamp)
         if self._waiting_for_keyframe:
             if kind != "video" or not keyframe:
+                return
+            if self.writer.frames_written == 0 and frame_size(self._video_codec, data) is None:
+                # The file's header needs the picture size (and H.264 its parameter sets) from the first frame.
                 return
             self._waiting_for_keyframe = False
         if self._started_at is None:
