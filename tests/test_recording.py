@@ -5,6 +5,7 @@ not to. The shows are a few seconds long."""
 
 import asyncio
 import time
+import uuid
 from pathlib import Path
 
 import av
@@ -85,8 +86,6 @@ async def recording_started(node, stream_id: str) -> float:
 
 
 def _uuid(value: str):
-    import uuid
-
     return uuid.UUID(value)
 
 
@@ -345,3 +344,25 @@ def test_the_picture_size_is_read_from_the_first_keyframe(codec, size):
     mime = "video/H264" if codec == "libx264" else "video/VP8"
     assert frame_size(mime, packets[0]) == size
     assert frame_size(mime, b"\x00\x00\x01\x41\x9a") is None  # not a keyframe: no size
+
+
+async def test_a_node_sharing_the_disk_never_finishes_segments_still_being_written(tmp_path):
+    """Two nodes on one data directory (the production recipe): the one that did not record a stream sees
+    its segments but leaves them while the other still writes, then finishes them once it has closed."""
+    from livehub.media.recording import PublicationRecorder, Recordings
+
+    recording_node, other_node = Recordings(tmp_path), Recordings(tmp_path)
+    stream_id = uuid.uuid4()
+    recorder = PublicationRecorder(recording_node.directory(stream_id), {"video": "video/VP8"}, lambda: None)
+    saved = []
+
+    async def save(stream_id, joined):
+        saved.append(stream_id)
+
+    assert other_node.waiting() == [stream_id]
+    await other_node.finalize(stream_id, save)
+    assert recording_node.directory(stream_id).exists()  # left alone: it is being written
+    await recorder.close()
+    await other_node.finalize(stream_id, save)
+    assert not recording_node.directory(stream_id).exists()  # nothing playable was written: just removed
+    assert saved == []

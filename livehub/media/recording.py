@@ -12,6 +12,10 @@ Timestamps are wall-clock aligned: offset 0 is the wall time of the recording's 
 anchored at the wall time its first frame of the segment arrived, then advances by its RTP clock, so audio
 and video line up and a gap between two segments stays a gap in the joined file.
 
+Nodes may share the data directory (the production recipe runs two on one disk), so a stream's directory
+is locked (`flock` on its `.lock`): shared by the node recording into it, exclusive while one finishes it;
+a node never finishes segments another is still writing, and two never finish the same stream at once.
+
 Muxing runs in a thread per segment fed through a bounded queue: a stalled disk never blocks the event loop
 (which the live rooms share) and never grows memory; when the queue is full frames are dropped (logged),
 and video waits for the next keyframe, which is asked of the publisher.
@@ -19,6 +23,7 @@ and video waits for the next keyframe, which is asked of the publisher.
 
 import asyncio
 import contextlib
+import fcntl
 import fractions
 import json
 import logging
@@ -47,6 +52,7 @@ QUEUE_FRAMES = 1200
 VIDEO_CLOCK = 90_000
 AUDIO_CLOCK = 48_000
 META = "meta.json"
+LOCK = ".lock"
 CONTENT_TYPES = {"webm": "video/webm", "mp4": "video/mp4"}
 _WRAP = 1 << 32
 
@@ -221,6 +227,7 @@ class SegmentWriter:
     def _run(self) -> None:
         container = None
         streams: dict[str, av.stream.Stream] = {}
+        noted: set[str] = set()
         closing = False
         try:
             while True:
@@ -234,6 +241,10 @@ class SegmentWriter:
                         return
                     if container is None:
                         container, streams = self._open(packet)
+                    if packet.kind not in noted:
+                        clock = VIDEO_CLOCK if packet.kind == "video" else AUDIO_CLOCK
+                        _note_first_packet(self.path, packet.kind, packet.pts / clock)
+                        noted.add(packet.kind)
                     out = av.Packet(packet.data)
                     out.stream = streams[packet.kind]
                     out.pts = out.dts = packet.pts
@@ -299,6 +310,10 @@ class PublicationRecorder:
         self._waiting_for_keyframe = self._video_codec is not None
         self._dropped = 0
         directory.mkdir(parents=True, exist_ok=True)
+        # Shared: a node that finishes the stream's recording waits until nobody records into it.
+        self._lock = lock_directory(directory, exclusive=False)
+        if self._lock is None:
+            raise BlockingIOError(f"{directory} is being finished by another process")
         fmt = container_format(self._video_codec)
         number = 1 + sum(1 for _ in directory.glob("segment-*"))
         self.writer = SegmentWriter(directory / f"segment-{number:04d}.{fmt}", self._video_codec, "audio" in codecs)
@@ -337,20 +352,62 @@ class PublicationRecorder:
         track.last_pts = pts
 
     async def close(self) -> None:
-        await self.writer.close()
+        try:
+            await self.writer.close()
+        finally:
+            os.close(self._lock)
+
+
+def lock_directory(directory: Path, *, exclusive: bool) -> int | None:
+    """An open descriptor holding the directory's lock, or None if another holder excludes it."""
+    fd = os.open(directory / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd
+
+
+# The stream directory's meta.json: {"started_at": wall time of offset 0, "segments": {name: {kind: seconds
+# from offset 0 of the track's first packet}}, "finalize": {"attempts", "next_try"}}. The containers are not
+# trusted to give those seconds back (fragmented MP4 reads each track back from 0): the join adds them.
+_meta_lock = threading.Lock()
+
+
+def read_meta(directory: Path) -> dict:
+    try:
+        meta = json.loads((directory / META).read_text())
+    except (OSError, ValueError):
+        return {}
+    return meta if isinstance(meta, dict) else {}
+
+
+def update_meta(directory: Path, **changes) -> None:
+    """Merges `changes` into meta.json (written whole, then renamed: a crash leaves the old or the new)."""
+    with _meta_lock:
+        meta = read_meta(directory)
+        meta.update(changes)
+        tmp = directory / f".{META}.tmp"
+        tmp.write_text(json.dumps(meta))
+        os.replace(tmp, directory / META)
 
 
 def read_started_at(directory: Path) -> float | None:
-    try:
-        return json.loads((directory / META).read_text())["started_at"]
-    except (OSError, ValueError, KeyError):
-        return None
+    return read_meta(directory).get("started_at")
 
 
 def write_started_at(directory: Path, at: float) -> None:
-    tmp = directory / f".{META}.tmp"
-    tmp.write_text(json.dumps({"started_at": at}))
-    os.replace(tmp, directory / META)
+    update_meta(directory, started_at=at)
+
+
+def _note_first_packet(path: Path, kind: str, seconds: float) -> None:
+    with _meta_lock:
+        meta = read_meta(path.parent)
+        meta.setdefault("segments", {}).setdefault(path.name, {})[kind] = seconds
+        tmp = path.parent / f".{META}.tmp"
+        tmp.write_text(json.dumps(meta))
+        os.replace(tmp, path.parent / META)
 
 
 # -- finishing: the segments joined into one file ----------------------------------------------------------
@@ -370,35 +427,65 @@ def segments(directory: Path) -> list[Path]:
 
 def join_segments(directory: Path) -> Joined | None:
     """The segments remuxed, in order, into one file next to them (no re-encoding); None if they hold
-    nothing playable. A segment cut short by a crash gives what was written of it."""
-    started_at = read_started_at(directory)
-    parts = segments(directory)
+    nothing playable. A segment cut short by a crash gives what was written of it. Errors writing the joined
+    file are raised (the segments stay for another try)."""
+    meta = read_meta(directory)
+    started_at = meta.get("started_at")
+    fmt = None
+    parts = []
+    for part in segments(directory):
+        fmt = fmt or part.suffix[1:]
+        if part.suffix[1:] != fmt:
+            log.warning("recording %s: %s is not %s like the first segment; left out", directory, part.name, fmt)
+        else:
+            parts.append(part)
     if started_at is None or not parts:
         return None
-    fmt = parts[0].suffix[1:]
     target = directory / f"joined.{fmt}"
     options = {"movflags": "faststart"} if fmt == "mp4" else {}
     output = av.open(str(target), "w", format=fmt, options=options)
-    out_streams: dict[str, av.stream.Stream] = {}
-    last_dts: dict[str, int] = {}
-    end = 0.0
     try:
+        # Every track of every segment is added before the first packet: a stream added to a muxer whose
+        # header is written crashes the process (SIGFPE in the mux after it).
+        out_streams = _output_streams(parts, output)
+        last_dts: dict[str, float] = {}
+        end = 0.0
+        firsts = meta.get("segments", {})
         for part in parts:
-            if part.suffix[1:] != fmt:
-                log.warning("recording %s: %s is not %s like the first segment; left out", directory, part.name, fmt)
-                continue
-            end = max(end, _copy_segment(part, output, out_streams, last_dts))
-    finally:
-        output.close()
+            end = max(end, _copy_segment(part, firsts.get(part.name, {}), output, out_streams, last_dts))
+    except BaseException:
+        with contextlib.suppress(Exception):
+            output.close()
+        target.unlink(missing_ok=True)
+        raise
+    output.close()
     if not out_streams or end <= 0:
         target.unlink(missing_ok=True)
         return None
     return Joined(target, CONTENT_TYPES[fmt], end, datetime.fromtimestamp(started_at, UTC))
 
 
-def _copy_segment(part: Path, output, out_streams: dict, last_dts: dict) -> float:
+def _output_streams(parts: list[Path], output) -> dict[str, tuple]:
+    """kind -> (output stream, codec name): the union of the segments' tracks, each from the first segment
+    that has it."""
+    out_streams: dict[str, tuple] = {}
+    for part in parts:
+        try:
+            source = av.open(str(part))
+        except (av.error.FFmpegError, OSError):
+            continue  # _copy_segment says so
+        with source:
+            for stream in source.streams:
+                if stream.type in ("video", "audio") and stream.type not in out_streams:
+                    out_streams[stream.type] = (output.add_stream_from_template(stream), stream.codec_context.name)
+    return out_streams
+
+
+def _copy_segment(part: Path, firsts: dict[str, float], output, out_streams: dict, last_dts: dict) -> float:
     """Copies one segment's packets into `output` (`out_streams`: kind -> (output stream, the codec it
-    takes)); returns where its last packet ends, in seconds."""
+    takes)), each track moved to where the recorder wrote its first packet (`firsts`: kind -> seconds; a
+    track without is taken as read); returns where its last packet ends, in seconds. Only reading the
+    segment may fail quietly (a crash's last cluster or fragment, cut short); writing the output may not."""
     end = 0.0
     try:
         source = av.open(str(part))
@@ -408,30 +495,38 @@ def _copy_segment(part: Path, output, out_streams: dict, last_dts: dict) -> floa
     with source:
         kinds = {}
         for stream in source.streams:
-            if stream.type not in ("video", "audio"):
-                continue
             if stream.type not in out_streams:
-                out_streams[stream.type] = (output.add_stream_from_template(stream), stream.codec_context.name)
-            elif out_streams[stream.type][1] != stream.codec_context.name:
+                continue
+            if out_streams[stream.type][1] != stream.codec_context.name:
                 log.warning("recording segment %s: a %s track in another codec, left out", part, stream.type)
                 continue
             kinds[stream.index] = stream.type
-        try:
-            for packet in source.demux(*[s for s in source.streams if s.index in kinds]):
-                if packet.size == 0 or packet.pts is None:
-                    continue
-                kind = kinds[packet.stream.index]
-                dts = packet.dts if packet.dts is not None else packet.pts
-                seconds = float(dts * packet.time_base)
-                if kind in last_dts and seconds <= last_dts[kind]:
-                    continue  # overlapping segments (clock trouble): keep time moving forward
-                last_dts[kind] = seconds
-                end = max(end, float((packet.pts + (packet.duration or 0)) * packet.time_base))
-                packet.stream = out_streams[kind][0]
-                output.mux_one(packet)
-        except (av.error.FFmpegError, OSError) as exc:
-            # A crash's last cluster or fragment, cut short: everything before it is kept.
-            log.info("recording segment %s ends early (%s)", part, exc)
+        shifts: dict[str, int] = {}  # kind -> ticks (of the packet's time base) to add
+        packets = source.demux(*[s for s in source.streams if s.index in kinds])
+        while True:
+            try:
+                packet = next(packets)
+            except StopIteration:
+                break
+            except (av.error.FFmpegError, OSError) as exc:
+                log.info("recording segment %s ends early (%s)", part, exc)
+                break
+            if packet.size == 0 or packet.pts is None:
+                continue
+            kind = kinds[packet.stream.index]
+            dts = packet.dts if packet.dts is not None else packet.pts
+            if kind not in shifts:
+                wanted = firsts.get(kind)
+                shifts[kind] = 0 if wanted is None else round(wanted / packet.time_base) - dts
+            packet.pts += shifts[kind]
+            packet.dts = dts + shifts[kind]
+            seconds = float(packet.dts * packet.time_base)
+            if kind in last_dts and seconds <= last_dts[kind]:
+                continue  # overlapping segments (clock trouble): keep time moving forward
+            last_dts[kind] = seconds
+            end = max(end, float((packet.pts + (packet.duration or 0)) * packet.time_base))
+            packet.stream = out_streams[kind][0]
+            output.mux_one(packet)
     return end
 
 
@@ -483,6 +578,14 @@ class Recordings:
             return
         self._finishing.add(stream_id)
         try:
+            lock = lock_directory(directory, exclusive=True)
+        except FileNotFoundError:
+            lock = None  # finished by another node a moment ago
+        if lock is None:
+            # Another process records into it (its reaper finishes it later) or is finishing it.
+            self._finishing.discard(stream_id)
+            return
+        try:
             joined = await asyncio.to_thread(join_segments, directory)
             if joined is None:
                 log.info("stream %s: its recording holds nothing playable", stream_id)
@@ -490,6 +593,7 @@ class Recordings:
                 await save(stream_id, joined)
             await asyncio.to_thread(shutil.rmtree, directory, True)
         finally:
+            os.close(lock)
             self._finishing.discard(stream_id)
 
 
