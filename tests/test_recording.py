@@ -366,3 +366,41 @@ async def test_a_node_sharing_the_disk_never_finishes_segments_still_being_writt
     await other_node.finalize(stream_id, save)
     assert not recording_node.directory(stream_id).exists()  # nothing playable was written: just removed
     assert saved == []
+
+
+async def test_a_writer_that_falls_behind_drops_frames_and_asks_for_a_keyframe(tmp_path, caplog):
+    """Frames come faster than the writer takes them (as when the disk stalls): past the queue's bound
+    they are dropped and logged, video waits for a keyframe and asks the publisher for one; memory stays
+    bounded and what was queued is written."""
+    import fractions
+
+    import numpy as np
+
+    from livehub.media.recording import QUEUE_FRAMES, PublicationRecorder, segments
+
+    encoder = av.CodecContext.create("libvpx", "w")
+    encoder.width, encoder.height, encoder.pix_fmt = 160, 120, "yuv420p"
+    encoder.time_base = fractions.Fraction(1, 90000)
+    encoder.options = {"deadline": "realtime", "lag-in-frames": "0"}
+    packets = []
+    for n in range(2):
+        frame = av.VideoFrame.from_ndarray(np.full((120, 160, 3), n * 50, np.uint8), format="rgb24")
+        frame = frame.reformat(format="yuv420p")
+        frame.pts = n * 3000
+        packets += [(bytes(p), p.is_keyframe) for p in encoder.encode(frame)]
+    (key, is_key), (delta, is_delta_key) = packets
+    assert is_key and not is_delta_key
+    asked = []
+    recorder = PublicationRecorder(tmp_path / "show", {"video": "video/VP8"}, lambda: asked.append(1))
+    asked.clear()  # the keyframe asked for when the segment starts
+    recorder.frame("video", 90000, key, 0, True)
+    await asyncio.sleep(0.05)  # the writer takes the first frame, then waits before its next batch
+    for n in range(1, QUEUE_FRAMES + 200):
+        recorder.frame("video", 90000, delta, n * 3000, False)  # one burst: the writer gets no turn
+    assert asked, "no keyframe was asked for"
+    assert "frames dropped" in caplog.text
+    await recorder.close()
+    [segment] = segments(tmp_path / "show")
+    with av.open(str(segment)) as container:
+        written = sum(1 for p in container.demux(video=0) if p.size)
+    assert QUEUE_FRAMES <= written < QUEUE_FRAMES + 200
