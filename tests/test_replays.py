@@ -269,6 +269,30 @@ async def test_an_unlisted_shows_replay_is_reached_by_its_link_and_never_listed(
         assert [r["stream_id"] for r in (await res.json())["items"]] == [listed["id"]]
 
 
+async def test_a_suspended_shops_replays_are_hidden_with_its_catalog(client, make, db):
+    stream, seller, _ = await ended_show(client, make)
+    other, _, _ = await ended_show(client, make)
+    sid, shop = stream["id"], seller.seller["id"]
+    now = datetime.now(UTC)
+    await insert_replay(db, sid, started_at=now)
+    await insert_replay(db, other["id"], started_at=now)
+    assert (await client.get(f"/api/streams/{sid}/replay")).status == 200
+
+    await db.execute("SELECT set_seller_status($1, 'suspended', NULL)", U(shop))
+    await error_of(await client.get(f"/api/streams/{sid}/replay"), 404, "not_found")
+    await error_of(await client.get(f"/api/streams/{sid}/replay/timeline"), 404, "not_found")
+    for query in ("", f"?seller_id={shop}"):
+        res = await client.get(f"/api/replays{query}")
+        assert res.status == 200, await res.text()
+        assert sid not in [r["stream_id"] for r in (await res.json())["items"]]
+    assert [r["stream_id"] for r in (await (await client.get("/api/replays")).json())["items"]] == [other["id"]]
+    # Nor is its line-up offered (the catalog hides a suspended shop's products).
+    assert await db.fetchval("SELECT replay_products_json($1)", U(sid)) == []
+
+    await db.execute("SELECT set_seller_status($1, 'approved', NULL)", U(shop))
+    assert (await client.get(f"/api/streams/{sid}/replay")).status == 200
+
+
 async def test_replay_lists_are_newest_first_per_shop_and_paged(client, make, db):
     shows = [await ended_show(client, make) for _ in range(3)]
     base = datetime.now(UTC) - timedelta(days=1)

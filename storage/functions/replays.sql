@@ -5,7 +5,8 @@
 
 -- A replay's line-up: the show's featured products still on sale, in the show's order, each at its
 -- REGULAR catalog price (its cheapest variant's price_cents), never the show's live price or a flash sale's:
--- the show is over. image_url: the product's first image (largest size), or null.
+-- the show is over. image_url: the product's first image (largest size), or null. A shop that is not approved
+-- (suspended, or its owner deactivated) sells nothing, as its catalog is hidden: the line-up is empty.
 CREATE OR REPLACE FUNCTION replay_products_json(p_stream uuid) RETURNS jsonb
 LANGUAGE plpgsql STABLE AS $$
 BEGIN
@@ -17,6 +18,7 @@ BEGIN
                                   WHERE i.product_id = p.id ORDER BY i.position, i.created_at LIMIT 1))
                    ORDER BY sp.position, sp.product_id), '[]')
           FROM stream_products sp JOIN products p ON p.id = sp.product_id AND p.status = 'active'
+          JOIN sellers se ON se.id = p.seller_id AND se.status = 'approved'
          WHERE sp.stream_id = p_stream);
 END $$;
 
@@ -24,7 +26,8 @@ END $$;
 -- products}, or NULL when it has none. With p_template (the LiveKit backend with
 -- LIVEHUB_REPLAY_URL_TEMPLATE set: LiveKit Egress recorded the room, LiveHub holds no file), an ended stream
 -- that was to be recorded has one without a stream_replays row: media_key null, started_at the stream's
--- and duration_s null (the API fills in the URL).
+-- and duration_s null (the API fills in the URL). A shop that is not approved (suspended, deactivated) has no
+-- replays, as its catalog is hidden.
 CREATE OR REPLACE FUNCTION replay_json(p_stream uuid, p_template boolean DEFAULT false) RETURNS jsonb
 LANGUAGE plpgsql STABLE AS $$
 DECLARE
@@ -32,7 +35,8 @@ DECLARE
     r stream_replays;
     base jsonb;
 BEGIN
-    SELECT * INTO s FROM streams WHERE id = p_stream;
+    SELECT st.* INTO s FROM streams st JOIN sellers se ON se.id = st.seller_id AND se.status = 'approved'
+     WHERE st.id = p_stream;
     IF NOT FOUND THEN
         RETURN NULL;
     END IF;
@@ -54,13 +58,13 @@ BEGIN
 END $$;
 
 -- Offset 0 of a stream's replay as a time: the recording's started_at, or with p_template (as in
--- replay_json) the stream's started_at. NULL when the stream has no replay.
+-- replay_json) the stream's started_at. NULL when the stream has no replay (or its shop is not approved).
 CREATE OR REPLACE FUNCTION replay_started_at(p_stream uuid, p_template boolean DEFAULT false) RETURNS timestamptz
 LANGUAGE sql STABLE AS $$
-    SELECT coalesce(
-        (SELECT r.started_at FROM stream_replays r WHERE r.stream_id = p_stream),
-        (SELECT s.started_at FROM streams s
-          WHERE s.id = p_stream AND p_template AND s.status = 'ended' AND s.record));
+    SELECT coalesce(r.started_at, CASE WHEN p_template AND s.status = 'ended' AND s.record THEN s.started_at END)
+      FROM streams s JOIN sellers se ON se.id = s.seller_id AND se.status = 'approved'
+      LEFT JOIN stream_replays r ON r.stream_id = s.id
+     WHERE s.id = p_stream;
 $$;
 
 -- A page of the replay's timeline: the show's durable events after the key (p_after_at, p_after_id) in
@@ -197,7 +201,8 @@ END $$;
 -- A page of replays, newest first: by when the replay was made (its row's created_at, the end of the show as
 -- the recorder finished it; with p_template, as in replay_json, the stream's ended_at for those without a row),
 -- then stream id, both descending, after the key (p_before_at, p_before_id). Listed streams only (a practice
--- show's replay is reached by its link, never listed), optionally of one shop. Each row: the item
+-- show's replay is reached by its link, never listed) of approved shops (a suspended one's are hidden with its
+-- catalog), optionally of one shop. Each row: the item
 -- {stream_id, title, seller, started_at, duration_s} and its sort time (for the next page's key).
 CREATE OR REPLACE FUNCTION replay_list(
     p_seller uuid, p_before_at timestamptz, p_before_id uuid, p_limit integer, p_template boolean DEFAULT false
@@ -211,7 +216,8 @@ BEGIN
                                   'seller', jsonb_build_object('id', se.id, 'shop_name', se.shop_name),
                                   'started_at', utc_time(r.started_at), 'duration_s', r.duration_s),
                r.created_at
-          FROM stream_replays r JOIN streams s ON s.id = r.stream_id JOIN sellers se ON se.id = s.seller_id
+          FROM stream_replays r JOIN streams s ON s.id = r.stream_id
+          JOIN sellers se ON se.id = s.seller_id AND se.status = 'approved'
          WHERE NOT s.unlisted AND (p_seller IS NULL OR s.seller_id = p_seller)
            AND (p_before_at IS NULL OR (r.created_at, r.stream_id) < (p_before_at, p_before_id))
          ORDER BY r.created_at DESC, r.stream_id DESC
@@ -229,7 +235,7 @@ BEGIN
              WHERE NOT s.unlisted AND (p_seller IS NULL OR s.seller_id = p_seller)
                AND (r.stream_id IS NOT NULL
                     OR s.status = 'ended' AND s.record AND s.started_at IS NOT NULL)) x
-      JOIN sellers se ON se.id = x.seller_id
+      JOIN sellers se ON se.id = x.seller_id AND se.status = 'approved'
      WHERE p_before_at IS NULL OR (x.at, x.id) < (p_before_at, p_before_id)
      ORDER BY x.at DESC, x.id DESC
      LIMIT p_limit;
