@@ -1,0 +1,150 @@
+"""Joining a show's segments (livehub/media/recording.py, `join_segments`) on frames encoded here and written by
+the recorder's own SegmentWriter: segments with different tracks, H.264 in fragmented MP4 (whose tracks read
+back from 0), an output that cannot be written."""
+
+import asyncio
+import fractions
+import time
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from livehub.media import recording
+from livehub.media.recording import SegmentWriter, _Packet, join_segments, write_started_at
+
+MIME = {"h264": "video/H264", "vp8": "video/VP8"}
+
+
+def encoded_video(codec: str, size: tuple[int, int], count: int) -> list[tuple[bytes, bool]]:
+    """`count` frames of a plain colour at 30 fps, encoded the way a browser would send them."""
+    context = av.CodecContext.create("libx264" if codec == "h264" else "libvpx", "w")
+    context.width, context.height, context.pix_fmt = *size, "yuv420p"
+    context.time_base = fractions.Fraction(1, 90000)
+    context.options = {"tune": "zerolatency", "bf": "0"} if codec == "h264" else {"deadline": "realtime"}
+    picture = np.full((size[1], size[0], 3), (200, 40, 90), np.uint8)
+    out = []
+    for i in range(count):
+        frame = av.VideoFrame.from_ndarray(picture, format="rgb24").reformat(format="yuv420p")
+        frame.pts = i * 3000
+        out += [(bytes(p), p.is_keyframe) for p in context.encode(frame)]
+    return out
+
+
+def encoded_audio(count: int) -> list[bytes]:
+    """`count` 20 ms Opus frames of silence."""
+    context = av.CodecContext.create("libopus", "w")
+    context.sample_rate, context.layout, context.format = 48000, "stereo", "s16"
+    out = []
+    for i in range(count):
+        frame = av.AudioFrame.from_ndarray(np.zeros((1, 1920), np.int16), format="s16", layout="stereo")
+        frame.sample_rate, frame.pts = 48000, i * 960
+        out += [bytes(p) for p in context.encode(frame)]
+    return out
+
+
+def write_segment(
+    directory: Path,
+    number: int,
+    codec: str,
+    *,
+    at: float,
+    seconds: float,
+    size=(320, 240),
+    audio_at: float | None = None,
+    video: bool = True,
+) -> Path:
+    """Segment `number`: video from `at` seconds after the recording's offset 0, audio (if `audio_at`) from
+    `audio_at`, both `seconds` long, through the recorder's SegmentWriter."""
+    fmt = recording.container_format(MIME[codec])
+    writer = SegmentWriter(
+        directory / f"segment-{number:04d}.{fmt}", MIME[codec] if video else None, audio_at is not None
+    )
+    if video:
+        for i, (data, key) in enumerate(encoded_video(codec, size, int(seconds * 30))):
+            assert writer.put(_Packet("video", round((at + i / 30) * 90000), data, key))
+    if audio_at is not None:
+        for i, data in enumerate(encoded_audio(int(seconds * 50))):
+            assert writer.put(_Packet("audio", round((audio_at + i / 50) * 48000), data, True))
+    asyncio.run(writer.close())
+    return writer.path
+
+
+def read(path: Path) -> dict:
+    """Codecs, where each track's first packet sits (seconds), the decoded video frames' times and sizes."""
+    with av.open(str(path)) as container:
+        first = {}
+        for packet in container.demux():
+            if packet.pts is not None and packet.stream.type not in first:
+                first[packet.stream.type] = float(packet.pts * packet.time_base)
+        codecs = sorted(s.codec_context.name for s in container.streams)
+    with av.open(str(path)) as container:
+        times, sizes = [], []
+        for frame in container.decode(video=0):
+            times.append(float(frame.time))
+            if not sizes or sizes[-1] != (frame.width, frame.height):
+                sizes.append((frame.width, frame.height))
+    return {"codecs": codecs, "first": first, "times": times, "sizes": sizes}
+
+
+@pytest.fixture
+def show(tmp_path) -> Path:
+    directory = tmp_path / "recordings" / "a-show"
+    directory.mkdir(parents=True)
+    write_started_at(directory, time.time())
+    return directory
+
+
+@pytest.mark.parametrize("codec", ["vp8", "h264"])
+def test_segments_with_different_tracks_join_into_one_file_with_both(show, codec):
+    """The host's first connection sent video only, the second video and audio: the joined file has both
+    tracks (all of them are known before its header is written; adding one after crashed the muxer)."""
+    write_segment(show, 1, codec, at=0, seconds=2)
+    write_segment(show, 2, codec, at=3, seconds=2, audio_at=3)
+    joined = join_segments(show)
+    info = read(joined.path)
+    assert info["codecs"] == sorted(["opus", codec])
+    assert len(info["times"]) == 120
+    assert abs(info["first"]["audio"] - 3.0) < 0.05
+    assert abs(joined.duration_s - 5.0) < 0.1
+
+
+@pytest.mark.parametrize("codec", ["vp8", "h264"])
+def test_a_reconnect_keeps_its_gap_and_both_sizes(show, codec):
+    """Segment 2 starts a second after segment 1 ended, at another size: the joined file has both, the gap
+    kept (fragmented MP4 reads back from 0 whatever was written: the recorder's meta says where it was)."""
+    write_segment(show, 1, codec, at=0, seconds=2, audio_at=0)
+    write_segment(show, 2, codec, at=3, seconds=2, size=(480, 360), audio_at=3)
+    joined = join_segments(show)
+    info = read(joined.path)
+    assert info["sizes"] == [(320, 240), (480, 360)]
+    assert len(info["times"]) == 120
+    assert abs(info["times"][0]) < 0.05 and abs(info["times"][60] - 3.0) < 0.05, info["times"][55:65]
+    assert abs(joined.duration_s - 5.0) < 0.1
+
+
+@pytest.mark.parametrize("codec", ["vp8", "h264"])
+def test_audio_starting_after_video_in_one_segment_stays_in_sync(show, codec):
+    write_segment(show, 1, codec, at=0, seconds=2, audio_at=0.5)
+    info = read(join_segments(show).path)
+    assert abs(info["first"]["video"]) < 0.05
+    assert abs(info["first"]["audio"] - 0.5) < 0.05, info["first"]
+
+
+def test_a_segment_starting_late_sits_at_its_offset(show):
+    """A show whose recording's first segment starts after offset 0 (its meta's offset) keeps that."""
+    write_segment(show, 1, "h264", at=1.5, seconds=1, audio_at=1.5)
+    info = read(join_segments(show).path)
+    assert abs(info["times"][0] - 1.5) < 0.05 and abs(info["first"]["audio"] - 1.5) < 0.05
+
+
+@pytest.mark.parametrize("codec", ["vp8", "h264"])
+def test_a_joined_file_that_cannot_be_written_is_an_error_not_a_short_replay(show, codec):
+    """The disk is full (the joined file is /dev/full): the join fails, it does not hand back what it got
+    out as if a segment had ended early, and the segments stay for another try."""
+    write_segment(show, 1, codec, at=0, seconds=3, audio_at=0)
+    (show / f"joined.{recording.container_format(MIME[codec])}").symlink_to("/dev/full")
+    with pytest.raises((av.error.FFmpegError, OSError)):
+        join_segments(show)
+    assert len(recording.segments(show)) == 1
