@@ -523,6 +523,13 @@ async def test_discarding_a_replay_deletes_its_file_and_is_for_the_host_shop_or_
     assert await store.get(key) is None
     await error_of(await client.get(f"/api/streams/{sid}/replay"), 404, "not_found")
     await error_of(await client.delete(f"/api/streams/{sid}/replay", headers=seller.headers), 404, "not_found")
+    # The discard sticks apart from the host's choice to record: `record` stays true, and a row saved after it
+    # (a recorder finishing late) is not offered.
+    stored = await db.fetchrow("SELECT record, replay_discarded_at FROM streams WHERE id = $1", U(sid))
+    assert stored["record"] is True and stored["replay_discarded_at"] is not None
+    await insert_replay(db, sid, started_at=datetime.now(UTC))
+    await error_of(await client.get(f"/api/streams/{sid}/replay"), 404, "not_found")
+    assert sid not in [r["stream_id"] for r in (await (await client.get("/api/replays")).json())["items"]]
 
     # An admin may too (and a file already gone is no error).
     other, _, _ = await ended_show(client, make)
@@ -608,10 +615,25 @@ async def test_with_livekit_a_recorded_show_plays_from_the_url_template(aiohttp_
     await start(client, seller, live["id"])
     await error_of(await client.get(f"/api/streams/{live['id']}/replay"), 404, "not_found")
 
-    # Discarded, it stays gone.
+    # Discarded, it stays gone (hidden: the Egress file is LiveKit's), and the stream still says it was
+    # recorded; the backend the studio asks about to say so is LiveKit.
     res = await client.delete(f"/api/streams/{sid}/replay", headers=seller.headers)
     assert res.status == 204, await res.text()
     await error_of(await client.get(f"/api/streams/{sid}/replay"), 404, "not_found")
+    await error_of(await client.get(f"/api/streams/{sid}/replay/timeline"), 404, "not_found")
+    await error_of(await client.delete(f"/api/streams/{sid}/replay", headers=seller.headers), 404, "not_found")
+    assert sid not in [r["stream_id"] for r in (await (await client.get("/api/replays")).json())["items"]]
+    assert (await (await client.get(f"/api/streams/{sid}")).json())["stream"]["record"] is True
+    assert (await (await client.get(f"/api/streams/{sid}/media")).json())["backend"] == "livekit"
+
+    # Retention hides an old one the same way, `record` untouched.
+    old, _, _ = await ended_show(client, make)
+    await db.execute("UPDATE streams SET ended_at = now() - interval '400 days' WHERE id = $1", U(old["id"]))
+    assert await replays.expire_template_replays(db, days=90, batch=10) == 1
+    await error_of(await client.get(f"/api/streams/{old['id']}/replay"), 404, "not_found")
+    stored = await db.fetchrow("SELECT record, replay_discarded_at FROM streams WHERE id = $1", U(old["id"]))
+    assert stored["record"] is True and stored["replay_discarded_at"] is not None
+    assert await replays.expire_template_replays(db, days=90, batch=10) == 0
 
 
 async def test_with_livekit_and_no_template_there_is_no_replay(aiohttp_client, settings, db):

@@ -233,7 +233,10 @@ async def list_replays(request: web.Request, query: ReplaysQuery) -> ReplayPage:
 
 @api.delete("/api/streams/{id}/replay", auth="user", status=204, errors={404: "no such stream, or it has no replay"})
 async def discard_replay(request: web.Request) -> None:
-    """Discard a show's replay, its video file too (the host, the shop or an admin)"""
+    """Discard a show's replay (the host, the shop or an admin); with LiveKit its file stays in LiveKit's storage
+
+    With the aiortc backend the video file is deleted; with the LiveKit backend the replay stops being offered
+    and LiveKit Egress's file stays where it is (docs/REPLAYS.md)."""
     await replays.discard(
         db(request),
         request.app[STORE],

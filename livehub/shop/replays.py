@@ -124,7 +124,9 @@ async def list_replays(
 
 async def discard(db: DB, store: MediaStore, stream_id: UUID, actor_id: UUID, *, template: bool = False) -> None:
     """The host, the shop or an admin discards the replay: its file, then its row (NotFound without one,
-    Forbidden for anyone else). The stream is opted out of recording, so no replay of it comes back."""
+    Forbidden for anyone else). The stream's replay is marked discarded (streams.replay_discarded_at; its
+    `record` stays the host's choice), so no replay of it comes back. With the template (LiveKit) there is no
+    file here to delete: the replay stops being offered and LiveKit Egress's file stays in its storage."""
     key = await db.fetchval("SELECT replay_to_discard($1, $2, $3)", stream_id, actor_id, template)
     if key is not None:
         await store.delete(key)
@@ -144,6 +146,6 @@ async def delete_expired(db: DB, store: MediaStore, *, days: int, batch: int, no
 
 async def expire_template_replays(db: DB, *, days: int, batch: int, now: datetime | None = None) -> int:
     """With the LiveKit backend: replays of streams ended more than `days` days ago stop being offered
-    (their streams opted out of recording; the files are in LiveKit's storage, which expires them itself)."""
+    (marked discarded; the files are in LiveKit's storage, which expires them itself)."""
     before = (now or await db.fetchval("SELECT now()")) - timedelta(days=days)
     return await db.fetchval("SELECT expire_template_replays($1, $2)", before, batch)

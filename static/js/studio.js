@@ -668,7 +668,15 @@ $("discard-replay").addEventListener("click", async () => {
   button.disabled = true;
   try {
     await api("DELETE", `/api/streams/${state.stream.id}/replay`);
-    $("replay-status").textContent = "Replay discarded: the recording is deleted.";
+    // With LiveKit, LiveKit Egress wrote the file into its own storage: LiveHub stops offering the replay
+    // but cannot delete the file (docs/REPLAYS.md). With aiortc the recording is LiveHub's and is deleted.
+    const info = await media.mediaInfo(state.stream.id).catch(() => null);
+    $("replay-status").textContent =
+      info?.backend === "aiortc"
+        ? "Replay discarded: the recording is deleted."
+        : info?.backend === "livekit"
+          ? "Replay discarded: it is no longer offered. The recording file stays in LiveKit's storage: delete it there."
+          : "Replay discarded: it is no longer offered.";
     for (const id of ["replay-open", "keep-replay", "discard-replay"]) $(id).hidden = true;
   } catch (err) {
     $("replay-status").textContent = `The replay was not discarded: ${err.message}`;

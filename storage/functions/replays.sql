@@ -27,7 +27,8 @@ END $$;
 -- LIVEHUB_REPLAY_URL_TEMPLATE set: LiveKit Egress recorded the room, LiveHub holds no file), an ended stream
 -- that was to be recorded has one without a stream_replays row: media_key null, started_at the stream's
 -- and duration_s null (the API fills in the URL). A shop that is not approved (suspended, deactivated) has no
--- replays, as its catalog is hidden.
+-- replays, as its catalog is hidden; a stream whose replay was discarded or expired (replay_discarded_at) has
+-- none either, even if a row or the template would give one.
 CREATE OR REPLACE FUNCTION replay_json(p_stream uuid, p_template boolean DEFAULT false) RETURNS jsonb
 LANGUAGE plpgsql STABLE AS $$
 DECLARE
@@ -36,7 +37,7 @@ DECLARE
     base jsonb;
 BEGIN
     SELECT st.* INTO s FROM streams st JOIN sellers se ON se.id = st.seller_id AND se.status = 'approved'
-     WHERE st.id = p_stream;
+     WHERE st.id = p_stream AND st.replay_discarded_at IS NULL;
     IF NOT FOUND THEN
         RETURN NULL;
     END IF;
@@ -64,7 +65,7 @@ LANGUAGE sql STABLE AS $$
     SELECT coalesce(r.started_at, CASE WHEN p_template AND s.status = 'ended' AND s.record THEN s.started_at END)
       FROM streams s JOIN sellers se ON se.id = s.seller_id AND se.status = 'approved'
       LEFT JOIN stream_replays r ON r.stream_id = s.id
-     WHERE s.id = p_stream;
+     WHERE s.id = p_stream AND s.replay_discarded_at IS NULL;
 $$;
 
 -- A page of the replay's timeline: the show's durable events after the key (p_after_at, p_after_id) in
@@ -163,7 +164,8 @@ END $$;
 
 -- The media key of the replay p_actor may discard (the stream's host, its shop or an admin): LH404 without a
 -- stream or a replay, LH403 for anyone else. The caller deletes the file, then forget_replay() the row.
--- With p_template (as in replay_json) a replay without a row (LiveKit's) gives NULL: there is no file here.
+-- With p_template (as in replay_json) a replay without a row (LiveKit's) gives NULL: there is no file here
+-- (LiveKit Egress's file stays in its storage: discarding only stops offering it).
 CREATE OR REPLACE FUNCTION replay_to_discard(p_stream uuid, p_actor uuid, p_template boolean DEFAULT false)
 RETURNS text
 LANGUAGE plpgsql STABLE AS $$
@@ -180,7 +182,8 @@ BEGIN
         RAISE EXCEPTION 'only the host, the shop or an admin can discard the replay' USING ERRCODE = 'LH403';
     END IF;
     SELECT media_key INTO key FROM stream_replays WHERE stream_id = p_stream;
-    IF NOT FOUND AND p_template AND s.status = 'ended' AND s.record AND s.started_at IS NOT NULL THEN
+    IF NOT FOUND AND p_template AND s.status = 'ended' AND s.record AND s.started_at IS NOT NULL
+       AND s.replay_discarded_at IS NULL THEN
         RETURN NULL;
     ELSIF NOT FOUND THEN
         RAISE EXCEPTION 'this stream has no replay' USING ERRCODE = 'LH404';
@@ -188,12 +191,13 @@ BEGIN
     RETURN key;
 END $$;
 
--- Drops the replay's row once its file is gone (only the row of that file: a newer one stays), and opts the
--- stream out of recording, so no replay of it comes back (the LiveKit backend's, which has no row).
+-- Drops the replay's row once its file is gone (only the row of that file: a newer one stays), and marks the
+-- stream's replay discarded (replay_discarded_at), so no replay of it comes back: not the LiveKit backend's,
+-- which has no row, nor one a recorder finishing late would save. streams.record stays what the host chose.
 CREATE OR REPLACE FUNCTION forget_replay(p_stream uuid, p_media_key text) RETURNS boolean
 LANGUAGE plpgsql AS $$
 BEGIN
-    UPDATE streams SET record = false WHERE id = p_stream AND record;
+    UPDATE streams SET replay_discarded_at = now() WHERE id = p_stream AND replay_discarded_at IS NULL;
     DELETE FROM stream_replays WHERE stream_id = p_stream AND media_key IS NOT DISTINCT FROM p_media_key;
     RETURN FOUND;
 END $$;
@@ -218,7 +222,7 @@ BEGIN
                r.created_at
           FROM stream_replays r JOIN streams s ON s.id = r.stream_id
           JOIN sellers se ON se.id = s.seller_id AND se.status = 'approved'
-         WHERE NOT s.unlisted AND (p_seller IS NULL OR s.seller_id = p_seller)
+         WHERE NOT s.unlisted AND s.replay_discarded_at IS NULL AND (p_seller IS NULL OR s.seller_id = p_seller)
            AND (p_before_at IS NULL OR (r.created_at, r.stream_id) < (p_before_at, p_before_id))
          ORDER BY r.created_at DESC, r.stream_id DESC
          LIMIT p_limit;
@@ -232,7 +236,7 @@ BEGIN
       FROM (SELECT s.id, s.title, s.seller_id, coalesce(r.started_at, s.started_at) AS started_at,
                    r.duration_s, coalesce(r.created_at, s.ended_at) AS at
               FROM streams s LEFT JOIN stream_replays r ON r.stream_id = s.id
-             WHERE NOT s.unlisted AND (p_seller IS NULL OR s.seller_id = p_seller)
+             WHERE NOT s.unlisted AND s.replay_discarded_at IS NULL AND (p_seller IS NULL OR s.seller_id = p_seller)
                AND (r.stream_id IS NOT NULL
                     OR s.status = 'ended' AND s.record AND s.started_at IS NOT NULL)) x
       JOIN sellers se ON se.id = x.seller_id AND se.status = 'approved'
@@ -252,15 +256,16 @@ LANGUAGE sql STABLE AS $$
 $$;
 
 -- With the LiveKit backend a replay has no row (LiveKit Egress wrote the file, in storage of its own): it
--- expires by its stream being opted out of recording once the stream ended before p_before. Returns how many.
+-- expires by its stream's replay being marked discarded (replay_discarded_at) once the stream ended before
+-- p_before. Returns how many.
 CREATE OR REPLACE FUNCTION expire_template_replays(p_before timestamptz, p_limit integer) RETURNS integer
 LANGUAGE plpgsql AS $$
 DECLARE
     n integer;
 BEGIN
-    UPDATE streams SET record = false
+    UPDATE streams SET replay_discarded_at = now()
      WHERE id IN (SELECT s.id FROM streams s
-                   WHERE s.status = 'ended' AND s.record AND s.ended_at < p_before
+                   WHERE s.status = 'ended' AND s.record AND s.replay_discarded_at IS NULL AND s.ended_at < p_before
                      AND NOT EXISTS (SELECT 1 FROM stream_replays r WHERE r.stream_id = s.id)
                    ORDER BY s.ended_at LIMIT p_limit);
     GET DIAGNOSTICS n = ROW_COUNT;

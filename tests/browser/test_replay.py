@@ -273,6 +273,54 @@ async def test_studio_practice_show_is_unlisted_and_its_replay_discarded(open_pa
     assert (await client.get(f"/api/streams/{stream_id}/replay")).status == 404
 
 
+async def test_with_livekit_the_studio_says_a_discarded_replays_file_stays_in_livekit(
+    browser, aiohttp_client, settings, db
+):
+    """With the LiveKit backend the file is LiveKit Egress's: discarding hides the replay, and the studio must
+    not claim the recording is deleted."""
+    from conftest import Factory
+    from livehub.app import create_app
+
+    livekit = {
+        "media_backend": "livekit",
+        "livekit_api_key": "devkey",
+        "livekit_api_secret": "s" * 32,
+        "replay_url_template": "https://cdn.example.test/egress/{room}.mp4",
+    }
+    client = await aiohttp_client(create_app(settings.model_copy(update=livekit)))
+    make = Factory(client, db)
+    seller = await make.seller(shop_name="Tea Cart")
+    item = await make.product(seller, title="Sencha")
+    res = await client.post(
+        "/api/streams",
+        json={"title": "Camera check", "products": [{"product_id": item["id"]}], "unlisted": True},
+        headers=seller.headers,
+    )
+    assert res.status == 201, await res.text()
+    stream_id = (await res.json())["stream"]["id"]
+    for step in ("start", "end"):
+        res = await client.post(f"/api/streams/{stream_id}/{step}", headers=seller.headers)
+        assert res.status == 200, await res.text()
+
+    base_url = str(client.make_url("")).rstrip("/")
+    context = await browser.new_context(base_url=base_url)
+    try:
+        await context.add_cookies([{"name": "livehub_session", "value": seller.token, "url": base_url}])
+        studio = await context.new_page()
+        errors: list[str] = []
+        studio.on("pageerror", lambda exc: errors.append(str(exc)))
+        await studio.goto("/studio")
+        await expect(studio.get_by_role("button", name="Discard replay")).to_be_visible(timeout=WAIT_MS)
+        await studio.get_by_role("button", name="Discard replay").click()
+        status = studio.locator("#replay-status")
+        await expect(status).to_have_text(re.compile("stays in LiveKit's storage"), timeout=WAIT_MS)
+        assert "deleted" not in await status.text_content()
+        assert not errors, errors
+    finally:
+        await context.close()
+    assert (await client.get(f"/api/streams/{stream_id}/replay")).status == 404
+
+
 async def test_a_long_shows_chat_is_read_page_by_page_and_follows_a_jump(open_page, make, client, db):
     """1,200 messages (the timeline's pages hold 500): a jump to a pin a minute in shows the chat up to then."""
     seller = await make.seller(shop_name="Tea Cart")
