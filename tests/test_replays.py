@@ -462,11 +462,48 @@ async def test_timeline_pages_continue_exactly_after_their_cursor(client, make, 
             f"m{i}",
             t0 + timedelta(seconds=i // 3),
         )
+    # Pins at the same instants as messages: a cursor on a pin ('pin:' sorts after 'chat:') or on a message
+    # continues with the right event of the other kind.
+    for i in range(3):
+        await db.execute(
+            "INSERT INTO stream_pins (stream_id, product_id, at) VALUES ($1, NULL, $2)", sid, t0 + timedelta(seconds=i)
+        )
     whole = await timeline(client, sid, limit=500)
-    assert len(whole) == 11
+    assert len(whole) == 14
     for size in (1, 2, 4):
         assert await timeline(client, sid, limit=size) == whole
+    assert [(e["at"], e["kind"]) for e in whole] == sorted((e["at"], e["kind"]) for e in whole)
     assert [e["offset_s"] for e in whole] == sorted(e["offset_s"] for e in whole)
+    # A chat cursor whose id is not a message's uuid is refused, not a 500.
+    bad = replays.encode_cursor(whole[0]["at"].replace("Z", "+00:00"), "chat:abc")
+    res = await client.get(f"/api/streams/{sid}/replay/timeline", params={"cursor": bad})
+    await error_of(res, 422)
+
+
+async def test_a_timeline_page_reads_only_its_own_chat_rows(client, make, db):
+    # A long show's page must not read the show's whole chat (it did, making a show's pages cost its length
+    # squared): counted by PostgreSQL's per-transaction table statistics.
+    stream, _, _ = await ended_show(client, make)
+    sid = U(stream["id"])
+    t0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+    await insert_replay(db, sid, started_at=t0)
+    user = await make.user()
+    await db.execute(
+        """INSERT INTO chat_messages (stream_id, "offset", user_id, text, created_at)
+           SELECT $1, g, $2, 'm' || g, $3::timestamptz + g * interval '100 ms' FROM generate_series(1, 5000) g""",
+        sid,
+        U(user.id),
+        t0,
+    )
+    await db.execute("ANALYZE chat_messages")  # as autovacuum does once a table has grown
+    after = t0 + timedelta(minutes=4)
+    async with db.transaction():
+        await db.fetch("SELECT replay_timeline($1, $2, $3, $4, 20)", sid, t0, after, "auction_started:0")
+        read = await db.fetchval(
+            """SELECT seq_tup_read + coalesce(idx_tup_fetch, 0) FROM pg_stat_xact_user_tables
+                WHERE relname = 'chat_messages' """
+        )
+    assert read <= 100, read
 
 
 async def test_bad_timeline_and_list_input_is_refused_not_a_500(client, make, db):

@@ -59,6 +59,14 @@ def decode_cursor(cursor: str, parts: int) -> list[str]:
 _EVENT_ID = re.compile(r"^[a-z_]{1,40}:[0-9a-f-]{1,40}$")
 
 
+def _is_uuid(text: str) -> bool:
+    """A uuid as PostgreSQL writes it (a chat event's id is "chat:" and that; replay_timeline() reads it back)."""
+    try:
+        return str(UUID(text)) == text
+    except ValueError:
+        return False
+
+
 def _time_of(text: str, cursor: str) -> datetime:
     try:
         at = datetime.fromisoformat(text)
@@ -80,7 +88,7 @@ async def timeline(db: DB, stream_id: UUID, *, limit: int, cursor: str | None, t
     if cursor is not None:
         at_text, after_id = decode_cursor(cursor, 2)
         after_at = _time_of(at_text, cursor)
-        if not _EVENT_ID.match(after_id):
+        if not _EVENT_ID.match(after_id) or (after_id.startswith("chat:") and not _is_uuid(after_id[5:])):
             raise ValidationFailed("not a cursor this list gave", {"cursor": cursor})
     rows = await db.fetch(
         "SELECT e FROM replay_timeline($1, $2, $3, $4, $5) e", stream_id, started_at, after_at, after_id, limit + 1

@@ -73,24 +73,31 @@ $$;
 -- and stable, so (at, id) orders the events totally and a cursor continues exactly after its event.
 -- offset_s = at - p_started_at in seconds, never below 0 (a pin made before the recording began is at 0).
 -- Deleted chat messages and the chat of users the shop has banned are left out.
--- Each kind's branch picks only keys, its first p_limit after the cursor (a top-N sort, not a sort of a long
--- show's whole chat); the page's JSON is built for the p_limit events kept, not for every event.
+-- Each kind's branch picks only keys, its first p_limit after the cursor; the page's JSON is built for the
+-- p_limit events kept, not for every event. Chat, the long part of a show, is read down its index
+-- chat_messages (stream_id, created_at, id) from the cursor, as typed columns: a page reads its own rows only,
+-- whatever the show's length. That gives the same order as the event ids': a uuid sorts as its text does.
 CREATE OR REPLACE FUNCTION replay_timeline(
     p_stream uuid, p_started_at timestamptz, p_after_at timestamptz, p_after_id text, p_limit integer
 ) RETURNS SETOF jsonb
 LANGUAGE plpgsql STABLE AS $$
 DECLARE
     shop uuid := (SELECT seller_id FROM streams WHERE id = p_stream);
+    -- The cursor as a chat key: chat after (chat_at, chat_id). At the cursor's instant, the chat after an event
+    -- whose id sorts before 'chat:' is all of it (the nil uuid is no message's), after one sorting after it none.
+    chat_at timestamptz := coalesce(p_after_at, '-infinity');
+    chat_id uuid := CASE WHEN p_after_id IS NULL OR p_after_id COLLATE "C" < 'chat:' THEN
+                             '00000000-0000-0000-0000-000000000000'::uuid
+                         WHEN p_after_id LIKE 'chat:%' THEN substr(p_after_id, 6)::uuid
+                         ELSE 'ffffffff-ffff-ffff-ffff-ffffffffffff'::uuid END;
 BEGIN
     RETURN QUERY
     WITH keys (at, id, kind, ref, pin) AS (
-        (SELECT k.at, k.id, 'chat', k.ref, NULL::bigint
-           FROM (SELECT c.created_at AS at, 'chat:' || c.id AS id, c.id AS ref
-                   FROM chat_messages c
-                  WHERE c.stream_id = p_stream AND c.deleted_at IS NULL
-                    AND NOT EXISTS (SELECT 1 FROM seller_bans b WHERE b.seller_id = shop AND b.user_id = c.user_id)) k
-          WHERE p_after_at IS NULL OR (k.at, k.id COLLATE "C") > (p_after_at, p_after_id COLLATE "C")
-          ORDER BY k.at, k.id COLLATE "C" LIMIT p_limit)
+        (SELECT c.created_at, 'chat:' || c.id, 'chat', c.id, NULL::bigint
+           FROM chat_messages c
+          WHERE c.stream_id = p_stream AND (c.created_at, c.id) > (chat_at, chat_id) AND c.deleted_at IS NULL
+            AND NOT EXISTS (SELECT 1 FROM seller_bans b WHERE b.seller_id = shop AND b.user_id = c.user_id)
+          ORDER BY c.created_at, c.id LIMIT p_limit)
         UNION ALL
         -- Zero-padded: the text order of ids is then the pins' order.
         (SELECT k.at, k.id, 'pin', NULL::uuid, k.pin
