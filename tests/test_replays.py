@@ -7,6 +7,7 @@ offsets asserted are exactly the seconds between an event and the recording's st
 driven too and compared with what it stored.
 """
 
+import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -16,6 +17,7 @@ from livehub.app import create_app
 from livehub.mediastore import STORE
 from livehub.shop import replays, streams
 from tests.helpers import error_of
+from tests.live_helpers import Viewer, live_show
 
 
 def U(value) -> uuid.UUID:
@@ -444,6 +446,49 @@ async def test_a_real_pin_is_at_its_offset(client, make, db):
     assert at(pin["at"]) == pinned_at
     assert pin["offset_s"] == round((pinned_at - started).total_seconds(), 3)
     assert unpin["offset_s"] == round((at(ended["ended_at"]) - started).total_seconds(), 3)
+
+
+async def test_real_chat_pin_and_flash_sale_are_at_their_offsets(client, make, db):
+    """Chat over the real websocket, a pin and a flash sale through the room's real paths: each event's offset
+    falls inside the wall-clock window around the action that made it, minus the replay's started_at."""
+    show = await live_show(make)
+    sid = show.id
+    fan = await make.user()
+    host = await Viewer.connect(client, sid, show.seller)
+    viewer = await Viewer.connect(client, sid, fan)
+    windows: dict[str, tuple[datetime, datetime]] = {}
+
+    async def timed(kind: str, frame: str, **fields) -> None:
+        before = datetime.now(UTC)
+        reply = await (viewer if kind == "chat" else host).request(frame, **fields)
+        windows[kind] = (before, datetime.now(UTC))
+        assert reply["type"] == "ack", reply
+
+    await timed("chat", "chat", text="is it true to size?")
+    await timed("pin", "pin", product_id=show.products[0]["id"])
+    await timed(
+        "flash_sale_started", "flash_sale", variant_id=show.variant(), price_cents=400, quantity=5, duration_s=60
+    )
+    await timed("flash_sale_ended", "end_flash_sale")
+    await viewer.close()
+    await host.close()
+    await end(client, show.seller, sid)
+    # The room archives chat in background batches.
+    deadline = datetime.now(UTC) + timedelta(seconds=10)
+    while not await db.fetchval("SELECT count(*) FROM chat_messages WHERE stream_id = $1", U(sid)):
+        assert datetime.now(UTC) < deadline, "the chat was never archived"
+        await asyncio.sleep(0.05)
+
+    started = windows["chat"][0] - timedelta(seconds=7, milliseconds=250)
+    await insert_replay(db, sid, started_at=started)
+    events = await timeline(client, sid)
+    # end_stream's unpin is a pin event too: the host's is the one with a product.
+    made = {e["kind"]: e for e in events if e["kind"] != "pin" or e["product_id"] is not None}
+    assert set(made) == set(windows), events
+    for kind, (before, after) in windows.items():
+        low, high = (before - started).total_seconds(), (after - started).total_seconds()
+        # offset_s has milliseconds: half a millisecond of rounding either way.
+        assert low - 0.0005 <= made[kind]["offset_s"] <= high + 0.0005, (kind, low, made[kind], high)
 
 
 async def test_timeline_pages_continue_exactly_after_their_cursor(client, make, db):
