@@ -130,6 +130,13 @@ async def test_unlisted_streams_are_left_out_of_lists_but_watchable_by_their_lin
     assert await ids(f"?seller={sid}", seller.headers) == {listed["id"]}
     assert practice["id"] not in await ids(own, stranger.headers)
     assert practice["id"] not in await ids(own)
+    # An admin finds practice shows when asking, of one shop or of all; not without asking.
+    admin = await make.admin()
+    assert await ids(own, admin.headers) == {listed["id"], practice["id"]}
+    assert practice["id"] in await ids("?include_unlisted=true", admin.headers)
+    assert practice["id"] in await ids("?include_unlisted=true&status=live", admin.headers)
+    assert practice["id"] not in await ids("", admin.headers)
+    assert practice["id"] not in await ids("?include_unlisted=true", stranger.headers)
     # Anyone with the link watches.
     res = await client.get(f"/api/streams/{practice['id']}")
     assert res.status == 200

@@ -138,7 +138,8 @@ class StreamQuery(PageQuery):
     seller: UUID | None = None
     include_unlisted: bool = Field(
         default=False,
-        description="with `seller` set to the caller's own shop: its practice (unlisted) shows too (the studio)",
+        description="practice (unlisted) shows too: for the caller's own shop (`seller` set to it: the studio), "
+        "or for an admin (any `seller`, or none)",
     )
 
 
@@ -213,10 +214,12 @@ async def end_stream(request: web.Request) -> StreamEnvelope:
 @api.get("/api/streams", auth="optional", query=StreamQuery, response=Page[StreamOut])
 async def list_streams(request: web.Request, query: StreamQuery) -> Page[StreamOut]:
     """Browse streams: live ones (newest first), then scheduled (soonest first), then ended (newest first)"""
-    # Unlisted (practice) streams are nobody's to browse, but a shop asking for its own (the studio) sees them;
-    # its storefront, which it sees as everyone does, does not ask.
+    # Unlisted (practice) streams are nobody's to browse, but a shop asking for its own (the studio) sees them,
+    # and so does an admin asking (to find a practice show, of one shop or any); a storefront, which its shop
+    # sees as everyone does, does not ask.
     me = request.get(PRINCIPAL)
-    own = query.include_unlisted and me is not None and query.seller is not None and me.seller_id == query.seller
+    own = me is not None and query.seller is not None and me.seller_id == query.seller
+    own = query.include_unlisted and me is not None and (own or me.is_admin)
     page = await streams.list_streams(
         db(request),
         status=query.status,
