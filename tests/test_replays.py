@@ -676,6 +676,30 @@ async def test_retention_deletes_only_replays_older_than_the_setting(client, mak
     assert "expire_replays" in jobs.SCHEDULES
 
 
+async def test_retention_goes_on_past_a_file_the_store_fails_to_delete(client, make, db, caplog):
+    settings = client.app[keys.SETTINGS]
+    store = client.app[STORE]
+    days = settings.replay_retention_days
+    now = datetime.now(UTC)
+    shows = [(await ended_show(client, make))[0] for _ in range(3)]
+    keys_ = []
+    for i, show in enumerate(shows):
+        key = await insert_replay(db, show["id"], started_at=now, created_at=now - timedelta(days=days + 3 - i))
+        keys_.append(key)
+    await store.put(keys_[1], b"video", "video/webm")
+    await store.put(keys_[2], b"video", "video/webm")
+    # The oldest's file cannot be unlinked: a directory stands at its path (a real OS error, even for root).
+    store.path(keys_[0]).mkdir(parents=True)
+
+    assert await replays.delete_expired(db, store, days=days, batch=10) == 2
+    left = {str(r["stream_id"]) for r in await db.fetch("SELECT stream_id FROM stream_replays")}
+    assert left == {shows[0]["id"]}
+    assert await store.get(keys_[1]) is None and await store.get(keys_[2]) is None
+    assert "could not be deleted" in caplog.text
+    # The failing one is still offered, and kept for the next run.
+    assert (await client.get(f"/api/streams/{shows[0]['id']}/replay")).status == 200
+
+
 # -- the LiveKit backend ---------------------------------------------------------------------------------
 
 

@@ -143,13 +143,23 @@ async def discard(db: DB, store: MediaStore, stream_id: UUID, actor_id: UUID, *,
 
 async def delete_expired(db: DB, store: MediaStore, *, days: int, batch: int, now: datetime | None = None) -> int:
     """Deletes up to `batch` replays made more than `days` days ago, oldest first (file, then row; a file
-    already gone is fine). Returns how many. The retention job (livehub/jobs.py) calls it."""
+    already gone is fine). Returns how many. The retention job (livehub/jobs.py) calls it.
+    A replay whose file the store fails to delete (a disk error, S3 refusing, a key it does not take) is
+    logged and kept, row and all, for the next run; the others are deleted all the same."""
     before = (now or await db.fetchval("SELECT now()")) - timedelta(days=days)
     expired = await db.fetchval("SELECT expired_replays($1, $2)", before, batch)
+    deleted = 0
     for replay in expired:
-        await store.delete(replay["media_key"])
+        try:
+            await store.delete(replay["media_key"])
+        except Exception:  # any store's failure: one replay's must not stop the rest
+            log.exception(
+                "replay retention: the file %r could not be deleted, kept for the next run", replay["media_key"]
+            )
+            continue
         await db.fetchval("SELECT forget_replay($1, $2)", UUID(replay["stream_id"]), replay["media_key"])
-    return len(expired)
+        deleted += 1
+    return deleted
 
 
 async def expire_template_replays(db: DB, *, days: int, batch: int, now: datetime | None = None) -> int:
