@@ -89,9 +89,8 @@ BEGIN
           FROM due WHERE r.stream_id = due.stream_id AND r.user_id = due.user_id AND r.sent_at IS NULL
         RETURNING r.stream_id, r.user_id
     )
-    -- A practice (unlisted) show's reminders are marked sent but tell nobody (docs/REPLAYS.md).
-    SELECT count(notify_user(m.user_id, 'show_reminder', show_notice(m.stream_id))) INTO sent
-      FROM marked m JOIN streams s ON s.id = m.stream_id
-     WHERE NOT s.unlisted;
+    -- A practice (unlisted) show's reminders are sent too: only someone with its link could ask for one, and
+    -- they asked (docs/REPLAYS.md); its followers, who did not, are told nothing.
+    SELECT count(notify_user(m.user_id, 'show_reminder', show_notice(m.stream_id))) INTO sent FROM marked m;
     RETURN sent;
 END $$;

@@ -206,9 +206,10 @@ BEGIN
     RETURN stream_json(new_id);
 END $$;
 
--- scheduled -> live, by its host. Notifies every follower of the shop (notify_users: a notifications row
--- each and its delivery job, in this transaction), unless the show is unlisted (practice: nobody is told,
--- followers empty). Returns {stream, followers: [user id]}.
+-- scheduled -> live, by its host. Notifies every follower of the shop and everyone who asked to be reminded
+-- (notify_users: a notifications row each and its delivery job, in this transaction); of an unlisted show
+-- (practice) only those who asked to be reminded, who had its link. Returns {stream, followers: [user id]}
+-- (everyone told).
 CREATE OR REPLACE FUNCTION start_stream(p_stream uuid, p_actor uuid) RETURNS jsonb
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -241,13 +242,10 @@ BEGIN
             USING ERRCODE = 'LH409', DETAIL = jsonb_build_object('stream_id', other)::text;
     END IF;
     UPDATE streams SET status = 'live', started_at = now() WHERE id = p_stream;
-    IF s.unlisted THEN
-        RETURN jsonb_build_object('stream', stream_json(p_stream), 'followers', '[]'::jsonb);
-    END IF;
     -- Stored and their delivery queued (functions/messages.sql): the job pushes and emails them.
     -- Those who asked to be reminded of it (functions/reminders.sql) too; notify_users() tells each once.
     followers := notify_users(
-        ARRAY(SELECT f.user_id FROM follows f WHERE f.seller_id = s.seller_id
+        ARRAY(SELECT f.user_id FROM follows f WHERE f.seller_id = s.seller_id AND NOT s.unlisted
               UNION SELECT r.user_id FROM stream_reminders r WHERE r.stream_id = s.id), 'stream_live',
         jsonb_build_object('stream_id', s.id, 'title', s.title, 'seller_id', se.id, 'shop_name', se.shop_name));
     RETURN jsonb_build_object('stream', stream_json(p_stream), 'followers', to_jsonb(followers));
