@@ -149,6 +149,15 @@ async def test_recorded_show_plays_back_with_chat_and_pins(open_page, make, clie
     await page.evaluate("document.getElementById('video').currentTime = 0")
     await expect(page.locator("#no-product")).to_be_visible(timeout=WAIT_MS)
     await expect(page.locator("#chat-list")).not_to_contain_text("Is it warm light?")
+    # A native seek (the video's own clock, as its controls set it, not a moment button) to just after the
+    # pin shows the pinned lamp's card; back at the start, nothing is pinned again.
+    await page.evaluate(f"document.getElementById('video').currentTime = {pin['offset_s'] + 0.2}")
+    await expect(card.locator("#product-title")).to_have_text("Glow lamp", timeout=WAIT_MS)
+    await expect(card.locator("#price")).to_have_text("$25.00")
+    await expect(page.locator("#no-product")).to_have_count(0)
+    await expect(page.locator("#chat-list")).to_contain_text("Is it warm light?")
+    await page.evaluate("document.getElementById('video').currentTime = 0")
+    await expect(page.locator("#no-product")).to_be_visible(timeout=WAIT_MS)
     # Played from there, the chat fills in as the video reaches each message.
     await page.evaluate("document.getElementById('video').play()")
     await expect(page.locator("#chat-list")).to_contain_text("Is it warm light?", timeout=WAIT_MS)
