@@ -17,15 +17,19 @@ from livehub.media.recording import SegmentWriter, _Packet, join_segments, write
 MIME = {"h264": "video/H264", "vp8": "video/VP8"}
 
 
-def encoded_video(codec: str, size: tuple[int, int], count: int) -> list[tuple[bytes, bool]]:
-    """`count` frames of a plain colour at 30 fps, encoded the way a browser would send them."""
+def encoded_video(codec: str, size: tuple[int, int], count: int, noise=False) -> list[tuple[bytes, bool]]:
+    """`count` frames of a plain colour (or of noise: large frames) at 30 fps, encoded the way a browser
+    would send them."""
     context = av.CodecContext.create("libx264" if codec == "h264" else "libvpx", "w")
     context.width, context.height, context.pix_fmt = *size, "yuv420p"
     context.time_base = fractions.Fraction(1, 90000)
     context.options = {"tune": "zerolatency", "bf": "0"} if codec == "h264" else {"deadline": "realtime"}
     picture = np.full((size[1], size[0], 3), (200, 40, 90), np.uint8)
     out = []
+    random = np.random.default_rng(1)
     for i in range(count):
+        if noise:
+            picture = random.integers(0, 256, (size[1], size[0], 3), np.uint8)
         frame = av.VideoFrame.from_ndarray(picture, format="rgb24").reformat(format="yuv420p")
         frame.pts = i * 3000
         out += [(bytes(p), p.is_keyframe) for p in context.encode(frame)]
@@ -148,3 +152,30 @@ def test_a_joined_file_that_cannot_be_written_is_an_error_not_a_short_replay(sho
     with pytest.raises((av.error.FFmpegError, OSError)):
         join_segments(show)
     assert len(recording.segments(show)) == 1
+
+
+async def test_finishing_a_stream_while_its_segment_closes_waits_for_it(tmp_path):
+    """The publisher leaves and the stream ends at once: `finalize` starts while the segment's writer is
+    still closing its file; it waits for that and stores the whole segment (it used to find the stream no
+    longer recording, start, and give up or join a file without its end)."""
+    import uuid
+
+    from livehub.media.recording import Recordings
+
+    recordings = Recordings(tmp_path / "recordings")
+    stream_id = uuid.uuid4()
+    recorder = recordings.start(stream_id, {"video": MIME["vp8"]}, lambda: None)
+    for i, (data, key) in enumerate(encoded_video("vp8", (320, 240), 60)):
+        recorder.frame("video", 90000, data, i * 3000, key)
+    saved = []
+
+    async def save(stream_id, joined):
+        saved.append(read(joined.path))
+        return True
+
+    stopping = asyncio.create_task(recordings.stop(stream_id, recorder))
+    await asyncio.sleep(0)  # stop has begun closing
+    await recordings.finalize(stream_id, save)
+    await stopping
+    assert len(saved) == 1 and len(saved[0]["times"]) == 60
+    assert not recordings.directory(stream_id).exists() and stream_id not in recordings.active

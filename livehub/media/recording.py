@@ -49,6 +49,8 @@ FLUSH_S = 2.0
 BATCH_S = 0.25
 # Frames waiting for the writer thread: about 15 s of 30 fps video with its audio.
 QUEUE_FRAMES = 1200
+# How long ending a publication waits for its segment to close before letting it finish in the background.
+CLOSE_WAIT_S = 10.0
 VIDEO_CLOCK = 90_000
 AUDIO_CLOCK = 48_000
 META = "meta.json"
@@ -538,7 +540,8 @@ class Recordings:
 
     def __init__(self, root: Path):
         self.root = root
-        self.active: dict[UUID, PublicationRecorder] = {}
+        self.active: dict[UUID, PublicationRecorder] = {}  # recording, or closing its segment
+        self._closing: dict[UUID, asyncio.Future] = {}
         self._finishing: set[UUID] = set()
 
     def directory(self, stream_id: UUID) -> Path:
@@ -551,9 +554,25 @@ class Recordings:
         return recorder
 
     async def stop(self, stream_id: UUID, recorder: PublicationRecorder) -> None:
-        if self.active.get(stream_id) is recorder:
-            del self.active[stream_id]
-        await recorder.close()
+        """Closes the publication's segment, waiting at most CLOSE_WAIT_S: a stalled disk must not hold up
+        ending a session (POST /end, a publish replacing one, the reaper). The recorder stays in `active`
+        until its file is closed, so nothing finishes the stream under it; `finalize` waits for it."""
+        closing = asyncio.ensure_future(self._close(stream_id, recorder))
+        self._closing[stream_id] = closing
+        done, _ = await asyncio.wait({closing}, timeout=CLOSE_WAIT_S)
+        if not done:
+            log.warning("stream %s: the recording's disk is slow; its segment closes in the background", stream_id)
+
+    async def _close(self, stream_id: UUID, recorder: PublicationRecorder) -> None:
+        try:
+            await recorder.close()
+        except Exception:
+            log.exception("stream %s: closing the recording's segment failed", stream_id)
+        finally:
+            if self.active.get(stream_id) is recorder:
+                del self.active[stream_id]
+            if self._closing.get(stream_id) is asyncio.current_task():
+                del self._closing[stream_id]
 
     def waiting(self) -> list[UUID]:
         """Streams with segments on this node's disk and no publication recording now: finished once
@@ -574,17 +593,26 @@ class Recordings:
         """Join the stream's segments and hand the file to `save` (store it, write the row; False if the
         stream already has a replay), then delete the segments. Doing it again does nothing."""
         directory = self.directory(stream_id)
-        if stream_id in self.active or stream_id in self._finishing or not directory.exists():
+        if stream_id in self._finishing:
             return
         self._finishing.add(stream_id)
+        try:
+            # A segment still closing (its writer draining to a slow disk) is waited for, never joined half done.
+            while (closing := self._closing.get(stream_id)) is not None:
+                await asyncio.shield(closing)
+            if stream_id in self.active or not directory.exists():
+                return
+            await self._finalize(stream_id, directory, save)
+        finally:
+            self._finishing.discard(stream_id)
+
+    async def _finalize(self, stream_id: UUID, directory: Path, save: Callable[[UUID, Joined], Awaitable[bool]]):
         try:
             lock = lock_directory(directory, exclusive=True)
         except FileNotFoundError:
             lock = None  # finished by another node a moment ago
         if lock is None:
-            # Another process records into it (its reaper finishes it later) or is finishing it.
-            self._finishing.discard(stream_id)
-            return
+            return  # another process records into it (its reaper finishes it later) or is finishing it
         try:
             joined = await asyncio.to_thread(join_segments, directory)
             if joined is None:
@@ -594,7 +622,6 @@ class Recordings:
             await asyncio.to_thread(shutil.rmtree, directory, True)
         finally:
             os.close(lock)
-            self._finishing.discard(stream_id)
 
 
 def replay_key(stream_id: UUID, fmt: str) -> str:
