@@ -404,3 +404,26 @@ async def test_a_writer_that_falls_behind_drops_frames_and_asks_for_a_keyframe(t
     with av.open(str(segment)) as container:
         written = sum(1 for p in container.demux(video=0) if p.size)
     assert QUEUE_FRAMES <= written < QUEUE_FRAMES + 200
+
+
+@pytest.mark.parametrize("change", ["record = false", "replay_discarded_at = now()"])
+async def test_a_show_no_longer_wanted_when_it_ends_leaves_no_replay(client, make, db, media_settings, change):
+    """Recorded while live, then opted out or its replay discarded before the recorder finished it: the
+    segments are dropped and no replay comes back."""
+    node = client.app[keys.MEDIA]
+    stream, seller = await live_stream(client, make)
+    show = await Show(client, stream["id"], seller).start()
+    await recording_started(node, stream["id"])
+    await asyncio.sleep(1)
+    await db.execute(f"UPDATE streams SET {change} WHERE id = $1", _uuid(stream["id"]))
+    await end_show(client, stream["id"], seller)
+    await show.close()
+
+    directory = node.recordings.directory(_uuid(stream["id"]))
+
+    async def dropped():
+        return not directory.exists()
+
+    await until(dropped, "the segments to be dropped")
+    assert await db.fetchval("SELECT count(*) FROM stream_replays") == 0
+    assert not list((Path(media_settings.data_dir) / "media").rglob("*.webm"))

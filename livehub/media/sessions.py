@@ -268,7 +268,8 @@ class MediaNode:
             self._tasks.spawn(self.recordings.finalize(stream_id, self._save_replay), name=f"media-replay-{stream_id}")
 
     async def _save_replay(self, stream_id: UUID, joined: Joined) -> None:
-        if await recorded.has_replay(self._pool, stream_id):
+        if not await recorded.wants_replay(self._pool, stream_id):
+            log.info("stream %s: its replay is not wanted (opted out, discarded or made); segments dropped", stream_id)
             return
         key = replay_key(stream_id, joined.path.suffix[1:])
         size = (await asyncio.to_thread(joined.path.stat)).st_size

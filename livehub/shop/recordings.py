@@ -26,6 +26,19 @@ async def has_replay(db: DB, stream_id: UUID) -> bool:
     return await db.fetchval("SELECT true FROM stream_replays WHERE stream_id = $1", stream_id) is not None
 
 
+async def wants_replay(db: DB, stream_id: UUID) -> bool:
+    """Whether a finished recording is still wanted: the stream exists, has no replay yet, is to be recorded
+    and its replay was not discarded. The segments of one that is not are dropped."""
+    return bool(
+        await db.fetchval(
+            """SELECT record AND replay_discarded_at IS NULL
+                      AND NOT EXISTS (SELECT 1 FROM stream_replays WHERE stream_id = $1)
+                 FROM streams WHERE id = $1""",
+            stream_id,
+        )
+    )
+
+
 async def save_replay(
     db: DB,
     stream_id: UUID,
@@ -36,10 +49,12 @@ async def save_replay(
     size_bytes: int,
     started_at: datetime,
 ) -> bool:
-    """The stream's replay row; False (and nothing written) if the stream already has one or is gone."""
+    """The stream's replay row; False (and nothing written) if the stream already has one, is gone, is no
+    longer to be recorded or had its replay discarded (a recorder finishing late must not bring it back)."""
     inserted = await db.fetchval(
         """INSERT INTO stream_replays (stream_id, media_key, content_type, duration_s, size_bytes, started_at)
-           SELECT id, $2, $3, $4, $5, $6 FROM streams WHERE id = $1
+           SELECT id, $2, $3, $4, $5, $6 FROM streams
+            WHERE id = $1 AND record AND replay_discarded_at IS NULL
            ON CONFLICT (stream_id) DO NOTHING
            RETURNING true""",
         stream_id,
