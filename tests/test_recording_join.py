@@ -179,3 +179,45 @@ async def test_finishing_a_stream_while_its_segment_closes_waits_for_it(tmp_path
     await stopping
     assert len(saved) == 1 and len(saved[0]["times"]) == 60
     assert not recordings.directory(stream_id).exists() and stream_id not in recordings.active
+
+
+async def test_a_finalize_that_keeps_failing_backs_off_then_gives_up_loudly(tmp_path, monkeypatch, caplog):
+    """The disk is full (the joined file is /dev/full) every time: each failure is counted in the stream's
+    meta.json and the next try waits twice as long (it used to re-join the whole show every 5 s, forever);
+    after FINALIZE_TRIES an error is logged and the segments stay, never tried again."""
+    import uuid
+
+    from livehub.media.recording import Recordings, read_meta, update_meta
+
+    monkeypatch.setattr(recording, "FINALIZE_TRIES", 3)
+    recordings = Recordings(tmp_path / "recordings")
+    stream_id = uuid.uuid4()
+    directory = recordings.directory(stream_id)
+    directory.mkdir(parents=True)
+    write_started_at(directory, time.time())
+    await asyncio.to_thread(write_segment, directory, 1, "h264", at=0, seconds=3, audio_at=0)
+    saved = []
+
+    async def save(stream_id, joined):
+        saved.append(joined)
+
+    async def attempt():
+        (directory / "joined.mp4").unlink(missing_ok=True)
+        (directory / "joined.mp4").symlink_to("/dev/full")
+        await recordings.finalize(stream_id, save)
+        return read_meta(directory).get("finalize")
+
+    before = time.time()
+    first = await attempt()
+    assert first["attempts"] == 1 and first["next_try"] >= before + recording.FINALIZE_RETRY_S
+    assert await attempt() == first  # not due yet: nothing tried
+    update_meta(directory, finalize={**first, "next_try": 0})  # the time has come
+    second = await attempt()
+    assert second["attempts"] == 2 and second["next_try"] >= time.time() + 1.9 * recording.FINALIZE_RETRY_S
+    update_meta(directory, finalize={**second, "next_try": 0})
+    with caplog.at_level("ERROR"):
+        assert await attempt() == {"attempts": 3, "gave_up": True}
+    assert any(r.levelname == "ERROR" and "giving up" in r.getMessage() for r in caplog.records)
+    (directory / "joined.mp4").unlink(missing_ok=True)
+    await recordings.finalize(stream_id, save)  # given up: not tried again, even with room on the disk
+    assert saved == [] and len(recording.segments(directory)) == 1

@@ -51,6 +51,11 @@ BATCH_S = 0.25
 QUEUE_FRAMES = 1200
 # How long ending a publication waits for its segment to close before letting it finish in the background.
 CLOSE_WAIT_S = 10.0
+# A finalize that fails is tried again after FINALIZE_RETRY_S, doubling up to FINALIZE_RETRY_MAX_S, and given
+# up after FINALIZE_TRIES (about a day of trying).
+FINALIZE_RETRY_S = 30.0
+FINALIZE_RETRY_MAX_S = 3600.0
+FINALIZE_TRIES = 30
 VIDEO_CLOCK = 90_000
 AUDIO_CLOCK = 48_000
 META = "meta.json"
@@ -614,14 +619,46 @@ class Recordings:
         if lock is None:
             return  # another process records into it (its reaper finishes it later) or is finishing it
         try:
-            joined = await asyncio.to_thread(join_segments, directory)
-            if joined is None:
-                log.info("stream %s: its recording holds nothing playable", stream_id)
-            else:
-                await save(stream_id, joined)
+            tries = read_meta(directory).get("finalize", {})
+            if tries.get("gave_up") or tries.get("next_try", 0) > time.time():
+                return  # failed before: tried again later (the reaper asks every few seconds), or never
+            try:
+                joined = await asyncio.to_thread(join_segments, directory)
+                if joined is None:
+                    log.info("stream %s: its recording holds nothing playable", stream_id)
+                else:
+                    await save(stream_id, joined)
+            except Exception:
+                attempts = tries.get("attempts", 0) + 1
+                await asyncio.to_thread(update_meta, directory, finalize=_failed(stream_id, directory, attempts))
+                return
             await asyncio.to_thread(shutil.rmtree, directory, True)
         finally:
             os.close(lock)
+
+
+def _failed(stream_id: UUID, directory: Path, attempts: int) -> dict:
+    """A finalize that failed (the store away, the disk full), logged with its error: tried again after a
+    delay that doubles each time, given up loudly after FINALIZE_TRIES (the segments stay on disk; removing
+    "finalize" from their meta.json has them tried again). Returns meta.json's new "finalize"."""
+    if attempts >= FINALIZE_TRIES:
+        log.exception(
+            "stream %s: finishing its recording failed %d times; giving up, the segments stay in %s",
+            stream_id,
+            attempts,
+            directory,
+        )
+        return {"attempts": attempts, "gave_up": True}
+    delay = min(FINALIZE_RETRY_S * 2 ** (attempts - 1), FINALIZE_RETRY_MAX_S)
+    log.warning(
+        "stream %s: finishing its recording failed (try %d of %d), trying again in %.0f s",
+        stream_id,
+        attempts,
+        FINALIZE_TRIES,
+        delay,
+        exc_info=True,
+    )
+    return {"attempts": attempts, "next_try": time.time() + delay}
 
 
 def replay_key(stream_id: UUID, fmt: str) -> str:
