@@ -12,6 +12,7 @@ Keys are relative paths of safe segments (`images/<uuid>/480.webp`); nothing a c
 
 import asyncio
 import contextlib
+import logging
 import os
 import re
 import shutil
@@ -23,9 +24,13 @@ from typing import Protocol
 from urllib.parse import urlsplit
 
 from aiohttp import web
+from botocore.exceptions import BotoCoreError, ClientError
 
 from livehub import keys
+from livehub.errors import Unavailable
 from livehub.settings import Settings
+
+log = logging.getLogger(__name__)
 
 _KEY = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]*(/[A-Za-z0-9_-][A-Za-z0-9._-]*)*$")
 
@@ -217,6 +222,10 @@ class S3Store:
             response = await self.client.get_object(Bucket=self.bucket, Key=self.object_key(key), Range=bytes_range)
         except self.client.exceptions.NoSuchKey:
             return None
+        except (BotoCoreError, ClientError) as exc:
+            # The bucket unreachable, missing or refusing: not the caller's fault, and maybe over soon.
+            log.warning("media store: reading %s failed: %s", key, exc)
+            raise Unavailable("the media store is unavailable; try again shortly") from exc
         # "bytes 0-99/1234": the whole object's size after the slash.
         size = int(response.get("ContentRange", "").rpartition("/")[2] or response["ContentLength"])
         body = response["Body"]

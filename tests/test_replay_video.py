@@ -112,3 +112,49 @@ async def test_a_large_file_goes_to_s3_in_parts(client, make, db, tmp_path):
     assert res.status == 206 and await res.read() == data[-100:]
     res = await client.get(f"/api/streams/{stream_id}/replay/video")
     assert res.status == 200 and await res.read() == data
+
+
+async def test_head_answers_from_the_replays_row(client, make, db, tmp_path):
+    stream_id, data = await replay_of(client, make, db, tmp_path)
+    res = await client.head(f"/api/streams/{stream_id}/replay/video")
+    assert res.status == 200 and res.headers["Content-Length"] == str(SIZE)
+    assert res.headers["Accept-Ranges"] == "bytes" and res.headers["Content-Type"] == "video/webm"
+    res = await client.head(f"/api/streams/{stream_id}/replay/video", headers={"Range": "bytes=100-199"})
+    assert res.status == 206 and res.headers["Content-Range"] == f"bytes 100-199/{SIZE}"
+    assert res.headers["Content-Length"] == "100"
+
+
+async def test_a_bucket_that_cannot_be_read_is_503_and_head_never_asks_it(
+    s3_endpoint,  # noqa: F811
+    aiohttp_client,
+    database_url,
+    make,
+    db,
+    tmp_path,
+):
+    """The media store's bucket is not there (as when S3 is away or refuses): GET says 503 unavailable in
+    the API's error shape (it was a 500); HEAD answers from the replay's row without asking the bucket."""
+    update = {
+        "data_dir": tmp_path,
+        "jobs_enabled": False,
+        "media_store": "s3://no-such-bucket/replays-test",
+        "s3_endpoint_url": s3_endpoint,
+    }
+    client = await aiohttp_client(create_app(settings_for(database_url).model_copy(update=update)))
+    stream_id = await new_stream(client, make)
+    key = f"replays/{stream_id}/{uuid4().hex}.webm"
+    saved = await recordings.save_replay(
+        db,
+        UUID(stream_id),
+        media_key=key,
+        content_type="video/webm",
+        duration_s=12.5,
+        size_bytes=SIZE,
+        started_at=datetime.now(UTC),
+    )
+    assert saved
+    await error_of(await client.get(f"/api/streams/{stream_id}/replay/video"), 503, "unavailable")
+    ranged = await client.get(f"/api/streams/{stream_id}/replay/video", headers={"Range": "bytes=0-9"})
+    await error_of(ranged, 503, "unavailable")
+    res = await client.head(f"/api/streams/{stream_id}/replay/video")
+    assert res.status == 200 and res.headers["Content-Length"] == str(SIZE)

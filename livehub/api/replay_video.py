@@ -49,7 +49,10 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None | bool:
 
 @api.get(
     "/api/streams/{id}/replay/video",
-    errors={416: "the Range starts past the end of the file (Content-Range: bytes */size)"},
+    errors={
+        416: "the Range starts past the end of the file (Content-Range: bytes */size)",
+        503: "the media store (S3) cannot be read just now",
+    },
 )
 async def replay_video(request: web.Request) -> web.StreamResponse:
     """A show's recorded video: the whole file, or with Range one part of it (206, Content-Range)"""
@@ -71,6 +74,15 @@ async def replay_video(request: web.Request) -> web.StreamResponse:
         # FileResponse reads Range itself (the same way) and sends the bytes with sendfile.
         return web.FileResponse(path, headers=headers)
     start, end = wanted or (0, size - 1)
+    if request.method == "HEAD":
+        # From the row: asking the bucket would download the object (or the range) for nothing.
+        response = web.StreamResponse(status=206 if wanted else 200, headers=headers)
+        response.content_length = end - start + 1
+        if wanted:
+            response.headers["Content-Range"] = f"bytes {start}-{end}/{size}"
+        await response.prepare(request)
+        await response.write_eof()
+        return response
     chunks = await store.read_range(key, start, end)
     if chunks is None:
         raise NotFound("this stream's replay is gone")
