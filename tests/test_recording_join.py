@@ -221,3 +221,46 @@ async def test_a_finalize_that_keeps_failing_backs_off_then_gives_up_loudly(tmp_
     (directory / "joined.mp4").unlink(missing_ok=True)
     await recordings.finalize(stream_id, save)  # given up: not tried again, even with room on the disk
     assert saved == [] and len(recording.segments(directory)) == 1
+
+
+async def test_a_stalled_disk_does_not_hold_up_ending_the_publication(tmp_path, monkeypatch):
+    """The segment's file is a pipe nobody reads (a disk that stalls: the writer thread blocks writing the
+    first cluster). Stopping the publication's recording returns after CLOSE_WAIT_S (it used to wait for the
+    disk, holding up POST /end); the stream counts as recording until the writer is done, then finishing it
+    goes ahead."""
+    import fcntl
+    import os
+    import uuid
+
+    from livehub.media.recording import Recordings
+
+    monkeypatch.setattr(recording, "CLOSE_WAIT_S", 0.5)
+    recordings = Recordings(tmp_path / "recordings")
+    stream_id = uuid.uuid4()
+    recorder = recordings.start(stream_id, {"video": MIME["vp8"]}, lambda: None)
+    path = recorder.writer.path
+    os.mkfifo(path)
+    reader = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # there, so the writer's open goes through; unread
+    fcntl.fcntl(reader, fcntl.F_SETPIPE_SZ, 4096)
+    # 3 s of noise: the first cluster (2 s, far more than the pipe holds) is written while they are muxed.
+    for i, (data, key) in enumerate(encoded_video("vp8", (320, 240), 90, noise=True)):
+        recorder.frame("video", 90000, data, i * 3000, key)
+
+    await asyncio.wait_for(recordings.stop(stream_id, recorder), 20)  # before: waited for the disk forever
+    assert stream_id in recordings.active and stream_id not in recordings.waiting()
+    saved = []
+
+    async def save(stream_id, joined):
+        saved.append(joined)
+
+    finishing = asyncio.create_task(recordings.finalize(stream_id, save))
+    await asyncio.sleep(0.2)
+    assert not finishing.done()
+    # The disk comes back: room in the pipe for all the writer has left (PyAV writes the file's end holding
+    # the GIL: a reader in this process could not make room while it waits). What it wrote goes nowhere.
+    os.unlink(path)
+    fcntl.fcntl(reader, fcntl.F_SETPIPE_SZ, 1 << 20)
+    await asyncio.wait_for(finishing, 20)
+    os.close(reader)
+    assert saved == [] and not recordings.directory(stream_id).exists()
+    assert stream_id not in recordings.active

@@ -229,7 +229,10 @@ class SegmentWriter:
                 break
             except queue.Full:
                 await asyncio.sleep(0.05)
-        await asyncio.to_thread(self._thread.join)
+        # Polled rather than joined in the default executor: a writer stuck on a stalled disk must not hold
+        # one of its threads, nor the loop's shutdown, which waits for them.
+        while self._thread.is_alive():
+            await asyncio.sleep(0.05)
 
     def _run(self) -> None:
         container = None
@@ -561,7 +564,10 @@ class Recordings:
     async def stop(self, stream_id: UUID, recorder: PublicationRecorder) -> None:
         """Closes the publication's segment, waiting at most CLOSE_WAIT_S: a stalled disk must not hold up
         ending a session (POST /end, a publish replacing one, the reaper). The recorder stays in `active`
-        until its file is closed, so nothing finishes the stream under it; `finalize` waits for it."""
+        until its file is closed, so nothing finishes the stream under it; `finalize` waits for it.
+        This covers a disk that stalls while packets are written (PyAV lets go of the GIL there), not one that
+        stalls while the file is opened, its header written or its end (PyAV holds the GIL for those: the whole
+        process waits with it)."""
         closing = asyncio.ensure_future(self._close(stream_id, recorder))
         self._closing[stream_id] = closing
         done, _ = await asyncio.wait({closing}, timeout=CLOSE_WAIT_S)
