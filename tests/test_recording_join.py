@@ -230,6 +230,7 @@ async def test_a_stalled_disk_does_not_hold_up_ending_the_publication(tmp_path, 
     goes ahead."""
     import fcntl
     import os
+    import subprocess
     import uuid
 
     from livehub.media.recording import Recordings
@@ -256,11 +257,14 @@ async def test_a_stalled_disk_does_not_hold_up_ending_the_publication(tmp_path, 
     finishing = asyncio.create_task(recordings.finalize(stream_id, save))
     await asyncio.sleep(0.2)
     assert not finishing.done()
-    # The disk comes back: room in the pipe for all the writer has left (PyAV writes the file's end holding
-    # the GIL: a reader in this process could not make room while it waits). What it wrote goes nowhere.
-    os.unlink(path)
-    fcntl.fcntl(reader, fcntl.F_SETPIPE_SZ, 1 << 20)
-    await asyncio.wait_for(finishing, 20)
+    # The disk comes back: a reader in another process drains the pipe to its end (PyAV writes the file's
+    # end holding the GIL, so a reader in this process could not make room while it waits, and a bigger pipe
+    # might still be too small for what is left). What it wrote goes nowhere.
+    fcntl.fcntl(reader, fcntl.F_SETFL, fcntl.fcntl(reader, fcntl.F_GETFL) & ~os.O_NONBLOCK)
+    drain = subprocess.Popen(["cat"], stdin=reader, stdout=subprocess.DEVNULL)
     os.close(reader)
+    os.unlink(path)
+    await asyncio.wait_for(finishing, 20)
+    assert await asyncio.to_thread(drain.wait, 20) == 0
     assert saved == [] and not recordings.directory(stream_id).exists()
     assert stream_id not in recordings.active
