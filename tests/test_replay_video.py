@@ -158,3 +158,17 @@ async def test_a_bucket_that_cannot_be_read_is_503_and_head_never_asks_it(
     await error_of(ranged, 503, "unavailable")
     res = await client.head(f"/api/streams/{stream_id}/replay/video")
     assert res.status == 200 and res.headers["Content-Length"] == str(SIZE)
+
+
+async def test_a_discarded_or_hidden_replay_is_not_served(client, make, db, tmp_path):
+    """The video goes with the replay: not once it is discarded (whatever a late finish left in the table),
+    nor while its shop is suspended, as GET /api/streams/{id}/replay."""
+    stream_id, _ = await replay_of(client, make, db, tmp_path)
+    url = f"/api/streams/{stream_id}/replay/video"
+    seller_id = await db.fetchval("SELECT seller_id FROM streams WHERE id = $1", UUID(stream_id))
+    await db.execute("SELECT set_seller_status($1, 'suspended', NULL)", seller_id)
+    await error_of(await client.get(url), 404, "not_found")
+    await db.execute("SELECT set_seller_status($1, 'approved', NULL)", seller_id)
+    assert (await client.get(url)).status == 200
+    await db.execute("UPDATE streams SET replay_discarded_at = now() WHERE id = $1", UUID(stream_id))
+    await error_of(await client.get(url), 404, "not_found")

@@ -68,8 +68,12 @@ async def save_replay(
 
 
 async def replay_file(db: DB, stream_id: UUID) -> dict | None:
-    """`{media_key, content_type, size_bytes}` of the stream's replay, or None."""
+    """`{media_key, content_type, size_bytes}` of the stream's replay, or None: none either when the replay
+    was discarded or its shop is not approved (suspended, deactivated), as `GET /api/streams/{id}/replay`."""
     row = await db.fetchrow(
-        "SELECT media_key, content_type, size_bytes FROM stream_replays WHERE stream_id = $1", stream_id
+        """SELECT r.media_key, r.content_type, r.size_bytes
+             FROM stream_replays r JOIN streams s ON s.id = r.stream_id JOIN sellers se ON se.id = s.seller_id
+            WHERE r.stream_id = $1 AND s.replay_discarded_at IS NULL AND se.status = 'approved'""",
+        stream_id,
     )
     return dict(row) if row is not None else None

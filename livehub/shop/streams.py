@@ -87,7 +87,7 @@ async def list_streams(
 ) -> dict:
     """A page of streams in LIST_ORDER; `next_cursor` is the id of the page's last stream, and a page
     asked for with it continues after that stream's place in the order. Unlisted (practice) streams are
-    left out unless `with_unlisted` (the shop listing its own)."""
+    left out unless `with_unlisted` (the shop asking for its own in the studio, or an admin)."""
     rows = await db.fetch(
         f"""SELECT stream_json(s.id) AS stream, s.id FROM streams s
              WHERE ($1::text IS NULL OR s.status = $1) AND ($2::uuid IS NULL OR s.seller_id = $2)
