@@ -1,6 +1,6 @@
 """Every list pages with a cursor whose format the OpenAPI document states: the id of the previous page's last
-item (a UUID; ledger entries: an integer). A cursor of the stated format is never refused; anything else
-is a 422, never a 500."""
+item (a UUID; ledger entries: an integer), or an opaque string the list gave. A cursor of the stated format
+is never refused; anything else is a 422, never a 500."""
 
 import uuid
 
@@ -39,8 +39,15 @@ async def test_the_spec_states_each_cursors_format(client):
         "/api/admin/backups",
         "/api/variants/{id}/stock-history",
     }
-    assert set(formats) == {*LISTS, *PER_ITEM, *integers}
-    assert formats == {**dict.fromkeys([*LISTS, *PER_ITEM], "uuid"), **dict.fromkeys(integers, "integer")}
+    # Opaque strings: lists in an order no single id gives (replays by when they were made, a timeline by time
+    # across several kinds of event); tests/test_replays.py refuses bad ones.
+    opaque = {"/api/replays", "/api/streams/{id}/replay/timeline"}
+    assert set(formats) == {*LISTS, *PER_ITEM, *integers, *opaque}
+    assert formats == {
+        **dict.fromkeys([*LISTS, *PER_ITEM], "uuid"),
+        **dict.fromkeys(integers, "integer"),
+        **dict.fromkeys(opaque, "string"),
+    }
 
 
 async def test_cursors_of_the_stated_format_are_accepted_and_others_refused(client, make, db):
