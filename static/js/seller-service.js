@@ -157,6 +157,8 @@ export async function loadReturns() {
 
 export async function loadReviews(sellerId, fresh = () => true) {
   const list = $("reviews-list");
+  // Busy until the newest load has drawn the list (an older one still out is dropped when it comes back).
+  list.setAttribute("aria-busy", "true");
   const products = [];
   let cursor = null;
   do {
@@ -172,7 +174,18 @@ export async function loadReviews(sellerId, fresh = () => true) {
     for (const review of page.items) cards.push(reviewCard(product, review));
   }
   if (!fresh()) return;
+  // A reply being typed survives the list being drawn again (the tab opened again while a load was out).
+  const drafts = new Map();
+  for (const card of list.querySelectorAll("article.review")) {
+    const text = card.querySelector("textarea")?.value;
+    if (text) drafts.set(card.dataset.reviewId, text);
+  }
   list.replaceChildren(...(cards.length ? cards : [h("p", { class: "muted" }, "No reviews yet.")]));
+  for (const card of cards) {
+    const area = card.querySelector("textarea");
+    if (area && drafts.has(card.dataset.reviewId)) area.value = drafts.get(card.dataset.reviewId);
+  }
+  list.removeAttribute("aria-busy");
 }
 
 function reviewCard(product, review) {

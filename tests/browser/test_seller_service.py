@@ -107,6 +107,10 @@ async def test_shipping_profile_delivery_returns_and_review_replies(client, make
 
     # The review, answered once.
     await page.get_by_role("link", name="Reviews").click()
+    # The tab is shown (its newest load has begun) and that load has drawn the list (the one from the first
+    # visit may come back later and is dropped).
+    await expect(page.locator("#reviews")).to_be_visible()
+    await expect(page.locator("#reviews-list")).not_to_have_attribute("aria-busy", "true")
     card = page.locator("article.review")
     await expect(card).to_have_count(1)
     await expect(card).to_contain_text("Lovely glaze, a bit small.")
