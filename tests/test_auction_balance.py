@@ -14,6 +14,7 @@ import uuid
 import aiohttp
 import orjson
 import pytest
+from test_auctions import bid, hold_of, start
 
 from conftest import settings_for
 from helpers import assert_books_balanced, balance, top_up
@@ -43,29 +44,6 @@ async def two_shows(client, make):
     return (first, second), hosts
 
 
-async def start(host: Viewer, variant: str) -> dict:
-    reply = await host.request(
-        "auction", variant_id=variant, start_cents=1000, increment_cents=100, duration_s=120, mode="standard"
-    )
-    assert reply["type"] == "ack", reply
-    return await host.wait_for(
-        lambda v: next((e["auction"] for e in v.of_type("auction") if e["offset"] == reply["offset"]), None)
-    )
-
-
-async def bid(viewer: Viewer, auction_id: str, **amount) -> dict:
-    reply = await viewer.request("bid", auction_id=auction_id, **amount)
-    assert reply["type"] == "bid_result", reply
-    return reply
-
-
-async def hold_of(db, user) -> int:
-    return await db.fetchval(
-        "SELECT coalesce((SELECT balance_cents FROM accounts WHERE user_id = $1 AND kind = 'hold'), 0)",
-        uuid.UUID(user.id),
-    )
-
-
 async def led_by(db, user) -> dict[str, int]:
     """The running auctions `user` leads, with what each holds for them."""
     rows = await db.fetch(
@@ -77,7 +55,7 @@ async def led_by(db, user) -> dict[str, int]:
 async def assert_within_balance(client, db, user, total: int) -> dict[str, int]:
     """Nothing created or lost: wallet plus hold is what was topped up, the hold is exactly what the auctions
     the user leads hold, and no lead is beyond it."""
-    leads, held, wallet = await led_by(db, user), await hold_of(db, user), await balance(client, user)
+    leads, held, wallet = await led_by(db, user), await hold_of(db, user.id), await balance(client, user)
     assert wallet >= 0 and held == sum(leads.values()) and wallet + held == total, (wallet, held, leads)
     return leads
 
@@ -120,7 +98,10 @@ async def test_the_second_lead_waits_for_the_first_hold_to_go_back(client, make,
     await top_up(client, carol, WALLET)
     await top_up(client, dave, 100_000)
     c1, c2, d1 = [await Viewer.connect(client, s.id, p) for s, p in ((first, carol), (second, carol), (first, dave))]
-    one, two = await start(hosts[0], first.variant()), await start(hosts[1], second.variant())
+    one, two = (
+        await start(hosts[0], first.variant(), duration_s=120),
+        await start(hosts[1], second.variant(), duration_s=120),
+    )
     for viewer, auction in ((c1, one), (c2, two), (d1, one)):
         await viewer.wait_for(lambda v, i=auction["id"]: [e for e in v.of_type("auction") if e["auction"]["id"] == i])
 
@@ -148,8 +129,8 @@ async def test_the_second_lead_waits_for_the_first_hold_to_go_back(client, make,
     # The end: each auction has one winner, who paid from the hold.
     await assert_one_winner_who_paid(db, await close_at_end(client, one["id"]), dave, 2100, 0)
     await assert_one_winner_who_paid(db, await close_at_end(client, two["id"]), carol, 1000, SHIPPING)
-    assert (await balance(client, carol), await hold_of(db, carol)) == (WALLET - 1000 - SHIPPING, 0)
-    assert (await balance(client, dave), await hold_of(db, dave)) == (100_000 - 2100, 0)
+    assert (await balance(client, carol), await hold_of(db, carol.id)) == (WALLET - 1000 - SHIPPING, 0)
+    assert (await balance(client, dave), await hold_of(db, dave.id)) == (100_000 - 2100, 0)
     await assert_books_balanced(db)
     for viewer in (*hosts, c1, c2, d1):
         await viewer.close()
@@ -183,7 +164,7 @@ async def test_bids_in_both_at_once_never_hold_more_than_the_wallet(client, make
     shows = (first, second)
     mine = [await Viewer.connect(client, s.id, carol) for s in shows]
     daves = [await Viewer.connect(client, s.id, dave) for s in shows]
-    auctions = [await start(host, show.variant()) for host, show in zip(hosts, shows, strict=True)]
+    auctions = [await start(host, show.variant(), duration_s=120) for host, show in zip(hosts, shows, strict=True)]
     ids = [a["id"] for a in auctions]
     for viewer, aid in zip(mine + daves, ids + ids, strict=True):
         await viewer.wait_for(lambda v, i=aid: [e for e in v.of_type("auction") if e["auction"]["id"] == i])
@@ -232,7 +213,7 @@ async def test_bids_in_both_at_once_never_hold_more_than_the_wallet(client, make
         # Carol's lot had no other bidder: she pays the start price.
         winner, price = (carol, 1000) if aid == led else (dave, dave_pays)
         await assert_one_winner_who_paid(db, ended, winner, price, shipping[aid])
-    assert (await balance(client, carol), await hold_of(db, carol)) == (WALLET - 1000 - shipping[led], 0)
+    assert (await balance(client, carol), await hold_of(db, carol.id)) == (WALLET - 1000 - shipping[led], 0)
     await assert_books_balanced(db)
     for viewer in (*hosts, *mine, *daves):
         await viewer.close()
