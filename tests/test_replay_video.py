@@ -43,14 +43,9 @@ async def new_stream(client, make) -> str:
     return (await res.json())["stream"]["id"]
 
 
-async def replay_of(client, make, db, tmp_path, size=SIZE) -> tuple[str, bytes]:
-    stream_id = await new_stream(client, make)
-    data = os.urandom(size)
-    path = tmp_path / "replay.webm"
-    path.write_bytes(data)
-    key = f"replays/{stream_id}/{uuid4().hex}.webm"
-    await client.app[STORE].put_file(key, path, "video/webm")
-    saved = await recordings.save_replay(
+async def save_row(db, stream_id: str, key: str, size: int) -> bool:
+    """The stream_replays row of a file at `key`, written as the recorder writes it."""
+    return await recordings.save_replay(
         db,
         UUID(stream_id),
         media_key=key,
@@ -59,7 +54,16 @@ async def replay_of(client, make, db, tmp_path, size=SIZE) -> tuple[str, bytes]:
         size_bytes=size,
         started_at=datetime.now(UTC),
     )
-    assert saved
+
+
+async def replay_of(client, make, db, tmp_path, size=SIZE) -> tuple[str, bytes]:
+    stream_id = await new_stream(client, make)
+    data = os.urandom(size)
+    path = tmp_path / "replay.webm"
+    path.write_bytes(data)
+    key = f"replays/{stream_id}/{uuid4().hex}.webm"
+    await client.app[STORE].put_file(key, path, "video/webm")
+    assert await save_row(db, stream_id, key, size)
     # Once only: a second row for the stream is refused.
     again = {"media_key": key, "content_type": "video/webm", "duration_s": 1, "size_bytes": 1}
     assert not await recordings.save_replay(db, UUID(stream_id), **again, started_at=datetime.now(UTC))
@@ -142,17 +146,7 @@ async def test_a_bucket_that_cannot_be_read_is_503_and_head_never_asks_it(
     }
     client = await aiohttp_client(create_app(settings_for(database_url).model_copy(update=update)))
     stream_id = await new_stream(client, make)
-    key = f"replays/{stream_id}/{uuid4().hex}.webm"
-    saved = await recordings.save_replay(
-        db,
-        UUID(stream_id),
-        media_key=key,
-        content_type="video/webm",
-        duration_s=12.5,
-        size_bytes=SIZE,
-        started_at=datetime.now(UTC),
-    )
-    assert saved
+    assert await save_row(db, stream_id, f"replays/{stream_id}/{uuid4().hex}.webm", SIZE)
     await error_of(await client.get(f"/api/streams/{stream_id}/replay/video"), 503, "unavailable")
     ranged = await client.get(f"/api/streams/{stream_id}/replay/video", headers={"Range": "bytes=0-9"})
     await error_of(ranged, 503, "unavailable")
