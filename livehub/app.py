@@ -59,7 +59,7 @@ from livehub.shop.payouts import payout_provider_named
 from livehub.signin_limits import LoginLimiter
 from livehub.tasks import Supervisor, cancel
 from livehub.twofactor import TwoFactor
-from storage.db import create_pool, long_statements, migrate
+from storage.db import close_pool, create_pool, long_statements, migrate
 from storage.embedded import EmbeddedPostgres
 
 log = logging.getLogger(__name__)
@@ -117,7 +117,7 @@ async def database(app: web.Application):
         await migrate(conn)
     app[keys.POOL] = pool
     yield
-    await pool.close()
+    await close_pool(pool)
 
 
 async def accounts(app: web.Application):

@@ -41,7 +41,8 @@ from pgqueuer.executors import DatabaseRetryEntrypointExecutor, EntrypointExecut
 from livehub.mail import Mailer
 from livehub.metrics import JOB_FAILURES, JOB_RUNS
 from livehub.settings import Settings
-from storage.db import create_pool
+from livehub.tasks import cancel_all
+from storage.db import close_pool, create_pool
 
 log = logging.getLogger(__name__)
 
@@ -245,15 +246,12 @@ class Jobs:
                 # cancelled, stays 'picked', and a node takes it again once its heartbeat is stale.
                 log.warning("jobs still running after %s s; left for another node", self.settings.job_drain_s)
                 self._queue_pool.terminate()
-            for task in late:
-                task.cancel()
+            await cancel_all(list(late))
             for task in self._tasks:
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
-                if not task.cancelled() and task.exception() is not None:
+                if task.done() and not task.cancelled() and task.exception() is not None:
                     log.error("%s ended with %r", task.get_name(), task.exception())
         if self._queue_pool is not None and not self._queue_pool.is_closing():
-            await self._queue_pool.close()
+            await close_pool(self._queue_pool)
 
 
 # -- the jobs of messages ---------------------------------------------------------------------------

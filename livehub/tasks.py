@@ -24,6 +24,8 @@ log = logging.getLogger(__name__)
 
 # A loop that dies is restarted after this backoff, doubled per consecutive failure, capped.
 RESTART_MIN_S, RESTART_MAX_S = 0.5, 30.0
+# How long `cancel` waits for a cancelled task to stop before leaving it behind.
+CANCEL_WITHIN_S = 5.0
 
 
 class Supervisor:
@@ -126,10 +128,29 @@ async def _stopped(tasks: set[asyncio.Task], wait_s: float) -> None:
         log.error("%s did not stop when cancelled; left behind at shutdown", task.get_name())
 
 
-async def cancel(task: asyncio.Task | None) -> None:
-    """Cancel a task and wait until it has stopped."""
+async def cancel(task: asyncio.Task | None, within_s: float = CANCEL_WITHIN_S) -> None:
+    """Cancel a task and wait until it has stopped (raising what it failed with, if anything but the
+    cancellation); bounded as `cancel_all`."""
     if task is None:
         return
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    if await cancel_all([task], within_s):
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def cancel_all(tasks: list[asyncio.Task], within_s: float = CANCEL_WITHIN_S) -> bool:
+    """Cancel the tasks and wait until they have stopped; True once they have. A cancellation can be
+    swallowed (redis-py's `asyncio.wait_for` on Python 3.11 loses one that lands as its inner call
+    completes, CPython gh-86296), so it is asked again until the task ends; one still running after
+    `within_s` is named in the log and left behind (False): a shutdown must end."""
+    loop = asyncio.get_running_loop()
+    give_up = loop.time() + within_s
+    while pending := [task for task in tasks if not task.done()]:
+        if loop.time() >= give_up:
+            for task in pending:
+                log.error("%s did not stop when cancelled; left behind", task.get_name())
+            return False
+        for task in pending:
+            task.cancel()
+        await asyncio.wait(pending, timeout=min(0.1, max(0.0, give_up - loop.time())))
+    return True

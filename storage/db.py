@@ -14,7 +14,9 @@ server acknowledges no cancel, and the caller's ROLLBACK and the pool's release 
 Statements that are long by nature (CSV imports, reports) run in `long_statements()`; migrations unbounded.
 """
 
+import asyncio
 import contextlib
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -31,6 +33,7 @@ __all__ = [
     "FUNCTION_SCHEMA",
     "MIGRATIONS",
     "SEARCH_PATH",
+    "close_pool",
     "create_pool",
     "encode_json",
     "init_connection",
@@ -43,6 +46,11 @@ __all__ = [
 
 # What a domain function runs its queries on: the pool, or a connection already in a transaction.
 DB = asyncpg.Pool | asyncpg.Connection
+
+log = logging.getLogger(__name__)
+
+# How long close_pool() waits for the connections in use before cutting them off.
+CLOSE_POOL_S = 10.0
 
 
 @asynccontextmanager
@@ -181,6 +189,17 @@ async def create_pool(
     pool.acquire_timeout_s = acquire_timeout_s
     pool.observe_acquire = observe_acquire
     return await pool
+
+
+async def close_pool(pool: asyncpg.Pool, within_s: float = CLOSE_POOL_S) -> None:
+    """Close gracefully, waiting at most `within_s` for the connections in use to come back, then cut off
+    what is left: asyncpg's close() waits as long as any connection is held, and one held by a caller stuck
+    on a stalled server (or a task left behind at shutdown) would hold the node's shutdown forever."""
+    try:
+        await asyncio.wait_for(pool.close(), within_s)
+    except TimeoutError:
+        log.warning("database connections still in use after %s s at shutdown; closed anyway", within_s)
+        pool.terminate()
 
 
 @asynccontextmanager

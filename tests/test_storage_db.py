@@ -14,7 +14,16 @@ import asyncpg
 import pytest
 
 from conftest import _with_database
-from storage.db import FUNCTION_SCHEMA, FUNCTIONS, MIGRATIONS, SEARCH_PATH, create_pool, migrate, migration_files
+from storage.db import (
+    FUNCTION_SCHEMA,
+    FUNCTIONS,
+    MIGRATIONS,
+    SEARCH_PATH,
+    close_pool,
+    create_pool,
+    migrate,
+    migration_files,
+)
 
 VERSIONS = [v for v, _ in migration_files()]
 
@@ -269,3 +278,16 @@ async def test_a_role_that_does_not_own_the_database_needs_its_search_path_set_o
         await admin.close()
         async with session(_with_database(fresh_database, "postgres")) as server:
             await server.execute(f'DROP ROLE "{role}"')
+
+
+async def test_closing_a_pool_whose_connection_is_never_released_ends_in_bounded_time(database_url):
+    # asyncpg's close() alone waits for every connection to come back: a shutdown must not.
+    pool = await create_pool(database_url, min_size=1, max_size=1)
+    held = await pool.acquire()
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    await close_pool(pool, within_s=0.5)
+    assert loop.time() - started < 3
+    assert pool.is_closing()
+    with pytest.raises(asyncpg.InterfaceError):  # the held connection was cut off
+        await held.fetchval("SELECT 1")

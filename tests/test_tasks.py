@@ -4,7 +4,7 @@ import asyncio
 import logging
 import time
 
-from livehub.tasks import Supervisor
+from livehub.tasks import Supervisor, cancel
 
 
 async def until(condition, timeout: float = 5.0) -> None:
@@ -106,3 +106,60 @@ async def test_shutdown_ends_even_if_a_task_swallows_its_cancellation(caplog):
     assert "stubborn did not stop when cancelled" in caplog.text
     release.set()  # let it end, so the test leaves nothing running
     await asyncio.sleep(0)
+
+
+async def test_cancel_asks_again_when_a_cancellation_is_swallowed():
+    # As redis-py's wait_for on Python 3.11 can: the first cancellation is lost, the second one ends it.
+    swallowed = []
+
+    async def loses_one():
+        while True:
+            try:
+                await asyncio.sleep(3600)
+            except asyncio.CancelledError:
+                if swallowed:
+                    raise
+                swallowed.append(True)
+
+    task = asyncio.create_task(loses_one())
+    await asyncio.sleep(0)
+    await cancel(task, within_s=2)
+    assert task.cancelled() and swallowed == [True]
+
+
+async def test_cancel_leaves_behind_a_task_that_never_stops(caplog):
+    release = asyncio.Event()
+
+    async def never_stops():
+        while not release.is_set():
+            try:
+                await release.wait()
+            except asyncio.CancelledError:
+                pass
+
+    task = asyncio.create_task(never_stops(), name="never-stops")
+    await asyncio.sleep(0)
+    started = time.monotonic()
+    with caplog.at_level(logging.ERROR, "livehub.tasks"):
+        await cancel(task, within_s=0.3)
+    assert time.monotonic() - started < 2 and not task.done()
+    assert "never-stops did not stop when cancelled; left behind" in caplog.text
+    release.set()
+    await task
+
+
+async def test_a_failure_other_than_the_cancellation_is_raised():
+    async def fails_when_cancelled():
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            raise RuntimeError("cleanup failed") from None
+
+    task = asyncio.create_task(fails_when_cancelled())
+    await asyncio.sleep(0)
+    try:
+        await cancel(task)
+    except RuntimeError as exc:
+        assert str(exc) == "cleanup failed"
+    else:
+        raise AssertionError("cancel() hid the task's failure")

@@ -29,6 +29,7 @@ from livehub.broker.base import Broker, BrokerUnavailable, Position, RoomHandler
 from livehub.broker.redis_link import DOWN, RedisLink
 from livehub.broker.redis_pipeline import PublishPipeline
 from livehub.metrics import BROKER_RECONNECTS, BROKER_RESETS
+from livehub.tasks import cancel_all
 
 log = logging.getLogger(__name__)
 
@@ -205,17 +206,7 @@ class RedisBroker(Broker):
     async def close(self) -> None:
         """Stop the tasks. The link (the client) is closed by its owner, after every part that uses it."""
         self._closing = True
-        give_up = asyncio.get_running_loop().time() + CLOSE_S
-        while pending := [task for task in self._tasks if not task.done()]:
-            # redis-py sends with asyncio.wait_for, which on Python 3.11 can swallow a cancellation that lands
-            # as the send completes (CPython gh-86296): ask again until the tasks have really stopped. Bounded:
-            # a shutdown must end even if one never does.
-            if asyncio.get_running_loop().time() > give_up:
-                log.error("broker tasks still running after %s s, left behind: %s", CLOSE_S, pending)
-                break
-            for task in pending:
-                task.cancel()
-            await asyncio.wait(pending, timeout=0.1)
+        await cancel_all(self._tasks, CLOSE_S)  # asked again if one swallows it; bounded
         await asyncio.gather(*[task for task in self._tasks if task.done()], return_exceptions=True)
         self._tasks = []
         self._rooms.clear()

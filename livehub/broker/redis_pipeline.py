@@ -32,6 +32,7 @@ from redis.exceptions import NoScriptError, ResponseError
 from livehub.broker.base import BrokerBusy, BrokerUnavailable
 from livehub.broker.redis_link import DOWN
 from livehub.metrics import BROKER_PUBLISH_SECONDS
+from livehub.tasks import cancel_all
 
 log = logging.getLogger(__name__)
 
@@ -96,8 +97,8 @@ class PublishPipeline:
     async def close(self) -> None:
         """Stop the writer; whatever still waits fails with BrokerUnavailable."""
         if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+            # The writer waits on redis-py's reads, which can swallow a cancellation: asked again, bounded.
+            await cancel_all([self._task])
             self._task = None
         self._fail(list(self._queue), BrokerUnavailable("the broker is closing"))
         self._queue.clear()
