@@ -154,7 +154,8 @@ def settings(database_url) -> Settings:
 @pytest.fixture(params=["local", "redis"])
 async def backplane(request) -> dict[str, Any]:
     """Settings for how a node's rooms reach each other: in process, or through Redis under a key prefix of
-    the test's own (deleted afterwards). Room tests take it, so they run on both."""
+    the test's own (deleted afterwards). Room tests take it, so they run on both; name it before
+    aiohttp_client, so that the app is closed before its Redis keys are deleted (fixtures end in reverse)."""
     if request.param == "local":
         yield {"redis_url": None}
         return

@@ -28,7 +28,7 @@ SHIPPING = 500  # the second shop's flat rate: held on top of a bid there
 
 
 @pytest.fixture
-async def client(aiohttp_client, database_url, db, backplane):
+async def client(backplane, aiohttp_client, database_url, db):
     settings = settings_for(database_url).model_copy(update={"tick_ms": 20, "db_pool_max": 10, **backplane})
     return await aiohttp_client(create_app(settings), connector=aiohttp.TCPConnector(limit=0))
 

@@ -21,7 +21,7 @@ FEE_BPS = 1000  # settings_for's platform fee (checked below)
 
 
 @pytest.fixture
-async def client(aiohttp_client, database_url, db, backplane):
+async def client(backplane, aiohttp_client, database_url, db):
     settings = settings_for(database_url).model_copy(update={"tick_ms": 20, "db_pool_max": 10, **backplane})
     return await aiohttp_client(create_app(settings), connector=aiohttp.TCPConnector(limit=0))
 
@@ -464,7 +464,7 @@ async def test_an_auction_whose_stock_sold_out_meanwhile_ends_without_a_sale(cli
     await assert_books_balanced(db)
 
 
-async def test_bids_are_rate_limited_per_bidder(aiohttp_client, database_url, db, backplane, make):
+async def test_bids_are_rate_limited_per_bidder(backplane, aiohttp_client, database_url, db, make):
     settings = settings_for(database_url).model_copy(update={"tick_ms": 20, "bids_per_s": 0.5, **backplane})
     client = await aiohttp_client(create_app(settings))
     make.client = client

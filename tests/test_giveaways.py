@@ -18,7 +18,7 @@ from redis_server import redis_url  # noqa: F401
 
 
 @pytest.fixture
-async def client(aiohttp_client, database_url, db, backplane):
+async def client(backplane, aiohttp_client, database_url, db):
     settings = settings_for(database_url).model_copy(update={"tick_ms": 20, "db_pool_max": 10, **backplane})
     return await aiohttp_client(create_app(settings), connector=aiohttp.TCPConnector(limit=0))
 

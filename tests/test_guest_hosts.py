@@ -23,7 +23,7 @@ AT_BPS = {"host_commission_bps": BPS}
 
 
 @pytest.fixture
-async def client(aiohttp_client, settings, db, backplane):
+async def client(backplane, aiohttp_client, settings, db):
     # From the test's settings (smtp_server, when a test asks for it first, points them at its server).
     settings = settings.model_copy(update={"tick_ms": 20, **backplane})
     return await aiohttp_client(create_app(settings), connector=aiohttp.TCPConnector(limit=0))

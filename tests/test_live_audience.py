@@ -23,7 +23,7 @@ def app_settings(database_url, backplane, **extra):
 
 
 @pytest.fixture
-async def client(aiohttp_client, database_url, db, backplane):
+async def client(backplane, aiohttp_client, database_url, db):
     return await aiohttp_client(
         create_app(app_settings(database_url, backplane)), connector=aiohttp.TCPConnector(limit=0)
     )
@@ -137,7 +137,7 @@ async def _stats_with_unique(client, show, n: int) -> dict | None:
     return s if s["unique_viewers"] == n else None
 
 
-async def test_anonymous_sockets_per_address_are_capped_with_4029(aiohttp_client, database_url, db, backplane):
+async def test_anonymous_sockets_per_address_are_capped_with_4029(backplane, aiohttp_client, database_url, db):
     from conftest import Factory
 
     settings = app_settings(database_url, backplane, anonymous_sockets_per_address=3)

@@ -18,7 +18,7 @@ FLASH_PRICE = 400
 
 
 @pytest.fixture
-async def client(aiohttp_client, database_url, db, backplane):
+async def client(backplane, aiohttp_client, database_url, db):
     settings = settings_for(database_url).model_copy(update={"tick_ms": 20, "db_pool_max": 10, **backplane})
     # Hundreds of websockets from one test: no client-side connection limit.
     return await aiohttp_client(create_app(settings), connector=aiohttp.TCPConnector(limit=0))

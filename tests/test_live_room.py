@@ -14,7 +14,7 @@ from livehub.app import create_app
 
 
 @pytest.fixture
-async def client(aiohttp_client, database_url, db, backplane):
+async def client(backplane, aiohttp_client, database_url, db):
     settings = settings_for(database_url).model_copy(
         update={
             "tick_ms": 20,

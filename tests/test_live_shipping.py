@@ -17,7 +17,7 @@ FUNDS = 20_000
 
 
 @pytest.fixture
-async def client(aiohttp_client, database_url, db, backplane):
+async def client(backplane, aiohttp_client, database_url, db):
     settings = settings_for(database_url).model_copy(update={"tick_ms": 20, **backplane})
     return await aiohttp_client(create_app(settings))
 

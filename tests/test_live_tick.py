@@ -153,7 +153,7 @@ async def test_the_clock_does_not_drift_by_the_time_a_beat_takes():
 
 
 @pytest.fixture
-async def client(aiohttp_client, database_url, db, backplane):
+async def client(backplane, aiohttp_client, database_url, db):
     # 200 writes a second, 2 viewers a beat: a room of 20 viewers gets a 100 ms tick, one of 2 gets 20 ms.
     settings = settings_for(database_url).model_copy(
         update={

@@ -33,7 +33,7 @@ async def relay(request):
 
 
 @pytest.fixture
-async def client(aiohttp_client, settings, db, relay, backplane):
+async def client(backplane, aiohttp_client, settings, db, relay):
     return await aiohttp_client(create_app(media_settings(settings, media_relay=relay, **backplane)))
 
 

@@ -4,6 +4,7 @@ headers) and delete go through the API; the objects are checked in the bucket it
 
 import asyncio
 import socket
+import urllib.request
 
 import pytest
 from aiobotocore.session import get_session
@@ -33,8 +34,11 @@ def s3_endpoint(monkeypatch):
     port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    # moto keeps its buckets in the process, shared by every server it starts: each test begins empty.
+    urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST"), timeout=10).close()
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield endpoint
     finally:
         server.stop()
 
