@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
+import hang_report
 import pyotp
 import pytest
 from cryptography.fernet import Fernet
@@ -32,6 +33,17 @@ from smtp_server import smtp_server  # noqa: F401  (a fixture: a real SMTP serve
 from storage.db import init_connection, migrate
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    """A test about to time out reports which asyncio tasks it is still waiting on (tests/hang_report.py)."""
+    timer = hang_report.arm(item)
+    try:
+        yield
+    finally:
+        if timer is not None:
+            timer.cancel()
 
 
 def _with_database(dsn: str, name: str) -> str:
