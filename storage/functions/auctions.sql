@@ -172,11 +172,14 @@ BEGIN
     first_max := a.leader_max_cents;
     is_open := a.ended_at IS NULL AND st.status = 'live';
 
-    -- Every wallet and hold the batch may move exists, then all are locked in id order.
+    -- Every wallet and hold the batch may move exists, then all are locked in id order. New ones are
+    -- inserted in (user, kind) order: two batches inserting the same new accounts wait on each other's
+    -- uncommitted rows, and in opposite orders (two auctions, the same first-time bidders) would deadlock.
     bidders := ARRAY(SELECT DISTINCT (e->>'bidder_id')::uuid FROM jsonb_array_elements(p_bids) e
                      UNION SELECT a.leader_id WHERE a.leader_id IS NOT NULL);
     INSERT INTO accounts (kind, user_id, balance_cents)
     SELECT k.kind, b, 0 FROM unnest(bidders) b CROSS JOIN (VALUES ('wallet'), ('hold')) k (kind)
+     ORDER BY b, k.kind
     ON CONFLICT DO NOTHING;
     PERFORM count(*) FROM (SELECT 1 FROM accounts WHERE user_id = ANY (bidders) AND kind IN ('wallet', 'hold')
                             ORDER BY id FOR UPDATE) locked;

@@ -609,6 +609,7 @@ BEGIN
             UNION ALL SELECT 'earnings_pending', stream_host WHERE stream_host IS NOT NULL) k (kind, user_id)
      WHERE NOT EXISTS (SELECT 1 FROM accounts a
                         WHERE a.user_id IS NOT NULL AND a.user_id = k.user_id AND a.kind = k.kind)
+     ORDER BY k.user_id, k.kind  -- one order for every batch: see bid_batch in auctions.sql
     ON CONFLICT DO NOTHING;
     PERFORM count(*) FROM (
         SELECT 1 FROM accounts a
