@@ -14,6 +14,15 @@ async def until(condition, timeout: float = 5.0) -> None:
         await asyncio.sleep(0.005)
 
 
+async def ignores_cancellation(release: asyncio.Event) -> None:
+    """Runs until `release` is set, whatever cancels it (as a library re-acquiring a lock might)."""
+    while not release.is_set():
+        try:
+            await release.wait()
+        except asyncio.CancelledError:
+            pass
+
+
 async def test_a_failing_step_is_logged_and_counted(caplog):
     tasks = Supervisor()
 
@@ -90,15 +99,7 @@ async def test_shutdown_waits_for_steps_in_flight_then_cancels_the_late_ones():
 async def test_shutdown_ends_even_if_a_task_swallows_its_cancellation(caplog):
     tasks = Supervisor()
     release = asyncio.Event()
-
-    async def stubborn():
-        while not release.is_set():
-            try:
-                await release.wait()
-            except asyncio.CancelledError:
-                pass  # as a library re-acquiring a lock might
-
-    tasks.spawn(stubborn(), name="stubborn")
+    tasks.spawn(ignores_cancellation(release), name="stubborn")
     started = time.monotonic()
     with caplog.at_level(logging.ERROR, "livehub.tasks"):
         await tasks.close(drain_s=0.1)
@@ -129,15 +130,7 @@ async def test_cancel_asks_again_when_a_cancellation_is_swallowed():
 
 async def test_cancel_leaves_behind_a_task_that_never_stops(caplog):
     release = asyncio.Event()
-
-    async def never_stops():
-        while not release.is_set():
-            try:
-                await release.wait()
-            except asyncio.CancelledError:
-                pass
-
-    task = asyncio.create_task(never_stops(), name="never-stops")
+    task = asyncio.create_task(ignores_cancellation(release), name="never-stops")
     await asyncio.sleep(0)
     started = time.monotonic()
     with caplog.at_level(logging.ERROR, "livehub.tasks"):
